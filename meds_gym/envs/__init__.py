@@ -1,0 +1,27 @@
+"""Text Gymnasium environments with verifiable rewards, and the registered ``meds_gym/*`` ids."""
+
+from meds_gym.envs.charset import TEXT_CHARSET
+from meds_gym.envs.reasoning_env import DEFAULT_PROMPT_TEMPLATE, SYSTEM_INSTRUCTION, ReasoningEnv
+from meds_gym.envs.registration import (
+    BENCHMARK_ENV_IDS,
+    DATASET_ENV_ID,
+    TOY_ENV_IDS,
+    make_benchmark_env,
+    make_dataset_env,
+    make_toy_env,
+    register_envs,
+)
+
+__all__ = [
+    "BENCHMARK_ENV_IDS",
+    "DATASET_ENV_ID",
+    "DEFAULT_PROMPT_TEMPLATE",
+    "SYSTEM_INSTRUCTION",
+    "TEXT_CHARSET",
+    "TOY_ENV_IDS",
+    "ReasoningEnv",
+    "make_benchmark_env",
+    "make_dataset_env",
+    "make_toy_env",
+    "register_envs",
+]

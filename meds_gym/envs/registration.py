@@ -1,0 +1,134 @@
+"""Factories behind the registered ``meds_gym/<Name>-v0`` ids, and their registration."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium as gym
+
+from meds_gym.envs.reasoning_env import ReasoningEnv
+from meds_gym.errors import InvalidArgumentError
+
+TOY_ENV_IDS: dict[str, str] = {
+    "meds_gym/Arithmetic-v0": "arithmetic",
+    "meds_gym/AddSub-v0": "addsub",
+    "meds_gym/Modular-v0": "modular",
+}
+"""Registered toy-task ids -> task family (see :data:`meds_gym.tasks.TOY_TASKS`)."""
+
+BENCHMARK_ENV_IDS: dict[str, str] = {
+    "meds_gym/MATH500-v0": "math500",
+    "meds_gym/AIME24-v0": "aime24",
+    "meds_gym/AMC23-v0": "amc23",
+    "meds_gym/Minerva-v0": "minerva",
+    "meds_gym/OlympiadBench-v0": "olympiadbench",
+    "meds_gym/GSM8K-v0": "gsm8k",
+}
+"""Registered benchmark ids -> benchmark name (see :func:`meds_gym.tasks.load_benchmark`)."""
+
+DATASET_ENV_ID = "meds_gym/Dataset-v0"
+
+
+def make_toy_env(
+    task: str,
+    num_problems: int = 1000,
+    difficulty: int = 1,
+    seed: int = 0,
+    **env_kwargs: Any,
+) -> ReasoningEnv:
+    """A :class:`ReasoningEnv` over a procedural toy task.
+
+    Args:
+        task: Task family, a key of :data:`meds_gym.tasks.TOY_TASKS`.
+        num_problems: Size of the problem set.
+        difficulty: Difficulty knob of the family.
+        seed: Seed of the problem set (not of the episode order, which ``reset(seed=)`` sets).
+        **env_kwargs: Passed to :class:`ReasoningEnv`.
+    """
+    from meds_gym.tasks import TOY_TASKS
+
+    if task not in TOY_TASKS:
+        raise InvalidArgumentError("task", f"one of {sorted(TOY_TASKS)}", task)
+    source = TOY_TASKS[task](num_problems=num_problems, difficulty=difficulty, seed=seed)
+    return ReasoningEnv(source, **env_kwargs)
+
+
+def make_benchmark_env(
+    benchmark: str, data_path: str | os.PathLike[str] | None = None, **env_kwargs: Any
+) -> ReasoningEnv:
+    """A :class:`ReasoningEnv` over a benchmark read from a local file; nothing is downloaded.
+
+    Args:
+        benchmark: Benchmark name (``"math500"``, ``"gsm8k"``, ...).
+        data_path: A local JSON Lines, JSON or Parquet file in the benchmark's public format, or a
+            directory written by ``datasets.Dataset.save_to_disk`` (needs the ``datasets`` extra).
+        **env_kwargs: Passed to :class:`ReasoningEnv`.
+    """
+    from meds_gym.tasks import load_benchmark
+
+    if data_path is None:
+        raise InvalidArgumentError(
+            "data_path",
+            f"the path of a local {benchmark} file (JSONL, JSON or Parquet)",
+            data_path,
+            fix=f'Pass it to gym.make, e.g. gym.make(..., data_path="{benchmark}.jsonl").',
+        )
+    return ReasoningEnv(load_benchmark(benchmark, data_path), **env_kwargs)
+
+
+def make_dataset_env(
+    data_path: str | os.PathLike[str] | None = None,
+    question_field: str = "question",
+    answer_field: str = "answer",
+    answer_extractor: str = "raw",
+    id_field: str | None = None,
+    name: str = "dataset",
+    dataset: Any = None,
+    **env_kwargs: Any,
+) -> ReasoningEnv:
+    """A :class:`ReasoningEnv` over any question/answer dataset on the user's disk.
+
+    Args:
+        data_path: A local JSON Lines, JSON or Parquet file, or a ``save_to_disk`` directory.
+        question_field: Field holding the question.
+        answer_field: Field holding the gold answer (or a solution it is extracted from).
+        answer_extractor: How the gold answer is read from ``answer_field``: ``"raw"`` (as is),
+            ``"boxed"`` (last ``\\boxed{}``) or ``"gsm8k"`` (text after ``####``).
+        id_field: Optional field with a stable row id (otherwise the row index is used).
+        name: Prefix of the problem ids.
+        dataset: Instead of ``data_path``, an already loaded ``datasets.Dataset``.
+        **env_kwargs: Passed to :class:`ReasoningEnv`.
+    """
+    from meds_gym.tasks import DatasetSource
+
+    fields = dict(
+        name=name,
+        question_field=question_field,
+        answer_field=answer_field,
+        answer_extractor=answer_extractor,
+        id_field=id_field,
+    )
+    if (data_path is None) == (dataset is None):
+        raise InvalidArgumentError(
+            "data_path", "exactly one of data_path= (a local file) or dataset= (a Dataset)", data_path
+        )
+    if dataset is not None:
+        source = DatasetSource.from_hf(dataset, **fields)
+    elif os.path.isdir(data_path):  # type: ignore[arg-type]
+        source = DatasetSource.from_hf(data_path, **fields)
+    else:
+        source = DatasetSource.from_file(data_path, **fields)  # type: ignore[arg-type]
+    return ReasoningEnv(source, **env_kwargs)
+
+
+def register_envs() -> None:
+    """Register every ``meds_gym/<Name>-v0`` id with Gymnasium (idempotent)."""
+    for env_id, task in TOY_ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=make_toy_env, kwargs={"task": task})
+    for env_id, benchmark in BENCHMARK_ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=make_benchmark_env, kwargs={"benchmark": benchmark})
+    if DATASET_ENV_ID not in gym.registry:
+        gym.register(DATASET_ENV_ID, entry_point=make_dataset_env)

@@ -1,0 +1,27 @@
+"""Shared test fixtures: where the benchmark data lives, if it is there at all."""
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCHMARK_DIR = REPO_ROOT.parent / "shared" / "data" / "benchmarks"
+
+BENCHMARK_FILES = {
+    "math500": "MATH500",
+    "gsm8k": "GSM8K",
+    "amc23": "AMC23",
+    "minerva": "Minerva",
+    "olympiadbench": "OlympiadBench",
+}
+"""Benchmark name -> the env id's name, for the benchmarks with a bundled file."""
+
+_FILE_NAMES = {"minerva": "minerva_math.jsonl"}
+
+
+def benchmark_file(name: str) -> Path:
+    """The bundled file of a benchmark, or skip the test when the data directory is absent."""
+    path = BENCHMARK_DIR / _FILE_NAMES.get(name, f"{name}.jsonl")
+    if not path.exists():
+        pytest.skip(f"benchmark data not found at {path} (it ships beside the repository in ../shared)")
+    return path
