@@ -46,14 +46,28 @@ def invalid_type(name: str, expected: str, received: Any) -> TypeError:
 
 
 class UnknownProblemError(KeyError):
-    """A problem id that the source does not hold; the message lists the closest known ids."""
+    """A problem id that the source does not hold; the message lists the closest known ids.
 
-    def __init__(self, problem_id: str, known_ids: Iterable[str], source: str = "") -> None:
+    Args:
+        problem_id: The id that was asked for.
+        known_ids: Ids to search for close matches (a large source may pass a sample).
+        source: Name of the source, for the message.
+        num_known: Number of problems in the source, when ``known_ids`` is only a sample.
+    """
+
+    def __init__(
+        self,
+        problem_id: str,
+        known_ids: Iterable[str],
+        source: str = "",
+        num_known: int | None = None,
+    ) -> None:
         self.problem_id = problem_id
         ids = list(known_ids)
+        total = len(ids) if num_known is None else num_known
         close = difflib.get_close_matches(str(problem_id), ids, n=3, cutoff=0.5)
         where = f" in {source}" if source else ""
-        message = f"Unknown problem_id {problem_id!r}{where} ({len(ids)} problems)."
+        message = f"Unknown problem_id {problem_id!r}{where} ({total} problems)."
         if close:
             message += " Did you mean: " + ", ".join(repr(c) for c in close) + "?"
         elif ids:

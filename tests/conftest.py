@@ -23,5 +23,7 @@ def benchmark_file(name: str) -> Path:
     """The bundled file of a benchmark, or skip the test when the data directory is absent."""
     path = BENCHMARK_DIR / _FILE_NAMES.get(name, f"{name}.jsonl")
     if not path.exists():
-        pytest.skip(f"benchmark data not found at {path} (it ships beside the repository in ../shared)")
+        pytest.skip(
+            f"benchmark data not found at {path} (it ships beside the repository in ../shared)"
+        )
     return path

@@ -19,8 +19,8 @@ logger = logging.getLogger(__name__)
 SYSTEM_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 """The system instruction of the chat form of every prompt (the MEDS paper's evaluation prompt)."""
 
-DEFAULT_PROMPT_TEMPLATE = "{question}\n" + SYSTEM_INSTRUCTION
-"""How the plain-text observation is built from a question."""
+DEFAULT_PROMPT_TEMPLATE = "{question}\n" + SYSTEM_INSTRUCTION.replace("{", "{{").replace("}", "}}")
+"""How the plain-text observation is built from a question (a ``str.format`` template)."""
 
 
 class ReasoningEnv(gym.Env[str, str]):
@@ -74,7 +74,10 @@ class ReasoningEnv(gym.Env[str, str]):
             )
         if len(source) < 1:
             raise InvalidArgumentError("source", "a source with at least one problem", source)
-        for name, value in (("correct_reward", correct_reward), ("incorrect_reward", incorrect_reward)):
+        for name, value in (
+            ("correct_reward", correct_reward),
+            ("incorrect_reward", incorrect_reward),
+        ):
             if not np.isfinite(value):
                 raise InvalidArgumentError(name, "a finite number", value)
         for name, length in (
@@ -88,7 +91,9 @@ class ReasoningEnv(gym.Env[str, str]):
                 "prompt_template", "a format string containing '{question}'", prompt_template
             )
         if not verifier_timeout > 0:
-            raise InvalidArgumentError("verifier_timeout", "a positive number of seconds", verifier_timeout)
+            raise InvalidArgumentError(
+                "verifier_timeout", "a positive number of seconds", verifier_timeout
+            )
 
         self.source = source
         self.correct_reward = float(correct_reward)

@@ -111,7 +111,9 @@ def make_dataset_env(
     )
     if (data_path is None) == (dataset is None):
         raise InvalidArgumentError(
-            "data_path", "exactly one of data_path= (a local file) or dataset= (a Dataset)", data_path
+            "data_path",
+            "exactly one of data_path= (a local file) or dataset= (a Dataset)",
+            data_path,
         )
     if dataset is not None:
         source = DatasetSource.from_hf(dataset, **fields)
