@@ -99,6 +99,8 @@ class ReasoningEnv(gym.Env[str, str]):
         self.correct_reward = float(correct_reward)
         self.incorrect_reward = float(incorrect_reward)
         self.prompt_template = prompt_template
+        self.max_prompt_length = max_prompt_length
+        self.max_response_length = max_response_length
         self.verifier_timeout = float(verifier_timeout)
         self.observation_space = spaces.Text(
             max_length=max_prompt_length, min_length=0, charset=TEXT_CHARSET
@@ -155,14 +157,14 @@ class ReasoningEnv(gym.Env[str, str]):
         self._problem = problem
 
         prompt = self.prompt_template.format(question=problem.question)
-        if len(prompt) > self.observation_space.max_length and not self._warned_overlong_prompt:
+        if len(prompt) > self.max_prompt_length and not self._warned_overlong_prompt:
             self._warned_overlong_prompt = True
             logger.warning(
                 "Prompt of %s has %d characters, more than max_prompt_length=%d: the observation "
                 "lies outside observation_space. Raise max_prompt_length.",
                 problem.problem_id,
                 len(prompt),
-                self.observation_space.max_length,
+                self.max_prompt_length,
             )
         info = {
             "problem_id": problem.problem_id,
@@ -206,6 +208,6 @@ class ReasoningEnv(gym.Env[str, str]):
             "is_success": result.correct,
             "parsed_answer": result.parsed_answer,
             "gold_answer": problem.answer,
-            "response_overlong": len(action) > self.action_space.max_length,
+            "response_overlong": len(action) > self.max_response_length,
         }
         return "", reward, True, False, info

@@ -102,13 +102,6 @@ def make_dataset_env(
     """
     from meds_gym.tasks import DatasetSource
 
-    fields = dict(
-        name=name,
-        question_field=question_field,
-        answer_field=answer_field,
-        answer_extractor=answer_extractor,
-        id_field=id_field,
-    )
     if (data_path is None) == (dataset is None):
         raise InvalidArgumentError(
             "data_path",
@@ -116,11 +109,32 @@ def make_dataset_env(
             data_path,
         )
     if dataset is not None:
-        source = DatasetSource.from_hf(dataset, **fields)
+        source = DatasetSource.from_hf(
+            dataset,
+            name=name,
+            question_field=question_field,
+            answer_field=answer_field,
+            answer_extractor=answer_extractor,
+            id_field=id_field,
+        )
     elif os.path.isdir(data_path):  # type: ignore[arg-type]
-        source = DatasetSource.from_hf(data_path, **fields)
+        source = DatasetSource.from_hf(
+            data_path,
+            name=name,
+            question_field=question_field,
+            answer_field=answer_field,
+            answer_extractor=answer_extractor,
+            id_field=id_field,
+        )
     else:
-        source = DatasetSource.from_file(data_path, **fields)  # type: ignore[arg-type]
+        source = DatasetSource.from_file(
+            data_path,  # type: ignore[arg-type]
+            name=name,
+            question_field=question_field,
+            answer_field=answer_field,
+            answer_extractor=answer_extractor,
+            id_field=id_field,
+        )
     return ReasoningEnv(source, **env_kwargs)
 
 
@@ -128,9 +142,13 @@ def register_envs() -> None:
     """Register every ``meds_gym/<Name>-v0`` id with Gymnasium (idempotent)."""
     for env_id, task in TOY_ENV_IDS.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=make_toy_env, kwargs={"task": task})
+            gym.register(env_id, entry_point=f"{__name__}:make_toy_env", kwargs={"task": task})
     for env_id, benchmark in BENCHMARK_ENV_IDS.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=make_benchmark_env, kwargs={"benchmark": benchmark})
+            gym.register(
+                env_id,
+                entry_point=f"{__name__}:make_benchmark_env",
+                kwargs={"benchmark": benchmark},
+            )
     if DATASET_ENV_ID not in gym.registry:
-        gym.register(DATASET_ENV_ID, entry_point=make_dataset_env)
+        gym.register(DATASET_ENV_ID, entry_point=f"{__name__}:make_dataset_env")

@@ -40,8 +40,10 @@ class ProblemSource(Protocol):
     consumes it.
     """
 
-    name: str
-    """Short name used in error messages and ids (for example ``"arithmetic"``, ``"math500"``)."""
+    @property
+    def name(self) -> str:
+        """Short name used in error messages and ids (for example ``"arithmetic"``)."""
+        ...
 
     def __len__(self) -> int:
         """Number of problems."""
