@@ -1,0 +1,328 @@
+"""Speed of one MEDS training step: ``MEDSShaper.shape`` against the reference path.
+
+The workload imitates training: ``num_problems`` problems (512), each step visits
+``visits_per_step`` of them in turn, 16 rollouts a visit, about half wrong, until every problem has
+had ``visits`` visits (100), so each (problem, correct?) bucket grows from ~8 to ~800 rows.
+Fingerprints have d = 14 (the last 14 layers of a 28-layer model); each problem has 2-4 error
+modes of different weights plus scattered noise, and ``duplicate_share`` (15%) of the rollouts
+repeat one of the problem's earlier fingerprints exactly, as a collapsing policy does.
+
+Three ways to do one step are timed on the same data in this process:
+
+* ours: ``MEDSShaper.shape`` (validation, kNN vote, penalty, incremental numba HDBSCAN refits of
+  all touched buckets in one parallel call), on every step;
+* reference: what the reference code does, per touched bucket an ``hdbscan.HDBSCAN`` refit and per
+  penalised rollout one ``sklearn.neighbors.NearestNeighbors(metric="cosine")`` fit + query and a
+  majority vote; timed on the checkpoint steps (it is too slow to run on all of them);
+* sklearn: ``sklearn.cluster.HDBSCAN`` refits of the same buckets (clustering only).
+
+At every checkpoint our labels are compared with the ``hdbscan`` package's on each touched bucket
+(adjusted Rand index and the same noise points), and at the end on every bucket. Where they
+differ, the package is refitted with its other algorithms (``generic``, ``prims_kdtree``): exact
+duplicate rows create tied merge distances, and on some buckets the package's own algorithms then
+disagree with each other.
+
+Usage:
+    .venv/bin/python benchmarks/meds_step.py                      # default, a few minutes
+    .venv/bin/python benchmarks/meds_step.py --visits 20 --num-problems 128   # quick
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import hdbscan
+import numpy as np
+import tyro
+from sklearn.cluster import HDBSCAN as SklearnHDBSCAN
+from sklearn.metrics import adjusted_rand_score
+from sklearn.neighbors import NearestNeighbors
+
+from meds_gym.meds import MEDSConfig, MEDSShaper
+
+
+@dataclass
+class Args:
+    """Size and shape of the workload."""
+
+    num_problems: int = 512
+    """Problems (each has a wrong and a correct bucket)."""
+    visits: int = 100
+    """Visits per problem over the run (bucket size ~ 8 x visits)."""
+    visits_per_step: int = 64
+    """Problems visited per step (batch = visits_per_step x rollouts)."""
+    rollouts: int = 16
+    """Rollouts per visit."""
+    dim: int = 14
+    """Fingerprint length."""
+    duplicate_share: float = 0.15
+    """Share of rollouts that repeat an earlier fingerprint of the same problem exactly."""
+    noise_share: float = 0.1
+    """Share of rollouts scattered at random (no mode)."""
+    checkpoints: tuple[int, ...] = (1, 10, 25, 50, 100)
+    """Visit counts (epochs) at whose first step the reference path and sklearn are timed."""
+    seed: int = 0
+    """Seed of the synthetic workload."""
+    final_check: bool = True
+    """Compare labels with the hdbscan package on every bucket at the end."""
+    dump_dir: str | None = None
+    """If set, write the rows of every bucket whose labels differ from the package's there
+    (``<problem>-<correct>.npy``, L2-normalised float64), to reproduce the difference."""
+
+
+class Workload:
+    """Synthetic fingerprints with modes, noise and exact duplicates, per problem."""
+
+    def __init__(self, args: Args) -> None:
+        self.args = args
+        self.rng = np.random.default_rng(args.seed)
+        n, d = args.num_problems, args.dim
+        self.modes = [self.rng.normal(size=(int(self.rng.integers(2, 5)), d)) for _ in range(n)]
+        self.weights = [self.rng.dirichlet(np.ones(len(m)) * 0.7) for m in self.modes]
+        self.history: list[list[np.ndarray]] = [[] for _ in range(n)]
+
+    def visit(self, problem: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fingerprints (rollouts, d) float32 and correctness (rollouts,) of one visit."""
+        a, rng = self.args, self.rng
+        feats = np.empty((a.rollouts, a.dim), dtype=np.float32)
+        for r in range(a.rollouts):
+            u = rng.random()
+            past = self.history[problem]
+            if u < a.duplicate_share and past:
+                feats[r] = past[int(rng.integers(len(past)))]
+            elif u < a.duplicate_share + a.noise_share:
+                feats[r] = rng.normal(size=a.dim) * 1.5
+            else:
+                m = rng.choice(len(self.modes[problem]), p=self.weights[problem])
+                feats[r] = self.modes[problem][m] + rng.normal(scale=0.12, size=a.dim)
+            past.append(feats[r].copy())
+        correct = rng.random(a.rollouts) < 0.5
+        return feats, correct
+
+
+def reference_step(rows_before, labels_before, pids, correct, feats, k=3):
+    """The reference code's step: per-rollout cosine kNN vote, then per-bucket package refits."""
+    t0 = time.perf_counter()
+    penalties = np.zeros(len(pids))
+    for i, (pid, ok) in enumerate(zip(pids, correct, strict=True)):
+        key = (pid, bool(ok))
+        if ok or key not in rows_before or len(rows_before[key]) < 2:
+            continue
+        stored, labels = rows_before[key], labels_before[key]
+        nn = NearestNeighbors(n_neighbors=min(k, len(stored)), metric="cosine").fit(stored)
+        _, idx = nn.kneighbors(feats[i : i + 1])
+        label = Counter(labels[idx[0]].tolist()).most_common(1)[0][0]
+        n = int(np.sum(labels == label))
+        penalties[i] = min(0.1 * np.log(n + 1), 0.2)
+    t_vote = time.perf_counter() - t0
+    after = {}
+    for key in dict.fromkeys(zip(pids, correct.tolist(), strict=True)):
+        add = feats[
+            [j for j, (p, c) in enumerate(zip(pids, correct, strict=True)) if (p, c) == key]
+        ]
+        add = add / np.linalg.norm(add, axis=1, keepdims=True)
+        old = rows_before.get(key)
+        after[key] = add if old is None else np.concatenate([old, add])
+    t1 = time.perf_counter()
+    package_labels = {}
+    for key, x in after.items():
+        if len(x) < 2:
+            package_labels[key] = np.full(len(x), -1)
+            continue
+        package_labels[key] = (
+            hdbscan.HDBSCAN(min_cluster_size=2, min_samples=1, cluster_selection_method="eom")
+            .fit(x)
+            .labels_
+        )
+    t_refit = time.perf_counter() - t1
+    return t_vote + t_refit, t_vote, t_refit, package_labels, after
+
+
+def sklearn_refits(after):
+    t0 = time.perf_counter()
+    for x in after.values():
+        if len(x) >= 2:
+            SklearnHDBSCAN(min_cluster_size=2, min_samples=1, copy=True).fit(x)
+    return time.perf_counter() - t0
+
+
+def same_labels(a, b) -> bool:
+    """Same partition and same noise points."""
+    a, b = np.asarray(a), np.asarray(b)
+    return adjusted_rand_score(a, b) == 1.0 and bool(((a == -1) == (b == -1)).all())
+
+
+def compare_labels(
+    ours: dict, package: dict, rows: dict, dump_dir: str | None = None
+) -> tuple[int, int, int]:
+    """(buckets equal, buckets different, different ones where the package is ambiguous).
+
+    The package counts as ambiguous on a bucket when its own algorithms (the default Boruvka
+    kd-tree, ``generic`` and ``prims_kdtree``) do not all give the same partition there (tied
+    merge distances, which exact duplicate rows produce) and ours equals one of them.
+    """
+    equal = differ = ambiguous = 0
+    for key, theirs in package.items():
+        mine = ours[key]
+        if len(mine) < 2 or same_labels(mine, theirs):
+            equal += 1
+            continue
+        differ += 1
+        if dump_dir is not None:
+            Path(dump_dir).mkdir(parents=True, exist_ok=True)
+            np.save(Path(dump_dir) / f"{key[0]}-{key[1]}.npy", rows[key])
+        others = [
+            hdbscan.HDBSCAN(min_cluster_size=2, min_samples=1, algorithm=algo)
+            .fit(rows[key])
+            .labels_
+            for algo in ("generic", "prims_kdtree")
+        ]
+        if any(not same_labels(o, theirs) for o in others) and any(
+            same_labels(mine, o) for o in others
+        ):
+            ambiguous += 1
+    return equal, differ, ambiguous
+
+
+def main(args: Args) -> None:
+    warnings.simplefilter("ignore", FutureWarning)  # sklearn/hdbscan deprecation chatter
+    work = Workload(args)
+    pid_names = [f"problem-{i}" for i in range(args.num_problems)]
+    steps_per_epoch = -(-args.num_problems // args.visits_per_step)
+    total_steps = steps_per_epoch * args.visits
+    print(
+        f"MEDS step benchmark: {args.num_problems} problems, {args.visits} visits each, "
+        f"{args.visits_per_step} visits x {args.rollouts} rollouts per step "
+        f"({args.visits_per_step * args.rollouts} rollouts), d={args.dim}, "
+        f"duplicates {args.duplicate_share:.0%}, noise {args.noise_share:.0%}; {total_steps} steps"
+    )
+    # compile the numba kernels outside the timings
+    warm = MEDSShaper(MEDSConfig())
+    for _ in range(3):
+        x = np.random.default_rng(1).normal(size=(16, args.dim))
+        warm.shape(["w"] * 16, [False] * 16, [0.0] * 16, x)
+
+    shaper = MEDSShaper(MEDSConfig(warn_bucket_size=10**9))
+    ours_total = 0.0
+    rows_table = []
+    label_checks = [0, 0, 0]
+    order = np.arange(args.num_problems)
+    start = time.perf_counter()
+    for step in range(total_steps):
+        epoch, offset = divmod(step, steps_per_epoch)
+        if offset == 0:
+            work.rng.shuffle(order)
+        visited = order[offset * args.visits_per_step : (offset + 1) * args.visits_per_step]
+        pids, flags, feats = [], [], []
+        for p in visited:
+            f, c = work.visit(int(p))
+            pids += [pid_names[p]] * args.rollouts
+            flags.append(c)
+            feats.append(f)
+        correct = np.concatenate(flags)
+        features = np.concatenate(feats)
+        rewards = correct.astype(np.float64)
+        checkpoint = offset == 0 and (epoch + 1) in args.checkpoints
+        if checkpoint:
+            keys = dict.fromkeys(zip(pids, correct.tolist(), strict=True))
+            before_rows = {
+                k: shaper.memory.bucket(*k).rows.copy() for k in keys if k in shaper.memory
+            }
+            before_labels = {k: shaper.memory.bucket(*k).labels.copy() for k in before_rows}
+        t0 = time.perf_counter()
+        out = shaper.shape(pids, correct, rewards, features)
+        t_ours = time.perf_counter() - t0
+        ours_total += t_ours
+        if checkpoint:
+            t_ref, t_vote, t_refit, package, after = reference_step(
+                before_rows, before_labels, pids, correct, features.astype(np.float64)
+            )
+            t_sk = sklearn_refits(after)
+            ours_labels = {k: shaper.memory.bucket(*k).labels for k in package}
+            eq, diff, dep = compare_labels(ours_labels, package, after, args.dump_dir)
+            label_checks = [a + b for a, b in zip(label_checks, (eq, diff, dep), strict=True)]
+            sizes = [len(x) for x in after.values()]
+            rows_table.append(
+                (
+                    epoch + 1,
+                    int(np.mean(sizes)),
+                    max(sizes),
+                    t_ours,
+                    t_ref,
+                    t_vote,
+                    t_refit,
+                    t_sk,
+                    eq,
+                    diff,
+                    dep,
+                )
+            )
+            print(
+                f"  checkpoint visit {epoch + 1:4d}: mean bucket {np.mean(sizes):6.0f} rows | "
+                f"ours {t_ours * 1e3:8.1f} ms | reference {t_ref * 1e3:9.1f} ms "
+                f"(vote {t_vote * 1e3:.0f} + refit {t_refit * 1e3:.0f}) | sklearn.HDBSCAN refits "
+                f"{t_sk * 1e3:9.1f} ms | labels equal on {eq}/{eq + diff} buckets",
+                flush=True,
+            )
+        if (step + 1) % max(1, total_steps // 20) == 0:
+            print(
+                f"  step {step + 1}/{total_steps}: ours {ours_total:.1f} s so far, "
+                f"{shaper.memory.n_rows} rows stored, mean penalty of this step "
+                f"{out.penalties.mean():.4f} ({time.perf_counter() - start:.0f} s elapsed)",
+                flush=True,
+            )
+
+    print("\nPer-step time at the checkpoints (same step, same memory, same process):")
+    print(
+        f"{'visit':>6} {'mean N':>7} {'max N':>6} {'ours ms':>9} {'ref ms':>10} {'ratio':>7} "
+        f"{'sk ms':>10} {'ratio':>7}"
+    )
+    for v, mean_n, max_n, t_o, t_r, _, _, t_s, *_ in rows_table:
+        print(
+            f"{v:6d} {mean_n:7d} {max_n:6d} {t_o * 1e3:9.1f} {t_r * 1e3:10.1f} {t_r / t_o:6.1f}x "
+            f"{t_s * 1e3:10.1f} {t_s / t_o:6.1f}x"
+        )
+    if rows_table:
+        sum_o = sum(r[3] for r in rows_table)
+        sum_r = sum(r[4] for r in rows_table)
+        sum_s = sum(r[7] for r in rows_table)
+        print(
+            f"checkpoint steps summed: ours {sum_o:.3f} s, reference {sum_r:.3f} s "
+            f"({sum_r / sum_o:.1f}x, goal >= 30x), sklearn.HDBSCAN refits alone {sum_s:.3f} s "
+            f"({sum_s / sum_o:.1f}x)"
+        )
+    print(
+        f"ours over all {total_steps} steps: {ours_total:.2f} s "
+        f"({ours_total / total_steps * 1e3:.1f} ms/step mean)"
+    )
+    print(
+        f"labels at checkpoints: equal (ARI 1.0) on {label_checks[0]} buckets, different on "
+        f"{label_checks[1]} (of which {label_checks[2]} where the package's own algorithms "
+        "disagree and ours equals one of them)"
+    )
+    if args.final_check:
+        keys = shaper.memory.keys()
+        print(f"final check against the hdbscan package on all {len(keys)} buckets ...", flush=True)
+        package = {}
+        rows = {}
+        for key in keys:
+            rows[key] = shaper.memory.bucket(*key).rows.copy()
+            package[key] = hdbscan.HDBSCAN(min_cluster_size=2, min_samples=1).fit(rows[key]).labels_
+        ours_labels = {k: shaper.memory.bucket(*k).labels for k in keys}
+        eq, diff, dep = compare_labels(ours_labels, package, rows, args.dump_dir)
+        stats = shaper.stats()
+        print(
+            f"final: labels equal (ARI 1.0) on {eq}/{len(keys)} buckets; different on {diff} (of "
+            f"which {dep} where the package's own algorithms disagree and ours equals one of "
+            f"them); {stats.rows} rows, "
+            f"{stats.clusters} clusters, bucket size mean {stats.mean_bucket_size:.0f} max "
+            f"{stats.max_bucket_size}"
+        )
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

@@ -1,0 +1,155 @@
+"""The MEDS configuration: one frozen dataclass, validated on construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+from meds_gym.errors import InvalidArgumentError
+
+
+class PenaltyTarget(Enum):
+    """Which rollouts the memory penalises.
+
+    The paper penalises wrong rollouts only (DESIGN.md section 2, step 4). The other choices are for
+    ablations: ``CORRECT`` pushes apart repeated correct solutions, ``BOTH`` does both, ``NONE``
+    keeps the memory (and its statistics) without changing any reward.
+    """
+
+    WRONG = "wrong"
+    CORRECT = "correct"
+    BOTH = "both"
+    NONE = "none"
+
+    def penalises(self, correct: bool) -> bool:
+        """Whether a rollout with this correctness is penalised under this target."""
+        if self is PenaltyTarget.BOTH:
+            return True
+        if self is PenaltyTarget.NONE:
+            return False
+        return (self is PenaltyTarget.CORRECT) == bool(correct)
+
+
+class NoiseVote(Enum):
+    """What a rollout whose nearest stored neighbours vote for noise (label -1) is charged.
+
+    ``COUNT_NOISE`` is the reference-code behaviour (DESIGN.md section 2, step 5): the cluster size
+    is the number of stored noise rows, so a bucket full of scattered errors still penalises.
+    ``NO_PENALTY`` treats noise as "no recurring mode" and charges nothing.
+    """
+
+    COUNT_NOISE = "count_noise"
+    NO_PENALTY = "no_penalty"
+
+
+def _check_finite_nonneg(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentError(name, "a finite real number >= 0", value)
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgumentError(name, "a finite real number >= 0", value)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(name, f"an integer >= {minimum}", value)
+    if value < minimum:
+        raise InvalidArgumentError(name, f"an integer >= {minimum}", value)
+
+
+@dataclass(frozen=True)
+class MEDSConfig:
+    """Hyper-parameters of MEDS (Memory-Enhanced Dynamic reward Shaping).
+
+    Every field is validated on construction; a bad value raises
+    :class:`~meds_gym.errors.InvalidArgumentError` naming the field.
+
+    Example:
+        >>> cfg = MEDSConfig(alpha=0.02, beta=0.04)
+        >>> cfg.penalize
+        <PenaltyTarget.WRONG: 'wrong'>
+    """
+
+    alpha: float = 0.1
+    """Slope of the penalty: a rollout in a cluster of n stored rows loses ``alpha*log(n + 1)``."""
+    beta: float = 0.2
+    """Cap of the penalty (``2 * alpha`` in the reference code; 0.04 for Qwen3-8B in the paper)."""
+    k: int = 3
+    """Number of nearest stored fingerprints (cosine distance) whose majority label a new rollout
+    gets."""
+    min_cluster_size: int = 2
+    """HDBSCAN ``min_cluster_size``: the smallest group of fingerprints that forms a cluster."""
+    min_samples: int = 1
+    """HDBSCAN ``min_samples`` (core distance neighbourhood). With 1, refits are incremental."""
+    cluster_selection_method: str = "eom"
+    """HDBSCAN cluster selection: ``"eom"`` (excess of mass, as in the paper) or ``"leaf"``."""
+    penalize: PenaltyTarget = PenaltyTarget.WRONG
+    """Which rollouts are penalised; the paper penalises wrong ones only."""
+    noise_vote: NoiseVote = NoiseVote.COUNT_NOISE
+    """What a rollout voted into noise is charged; the default follows the reference code."""
+    bucket_capacity: int | None = None
+    """Most rows one bucket keeps. ``None`` (the paper) keeps every past fingerprint. When set, a
+    bucket that grows past it drops its oldest rows first (FIFO) before the refit, which bounds the
+    O(N^2) refit cost and memory of a bucket at the price of forgetting old error modes."""
+    warn_bucket_size: int = 10_000
+    """Bucket size past which a warning is issued once (refit cost and memory grow as O(N^2))."""
+
+    def __post_init__(self) -> None:
+        _check_finite_nonneg("alpha", self.alpha)
+        _check_finite_nonneg("beta", self.beta)
+        _check_int("k", self.k, 1)
+        _check_int("min_cluster_size", self.min_cluster_size, 2)
+        _check_int("min_samples", self.min_samples, 1)
+        if self.cluster_selection_method not in ("eom", "leaf"):
+            raise InvalidArgumentError(
+                "cluster_selection_method", "one of 'eom', 'leaf'", self.cluster_selection_method
+            )
+        if not isinstance(self.penalize, PenaltyTarget):
+            raise InvalidArgumentError(
+                "penalize",
+                f"a PenaltyTarget ({', '.join(t.name for t in PenaltyTarget)})",
+                self.penalize,
+            )
+        if not isinstance(self.noise_vote, NoiseVote):
+            raise InvalidArgumentError(
+                "noise_vote",
+                f"a NoiseVote ({', '.join(v.name for v in NoiseVote)})",
+                self.noise_vote,
+            )
+        if self.bucket_capacity is not None:
+            _check_int("bucket_capacity", self.bucket_capacity, 2)
+        _check_int("warn_bucket_size", self.warn_bucket_size, 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the fields (enums as their values)."""
+        out = asdict(self)
+        out["penalize"] = self.penalize.value
+        out["noise_vote"] = self.noise_vote.value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MEDSConfig:
+        """Rebuild a config from :meth:`to_dict` output (validated as on construction).
+
+        Args:
+            data: The dict; unknown keys raise :class:`~meds_gym.errors.InvalidArgumentError`.
+
+        Returns:
+            The config.
+        """
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise InvalidArgumentError(
+                "data", f"a dict with keys among {sorted(known)}", sorted(unknown)
+            )
+        kwargs = dict(data)
+        try:
+            if "penalize" in kwargs:
+                kwargs["penalize"] = PenaltyTarget(kwargs["penalize"])
+            if "noise_vote" in kwargs:
+                kwargs["noise_vote"] = NoiseVote(kwargs["noise_vote"])
+        except ValueError as exc:
+            raise InvalidArgumentError("data", "valid enum values", data) from exc
+        return cls(**kwargs)

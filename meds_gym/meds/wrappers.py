@@ -1,0 +1,455 @@
+"""Gymnasium wrappers that put MEDS reward shaping in front of any env (DESIGN.md sections 1, 4)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+
+from meds_gym.errors import InvalidArgumentError, invalid_type
+from meds_gym.meds.config import MEDSConfig
+from meds_gym.meds.shaper import MEDSShaper, ShapeResult, _validate_features
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PROBLEM_ID = "__env__"
+"""Bucket id used in non-text mode when the env's info carries no ``problem_id``: every episode of
+the env then shares one pair of buckets (successes, failures)."""
+
+IsCorrectFn = Callable[[float, Mapping[str, Any]], bool]
+"""``is_correct(reward, info) -> bool``: whether a (terminal) step was a success."""
+
+
+@dataclass
+class Trajectory:
+    """One episode as seen by a non-text :class:`MEDSRewardWrapper`, handed to ``feature_fn``.
+
+    Attributes:
+        observations: ``o_0 .. o_T``: the reset observation, then one per step.
+        actions: ``a_0 .. a_{T-1}``.
+        rewards: The env's raw rewards, one per step.
+        infos: The env's step infos, one per step.
+        reset_info: The info returned by ``reset``.
+    """
+
+    observations: list[Any] = field(default_factory=list)
+    actions: list[Any] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    infos: list[dict[str, Any]] = field(default_factory=list)
+    reset_info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+def _flag_from_info(info: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
+    for key in keys:
+        if key in info:
+            value = info[key]
+            if isinstance(value, (bool, np.bool_)):
+                return bool(value)
+            raise InvalidArgumentError(f'info["{key}"]', "a bool", value)
+    raise InvalidArgumentError(
+        "info",
+        "an env info dict with a boolean " + " or ".join(repr(k) for k in keys) + " entry",
+        sorted(info),
+        "Pass is_correct=lambda reward, info: ... to the MEDS wrapper to decide success yourself.",
+    )
+
+
+def _split_text_action(action: Any, name: str) -> tuple[str, Any]:
+    """``{"text": str, "features": vector | None}`` or a plain ``str`` -> (text, features)."""
+    if isinstance(action, str):
+        return action, None
+    if isinstance(action, Mapping):
+        if "text" not in action:
+            raise InvalidArgumentError(
+                name, 'a dict with a "text" entry (and optionally "features")', sorted(action)
+            )
+        text = action["text"]
+        if not isinstance(text, str):
+            raise InvalidArgumentError(f'{name}["text"]', "a str response", text)
+        unknown = set(action) - {"text", "features"}
+        if unknown:
+            raise InvalidArgumentError(
+                name, 'a dict with keys "text" and "features"', sorted(action)
+            )
+        return text, action.get("features")
+    raise invalid_type(name, 'a str or a dict {"text": str, "features": vector | None}', action)
+
+
+def _check_features(features: list[Any], shaper: MEDSShaper, name: str) -> None:
+    """Validate fingerprints before the inner env is stepped (so a bad one changes nothing)."""
+    try:
+        _validate_features(features, len(features), shaper.memory.dim)
+    except InvalidArgumentError as exc:
+        if len(features) == 1:
+            raise InvalidArgumentError(name, exc.expected, exc.received) from None
+        if exc.name.startswith("features["):  # name the sub-env's action, not the batch row
+            index = exc.name[len("features[") : -1]
+            raise InvalidArgumentError(
+                name.replace("[i]", f"[{index}]"), exc.expected, exc.received
+            ) from None
+        raise
+
+
+def _meds_info(result: ShapeResult, raw: npt.NDArray[np.float64], i: int) -> dict[str, Any]:
+    return {
+        "raw_reward": float(raw[i]),
+        "penalty": float(result.penalties[i]),
+        "cluster": int(result.clusters[i]),
+        "cluster_size": int(result.cluster_sizes[i]),
+        "shaped_reward": float(result.shaped_rewards[i]),
+    }
+
+
+class MEDSRewardWrapper(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+    """Shape an env's reward with MEDS: repeated kinds of mistakes earn less.
+
+    **Text mode** (``feature_fn=None``), for the text envs of :mod:`meds_gym.envs`: an action is
+    ``{"text": response, "features": fingerprint}`` (a float (L,) vector or ``None``) or a plain
+    string (no fingerprint, so no penalty). The text goes to the wrapped env; ``problem_id`` and
+    correctness come from the env's step info (``info["correct"]``, else ``info["is_success"]``,
+    or ``is_correct(reward, info)``); each step is a batch of one, so the memory updates after
+    every step. Unless ``feature_dim`` is given, the action space stays the wrapped env's ``Text``
+    space (dict actions are accepted but not part of it); with ``feature_dim`` it becomes
+    ``Dict(text=<inner Text>, features=Box(L,))``.
+
+    **Non-text mode** (``feature_fn`` given), for any env whose episodes end in success or
+    failure: actions pass through unchanged, the episode is recorded as a :class:`Trajectory`, and
+    at its last step (terminated or truncated) ``feature_fn(trajectory)`` gives the fingerprint,
+    ``is_correct(reward, info)`` the outcome (default: ``info["is_success"]``, else
+    ``info["correct"]``), and the bucket is ``info["problem_id"]`` (step info, then reset info)
+    or :data:`DEFAULT_PROBLEM_ID`. Only that last step's reward is shaped.
+
+    In both modes the breakdown is in ``info["meds"]`` (``raw_reward``, ``penalty``, ``cluster``,
+    ``cluster_size``, ``shaped_reward``): every step in text mode, the last step of each episode in
+    non-text mode. Set :attr:`training` to ``False`` to evaluate with a frozen memory.
+
+    Args:
+        env: The env to wrap.
+        config: The MEDS configuration.
+        feature_fn: ``feature_fn(trajectory) -> vector | None``; selects non-text mode.
+        is_correct: ``is_correct(reward, info) -> bool``, overriding the info keys.
+        feature_dim: Text mode only: fingerprint length L, to expose a ``Dict`` action space.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> env = MEDSRewardWrapper(
+        ...     gym.make("FrozenLake-v1", is_slippery=False), feature_fn=lambda t: [len(t), 1.0],
+        ...     is_correct=lambda reward, info: reward > 0)
+        >>> _ = env.reset(seed=0)
+    """
+
+    def __init__(
+        self,
+        env: gym.Env[Any, Any],
+        config: MEDSConfig = MEDSConfig(),  # noqa: B008 - frozen, so sharing it is safe
+        *,
+        feature_fn: Callable[[Trajectory], Any] | None = None,
+        is_correct: IsCorrectFn | None = None,
+        feature_dim: int | None = None,
+    ) -> None:
+        if not isinstance(env, gym.Env):
+            raise invalid_type("env", "a gymnasium.Env", env)
+        if not isinstance(config, MEDSConfig):
+            raise InvalidArgumentError("config", "a MEDSConfig", config)
+        if feature_fn is not None and not callable(feature_fn):
+            raise invalid_type("feature_fn", "a callable trajectory -> vector, or None", feature_fn)
+        if is_correct is not None and not callable(is_correct):
+            raise invalid_type(
+                "is_correct", "a callable (reward, info) -> bool, or None", is_correct
+            )
+        if feature_dim is not None:
+            if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
+                raise InvalidArgumentError("feature_dim", "an integer >= 1 or None", feature_dim)
+            if feature_fn is not None:
+                raise InvalidArgumentError(
+                    "feature_dim", "None in non-text mode (feature_fn given)", feature_dim
+                )
+        # Recorded so that ``env.spec.make()`` (used by gymnasium's env checker) can rebuild the
+        # wrapper; the rebuilt one starts with an empty memory.
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            config=config,
+            feature_fn=feature_fn,
+            is_correct=is_correct,
+            feature_dim=feature_dim,
+        )
+        gym.Wrapper.__init__(self, env)
+        self.shaper = MEDSShaper(config)
+        self._feature_fn = feature_fn
+        self._is_correct = is_correct
+        self._trajectory: Trajectory | None = None
+        self._reset_info: dict[str, Any] = {}
+        if feature_dim is not None:
+            self.action_space = spaces.Dict(
+                {
+                    "text": env.action_space,
+                    "features": spaces.Box(-np.inf, np.inf, (feature_dim,), np.float32),
+                }
+            )
+
+    @property
+    def config(self) -> MEDSConfig:
+        """The MEDS configuration."""
+        return self.shaper.config
+
+    @property
+    def text_mode(self) -> bool:
+        """Whether actions are texts with fingerprints (``feature_fn`` not given)."""
+        return self._feature_fn is None
+
+    @property
+    def training(self) -> bool:
+        """Whether the memory learns; ``False`` assigns and penalises but never stores."""
+        return self.shaper.training
+
+    @training.setter
+    def training(self, value: bool) -> None:
+        self.shaper.training = value
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset the wrapped env and start recording a new episode."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._reset_info = dict(info)
+        if not self.text_mode:
+            self._trajectory = Trajectory(observations=[obs], reset_info=dict(info))
+        return obs, info
+
+    def _problem_id(self, info: Mapping[str, Any], default: str | None) -> str:
+        pid = info.get("problem_id", self._reset_info.get("problem_id", default))
+        if pid is None:
+            raise InvalidArgumentError(
+                'info["problem_id"]',
+                "a str problem id in the env's step or reset info",
+                sorted(info),
+            )
+        if not isinstance(pid, str):
+            raise InvalidArgumentError('info["problem_id"]', "a str problem id", pid)
+        return pid
+
+    def _correct(self, reward: float, info: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
+        if self._is_correct is None:
+            return _flag_from_info(info, keys)
+        value = self._is_correct(reward, info)
+        if not isinstance(value, (bool, np.bool_)):
+            raise InvalidArgumentError("is_correct(reward, info)", "a bool", value)
+        return bool(value)
+
+    def _shape_one(
+        self, pid: str, correct: bool, reward: float, features: Any
+    ) -> tuple[float, dict[str, Any]]:
+        raw = np.array([reward], dtype=np.float64)
+        result = self.shaper.shape([pid], [correct], raw, [features])
+        return float(result.shaped_rewards[0]), _meds_info(result, raw, 0)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the wrapped env and shape the reward (see the class docstring)."""
+        feature_fn = self._feature_fn
+        if feature_fn is None:  # text mode
+            text, features = _split_text_action(action, "action")
+            if features is not None:
+                _check_features([features], self.shaper, 'action["features"]')
+            obs, reward, terminated, truncated, info = self.env.step(text)
+            info = dict(info)
+            value = float(reward)
+            pid = self._problem_id(info, None)
+            correct = self._correct(value, info, ("correct", "is_success"))
+            shaped, info["meds"] = self._shape_one(pid, correct, value, features)
+            return obs, shaped, terminated, truncated, info
+
+        if self._trajectory is None:
+            raise gym.error.ResetNeeded("Call reset() before step() (the episode has ended).")
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info = dict(info)
+        value = float(reward)
+        trajectory = self._trajectory
+        trajectory.observations.append(obs)
+        trajectory.actions.append(action)
+        trajectory.rewards.append(value)
+        trajectory.infos.append(info)
+        if not (terminated or truncated):
+            return obs, reward, terminated, truncated, info
+        self._trajectory = None
+        features = feature_fn(trajectory)
+        pid = self._problem_id(info, DEFAULT_PROBLEM_ID)
+        correct = self._correct(value, info, ("is_success", "correct"))
+        _check_features([features], self.shaper, "feature_fn(trajectory)")
+        shaped, info["meds"] = self._shape_one(pid, correct, value, features)
+        return obs, shaped, terminated, truncated, info
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the shaper state (configuration and memory), without the env."""
+        self.shaper.save(path)
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Replace the shaper state with one saved by :meth:`save`; :attr:`training` is kept."""
+        training = self.shaper.training
+        shaper = MEDSShaper.load(path)
+        shaper.training = training
+        self.shaper = shaper
+
+
+class MEDSVectorRewardWrapper(VectorWrapper):
+    """MEDS for a :class:`gymnasium.vector.VectorEnv` of text envs: one vector step is one batch.
+
+    Actions are a sequence of ``num_envs`` items, each a ``{"text", "features"}`` dict or a plain
+    string; the action space stays the wrapped env's. Sub-envs that are being auto-reset on this
+    step (``NEXT_STEP`` mode) are left out of the batch; in ``SAME_STEP`` mode the outcome of a
+    finished sub-env is read from ``info["final_info"]``. ``info["meds"]`` holds (num_envs,)
+    arrays ``raw_reward``, ``penalty``, ``cluster``, ``cluster_size``, ``shaped_reward`` and
+    ``info["_meds"]`` marks the sub-envs that were shaped.
+
+    Args:
+        env: The vector env.
+        config: The MEDS configuration.
+        is_correct: ``is_correct(reward, info) -> bool`` per sub-env, overriding
+            ``info["correct"]`` / ``info["is_success"]``.
+    """
+
+    def __init__(
+        self,
+        env: VectorEnv[Any, Any, Any],
+        config: MEDSConfig = MEDSConfig(),  # noqa: B008 - frozen, so sharing it is safe
+        *,
+        is_correct: IsCorrectFn | None = None,
+    ) -> None:
+        if not isinstance(env, VectorEnv):
+            raise invalid_type("env", "a gymnasium.vector.VectorEnv", env)
+        if not isinstance(config, MEDSConfig):
+            raise InvalidArgumentError("config", "a MEDSConfig", config)
+        if is_correct is not None and not callable(is_correct):
+            raise invalid_type(
+                "is_correct", "a callable (reward, info) -> bool, or None", is_correct
+            )
+        super().__init__(env)
+        self.shaper = MEDSShaper(config)
+        self._is_correct = is_correct
+        mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        self._autoreset_mode = AutoresetMode(mode) if isinstance(mode, str) else mode
+        self._resetting = np.zeros(self.num_envs, dtype=bool)
+
+    @property
+    def training(self) -> bool:
+        """Whether the memory learns; ``False`` assigns and penalises but never stores."""
+        return self.shaper.training
+
+    @training.setter
+    def training(self, value: bool) -> None:
+        self.shaper.training = value
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset all sub-envs."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._resetting[:] = False
+        return obs, info
+
+    @staticmethod
+    def _sub_info(info: Mapping[str, Any], i: int) -> dict[str, Any]:
+        out = {}
+        for key, value in info.items():
+            if key.startswith("_"):
+                continue
+            mask = info.get(f"_{key}")
+            if mask is not None and not bool(mask[i]):
+                continue
+            out[key] = value[i]
+        return out
+
+    def step(
+        self, actions: Any
+    ) -> tuple[Any, Any, npt.NDArray[np.bool_], npt.NDArray[np.bool_], dict[str, Any]]:
+        """Step every sub-env and shape the batch of rewards (see the class docstring)."""
+        if isinstance(actions, (str, bytes, Mapping)) or not isinstance(
+            actions, (Sequence, np.ndarray)
+        ):
+            raise invalid_type("actions", f"a sequence of {self.num_envs} texts or dicts", actions)
+        if len(actions) != self.num_envs:
+            raise InvalidArgumentError(
+                "actions", f"{self.num_envs} actions (one per sub-env)", f"{len(actions)} actions"
+            )
+        split = [_split_text_action(a, f"actions[{i}]") for i, a in enumerate(actions)]
+        texts = tuple(text for text, _ in split)
+        features = [feat for _, feat in split]
+        _check_features(features, self.shaper, 'actions[i]["features"]')
+
+        obs, rewards, terminated, truncated, infos = self.env.step(texts)
+        raw = np.asarray(rewards, dtype=np.float64)
+        stepped = ~self._resetting if self._autoreset_mode is AutoresetMode.NEXT_STEP else None
+        done = np.logical_or(terminated, truncated)
+        if self._autoreset_mode is AutoresetMode.NEXT_STEP:
+            self._resetting = done.copy()  # those sub-envs reset (not step) on the next call
+        idx: list[int] = []
+        pids: list[str] = []
+        flags: list[bool] = []
+        for i in range(self.num_envs):
+            if stepped is not None and not stepped[i]:
+                continue
+            source: Mapping[str, Any] = infos
+            if (
+                self._autoreset_mode is AutoresetMode.SAME_STEP
+                and done[i]
+                and "final_info" in infos
+            ):
+                source = infos["final_info"]
+            sub = self._sub_info(source, i)
+            pid = sub.get("problem_id")
+            if not isinstance(pid, str):
+                raise InvalidArgumentError(f'info["problem_id"][{i}]', "a str problem id", pid)
+            if self._is_correct is None:
+                flag = _flag_from_info(sub, ("correct", "is_success"))
+            else:
+                got = self._is_correct(float(raw[i]), sub)
+                if not isinstance(got, (bool, np.bool_)):
+                    raise InvalidArgumentError("is_correct(reward, info)", "a bool", got)
+                flag = bool(got)
+            idx.append(i)
+            pids.append(pid)
+            flags.append(flag)
+
+        result = self.shaper.shape(
+            pids, np.array(flags, dtype=bool), raw[idx], [features[i] for i in idx]
+        )
+        n = self.num_envs
+        chosen = np.asarray(idx, dtype=np.int64)
+        meds = {
+            "raw_reward": raw.copy(),
+            "penalty": np.zeros(n),
+            "cluster": np.full(n, -2, dtype=np.int64),
+            "cluster_size": np.zeros(n, dtype=np.int64),
+            "shaped_reward": raw.copy(),
+        }
+        meds["penalty"][chosen] = result.penalties
+        meds["cluster"][chosen] = result.clusters
+        meds["cluster_size"][chosen] = result.cluster_sizes
+        meds["shaped_reward"][chosen] = result.shaped_rewards
+        mask = np.zeros(n, dtype=bool)
+        mask[chosen] = True
+        infos = dict(infos)
+        infos["meds"] = meds
+        infos["_meds"] = mask
+        return obs, meds["shaped_reward"].copy(), terminated, truncated, infos
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the shaper state (configuration and memory), without the env."""
+        self.shaper.save(path)
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Replace the shaper state with one saved by :meth:`save`; :attr:`training` is kept."""
+        training = self.shaper.training
+        shaper = MEDSShaper.load(path)
+        shaper.training = training
+        self.shaper = shaper
