@@ -1,0 +1,302 @@
+"""From an ordered MST to HDBSCAN labels: single linkage, condensed tree, stability, selection.
+
+Each step mirrors the ``hdbscan`` package (``_hdbscan_linkage.label`` and ``_hdbscan_tree``):
+the order in which the condensed tree is built (breadth first, left child before right, points of a
+pruned branch in breadth-first order) fixes both the cluster ids and the order in which stability
+terms are summed; a zero merge distance gives an infinite lambda; the excess-of-mass comparison
+sums the children's stabilities in single precision, as the package does; and with
+``allow_single_cluster`` a point of the root cluster keeps the label only if it left the root no
+earlier than the root's last departure. Cluster labels are numbered by increasing cluster id, so
+on the same tree they equal the package's labels, not just the partition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _root(parent: np.ndarray, x: int) -> int:
+    """Root of ``x`` in a forest stored as parent pointers (``-1`` at roots), compressing."""
+    root = x
+    while parent[root] != -1:
+        root = parent[root]
+    while parent[x] != -1 and parent[x] != root:
+        nxt = parent[x]
+        parent[x] = root
+        x = nxt
+    return root
+
+
+@njit(cache=True)
+def single_linkage(edges: np.ndarray, n: int):
+    """Binary single-linkage tree from MST edges taken in the given row order.
+
+    Args:
+        edges: ``float64`` array of shape ``(n - 1, 3)``, rows ``(a, b, distance)`` already in
+            merge order.
+        n: Number of points.
+
+    Returns:
+        ``(left, right, delta, size)``: ``int64``/``int64``/``float64``/``int64`` arrays of shape
+        ``(n - 1,)``; row ``r`` creates node ``n + r`` by merging the roots of ``a`` (left) and
+        ``b`` (right) at distance ``delta``.
+    """
+    parent = np.full(2 * n - 1, -1, dtype=np.int64)
+    size = np.zeros(2 * n - 1, dtype=np.int64)
+    size[:n] = 1
+    m = n - 1
+    left = np.empty(m, dtype=np.int64)
+    right = np.empty(m, dtype=np.int64)
+    delta = np.empty(m)
+    count = np.empty(m, dtype=np.int64)
+    for r in range(m):
+        aa = _root(parent, int(edges[r, 0]))
+        bb = _root(parent, int(edges[r, 1]))
+        node = n + r
+        left[r] = aa
+        right[r] = bb
+        delta[r] = edges[r, 2]
+        count[r] = size[aa] + size[bb]
+        size[node] = count[r]
+        parent[aa] = node
+        parent[bb] = node
+    return left, right, delta, count
+
+
+@njit(cache=True)
+def condense_tree(
+    left: np.ndarray, right: np.ndarray, delta: np.ndarray, count: np.ndarray, n: int, mcs: int
+):
+    """Condensed tree: clusters of at least ``mcs`` points and the lambdas at which points leave.
+
+    Args:
+        left: ``int64`` ``(n - 1,)`` left child of each single-linkage node.
+        right: ``int64`` ``(n - 1,)`` right child.
+        delta: ``float64`` ``(n - 1,)`` merge distance.
+        count: ``int64`` ``(n - 1,)`` node size.
+        n: Number of points (``>= 2``).
+        mcs: Minimum cluster size (``>= 2``).
+
+    Returns:
+        ``(parent, child, lam, child_size, n_clusters)``: row arrays of the condensed tree
+        (``int64``, ``int64``, ``float64``, ``int64``, each trimmed to its length) and the number
+        of clusters. Cluster ids run from ``n`` (the root) to ``n + n_clusters - 1``.
+    """
+    total = 2 * n - 1
+    root = total - 1
+    # Breadth-first order of all single-linkage nodes, left child before right.
+    bfs = np.empty(total, dtype=np.int64)
+    bfs[0] = root
+    head = 0
+    tail = 1
+    while head < tail:
+        node = bfs[head]
+        head += 1
+        if node >= n:
+            bfs[tail] = left[node - n]
+            bfs[tail + 1] = right[node - n]
+            tail += 2
+    relabel = np.empty(total, dtype=np.int64)
+    relabel[root] = n
+    next_label = n + 1
+    ignore = np.zeros(total, dtype=np.bool_)
+    res_parent = np.empty(2 * n, dtype=np.int64)
+    res_child = np.empty(2 * n, dtype=np.int64)
+    res_lam = np.empty(2 * n)
+    res_size = np.empty(2 * n, dtype=np.int64)
+    queue = np.empty(total, dtype=np.int64)
+    pos = 0
+    for idx in range(total):
+        node = bfs[idx]
+        if ignore[node] or node < n:
+            continue
+        r = node - n
+        lc = left[r]
+        rc = right[r]
+        lam = 1.0 / delta[r] if delta[r] > 0.0 else np.inf
+        left_count = count[lc - n] if lc >= n else 1
+        right_count = count[rc - n] if rc >= n else 1
+        if left_count >= mcs and right_count >= mcs:
+            relabel[lc] = next_label
+            next_label += 1
+            res_parent[pos] = relabel[node]
+            res_child[pos] = relabel[lc]
+            res_lam[pos] = lam
+            res_size[pos] = left_count
+            pos += 1
+            relabel[rc] = next_label
+            next_label += 1
+            res_parent[pos] = relabel[node]
+            res_child[pos] = relabel[rc]
+            res_lam[pos] = lam
+            res_size[pos] = right_count
+            pos += 1
+            continue
+        for side in range(2):
+            sub_root = lc if side == 0 else rc
+            sub_count = left_count if side == 0 else right_count
+            if sub_count >= mcs:
+                relabel[sub_root] = relabel[node]  # the big child continues the cluster
+                continue
+            # The small child's points fall out of the cluster at this lambda.
+            queue[0] = sub_root
+            qh = 0
+            qt = 1
+            while qh < qt:
+                sub = queue[qh]
+                qh += 1
+                ignore[sub] = True
+                if sub < n:
+                    res_parent[pos] = relabel[node]
+                    res_child[pos] = sub
+                    res_lam[pos] = lam
+                    res_size[pos] = 1
+                    pos += 1
+                else:
+                    queue[qt] = left[sub - n]
+                    queue[qt + 1] = right[sub - n]
+                    qt += 2
+    return (
+        res_parent[:pos].copy(),
+        res_child[:pos].copy(),
+        res_lam[:pos].copy(),
+        res_size[:pos].copy(),
+        next_label - n,
+    )
+
+
+@njit(cache=True)
+def select_and_label(
+    parent: np.ndarray,
+    child: np.ndarray,
+    lam: np.ndarray,
+    child_size: np.ndarray,
+    n: int,
+    n_clusters: int,
+    leaf: bool,
+    allow_single_cluster: bool,
+) -> np.ndarray:
+    """Stability, excess-of-mass (or leaf) selection and point labels from a condensed tree.
+
+    Args:
+        parent: ``int64`` ``(R,)`` parent cluster id of each condensed-tree row.
+        child: ``int64`` ``(R,)`` child id (a point ``< n`` or a cluster ``>= n``).
+        lam: ``float64`` ``(R,)`` lambda (1 / distance) of the row.
+        child_size: ``int64`` ``(R,)`` number of points in the child.
+        n: Number of points.
+        n_clusters: Number of clusters (ids ``n`` .. ``n + n_clusters - 1``; ``n`` is the root).
+        leaf: Select leaf clusters instead of excess of mass.
+        allow_single_cluster: Whether the root may be selected as the only cluster.
+
+    Returns:
+        ``int64`` array of shape ``(n,)``: cluster labels ``0..k-1``, ``-1`` for noise.
+    """
+    n_rows = parent.shape[0]
+    birth = np.zeros(n_clusters)
+    cparent = np.full(n_clusters, -1, dtype=np.int64)  # parent cluster (local ids), -1 for root
+    child1 = np.full(n_clusters, -1, dtype=np.int64)
+    child2 = np.full(n_clusters, -1, dtype=np.int64)
+    for r in range(n_rows):
+        c = child[r]
+        if c >= n:
+            lc = c - n
+            lp = parent[r] - n
+            birth[lc] = lam[r]
+            cparent[lc] = lp
+            if child1[lp] < 0:
+                child1[lp] = lc
+            else:
+                child2[lp] = lc
+    stability = np.zeros(n_clusters)
+    for r in range(n_rows):
+        lp = parent[r] - n
+        stability[lp] += (lam[r] - birth[lp]) * child_size[r]
+
+    selected = np.zeros(n_clusters, dtype=np.bool_)
+    has_split = False
+    for c in range(n_clusters):
+        if child1[c] >= 0:
+            has_split = True
+    if leaf:
+        if has_split:
+            for c in range(1, n_clusters):
+                selected[c] = child1[c] < 0
+    else:
+        chosen = np.zeros(n_clusters, dtype=np.bool_)
+        last = 0 if allow_single_cluster else 1
+        for c in range(n_clusters - 1, last - 1, -1):
+            # The package accumulates this sum in a C float (single precision).
+            sub = np.float32(0.0)
+            if child1[c] >= 0:
+                sub = np.float32(np.float64(sub) + stability[child1[c]])
+            if child2[c] >= 0:
+                sub = np.float32(np.float64(sub) + stability[child2[c]])
+            if np.float64(sub) > stability[c]:
+                stability[c] = np.float64(sub)
+            else:
+                chosen[c] = True
+        # A chosen cluster wins over every chosen descendant; parents have smaller ids.
+        blocked = np.zeros(n_clusters, dtype=np.bool_)
+        for c in range(n_clusters):
+            if c > 0:
+                p = cparent[c]
+                blocked[c] = blocked[p] or chosen[p]
+            selected[c] = chosen[c] and not blocked[c]
+
+    label_of = np.full(n_clusters, -1, dtype=np.int64)
+    k = 0
+    for c in range(n_clusters):
+        if selected[c]:
+            label_of[c] = k
+            k += 1
+    # Nearest selected ancestor of each cluster (itself included).
+    anc = np.full(n_clusters, -1, dtype=np.int64)
+    for c in range(n_clusters):
+        if selected[c]:
+            anc[c] = c
+        elif c > 0:
+            anc[c] = anc[cparent[c]]
+    root_max_lambda = 0.0
+    for r in range(n_rows):
+        if parent[r] == n and lam[r] > root_max_lambda:
+            root_max_lambda = lam[r]
+    labels = np.full(n, -1, dtype=np.int64)
+    for r in range(n_rows):
+        pt = child[r]
+        if pt >= n:
+            continue
+        a = anc[parent[r] - n]
+        if a < 0:
+            continue
+        if a == 0:
+            # Only reachable with allow_single_cluster and the root selected.
+            if lam[r] >= root_max_lambda:
+                labels[pt] = label_of[0]
+        else:
+            labels[pt] = label_of[a]
+    return labels
+
+
+@njit(cache=True)
+def labels_from_ordered_edges(
+    edges: np.ndarray, n: int, mcs: int, leaf: bool, allow_single_cluster: bool
+) -> np.ndarray:
+    """HDBSCAN labels from MST edges already in merge order.
+
+    Args:
+        edges: ``float64`` array of shape ``(n - 1, 3)``, rows ``(a, b, distance)``.
+        n: Number of points (``>= 2``).
+        mcs: Minimum cluster size (``>= 2``).
+        leaf: Leaf selection instead of excess of mass.
+        allow_single_cluster: Whether the root may be the only cluster.
+
+    Returns:
+        ``int64`` array of shape ``(n,)``.
+    """
+    left, right, delta, count = single_linkage(edges, n)
+    parent, child, lam, child_size, n_clusters = condense_tree(left, right, delta, count, n, mcs)
+    return select_and_label(
+        parent, child, lam, child_size, n, n_clusters, leaf, allow_single_cluster
+    )
