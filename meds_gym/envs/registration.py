@@ -29,6 +29,9 @@ BENCHMARK_ENV_IDS: dict[str, str] = {
 
 DATASET_ENV_ID = "meds_gym/Dataset-v0"
 
+TRAP_GRID_ENV_ID = "meds_gym/TrapGrid-v0"
+"""A non-text grid world with several recurring failure modes (for MEDS beyond text)."""
+
 
 def make_toy_env(
     task: str,
@@ -152,3 +155,5 @@ def register_envs() -> None:
             )
     if DATASET_ENV_ID not in gym.registry:
         gym.register(DATASET_ENV_ID, entry_point=f"{__name__}:make_dataset_env")
+    if TRAP_GRID_ENV_ID not in gym.registry:
+        gym.register(TRAP_GRID_ENV_ID, entry_point="meds_gym.envs.trap_grid:TrapGridEnv")

@@ -1,0 +1,37 @@
+"""Integrations with the frameworks users already train with.
+
+:mod:`meds_gym.integrations.features` (episode fingerprints for non-text envs) has no optional
+dependency. :mod:`meds_gym.integrations.sb3` needs the ``sb3`` extra; its names are importable from
+here too, lazily, so that ``import meds_gym.integrations`` never imports stable-baselines3.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from meds_gym.integrations.features import (
+    FeatureFn,
+    policy_action_features,
+    terminal_state_features,
+    visitation_histogram,
+)
+
+_SB3_NAMES = ("MEDSLoggerCallback", "MEDSVecEnvWrapper")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SB3_NAMES:
+        module = importlib.import_module("meds_gym.integrations.sb3")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "FeatureFn",
+    "MEDSLoggerCallback",
+    "MEDSVecEnvWrapper",
+    "policy_action_features",
+    "terminal_state_features",
+    "visitation_histogram",
+]

@@ -1,0 +1,389 @@
+"""MEDS for stable-baselines3: a ``VecEnvWrapper`` with one shared error memory, and a logger.
+
+:class:`MEDSVecEnvWrapper` sits on any SB3 ``VecEnv`` (``DummyVecEnv``, ``SubprocVecEnv``, ...).
+It lives in the main process, so all sub-environments share one error memory even when they run
+in worker processes: a per-process wrapper would only see its own fraction of the history.
+:class:`MEDSLoggerCallback` writes the memory's figures to SB3's logger under ``meds/``.
+
+Needs the ``sb3`` extra (``pip install 'meds-gym[sb3]'``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from meds_gym.errors import InvalidArgumentError, MissingExtraError, invalid_type
+
+try:
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, unwrap_vec_wrapper
+    from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
+except ImportError as exc:  # pragma: no cover - exercised by simulating a missing package
+    raise MissingExtraError(
+        "meds_gym.integrations.sb3", extra="sb3", package="stable-baselines3"
+    ) from exc
+
+from meds_gym.meds.config import MEDSConfig
+from meds_gym.meds.shaper import MEDSShaper
+from meds_gym.meds.wrappers import DEFAULT_PROBLEM_ID, Trajectory
+
+logger = logging.getLogger(__name__)
+
+FEATURE_FN_NAME = "feature_fn(trajectory)"
+"""How errors name the fingerprint a ``feature_fn`` returned."""
+
+
+def _obs_at(obs: Any, i: int) -> Any:
+    """Sub-env ``i``'s observation from a batched SB3 observation (array, dict or tuple)."""
+    if isinstance(obs, dict):
+        return {key: np.array(value[i]) for key, value in obs.items()}
+    if isinstance(obs, tuple):
+        return tuple(np.array(value[i]) for value in obs)
+    return np.array(obs[i])
+
+
+class MEDSVecEnvWrapper(VecEnvWrapper):
+    """MEDS reward shaping for a stable-baselines3 ``VecEnv``: repeated failure modes earn less.
+
+    The wrapper records every sub-env's episode as a :class:`~meds_gym.meds.Trajectory`
+    (observations ``o_0 .. o_T``, actions, raw rewards, infos). When an episode ends (SB3 resets
+    the sub-env at once and puts the last observation in ``info["terminal_observation"]``, which
+    is what the trajectory ends with), ``feature_fn(trajectory)`` fingerprints it,
+    ``is_correct(reward, info)`` says whether it succeeded (default ``info["is_success"]``) and
+    ``problem_id_fn(info)`` names its bucket (default one constant bucket). All episodes that end
+    in one vector step form one :meth:`MEDSShaper.shape` batch: each is voted into a cluster of
+    past episodes of its bucket, a failed one loses ``min(alpha * log(n + 1), beta)`` from its
+    terminal reward, and only then is the memory refitted. Other steps' rewards pass unchanged.
+
+    The terminal step's info gets ``info["meds"]`` (``raw_reward``, ``penalty``, ``cluster``,
+    ``cluster_size``, ``shaped_reward``), as in :class:`~meds_gym.meds.MEDSRewardWrapper`. Set
+    :attr:`training` to ``False`` to evaluate with a frozen memory.
+
+    With ``VecNormalize``, put it outside this wrapper (``VecNormalize(MEDSVecEnvWrapper(venv,
+    ...))``): the shaped reward is then normalised like any other, and MEDS sees the env's raw
+    observations, rewards and infos.
+
+    Args:
+        venv: The vectorised env.
+        feature_fn: ``feature_fn(trajectory) -> (L,) float vector`` (or ``None``: no fingerprint,
+            never penalised); see :mod:`meds_gym.integrations.features`.
+        config: The MEDS configuration.
+        is_correct: ``is_correct(reward, info) -> bool`` on the terminal step; default reads
+            ``info["is_success"]``.
+        problem_id_fn: ``problem_id_fn(info) -> str`` on the terminal step; default
+            :data:`~meds_gym.meds.wrappers.DEFAULT_PROBLEM_ID` for every episode.
+        training: Whether the memory learns.
+
+    Example:
+        >>> from stable_baselines3.common.env_util import make_vec_env
+        >>> from meds_gym.envs.trap_grid import TrapGridEnv
+        >>> from meds_gym.integrations.features import terminal_state_features
+        >>> venv = make_vec_env(lambda: TrapGridEnv(num_layouts=4), n_envs=2, seed=0)
+        >>> venv = MEDSVecEnvWrapper(venv, terminal_state_features(venv.observation_space))
+        >>> obs = venv.reset()
+    """
+
+    def __init__(
+        self,
+        venv: VecEnv,
+        feature_fn: Callable[[Trajectory], Any],
+        config: MEDSConfig = MEDSConfig(),  # noqa: B008 - frozen, so sharing it is safe
+        *,
+        is_correct: Callable[[float, Mapping[str, Any]], bool] | None = None,
+        problem_id_fn: Callable[[Mapping[str, Any]], str] | None = None,
+        training: bool = True,
+    ) -> None:
+        if not isinstance(venv, VecEnv):
+            raise invalid_type("venv", "a stable_baselines3 VecEnv", venv)
+        if not callable(feature_fn):
+            raise invalid_type(
+                "feature_fn", "a callable trajectory -> 1-D float vector", feature_fn
+            )
+        if not isinstance(config, MEDSConfig):
+            raise InvalidArgumentError("config", "a MEDSConfig", config)
+        if is_correct is not None and not callable(is_correct):
+            raise invalid_type(
+                "is_correct", "a callable (reward, info) -> bool, or None", is_correct
+            )
+        if problem_id_fn is not None and not callable(problem_id_fn):
+            raise invalid_type("problem_id_fn", "a callable info -> str, or None", problem_id_fn)
+        super().__init__(venv)
+        self.shaper = MEDSShaper(config)
+        self.shaper.training = training
+        self.feature_fn = feature_fn
+        self.is_correct = is_correct
+        self.problem_id_fn = problem_id_fn
+        self._trajectories: list[Trajectory | None] = [None] * self.num_envs
+        self._actions: Any = None
+        self._feature_dim: int | None = None
+        self._episode_penalties: list[float] = []
+        self._episode_failed: list[bool] = []
+
+    # ------------------------------------------------------------------ state
+    @property
+    def config(self) -> MEDSConfig:
+        """The MEDS configuration."""
+        return self.shaper.config
+
+    @property
+    def training(self) -> bool:
+        """Whether the memory learns; ``False`` assigns and penalises but never stores."""
+        return self.shaper.training
+
+    @training.setter
+    def training(self, value: bool) -> None:
+        self.shaper.training = value
+
+    def pop_episode_stats(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """Penalties and failure flags of the episodes finished since the last call, then clear.
+
+        Returns:
+            ``(penalties, failed)``: (E,) float64 penalty of each finished episode (0 for
+            successes) and (E,) bool whether it failed.
+        """
+        penalties = np.asarray(self._episode_penalties, dtype=np.float64)
+        failed = np.asarray(self._episode_failed, dtype=bool)
+        self._episode_penalties = []
+        self._episode_failed = []
+        return penalties, failed
+
+    # ------------------------------------------------------------------ VecEnv API
+    def _reset_info(self, i: int) -> dict[str, Any]:
+        infos = getattr(self.venv.unwrapped, "reset_infos", None)
+        if infos is None or i >= len(infos):
+            return {}
+        return dict(infos[i])
+
+    def reset(self) -> VecEnvObs:
+        """Reset every sub-env and start recording new episodes (unfinished ones are dropped)."""
+        obs = self.venv.reset()
+        for i in range(self.num_envs):
+            self._trajectories[i] = Trajectory(
+                observations=[_obs_at(obs, i)], reset_info=self._reset_info(i)
+            )
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Send the actions to the sub-envs (recorded with their step)."""
+        self._actions = actions
+        self.venv.step_async(actions)
+
+    def _outcome(self, i: int, reward: float, info: Mapping[str, Any]) -> tuple[str, bool]:
+        if self.problem_id_fn is None:
+            pid = DEFAULT_PROBLEM_ID
+        else:
+            pid = self.problem_id_fn(info)
+            if not isinstance(pid, str):
+                raise InvalidArgumentError(f"problem_id_fn(infos[{i}])", "a str problem id", pid)
+        if self.is_correct is None:
+            if "is_success" not in info:
+                raise InvalidArgumentError(
+                    f'infos[{i}]["is_success"]',
+                    "a bool in the terminal step's info, or an is_correct(reward, info) callable",
+                    sorted(info),
+                    "The env does not report success: pass is_correct=lambda reward, info: ... "
+                    "to MEDSVecEnvWrapper.",
+                )
+            flag = info["is_success"]
+            name = f'infos[{i}]["is_success"]'
+        else:
+            flag = self.is_correct(reward, info)
+            name = f"is_correct(reward, infos[{i}])"
+        if not isinstance(flag, (bool, np.bool_)):
+            raise InvalidArgumentError(name, "a bool", flag)
+        return pid, bool(flag)
+
+    def _fingerprint(
+        self, trajectory: Trajectory, dim: int | None
+    ) -> npt.NDArray[np.float64] | None:
+        value = self.feature_fn(trajectory)
+        if value is None:
+            return None
+        try:
+            vector = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(
+                FEATURE_FN_NAME, "a 1-D float vector (or None)", value
+            ) from exc
+        if vector.ndim != 1 or vector.shape[0] < 1:
+            raise InvalidArgumentError(
+                FEATURE_FN_NAME, "a 1-D float vector (or None)", f"shape {vector.shape}"
+            )
+        if dim is not None and vector.shape[0] != dim:
+            raise InvalidArgumentError(
+                FEATURE_FN_NAME,
+                f"a vector of dimension {dim}, like every other episode's",
+                f"shape {vector.shape}",
+                "feature_fn must return the same length for every episode.",
+            )
+        if not np.isfinite(vector).all():
+            raise InvalidArgumentError(
+                FEATURE_FN_NAME,
+                "finite values (no NaN or inf); return None for no fingerprint",
+                vector,
+            )
+        if not (vector != 0.0).any():
+            raise InvalidArgumentError(
+                FEATURE_FN_NAME,
+                "a non-zero vector (cosine distance is undefined for zero)",
+                vector,
+            )
+        return vector
+
+    def step_wait(self) -> VecEnvStepReturn:
+        """Step every sub-env, shape the terminal rewards of failed episodes as one batch."""
+        obs, rewards, dones, infos = self.venv.step_wait()
+        actions = self._actions
+        infos = [dict(info) for info in infos]
+        raw = np.asarray(rewards, dtype=np.float64)
+        finished: list[int] = []
+        trajectories: list[Trajectory] = []
+        for i in range(self.num_envs):
+            trajectory = self._trajectories[i]
+            if trajectory is None:
+                raise RuntimeError("Call reset() on MEDSVecEnvWrapper before stepping it.")
+            last = infos[i].get("terminal_observation") if dones[i] else None
+            trajectory.observations.append(_obs_at(obs, i) if last is None else last)
+            trajectory.actions.append(None if actions is None else np.array(actions[i]))
+            trajectory.rewards.append(float(raw[i]))
+            trajectory.infos.append(infos[i])
+            if dones[i]:
+                finished.append(i)
+                trajectories.append(trajectory)
+                # SB3 has already reset this sub-env: its next episode starts from obs[i].
+                self._trajectories[i] = Trajectory(
+                    observations=[_obs_at(obs, i)], reset_info=self._reset_info(i)
+                )
+
+        if finished:
+            # Everything is validated before the shaper is called, so a bad feature_fn or info
+            # leaves the memory exactly as it was.
+            pids: list[str] = []
+            flags: list[bool] = []
+            features: list[npt.NDArray[np.float64] | None] = []
+            dim = self._feature_dim if self._feature_dim is not None else self.shaper.memory.dim
+            for i, trajectory in zip(finished, trajectories, strict=True):
+                pid, flag = self._outcome(i, float(raw[i]), infos[i])
+                vector = self._fingerprint(trajectory, dim)
+                if vector is not None:
+                    dim = vector.shape[0]
+                pids.append(pid)
+                flags.append(flag)
+                features.append(vector)
+            result = self.shaper.shape(pids, np.array(flags, dtype=bool), raw[finished], features)
+            self._feature_dim = dim
+            rewards = np.array(rewards, copy=True)
+            for j, i in enumerate(finished):
+                rewards[i] = result.shaped_rewards[j]
+                infos[i]["meds"] = {
+                    "raw_reward": float(raw[i]),
+                    "penalty": float(result.penalties[j]),
+                    "cluster": int(result.clusters[j]),
+                    "cluster_size": int(result.cluster_sizes[j]),
+                    "shaped_reward": float(result.shaped_rewards[j]),
+                }
+                self._episode_penalties.append(float(result.penalties[j]))
+                self._episode_failed.append(not flags[j])
+        return obs, rewards, dones, infos
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the MEDS state (configuration and memory) to one ``.npz`` file, atomically.
+
+        Like ``VecNormalize.save``, only the wrapper's state is written, not the env.
+
+        Args:
+            path: Destination file.
+        """
+        self.shaper.save(path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        venv: VecEnv,
+        feature_fn: Callable[[Trajectory], Any],
+        **kwargs: Any,
+    ) -> MEDSVecEnvWrapper:
+        """Wrap ``venv`` with the MEDS state saved by :meth:`save` (like ``VecNormalize.load``).
+
+        Args:
+            path: A file written by :meth:`save`.
+            venv: The env to wrap.
+            feature_fn: The fingerprint function (functions are not saved).
+            **kwargs: ``is_correct``, ``problem_id_fn``, ``training``; the configuration comes
+                from the file.
+
+        Returns:
+            The wrapper, whose memory continues bit-exactly from the saved one.
+        """
+        if "config" in kwargs:
+            raise InvalidArgumentError(
+                "config", "absent (the configuration is read from the saved file)", kwargs["config"]
+            )
+        shaper = MEDSShaper.load(path)
+        wrapper = cls(venv, feature_fn, shaper.config, **kwargs)
+        shaper.training = wrapper.training
+        wrapper.shaper = shaper
+        wrapper._feature_dim = shaper.memory.dim
+        return wrapper
+
+
+class MEDSLoggerCallback(BaseCallback):
+    """Record the MEDS figures of the training env in SB3's logger, at the end of each rollout.
+
+    Scalars: ``meds/penalty_mean`` (mean penalty over the episodes that ended during the rollout,
+    successes counting 0), ``meds/share_penalised`` (share of those episodes with a penalty > 0),
+    ``meds/clusters`` (clusters over all buckets of the memory) and ``meds/memory_rows`` (stored
+    fingerprints). Rollouts in which no episode ended record only the last two.
+
+    Args:
+        verbose: SB3 verbosity.
+
+    Example:
+        >>> callback = MEDSLoggerCallback()  # model.learn(..., callback=callback)
+    """
+
+    def __init__(self, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self._wrapper: MEDSVecEnvWrapper | None = None
+
+    def _init_callback(self) -> None:
+        env = self.training_env
+        wrapper = unwrap_vec_wrapper(env, MEDSVecEnvWrapper) if env is not None else None
+        if wrapper is None:
+            raise InvalidArgumentError(
+                "model.env",
+                "a VecEnv wrapped in MEDSVecEnvWrapper",
+                env,
+                "Wrap the training env: model = PPO(policy, MEDSVecEnvWrapper(venv, feature_fn)).",
+            )
+        self._wrapper = wrapper
+        wrapper.pop_episode_stats()  # start counting from the first rollout
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        wrapper = self._wrapper
+        if wrapper is None:
+            return
+        penalties, _ = wrapper.pop_episode_stats()
+        if penalties.size:
+            self.logger.record("meds/penalty_mean", float(penalties.mean()))
+            self.logger.record("meds/share_penalised", float((penalties > 0).mean()))
+        # Counted here rather than with memory.stats(), which also computes an eigendecomposition
+        # per bucket: too costly to run after every rollout.
+        memory = wrapper.shaper.memory
+        clusters = 0
+        for problem_id, correct in memory.keys():
+            labels = memory.bucket(problem_id, correct).labels
+            clusters += int(np.unique(labels[labels >= 0]).size)
+        self.logger.record("meds/clusters", clusters)
+        self.logger.record("meds/memory_rows", memory.n_rows)
