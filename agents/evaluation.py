@@ -1,0 +1,222 @@
+"""Evaluation metrics: unbiased pass@k, answer diversity, fingerprint spread, cluster agreement.
+
+All functions are pure numpy. Cluster labels follow the HDBSCAN convention: non-negative ints are
+clusters, -1 is noise.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from meds_gym.errors import InvalidArgumentError
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k estimate from n samples of which c are correct (Chen et al. 2021).
+
+    ``1 - C(n - c, k) / C(n, k)``, computed as ``1 - prod_{i = n-c+1}^{n} (1 - k / i)`` so that
+    no binomial coefficient is ever formed (they overflow for n in the hundreds).
+
+    Args:
+        n: Number of samples drawn for the problem (n >= 1).
+        c: Number of them that are correct (0 <= c <= n).
+        k: The k of pass@k (1 <= k <= n).
+
+    Returns:
+        The probability that at least one of k samples drawn without replacement is correct.
+    """
+    if n < 1:
+        raise InvalidArgumentError("n", "an int >= 1", n)
+    if not 0 <= c <= n:
+        raise InvalidArgumentError("c", f"an int in [0, n={n}]", c)
+    if not 1 <= k <= n:
+        raise InvalidArgumentError("k", f"an int in [1, n={n}]", k, "Draw at least k samples.")
+    if n - c < k:
+        return 1.0
+    i = np.arange(n - c + 1, n + 1, dtype=np.float64)
+    return float(1.0 - np.prod(1.0 - k / i))
+
+
+def mean_pass_at_k(correct_counts: Sequence[int], n: int, k: int) -> float:
+    """Mean unbiased pass@k over problems, each sampled n times.
+
+    Args:
+        correct_counts: Number of correct samples per problem.
+        n: Samples per problem.
+        k: The k of pass@k.
+
+    Returns:
+        The average of :func:`pass_at_k` over problems.
+    """
+    if len(correct_counts) == 0:
+        raise InvalidArgumentError("correct_counts", "a non-empty sequence", correct_counts)
+    return float(np.mean([pass_at_k(n, int(c), k) for c in correct_counts]))
+
+
+def distinct_answers(problem_ids: Sequence[str], answers: Sequence[str | None]) -> dict[str, int]:
+    """Number of distinct final answers per problem (a diversity measure).
+
+    Args:
+        problem_ids: (B,) problem id of each rollout.
+        answers: (B,) parsed final answer of each rollout; None (no answer) is not counted.
+
+    Returns:
+        problem id -> number of distinct non-None answers.
+    """
+    if len(problem_ids) != len(answers):
+        raise InvalidArgumentError(
+            "answers", f"a sequence of length len(problem_ids)={len(problem_ids)}", len(answers)
+        )
+    seen: dict[str, set[str]] = defaultdict(set)
+    for pid, answer in zip(problem_ids, answers, strict=True):
+        seen[pid]  # register problems with no parsed answer at all
+        if answer is not None:
+            seen[pid].add(answer)
+    return {pid: len(values) for pid, values in seen.items()}
+
+
+def top1_eigen_ratio(features: np.ndarray) -> float:
+    """Largest eigenvalue over trace of the covariance of fingerprints.
+
+    Near 1: the fingerprints vary along one direction only (collapsed reasoning); lower: more
+    spread. Rows with any NaN (rollouts without a fingerprint) are dropped.
+
+    Args:
+        features: (N, L) fingerprints.
+
+    Returns:
+        The ratio in [0, 1]; NaN if fewer than 2 usable rows or zero total variance.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise InvalidArgumentError("features", "a 2-D array of shape (N, L)", x.shape)
+    x = x[~np.isnan(x).any(axis=1)]  # (N', L)
+    if x.shape[0] < 2:
+        return float("nan")
+    cov = np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])  # (L, L)
+    trace = float(np.trace(cov))
+    if trace <= 0.0:
+        return float("nan")
+    return float(np.linalg.eigvalsh(cov)[-1] / trace)
+
+
+def _contingency(labels_true: np.ndarray, labels_pred: np.ndarray) -> np.ndarray:
+    _, t = np.unique(labels_true, return_inverse=True)
+    _, p = np.unique(labels_pred, return_inverse=True)
+    table = np.zeros((t.max() + 1, p.max() + 1), dtype=np.int64)  # (classes, clusters)
+    np.add.at(table, (t, p), 1)
+    return table
+
+
+def _check_labels(labels_true: npt.ArrayLike, labels_pred: npt.ArrayLike) -> tuple:
+    t = np.asarray(labels_true)
+    p = np.asarray(labels_pred)
+    if t.ndim != 1 or p.ndim != 1 or t.shape != p.shape:
+        raise InvalidArgumentError(
+            "labels_pred", f"a 1-D sequence of the same length as labels_true ({t.shape})", p.shape
+        )
+    return t, p
+
+
+def adjusted_rand_index(labels_true: npt.ArrayLike, labels_pred: npt.ArrayLike) -> float:
+    """Adjusted Rand index between true error modes and predicted clusters (Hubert & Arabie 1985).
+
+    Every label, -1 included, is treated as one group; pass noise points with unique labels if they
+    should count as singletons.
+
+    Args:
+        labels_true: (N,) true labels (any hashable values, e.g. error-mode names).
+        labels_pred: (N,) predicted cluster labels.
+
+    Returns:
+        ARI in [-1, 1]: 1 for identical partitions, about 0 for random ones. 1.0 when both
+        partitions are trivial in the same way (under 2 points, or both all-one / all-distinct).
+    """
+    t, p = _check_labels(labels_true, labels_pred)
+    n = t.shape[0]
+    if n < 2:
+        return 1.0
+    table = _contingency(t, p)
+
+    def pairs(x: np.ndarray) -> float:
+        return float((x * (x - 1) // 2).sum())
+
+    index = pairs(table)
+    rows = pairs(table.sum(axis=1))
+    cols = pairs(table.sum(axis=0))
+    total = n * (n - 1) / 2
+    expected = rows * cols / total
+    maximum = (rows + cols) / 2
+    if maximum == expected:  # both partitions trivial (all one cluster, or all singletons)
+        return 1.0
+    return float((index - expected) / (maximum - expected))
+
+
+def cluster_purity(labels_true: npt.ArrayLike, labels_pred: npt.ArrayLike) -> float:
+    """Purity: share of points whose predicted cluster's majority true label is their own.
+
+    Args:
+        labels_true: (N,) true labels.
+        labels_pred: (N,) predicted cluster labels.
+
+    Returns:
+        Purity in (0, 1]; NaN for empty input.
+    """
+    t, p = _check_labels(labels_true, labels_pred)
+    if t.shape[0] == 0:
+        return float("nan")
+    table = _contingency(t, p)
+    return float(table.max(axis=0).sum() / t.shape[0])
+
+
+def error_mode_labels(
+    answers: Sequence[str | None], error_modes: Sequence[Mapping[str, str]]
+) -> list[str]:
+    """Label each wrong answer with the known error mode that produces it.
+
+    Args:
+        answers: (B,) parsed final answers of wrong rollouts (None: no answer).
+        error_modes: (B,) each rollout's problem table, error mode -> the wrong answer it gives
+            (``Problem.error_modes``).
+
+    Returns:
+        (B,) the first mode (in sorted order) whose answer matches, else ``"other"``.
+    """
+    if len(answers) != len(error_modes):
+        raise InvalidArgumentError(
+            "error_modes", f"a sequence of length len(answers)={len(answers)}", len(error_modes)
+        )
+    labels = []
+    for answer, modes in zip(answers, error_modes, strict=True):
+        matches = sorted(mode for mode, wrong in modes.items() if wrong == answer)
+        labels.append(matches[0] if matches else "other")
+    return labels
+
+
+def dominant_mode_share(problem_ids: Sequence[str], labels: Sequence[str]) -> float:
+    """Share of rollouts whose label is the most frequent one of their problem.
+
+    Applied to the error-mode labels of wrong rollouts, it measures how much a policy's mistakes
+    concentrate on one mode per problem (1.0: every problem's wrong answers share one mode).
+
+    Args:
+        problem_ids: (B,) problem of each rollout.
+        labels: (B,) label of each rollout.
+
+    Returns:
+        The share in (0, 1]; NaN for an empty batch.
+    """
+    if len(problem_ids) != len(labels):
+        raise InvalidArgumentError(
+            "labels", f"a sequence of length len(problem_ids)={len(problem_ids)}", len(labels)
+        )
+    if not labels:
+        return float("nan")
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for pid, label in zip(problem_ids, labels, strict=True):
+        counts[pid][label] += 1
+    return sum(c.most_common(1)[0][1] for c in counts.values()) / len(labels)

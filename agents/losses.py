@@ -1,0 +1,261 @@
+"""Advantages and policy losses of the GRPO / DAPO family, as pure functions.
+
+Shapes use B = number of sequences (rollouts), T = response tokens, V = vocabulary size,
+G = number of groups (prompts) and n = group size (rollouts per prompt). ``mask`` is a (B, T)
+float or bool tensor that is 1 on response tokens the loss sees and 0 on padding.
+
+References: GRPO (Shao et al. 2024, DeepSeekMath), DAPO (Yu et al. 2025: clip-higher, token-mean
+loss, overlong reward shaping, dynamic sampling), the k3 KL estimator (Schulman 2020, "Approximating
+KL divergence"), and GRPO+Entropy (Cheng et al. 2025, "Reasoning with exploration: an entropy
+perspective"), the baselines of the MEDS paper (arXiv 2604.11297, section 5).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+
+from meds_gym.errors import InvalidArgumentError
+
+
+class LossAggregation(str, Enum):
+    """How per-token losses become one scalar."""
+
+    TOKEN_MEAN = "token_mean"
+    """Mean over every unmasked token of the batch (DAPO): long responses weigh more."""
+    SEQUENCE_MEAN = "sequence_mean"
+    """Mean over tokens within each sequence, then over sequences (original GRPO)."""
+
+
+def _check_2d(name: str, tensor: torch.Tensor) -> None:
+    if tensor.dim() != 2:
+        raise InvalidArgumentError(name, "a 2-D tensor of shape (B, T)", tuple(tensor.shape))
+
+
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-6, scale: bool = True) -> torch.Tensor:
+    """Group-normalised advantages, (r - mean) / (std + eps) within each group (GRPO).
+
+    The standard deviation is the unbiased sample one (``torch.std``), as in the GRPO reference
+    implementations. A group whose rewards are all equal gets zero advantages.
+
+    Args:
+        rewards: (G, n) rewards, one row per prompt; n must be at least 2.
+        eps: Added to the standard deviation to avoid division by zero.
+        scale: If False, only subtract the group mean (Dr. GRPO style, no std division).
+
+    Returns:
+        (G, n) advantages, same dtype as ``rewards``.
+    """
+    if rewards.dim() != 2:
+        raise InvalidArgumentError("rewards", "a 2-D tensor of shape (G, n)", tuple(rewards.shape))
+    if rewards.shape[1] < 2:
+        raise InvalidArgumentError(
+            "rewards",
+            "groups of at least 2 rollouts (shape (G, n) with n >= 2)",
+            tuple(rewards.shape),
+            "Group-relative advantages need several rollouts per prompt.",
+        )
+    centred = rewards - rewards.mean(dim=1, keepdim=True)  # (G, n)
+    if not scale:
+        return centred
+    return centred / (rewards.std(dim=1, keepdim=True) + eps)  # (G, n)
+
+
+def dynamic_sampling_mask(rewards: torch.Tensor) -> torch.Tensor:
+    """Which groups DAPO's dynamic sampling keeps: those whose rewards are not all equal.
+
+    A group of all-right or all-wrong rollouts has zero group-normalised advantage and so no
+    gradient; DAPO drops it (and samples more prompts instead).
+
+    Args:
+        rewards: (G, n) rewards.
+
+    Returns:
+        (G,) bool tensor, True for groups to keep.
+    """
+    if rewards.dim() != 2:
+        raise InvalidArgumentError("rewards", "a 2-D tensor of shape (G, n)", tuple(rewards.shape))
+    return (rewards.max(dim=1).values - rewards.min(dim=1).values) > 0  # (G,)
+
+
+def aggregate_loss(
+    per_token: torch.Tensor,
+    mask: torch.Tensor,
+    aggregation: LossAggregation | str = LossAggregation.TOKEN_MEAN,
+) -> torch.Tensor:
+    """Reduce a (B, T) per-token loss to a scalar over the unmasked tokens.
+
+    Args:
+        per_token: (B, T) loss per token.
+        mask: (B, T), 1 where the token counts.
+        aggregation: ``token_mean`` (sum over all tokens / number of tokens) or ``sequence_mean``
+            (per-sequence token mean, then mean over sequences that have at least one token).
+
+    Returns:
+        A scalar tensor; 0 when no token is unmasked.
+    """
+    _check_2d("per_token", per_token)
+    if mask.shape != per_token.shape:
+        raise InvalidArgumentError("mask", f"shape {tuple(per_token.shape)}", tuple(mask.shape))
+    aggregation = LossAggregation(aggregation)
+    mask = mask.to(per_token.dtype)
+    if aggregation is LossAggregation.TOKEN_MEAN:
+        return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+    tokens = mask.sum(dim=1)  # (B,)
+    per_sequence = (per_token * mask).sum(dim=1) / tokens.clamp(min=1.0)  # (B,)
+    has_tokens = (tokens > 0).to(per_token.dtype)  # (B,)
+    return (per_sequence * has_tokens).sum() / has_tokens.sum().clamp(min=1.0)
+
+
+def clipped_policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float = 0.2,
+    clip_high: float = 0.28,
+    aggregation: LossAggregation | str = LossAggregation.TOKEN_MEAN,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO clipped surrogate with separate lower and upper clip ranges (DAPO clip-higher).
+
+    Per token: ``-min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A)`` with
+    ``ratio = exp(logprobs - old_logprobs)``. ``clip_low == clip_high`` is ordinary PPO/GRPO.
+
+    Args:
+        logprobs: (B, T) log-probabilities of the taken tokens under the current policy.
+        old_logprobs: (B, T) the same under the policy that sampled them (no gradient).
+        advantages: (B,) one advantage per sequence, or (B, T) per token.
+        mask: (B, T), 1 on response tokens.
+        clip_low: Lower clip range epsilon_low (ratio floor 1 - clip_low).
+        clip_high: Upper clip range epsilon_high (ratio ceiling 1 + clip_high).
+        aggregation: How to reduce tokens to a scalar, see :func:`aggregate_loss`.
+
+    Returns:
+        ``(loss, clip_fraction)``: the scalar loss and the share of unmasked tokens whose
+        ratio was clipped (a detached scalar, for logging).
+    """
+    _check_2d("logprobs", logprobs)
+    if old_logprobs.shape != logprobs.shape:
+        raise InvalidArgumentError(
+            "old_logprobs", f"shape {tuple(logprobs.shape)}", tuple(old_logprobs.shape)
+        )
+    if clip_low < 0 or clip_high < 0:
+        raise InvalidArgumentError(
+            "clip_low/clip_high", "non-negative floats", (clip_low, clip_high)
+        )
+    if advantages.dim() == 1:
+        advantages = advantages[:, None]  # (B, 1), broadcast over T
+    if advantages.shape[0] != logprobs.shape[0]:
+        raise InvalidArgumentError(
+            "advantages",
+            f"shape ({logprobs.shape[0]},) or {tuple(logprobs.shape)}",
+            tuple(advantages.shape),
+        )
+    ratio = torch.exp(logprobs - old_logprobs)  # (B, T)
+    unclipped = ratio * advantages  # (B, T)
+    clipped_ratio = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)  # (B, T)
+    per_token = -torch.minimum(unclipped, clipped_ratio * advantages)  # (B, T)
+    loss = aggregate_loss(per_token, mask, aggregation)
+    with torch.no_grad():
+        was_clipped = (clipped_ratio * advantages < unclipped).to(per_token.dtype)  # (B, T)
+        m = mask.to(per_token.dtype)
+        clip_fraction = (was_clipped * m).sum() / m.sum().clamp(min=1.0)
+    return loss, clip_fraction
+
+
+def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimator of KL(policy || reference): ``exp(d) - d - 1`` with d = ref - pi.
+
+    Unbiased for the KL when tokens are sampled from the policy, and always >= 0.
+
+    Args:
+        logprobs: (B, T) log-probabilities of the taken tokens under the policy.
+        ref_logprobs: (B, T) the same under the reference model.
+
+    Returns:
+        (B, T) per-token KL estimates; aggregate with :func:`aggregate_loss`.
+    """
+    if ref_logprobs.shape != logprobs.shape:
+        raise InvalidArgumentError(
+            "ref_logprobs", f"shape {tuple(logprobs.shape)}", tuple(ref_logprobs.shape)
+        )
+    log_ratio = ref_logprobs - logprobs  # (B, T)
+    return torch.exp(log_ratio) - log_ratio - 1.0
+
+
+def entropy_shaped_advantages(
+    advantages: torch.Tensor, entropy: torch.Tensor, coef: float = 0.4, kappa: float = 2.0
+) -> torch.Tensor:
+    """GRPO+Entropy per-token advantage: ``A + min(coef * H.detach(), |A| / kappa)``.
+
+    The entropy bonus is clipped by a share of the advantage's magnitude so it never flips the
+    advantage's sign, and it is detached: it changes the weight of the policy gradient, it is not
+    a gradient of the entropy.
+
+    Args:
+        advantages: (B,) per sequence or (B, T) per token.
+        entropy: (B, T) entropy of the policy's next-token distribution at each response token.
+        coef: Entropy coefficient (0.4 in the paper).
+        kappa: The bonus is at most ``|A| / kappa`` (2 in the paper).
+
+    Returns:
+        (B, T) shaped advantages.
+    """
+    _check_2d("entropy", entropy)
+    if kappa <= 0:
+        raise InvalidArgumentError("kappa", "a positive float", kappa)
+    if advantages.dim() == 1:
+        advantages = advantages[:, None].expand_as(entropy)  # (B, T)
+    bonus = torch.minimum(coef * entropy.detach(), advantages.abs() / kappa)  # (B, T)
+    return advantages + bonus
+
+
+def overlong_penalty(lengths: torch.Tensor, max_length: int, buffer: int) -> torch.Tensor:
+    """DAPO's soft overlong punishment, added to the reward.
+
+    0 for ``L <= max_length - buffer``; ``(max_length - buffer - L) / buffer`` (from 0 down to -1)
+    inside the buffer; -1 beyond ``max_length``.
+
+    Args:
+        lengths: (B,) response lengths in tokens.
+        max_length: The maximum response length L_max.
+        buffer: The length of the punishment interval L_cache (0 < buffer <= max_length).
+
+    Returns:
+        (B,) float penalties in [-1, 0].
+    """
+    if not 0 < buffer <= max_length:
+        raise InvalidArgumentError("buffer", f"an int in (0, max_length={max_length}]", buffer)
+    lengths = lengths.to(torch.float32)
+    soft_start = float(max_length - buffer)
+    penalty = (soft_start - lengths) / float(buffer)  # (B,)
+    penalty = torch.clamp(penalty, min=-1.0, max=0.0)
+    return torch.where(lengths > max_length, torch.full_like(penalty, -1.0), penalty)
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of ``tokens`` under ``logits``.
+
+    Args:
+        logits: (B, T, V) next-token logits aligned with ``tokens``.
+        tokens: (B, T) token ids.
+
+    Returns:
+        (B, T) float32 log-probabilities.
+    """
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    return torch.gather(logp, -1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of the next-token distribution at each position.
+
+    Args:
+        logits: (B, T, V) logits.
+
+    Returns:
+        (B, T) float32 entropies in nats.
+    """
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    return -(logp.exp() * logp).sum(dim=-1)

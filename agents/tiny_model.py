@@ -1,0 +1,363 @@
+"""The agent's offline default model: a character tokenizer and a small Qwen2 model, warmed up.
+
+Nothing is downloaded. The tokenizer is built in code over a fixed character set (printable ASCII
+and newline) with pad/bos/eos and role tokens and a plain chat template. The model is a small
+Qwen2-architecture ``AutoModelForCausalLM`` built from a config. The warm-up is supervised training
+on worked solutions of a toy task, drawn from a *mixture* of procedures (DESIGN.md section 6): on
+each problem a share of the solutions is correct and the rest follow buggy procedures, one of which
+dominates, so that RL starts from a policy with recurrent, structured error modes and a pass@1
+between the extremes. The result is cached on disk under a directory keyed by the config hash and
+is reproducible from the seed.
+
+Run ``python -m agents.tiny_model --help`` to build it from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from meds_gym.errors import InvalidArgumentError
+
+logger = logging.getLogger(__name__)
+
+PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"
+ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
+CHARSET = tuple(chr(c) for c in range(0x20, 0x7F)) + ("\n",)
+"""Characters with their own token; anything else becomes ``<|unk|>``."""
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+"""``<|role|>content`` + newline per message, then ``<|assistant|>`` to prompt a reply."""
+CACHE_FORMAT = 1
+"""Bumped when the warm-up changes in a way the config does not capture."""
+
+
+def build_char_tokenizer() -> Any:
+    """A character-level ``PreTrainedTokenizerFast`` with pad/bos/eos, role tokens, chat template.
+
+    Every character of :data:`CHARSET` is one token, so offsets map one-to-one onto characters and
+    decoding then re-encoding a response gives back the same ids.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [PAD, BOS, EOS, UNK, *ROLE_TOKENS]
+    vocab = {token: index for index, token in enumerate([*specials, *CHARSET])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    backend.decoder = decoders.Fuse()  # join characters without spaces
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        additional_special_tokens=list(ROLE_TOKENS),
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.padding_side = "left"  # generation pads on the left
+    return tokenizer
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Architecture and warm-up of the tiny model; its hash names the cache directory."""
+
+    task: str = "arithmetic"
+    """Toy task family the warm-up trains on (a key of ``meds_gym.tasks.TOY_TASKS``)."""
+    num_problems: int = 32
+    """Problems of the task the warm-up covers (problem indices 0..num_problems-1)."""
+    difficulty: int = 1
+    """Difficulty of the task."""
+    task_seed: int = 0
+    """Seed of the task's problem set."""
+    correct_share_low: float = 0.2
+    """Each problem's share of correct warm-up solutions is drawn uniformly in [low, high]."""
+    correct_share_high: float = 0.6
+    """Upper end of the correct share."""
+    dominant_share: float = 0.75
+    """Share of a problem's wrong solutions that follow its dominant buggy procedure."""
+    solutions_per_problem: int = 20
+    """Warm-up texts drawn per problem from its mixture."""
+    hidden_size: int = 128
+    """Model width."""
+    num_layers: int = 6
+    """Decoder layers (the MEDS fingerprint keeps the last half)."""
+    num_heads: int = 4
+    """Attention heads."""
+    max_positions: int = 384
+    """Maximum sequence length (prompt + response) in tokens."""
+    steps: int = 300
+    """Warm-up optimiser steps."""
+    batch_size: int = 32
+    """Warm-up batch size."""
+    learning_rate: float = 2e-3
+    """Peak AdamW learning rate (cosine decay, short linear warm-up)."""
+    seed: int = 0
+    """Seed of the weights, the mixture draw and the batch order."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.correct_share_low <= self.correct_share_high <= 1.0:
+            raise InvalidArgumentError(
+                "correct_share_low/high",
+                "0 <= correct_share_low <= correct_share_high <= 1",
+                (self.correct_share_low, self.correct_share_high),
+            )
+        if not 0.0 <= self.dominant_share <= 1.0:
+            raise InvalidArgumentError("dominant_share", "a float in [0, 1]", self.dominant_share)
+        for name in ("num_problems", "solutions_per_problem", "num_layers", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise InvalidArgumentError(name, "an int >= 1", getattr(self, name))
+        if self.hidden_size % self.num_heads:
+            raise InvalidArgumentError(
+                "hidden_size", f"a multiple of num_heads={self.num_heads}", self.hidden_size
+            )
+
+    @property
+    def cache_key(self) -> str:
+        """Hex digest of the config and the cache format: the cache directory's name."""
+        payload = json.dumps({"format": CACHE_FORMAT, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def build_model(config: TinyModelConfig, tokenizer: Any) -> Any:
+    """A randomly initialised Qwen2-architecture causal LM for ``tokenizer`` (seeded)."""
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    model_config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.hidden_size * 3,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=config.max_positions,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(config.seed)
+    return AutoModelForCausalLM.from_config(model_config)
+
+
+def make_task(config: TinyModelConfig) -> Any:
+    """The toy task the warm-up and the default RL run use."""
+    from meds_gym.tasks.toy import TOY_TASKS
+
+    if config.task not in TOY_TASKS:
+        raise InvalidArgumentError("task", f"one of {sorted(TOY_TASKS)}", config.task)
+    return TOY_TASKS[config.task](
+        num_problems=config.num_problems, difficulty=config.difficulty, seed=config.task_seed
+    )
+
+
+def mixture_weights(
+    error_modes: list[str], rng: np.random.Generator, config: TinyModelConfig
+) -> dict[str | None, float]:
+    """One problem's mixture over procedures: None (correct) and its error modes.
+
+    The correct share is drawn in [correct_share_low, correct_share_high]; one error mode, drawn at
+    random, gets ``dominant_share`` of the rest and the other modes split what remains.
+    """
+    correct = float(rng.uniform(config.correct_share_low, config.correct_share_high))
+    if not error_modes:
+        return {None: 1.0}
+    weights: dict[str | None, float] = {None: correct}
+    dominant = error_modes[int(rng.integers(len(error_modes)))]
+    others = [mode for mode in error_modes if mode != dominant]
+    wrong = 1.0 - correct
+    weights[dominant] = wrong * (config.dominant_share if others else 1.0)
+    for mode in others:
+        weights[mode] = wrong * (1.0 - config.dominant_share) / len(others)
+    return weights
+
+
+def warmup_texts(config: TinyModelConfig, tokenizer: Any) -> tuple[list[str], list[str]]:
+    """Prompts (chat-formatted) and responses of the warm-up set, drawn from each problem's mixture.
+
+    Returns:
+        ``(prompts, responses)`` of equal length ``num_problems * solutions_per_problem``.
+    """
+    from meds_gym.envs.reasoning_env import SYSTEM_INSTRUCTION
+
+    task = make_task(config)
+    rng = np.random.default_rng([config.seed, 1])
+    prompts, responses = [], []
+    for problem in task:
+        weights = mixture_weights(sorted(problem.error_modes), rng, config)
+        modes = list(weights)
+        probs = np.array([weights[m] for m in modes])
+        messages = [
+            {"role": "system", "content": SYSTEM_INSTRUCTION},
+            {"role": "user", "content": problem.question},
+        ]
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        for draw in rng.choice(
+            len(modes), size=config.solutions_per_problem, p=probs / probs.sum()
+        ):
+            prompts.append(prompt)
+            responses.append(task.render_solution(problem, error_mode=modes[int(draw)]))
+    return prompts, responses
+
+
+def _encode_batch(
+    tokenizer: Any, prompts: list[str], responses: list[str]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, attention mask and loss mask (1 on response tokens and the final eos)."""
+    rows, loss_rows = [], []
+    for prompt, response in zip(prompts, responses, strict=True):
+        p = tokenizer(prompt, add_special_tokens=False).input_ids
+        r = tokenizer(response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        rows.append(p + r)
+        loss_rows.append([0] * len(p) + [1] * len(r))
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), width), dtype=torch.long)
+    loss_mask = torch.zeros((len(rows), width), dtype=torch.float32)
+    for i, (row, lrow) in enumerate(zip(rows, loss_rows, strict=True)):
+        ids[i, : len(row)] = torch.tensor(row)
+        attn[i, : len(row)] = 1
+        loss_mask[i, : len(row)] = torch.tensor(lrow, dtype=torch.float32)
+    return ids, attn, loss_mask
+
+
+def warm_up(model: Any, tokenizer: Any, config: TinyModelConfig) -> list[float]:
+    """Supervised training on the mixture's responses (loss on response tokens only).
+
+    Returns:
+        The loss of every step.
+    """
+    prompts, responses = warmup_texts(config, tokenizer)
+    ids, attn, loss_mask = _encode_batch(tokenizer, prompts, responses)
+    if ids.shape[1] > config.max_positions:
+        raise InvalidArgumentError(
+            "max_positions",
+            f"at least the longest warm-up sequence ({ids.shape[1]})",
+            config.max_positions,
+        )
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    warmup_steps = max(1, config.steps // 20)
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, config.steps - warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1.0 + float(np.cos(np.pi * progress)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model.train()
+    losses = []
+    for _ in range(config.steps):
+        index = torch.randint(0, ids.shape[0], (config.batch_size,), generator=generator)
+        width = int(attn[index].sum(dim=1).max())  # trim the padding this batch does not need
+        batch_ids, batch_attn = ids[index, :width], attn[index, :width]
+        logits = model(input_ids=batch_ids, attention_mask=batch_attn).logits[:, :-1]  # (B,T-1,V)
+        targets = batch_ids[:, 1:]  # (B, T-1)
+        mask = loss_mask[index, 1:width]  # (B, T-1)
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+        ).view_as(targets)
+        loss = (nll * mask).sum() / mask.sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def load_tokenizer(path: str | os.PathLike[str]) -> Any:
+    """Load a tokenizer for generation: left padding, and the right class for the tiny model.
+
+    ``AutoTokenizer`` picks the tokenizer class from the model type (Qwen2 here), which would
+    replace the character tokenizer by a byte-level one; the tiny model's directory (marked by
+    ``tiny_model.json``) is therefore loaded with the generic fast-tokenizer class.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if (Path(path) / "tiny_model.json").is_file():
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def default_cache_dir() -> Path:
+    """``$MEDS_GYM_CACHE`` or ``~/.cache/meds_gym``, plus ``tiny_model``."""
+    root = os.environ.get("MEDS_GYM_CACHE") or Path.home() / ".cache" / "meds_gym"
+    return Path(root) / "tiny_model"
+
+
+def tiny_model_path(
+    config: TinyModelConfig, cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """Directory of the warmed-up tiny model, building and caching it on first use.
+
+    The directory holds ``save_pretrained`` output of the model and tokenizer, loadable with
+    ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained``, plus
+    ``tiny_model.json`` (the config and the warm-up losses). It is written to a temporary sibling
+    and renamed into place, so an interrupted build never leaves a half-written cache entry.
+
+    Args:
+        config: Architecture and warm-up.
+        cache_dir: Parent directory of the cache entries (default :func:`default_cache_dir`).
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = root / config.cache_key
+    if (target / "tiny_model.json").is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    logger.info("Building the tiny model %s (%d warm-up steps)", target, config.steps)
+    tokenizer = build_char_tokenizer()
+    model = build_model(config, tokenizer)
+    losses = warm_up(model, tokenizer, config)
+    staging = Path(tempfile.mkdtemp(prefix=f".{config.cache_key}-", dir=root))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        meta = {"config": dataclasses.asdict(config), "warmup_losses": losses}
+        (staging / "tiny_model.json").write_text(json.dumps(meta))
+        try:
+            os.replace(staging, target)
+        except OSError:  # another process finished first; its entry is equivalent
+            if not (target / "tiny_model.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _build_cli(config: TinyModelConfig, cache_dir: str | None = None) -> None:
+    """Build (or find in the cache) the tiny model and print its directory.
+
+    Args:
+        config: Architecture and warm-up.
+        cache_dir: Parent directory of the cache entries (default ``$MEDS_GYM_CACHE`` or
+            ``~/.cache/meds_gym``).
+    """
+    print(tiny_model_path(config, cache_dir))
+
+
+if __name__ == "__main__":
+    import tyro
+
+    logging.basicConfig(level=logging.INFO)
+    tyro.cli(_build_cli)

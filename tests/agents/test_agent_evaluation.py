@@ -1,0 +1,119 @@
+"""pass@k against brute-force subset enumeration; cluster agreement against scikit-learn."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.evaluation import (
+    adjusted_rand_index,
+    cluster_purity,
+    distinct_answers,
+    mean_pass_at_k,
+    pass_at_k,
+    top1_eigen_ratio,
+)
+from meds_gym.errors import InvalidArgumentError
+
+sklearn_metrics = pytest.importorskip("sklearn.metrics")
+
+
+def _brute_pass_at_k(n: int, c: int, k: int) -> float:
+    samples = [True] * c + [False] * (n - c)
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(any(samples[i] for i in s) for s in subsets) / len(subsets)
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_pass_at_k_matches_enumeration(n):
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            assert pass_at_k(n, c, k) == pytest.approx(_brute_pass_at_k(n, c, k), abs=1e-12)
+
+
+def test_pass_at_k_hand_values_and_large_n():
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)
+    assert pass_at_k(5, 0, 5) == 0.0
+    # Large n where binomial coefficients overflow floats: compare with exact integer arithmetic.
+    from math import comb
+
+    exact = 1 - comb(1000 - 7, 128) / comb(1000, 128)
+    assert pass_at_k(1000, 7, 128) == pytest.approx(exact, rel=1e-10)
+    assert mean_pass_at_k([0, 10], n=10, k=1) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "k", "match"),
+    [(0, 0, 1, "`n`"), (3, 4, 1, "`c`"), (3, 1, 4, "`k`"), (3, 1, 0, "`k`")],
+)
+def test_pass_at_k_rejects(n, c, k, match):
+    with pytest.raises(InvalidArgumentError, match=match):
+        pass_at_k(n, c, k)
+
+
+def test_distinct_answers():
+    out = distinct_answers(["a", "a", "a", "b", "b", "c"], ["1", "2", "1", "5", None, None])
+    assert out == {"a": 2, "b": 1, "c": 0}
+    with pytest.raises(InvalidArgumentError, match="answers"):
+        distinct_answers(["a"], [])
+
+
+def test_top1_eigen_ratio():
+    rng = np.random.default_rng(0)
+    line = np.outer(rng.normal(size=50), [1.0, 2.0, -1.0])  # rank one: ratio 1
+    assert top1_eigen_ratio(line) == pytest.approx(1.0)
+    iso = rng.normal(size=(20000, 4))  # isotropic: ratio about 1/4
+    assert top1_eigen_ratio(iso) == pytest.approx(0.25, abs=0.02)
+    # Oracle: eigenvalues of numpy's covariance computed directly; NaN rows dropped.
+    x = rng.normal(size=(30, 5)) * np.array([3.0, 1.0, 1.0, 0.5, 0.1])
+    with_nan = np.vstack([x, np.full((3, 5), np.nan)])
+    ev = np.linalg.eigvalsh(np.cov(x.T))
+    assert top1_eigen_ratio(with_nan) == pytest.approx(ev[-1] / ev.sum())
+    assert np.isnan(top1_eigen_ratio(np.ones((1, 3))))
+    assert np.isnan(top1_eigen_ratio(np.ones((4, 3))))
+
+
+labels = st.lists(st.integers(min_value=-1, max_value=4), min_size=0, max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_ari_and_purity_match_sklearn(data):
+    true = data.draw(labels)
+    pred = data.draw(st.lists(st.integers(-1, 4), min_size=len(true), max_size=len(true)))
+    if len(true) == 0:
+        return
+    assert adjusted_rand_index(true, pred) == pytest.approx(
+        sklearn_metrics.adjusted_rand_score(true, pred), abs=1e-12
+    )
+    table = sklearn_metrics.cluster.contingency_matrix(true, pred)
+    assert cluster_purity(true, pred) == pytest.approx(table.max(axis=0).sum() / len(true))
+
+
+def test_ari_string_labels_and_edge_cases():
+    modes = ["carry", "carry", "prec", "prec", "sign"]
+    assert adjusted_rand_index(modes, [0, 0, 1, 1, 2]) == 1.0
+    assert cluster_purity(modes, [0, 0, 0, 0, 0]) == pytest.approx(0.4)
+    assert adjusted_rand_index(["a"], [3]) == 1.0
+    with pytest.raises(InvalidArgumentError, match="labels_pred"):
+        adjusted_rand_index([0, 1], [0])
+
+
+def test_error_mode_labels_and_dominant_share():
+    from agents.evaluation import dominant_mode_share, error_mode_labels
+
+    table = {"carry": "12", "sign": "8", "prec": "12"}
+    labels = error_mode_labels(["12", "8", "99", None], [table] * 4)
+    assert labels == ["carry", "sign", "other", "other"]  # ties: first in sorted order
+    assert dominant_mode_share(["a", "a", "a", "b"], ["x", "x", "y", "z"]) == pytest.approx(3 / 4)
+    assert dominant_mode_share(["a", "b"], ["x", "y"]) == 1.0
+    assert np.isnan(dominant_mode_share([], []))
+    with pytest.raises(InvalidArgumentError, match="error_modes"):
+        error_mode_labels(["1"], [])
+    with pytest.raises(InvalidArgumentError, match="labels"):
+        dominant_mode_share(["a"], [])

@@ -1,0 +1,231 @@
+"""The hooked fingerprint against the slow computation from ``output_hidden_states=True``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from agents.fingerprint import (  # noqa: E402
+    FingerprintCapture,
+    LayerSelection,
+    answer_fingerprint,
+    boxed_brace_char,
+    boxed_brace_token,
+    fingerprint_dim,
+    selected_layers,
+)
+from agents.tiny_model import build_char_tokenizer  # noqa: E402
+from meds_gym.errors import InvalidArgumentError  # noqa: E402
+
+torch.set_num_threads(1)
+
+RESPONSES = [
+    "3*4=12\n2+12=14\n\\boxed{14}",
+    "first \\boxed{9} then \\boxed{20}",  # the last \boxed counts
+    "no final answer here",
+    "cut short \\boxed{",  # the brace is the last token: no answer token follows
+]
+
+
+def _model(arch: str, tokenizer, layers: int = 4):
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    if arch == "qwen2":
+        config = transformers.Qwen2Config(**common, tie_word_embeddings=False)
+    else:
+        config = transformers.LlamaConfig(**common, tie_word_embeddings=True)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    # Random-init biases are zero; give the LM head none (Llama) and check real logits differ
+    # between layers, so that a mix-up of layer indices cannot pass.
+    return model
+
+
+def _batch(tokenizer):
+    prompt = tokenizer("<|user|>What is 2+3*4?\n<|assistant|>", add_special_tokens=False).input_ids
+    rows, positions = [], []
+    for text in RESPONSES:
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        brace = boxed_brace_token(tokenizer, text)
+        positions.append(-1 if brace is None else len(prompt) + brace)
+        rows.append(prompt + ids)
+    width = max(map(len, rows))
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):  # right padding
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention[i, : len(row)] = 1
+    lengths = attention.sum(dim=1)
+    return input_ids, attention, torch.tensor(positions), lengths
+
+
+def _slow_layer_logits(model, input_ids, attention, positions, lengths, layers):
+    """Full hidden states of every layer, LM head on the whole sequence, then pick (P, P+1)."""
+    with torch.no_grad():
+        out = model(input_ids=input_ids, attention_mask=attention, output_hidden_states=True)
+    hidden_states = out.hidden_states
+    assert len(hidden_states) == model.config.num_hidden_layers + 1  # embeddings + N layers
+    head = model.get_output_embeddings()
+    result = np.full((input_ids.shape[0], len(layers)), np.nan)
+    for b in range(input_ids.shape[0]):
+        p = int(positions[b])
+        if p < 0 or p + 1 >= int(lengths[b]):
+            continue
+        token = int(input_ids[b, p + 1])
+        for j, n in enumerate(layers):
+            result[b, j] = float(head(hidden_states[n])[b, p, token].detach())
+    return result, hidden_states, out.logits
+
+
+def test_boxed_brace_char_and_token():
+    tok = build_char_tokenizer()
+    text = RESPONSES[1]
+    char = boxed_brace_char(text)
+    assert text[char] == "{" and text[char - 6 : char] == "\\boxed" and char > 10
+    assert boxed_brace_token(tok, text) == char  # one token per character
+    assert boxed_brace_char("nothing") is None
+    assert boxed_brace_token(tok, "nothing") is None
+
+
+def test_boxed_brace_token_with_merging_tokenizer():
+    # A BPE tokenizer trained in-process merges "{" with neighbouring characters; the token found
+    # must be the one whose character span covers the brace, whatever it looks like.
+    tokenizers = pytest.importorskip("tokenizers")
+    bpe = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token="[UNK]"))
+    bpe.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    corpus = ["answer \\boxed{14}", "so \\boxed{12}", "\\boxed{1}"] * 50
+    bpe.train_from_iterator(
+        corpus, tokenizers.trainers.BpeTrainer(vocab_size=80, special_tokens=["[UNK]"])
+    )
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="[UNK]")
+    text = "we get \\boxed{14} so \\boxed{12}"
+    index = boxed_brace_token(fast, text)
+    begin, end = fast(text, return_offsets_mapping=True)["offset_mapping"][index]
+    assert begin <= boxed_brace_char(text) < end
+    assert "{" in fast.convert_ids_to_tokens(fast(text).input_ids[index])
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+@pytest.mark.parametrize("selection", ["last_half", "all", "last_k", "diff"])
+def test_hooks_match_output_hidden_states(arch, selection):
+    tok = build_char_tokenizer()
+    model = _model(arch, tok, layers=5)
+    input_ids, attention, positions, lengths = _batch(tok)
+    layers = selected_layers(5, selection, k=3)
+    slow, hidden_states, slow_logits = _slow_layer_logits(
+        model, input_ids, attention, positions, lengths, layers
+    )
+    hooks_before = [len(layer._forward_hooks) for layer in model.model.layers]
+    with FingerprintCapture(model, positions, selection, k=3) as capture:
+        logits = model(input_ids=input_ids, attention_mask=attention).logits
+    # Hidden states copied by the hooks are bit-identical to Hugging Face's intermediate ones.
+    rows = torch.arange(input_ids.shape[0])
+    for n in layers:
+        if n < 5:
+            assert torch.equal(capture.hidden_at[n], hidden_states[n][rows, positions.clamp(min=0)])
+    assert torch.equal(logits, slow_logits)
+    fast = capture.layer_logits(logits, input_ids, attention).numpy()
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
+    # Rows: answer, last of two answers, no \boxed, brace with nothing after it.
+    assert not np.isnan(fast[:2]).any() and np.isnan(fast[2:]).all()
+    features = capture.features(logits, input_ids, attention)
+    assert features.dtype == np.float32
+    assert features.shape == (4, fingerprint_dim(5, selection, k=3))
+    if selection == "diff":
+        np.testing.assert_allclose(features[:2], np.diff(slow[:2], axis=1), rtol=1e-5, atol=1e-5)
+    else:
+        np.testing.assert_allclose(features[:2], slow[:2], rtol=1e-5, atol=1e-5)
+    # Layers really differ, so swapping layer indices could not go unnoticed.
+    assert len(set(np.round(slow[0], 4))) == len(layers)
+    # Hooks are removed on exit.
+    assert [len(layer._forward_hooks) for layer in model.model.layers] == hooks_before
+
+
+def test_answer_fingerprint_convenience_and_no_grad():
+    tok = build_char_tokenizer()
+    model = _model("qwen2", tok)
+    input_ids, attention, positions, lengths = _batch(tok)
+    logits, features = answer_fingerprint(model, input_ids, attention, positions)
+    slow, _, _ = _slow_layer_logits(
+        model, input_ids, attention, positions, lengths, selected_layers(4)
+    )
+    assert features.shape == (4, 2)  # last half of 4 layers
+    np.testing.assert_allclose(features, slow, rtol=1e-5, atol=1e-5, equal_nan=True)
+    assert not logits.requires_grad
+
+
+def test_capture_inside_grad_pass_does_not_keep_graph():
+    tok = build_char_tokenizer()
+    model = _model("qwen2", tok)
+    input_ids, attention, positions, _ = _batch(tok)
+    with FingerprintCapture(model, positions) as capture:
+        logits = model(input_ids=input_ids, attention_mask=attention).logits
+    assert all(not h.requires_grad for h in capture.hidden_at.values())
+    assert capture.hidden_at[3].shape == (4, 32)  # (B, H): only position P is kept
+    assert not math.isnan(float(capture.features(logits, input_ids)[0, 0]))
+
+
+def test_selected_layers():
+    assert selected_layers(28) == list(range(15, 29))  # 14 of 28, the paper's choice
+    assert selected_layers(28, "all") == list(range(1, 29))
+    assert selected_layers(28, LayerSelection.LAST_K, k=3) == [26, 27, 28]
+    assert selected_layers(28, "diff") == list(range(14, 29))
+    assert fingerprint_dim(28, "diff") == 14
+    assert selected_layers(1) == [1] and fingerprint_dim(1, "diff") == 1
+    with pytest.raises(InvalidArgumentError, match="`k`"):
+        selected_layers(4, "last_k", k=5)
+    with pytest.raises(ValueError):
+        selected_layers(4, "first_half")
+
+
+def test_positions_must_match_batch():
+    tok = build_char_tokenizer()
+    model = _model("qwen2", tok)
+    input_ids, attention, _, _ = _batch(tok)
+    with pytest.raises(InvalidArgumentError, match="positions"):
+        FingerprintCapture(model, torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(InvalidArgumentError, match="one position per sequence"):
+        with FingerprintCapture(model, torch.zeros(3, dtype=torch.long)):
+            model(input_ids=input_ids, attention_mask=attention)
+    logits = model(input_ids=input_ids, attention_mask=attention).logits
+    capture = FingerprintCapture(model, torch.zeros(3, dtype=torch.long), "last_k", k=1)
+    with pytest.raises(InvalidArgumentError, match="positions"):  # last layer: read from logits
+        capture.features(logits, input_ids)
+
+
+def test_boxed_brace_token_in_ids():
+    from agents.fingerprint import boxed_brace_token_in_ids
+
+    tok = build_char_tokenizer()
+    text = RESPONSES[0]
+    ids = tok(text, add_special_tokens=False).input_ids + [tok.eos_token_id, tok.pad_token_id]
+    assert boxed_brace_token_in_ids(tok, ids, text) == boxed_brace_char(text)
+    assert boxed_brace_token_in_ids(tok, ids, "no answer") is None
+    # A non-canonical tokenisation (two characters fused into one token by a merging tokenizer)
+    # falls back to bisection over decoded prefixes.
+    tokenizers = pytest.importorskip("tokenizers")
+    bpe = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token="[UNK]"))
+    corpus = ["so \\boxed{14}", "\\boxed{12} ok"] * 50
+    bpe.train_from_iterator(
+        corpus, tokenizers.trainers.BpeTrainer(vocab_size=60, special_tokens=["[UNK]"])
+    )
+    bpe.decoder = tokenizers.decoders.Fuse()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="[UNK]")
+    text = "so \\boxed{14}"
+    # Spell the text one character per token: a valid but non-canonical sampled sequence.
+    char_ids = [fast.convert_tokens_to_ids(c) for c in text]
+    assert fast.decode(char_ids) == text and char_ids != fast(text).input_ids
+    assert boxed_brace_token_in_ids(fast, char_ids, text) == text.index("{")

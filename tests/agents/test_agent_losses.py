@@ -1,0 +1,201 @@
+"""Losses and advantages against naive per-element loops and hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from agents.losses import (  # noqa: E402
+    LossAggregation,
+    aggregate_loss,
+    clipped_policy_loss,
+    dynamic_sampling_mask,
+    entropy_shaped_advantages,
+    group_advantages,
+    k3_kl,
+    overlong_penalty,
+    token_entropy,
+    token_logprobs,
+)
+from meds_gym.errors import InvalidArgumentError  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def _random_batch(seed: int, b: int = 5, t: int = 7):
+    g = torch.Generator().manual_seed(seed)
+    logprobs = -torch.rand(b, t, generator=g, dtype=torch.float64) * 3
+    old = logprobs + (torch.rand(b, t, generator=g, dtype=torch.float64) - 0.5) * 0.8
+    adv = torch.randn(b, generator=g, dtype=torch.float64)
+    lengths = torch.randint(0, t + 1, (b,), generator=g)
+    mask = (torch.arange(t)[None, :] < lengths[:, None]).double()
+    return logprobs, old, adv, mask
+
+
+def test_group_advantages_matches_loop():
+    rewards = torch.tensor(
+        [[1.0, 0.0, 0.0, 1.0, 0.8], [0.0, 0.0, 0.0, 0.0, 0.0], [1, 0.9, 0.2, 0, 0]]
+    )
+    out = group_advantages(rewards, eps=1e-6)
+    for g in range(rewards.shape[0]):
+        row = rewards[g].tolist()
+        mean = sum(row) / len(row)
+        std = math.sqrt(sum((x - mean) ** 2 for x in row) / (len(row) - 1))
+        for i, x in enumerate(row):
+            assert out[g, i].item() == pytest.approx((x - mean) / (std + 1e-6), rel=1e-5, abs=1e-6)
+    assert torch.all(out[1] == 0)
+
+
+def test_group_advantages_hand_value_and_unscaled():
+    # [1, 0]: mean 0.5, unbiased std sqrt(0.5)
+    out = group_advantages(torch.tensor([[1.0, 0.0]]), eps=0.0)
+    assert out[0, 0].item() == pytest.approx(0.5 / math.sqrt(0.5))
+    centred = group_advantages(torch.tensor([[1.0, 0.0, 0.0]]), scale=False)
+    assert centred[0].tolist() == pytest.approx([2 / 3, -1 / 3, -1 / 3])
+
+
+def test_group_advantages_rejects_bad_shapes():
+    with pytest.raises(InvalidArgumentError, match="at least 2 rollouts"):
+        group_advantages(torch.ones(3, 1))
+    with pytest.raises(InvalidArgumentError, match="rewards"):
+        group_advantages(torch.ones(3))
+
+
+def test_dynamic_sampling_mask():
+    rewards = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [-0.1, 0.0, 0.0]])
+    assert dynamic_sampling_mask(rewards).tolist() == [False, False, True, True]
+
+
+@pytest.mark.parametrize("aggregation", ["token_mean", "sequence_mean"])
+@pytest.mark.parametrize("seed", range(5))
+def test_clipped_policy_loss_matches_loop(aggregation, seed):
+    logprobs, old, adv, mask = _random_batch(seed)
+    loss, clip_frac = clipped_policy_loss(
+        logprobs, old, adv, mask, clip_low=0.2, clip_high=0.28, aggregation=aggregation
+    )
+    b, t = logprobs.shape
+    per_seq, total, count, clipped = [], 0.0, 0, 0
+    for i in range(b):
+        seq_sum, seq_n = 0.0, 0
+        for j in range(t):
+            if mask[i, j] == 0:
+                continue
+            r = math.exp(logprobs[i, j].item() - old[i, j].item())
+            a = adv[i].item()
+            rc = min(max(r, 0.8), 1.28)
+            term = -min(r * a, rc * a)
+            clipped += int(rc * a < r * a)
+            seq_sum += term
+            seq_n += 1
+        total += seq_sum
+        count += seq_n
+        if seq_n:
+            per_seq.append(seq_sum / seq_n)
+    if aggregation == "token_mean":
+        expected = total / max(count, 1)
+    else:
+        expected = sum(per_seq) / max(len(per_seq), 1)
+    assert loss.item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert clip_frac.item() == pytest.approx(clipped / max(count, 1))
+
+
+def test_clip_higher_is_asymmetric():
+    # ratio 1.25 with positive advantage: inside 1+0.28, clipped at 1+0.2.
+    lp = torch.tensor([[math.log(1.25)]])
+    old = torch.zeros(1, 1)
+    adv = torch.ones(1)
+    mask = torch.ones(1, 1)
+    loss_higher, frac_h = clipped_policy_loss(lp, old, adv, mask, clip_low=0.2, clip_high=0.28)
+    loss_sym, frac_s = clipped_policy_loss(lp, old, adv, mask, clip_low=0.2, clip_high=0.2)
+    assert loss_higher.item() == pytest.approx(-1.25)
+    assert loss_sym.item() == pytest.approx(-1.2)
+    assert frac_h.item() == 0.0 and frac_s.item() == 1.0
+
+
+def test_clipped_loss_gradient_zero_when_clipped():
+    lp = torch.tensor([[math.log(1.5)]], requires_grad=True)
+    loss, _ = clipped_policy_loss(lp, torch.zeros(1, 1), torch.ones(1), torch.ones(1, 1))
+    loss.backward()
+    assert lp.grad.item() == 0.0
+
+
+def test_aggregation_differs_on_unequal_lengths():
+    per_token = torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    assert aggregate_loss(per_token, mask, LossAggregation.TOKEN_MEAN).item() == pytest.approx(
+        7 / 5
+    )
+    assert aggregate_loss(per_token, mask, "sequence_mean").item() == pytest.approx(2.0)
+    empty = torch.zeros(2, 4)
+    assert aggregate_loss(per_token, empty, "sequence_mean").item() == 0.0
+    with pytest.raises(ValueError):
+        aggregate_loss(per_token, mask, "sum")
+
+
+def test_k3_kl_matches_loop_and_is_nonnegative():
+    logprobs, old, _, _ = _random_batch(3)
+    kl = k3_kl(logprobs, old)
+    for i in range(kl.shape[0]):
+        for j in range(kl.shape[1]):
+            d = old[i, j].item() - logprobs[i, j].item()
+            assert kl[i, j].item() == pytest.approx(math.exp(d) - d - 1, abs=1e-12)
+    assert torch.all(kl >= 0)
+    assert torch.all(k3_kl(logprobs, logprobs) == 0)
+
+
+def test_k3_kl_is_unbiased_estimate_of_kl():
+    # Sample from p, estimate KL(p || q) with k3 and compare to the exact sum.
+    p = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    q = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    exact = float((p * (p / q).log()).sum())
+    g = torch.Generator().manual_seed(0)
+    samples = torch.multinomial(p, 200_000, replacement=True, generator=g)
+    est = k3_kl(p.log()[samples][None, :], q.log()[samples][None, :]).mean().item()
+    assert est == pytest.approx(exact, rel=0.03)
+
+
+def test_entropy_shaped_advantages_matches_loop():
+    g = torch.Generator().manual_seed(1)
+    adv = torch.randn(4, generator=g)
+    ent = torch.rand(4, 6, generator=g) * 3
+    out = entropy_shaped_advantages(adv, ent, coef=0.4, kappa=2.0)
+    for i in range(4):
+        for j in range(6):
+            a = adv[i].item()
+            expected = a + min(0.4 * ent[i, j].item(), abs(a) / 2)
+            assert out[i, j].item() == pytest.approx(expected, rel=1e-6)
+    # The bonus never flips the sign of a negative advantage.
+    assert torch.all(out[adv < 0] < 0)
+
+
+def test_entropy_bonus_is_detached():
+    ent = torch.rand(2, 3, requires_grad=True)
+    out = entropy_shaped_advantages(torch.tensor([1.0, -1.0]), ent)
+    assert not out.requires_grad
+
+
+def test_overlong_penalty_hand_values():
+    lengths = torch.tensor([0, 2560, 2561, 2816, 3072, 3073, 5000])
+    out = overlong_penalty(lengths, max_length=3072, buffer=512)
+    expected = [0.0, 0.0, -1 / 512, -0.5, -1.0, -1.0, -1.0]
+    assert out.tolist() == pytest.approx(expected)
+    with pytest.raises(InvalidArgumentError, match="buffer"):
+        overlong_penalty(lengths, max_length=10, buffer=11)
+
+
+def test_token_logprobs_and_entropy_match_loop():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, 3, 5, generator=g)
+    tokens = torch.randint(0, 5, (2, 3), generator=g)
+    lp = token_logprobs(logits, tokens)
+    ent = token_entropy(logits)
+    for i in range(2):
+        for j in range(3):
+            z = [math.exp(x) for x in logits[i, j].tolist()]
+            s = sum(z)
+            probs = [x / s for x in z]
+            assert lp[i, j].item() == pytest.approx(math.log(probs[tokens[i, j]]), abs=1e-5)
+            assert ent[i, j].item() == pytest.approx(-sum(p * math.log(p) for p in probs), abs=1e-5)
