@@ -1,8 +1,9 @@
 """Integrations with the frameworks users already train with.
 
 :mod:`meds_gym.integrations.features` (episode fingerprints for non-text envs) has no optional
-dependency. :mod:`meds_gym.integrations.sb3` needs the ``sb3`` extra; its names are importable from
-here too, lazily, so that ``import meds_gym.integrations`` never imports stable-baselines3.
+dependency. :mod:`meds_gym.integrations.sb3` needs the ``sb3`` extra and
+:mod:`meds_gym.integrations.trl` the ``trl`` extra; their names are importable from here too,
+lazily, so that ``import meds_gym.integrations`` never imports stable-baselines3, TRL or torch.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from meds_gym.integrations.features import (
 )
 
 _SB3_NAMES = ("MEDSLoggerCallback", "MEDSVecEnvWrapper")
+_TRL_NAMES = ("MEDSRewardFunction", "MEDSStep")
 
 
 def __getattr__(name: str) -> Any:
     if name in _SB3_NAMES:
         module = importlib.import_module("meds_gym.integrations.sb3")
+        return getattr(module, name)
+    if name in _TRL_NAMES:
+        module = importlib.import_module("meds_gym.integrations.trl")
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -30,6 +35,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "FeatureFn",
     "MEDSLoggerCallback",
+    "MEDSRewardFunction",
+    "MEDSStep",
     "MEDSVecEnvWrapper",
     "policy_action_features",
     "terminal_state_features",

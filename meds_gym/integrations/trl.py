@@ -1,0 +1,654 @@
+r"""MEDS inside TRL's ``GRPOTrainer``: a reward function with one error memory for all processes.
+
+:class:`MEDSRewardFunction` is an ordinary TRL reward function (a callable that receives the
+prompts, the completions, the completion ids and the dataset columns), so MEDS runs on every path
+TRL supports (accelerate multi-GPU, DeepSpeed, vLLM generation) without touching the trainer. On
+each call it
+
+1. grades the process's completions with the verifier (gold answer from a dataset column),
+2. computes each completion's MEDS answer fingerprint (DESIGN.md section 2, step 1) with the
+   policy model,
+3. gathers problem ids, correctness, rewards and fingerprints from all processes in rank order
+   (the order in which TRL gathers the rewards),
+4. shapes the *global* batch with :class:`~meds_gym.meds.MEDSShaper` on every process (the
+   shaper is deterministic and every process feeds it the same inputs, so all processes hold the
+   same memory), and
+5. returns the shaped rewards of its own rows.
+
+TRL then sums the reward functions and normalises each group, so the penalty acts on the wrong
+completions' rewards *before* the group normalisation, as in the paper. The penalties of a step
+do not depend on the number of processes: a 2-process run gives the same penalties as a
+1-process run on the same completions.
+
+**Cost of the fingerprint.** TRL's reward functions do not see the policy's log-prob pass, so the
+fingerprint takes one extra no-grad forward per completion that has a ``\boxed{``, over the
+prompt and the completion *truncated at the brace token P* (the causal model needs nothing
+after P), keeping only the last position's logits (``logits_to_keep=1``) and copying one hidden
+vector per selected layer out of forward hooks. The cost is therefore at most one inference
+forward of the batch, without the (T, V) logits; it runs in ``fingerprint_batch_size`` chunks.
+
+Example (``model`` and ``dataset`` with ``prompt``, ``answer`` and ``problem_id`` columns)::
+
+    from trl import GRPOConfig, GRPOTrainer
+
+    meds = MEDSRewardFunction(MEDSConfig(alpha=0.1, beta=0.2))
+    trainer = GRPOTrainer(model=model, reward_funcs=[meds], args=GRPOConfig(...),
+                          train_dataset=dataset)
+    meds.bind(trainer)  # the policy model and tokenizer for the fingerprint
+    trainer.train()
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from meds_gym.errors import InvalidArgumentError, MissingExtraError, invalid_type
+from meds_gym.meds import MEDSConfig, MEDSShaper, ShapeResult
+from meds_gym.verifiers import verify_response
+
+try:  # the integration needs the ``trl`` extra; fail with the command that installs it
+    import torch
+    from torch import nn
+except ImportError as exc:  # pragma: no cover - exercised through a subprocess test
+    raise MissingExtraError("MEDS for TRL", "trl", "torch") from exc
+for _package in ("trl", "accelerate"):
+    try:
+        __import__(_package)
+    except ImportError as exc:
+        raise MissingExtraError("MEDS for TRL", "trl", _package) from exc
+
+logger = logging.getLogger(__name__)
+
+BOXED = "\\boxed{"
+
+FeaturesFn = Callable[[Sequence[Any], Sequence[str], Sequence[Sequence[int]]], np.ndarray]
+"""``(prompts, completion_texts, completion_ids) -> (B, L) float`` fingerprints, NaN rows = none."""
+
+CorrectnessFn = Callable[[str, str], bool]
+"""``(completion_text, gold_answer) -> correct?``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Pure helpers: where the answer starts, which layers, and the gather across processes.
+# --------------------------------------------------------------------------------------------
+
+
+def boxed_brace_char(text: str) -> int | None:
+    r"""Character offset of the ``{`` of the last ``\boxed{`` in ``text``, or None if absent."""
+    start = text.rfind(BOXED)
+    if start < 0:
+        return None
+    return start + len(BOXED) - 1
+
+
+def boxed_brace_token(tokenizer: Any, token_ids: Sequence[int]) -> int | None:
+    r"""Index into ``token_ids`` of the token that carries the ``{`` of the last ``\boxed{``.
+
+    The token is found from decoded text lengths, not token ids, because tokenisers split
+    ``\boxed{`` in different ways (``{`` may merge with ``boxed`` or with the answer's first
+    digits). The smallest i whose decoded prefix ``token_ids[: i + 1]`` reaches past the brace is
+    found by bisection: O(log T) decodes.
+
+    Args:
+        tokenizer: A Hugging Face tokenizer.
+        token_ids: The completion's token ids as generated (special tokens may follow the text).
+
+    Returns:
+        The token index, or None if the decoded completion has no ``\boxed{``.
+    """
+    ids = [int(t) for t in token_ids]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    char = boxed_brace_char(text)
+    if char is None:
+        return None
+    low, high = 0, len(ids) - 1
+    while low < high:
+        middle = (low + high) // 2
+        if len(tokenizer.decode(ids[: middle + 1], skip_special_tokens=True)) > char:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder layers of a Hugging Face causal LM (Llama/Qwen/Mistral, GPT-2, GPT-NeoX, OPT).
+
+    Raises:
+        InvalidArgumentError: If the model keeps its layers elsewhere.
+    """
+    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+        module: Any = model
+        for attr in path.split("."):
+            module = getattr(module, attr, None)
+            if module is None:
+                break
+        if isinstance(module, nn.ModuleList):
+            return module
+    raise InvalidArgumentError(
+        "model",
+        "a causal LM whose decoder layers are at model.layers, transformer.h, gpt_neox.layers "
+        "or model.decoder.layers",
+        type(model).__name__,
+    )
+
+
+def last_half_layers(num_layers: int) -> list[int]:
+    """The 1-based decoder layers the fingerprint keeps: the last ``N // 2`` (at least one)."""
+    if num_layers < 1:
+        raise InvalidArgumentError("num_layers", "an int >= 1", num_layers)
+    half = max(1, num_layers // 2)
+    return list(range(num_layers - half + 1, num_layers + 1))
+
+
+def gather_across_processes(value: Any) -> list[Any]:
+    """Every process's ``value``, in rank order; ``[value]`` when not running distributed.
+
+    Uses ``torch.distributed.all_gather_object``, which accelerate, DeepSpeed and ``torchrun``
+    all initialise; every process must call it at the same point.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def process_rank() -> int:
+    """This process's rank (0 when not running distributed)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank())
+    return 0
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a TRL completion: a str, or the content of a conversational completion."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, (list, tuple)) and completion and isinstance(completion[-1], dict):
+        content = completion[-1].get("content", "")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):  # content blocks
+            return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    raise invalid_type("completions[i]", "a str or a list of chat messages", completion)
+
+
+# --------------------------------------------------------------------------------------------
+# The fingerprint: one no-grad forward over prompt + completion[: P + 1].
+# --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def answer_fingerprints(
+    model: nn.Module,
+    sequences: Sequence[Sequence[int] | None],
+    targets: Sequence[int | None],
+    *,
+    pad_token_id: int,
+    batch_size: int = 8,
+) -> npt.NDArray[np.float32]:
+    """MEDS fingerprints from sequences that end on the answer's brace token P.
+
+    For each sequence (prompt ids + completion ids up to and including P) and its target (the
+    completion's token at P + 1), the fingerprint holds, for each of the last ``N // 2`` decoder
+    layers n, ``lm_head(hidden_n[P])[target]``: the logit lens without the final norm for
+    intermediate layers, and the model's own output logit for the last layer (DESIGN.md
+    section 2, step 1).
+
+    Sequences are left-padded in chunks of ``batch_size`` with explicit position ids, so a
+    sequence's fingerprint does not depend on its neighbours' positions; with ``batch_size=1``
+    there is no padding at all and the values do not depend on how the batch was split. Rows given
+    as ``None`` have no fingerprint; they still take a slot (a one-token dummy) so that every
+    process runs the same number of forwards (sharded models such as DeepSpeed ZeRO-3 need it).
+
+    Args:
+        model: A Hugging Face causal LM (unwrapped from DDP/DeepSpeed).
+        sequences: (B,) token id lists, or None for a completion without a fingerprint.
+        targets: (B,) the token id at P + 1, or None.
+        pad_token_id: Id used for left padding and for the dummy rows.
+        batch_size: Sequences per forward.
+
+    Returns:
+        (B, N // 2) float32 fingerprints, NaN rows where there is none.
+    """
+    if len(sequences) != len(targets):
+        raise InvalidArgumentError(
+            "targets", f"{len(sequences)} entries (one per sequence)", f"{len(targets)} entries"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidArgumentError("batch_size", "an int >= 1", batch_size)
+    layers_module = decoder_layers(model)
+    num_layers = len(layers_module)
+    layers = last_half_layers(num_layers)
+    out = np.full((len(sequences), len(layers)), np.nan, dtype=np.float32)
+    if not sequences:
+        return out
+    head: Any = model.get_output_embeddings()  # type: ignore[operator]
+    device = head.weight.device
+    captured: dict[int, torch.Tensor] = {}
+
+    def hook(layer: int) -> Callable[..., None]:
+        def copy_last(module: nn.Module, inputs: Any, output: Any) -> None:
+            hidden = output[0] if isinstance(output, tuple) else output  # (b, T, H)
+            captured[layer] = hidden[:, -1].detach().float()  # (b, H): only position P
+
+        return copy_last
+
+    handles = [
+        layers_module[n - 1].register_forward_hook(hook(n)) for n in layers if n < num_layers
+    ]
+    was_training = model.training
+    model.eval()  # no dropout: the fingerprint must be a function of the weights only
+    try:
+        for start in range(0, len(sequences), batch_size):
+            chunk = range(start, min(start + batch_size, len(sequences)))
+            rows = [list(sequences[i] or [pad_token_id]) for i in chunk]
+            width = max(len(r) for r in rows)
+            ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for j, row in enumerate(rows):
+                ids[j, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+                mask[j, width - len(row) :] = 1
+            positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # (b, T): 0 at the first real token
+            kwargs = dict(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
+                use_cache=False,
+            )
+            captured.clear()
+            try:
+                logits = model(**kwargs, logits_to_keep=1).logits[:, -1]  # (b, V)
+            except TypeError:  # an architecture without ``logits_to_keep``
+                logits = model(**kwargs).logits[:, -1]
+            tgt = torch.tensor(
+                [t if t is not None else 0 for t in (targets[i] for i in chunk)], device=device
+            )  # (b,)
+            weight = head.weight[tgt].float()  # (b, H): only the rows of the target tokens
+            bias = getattr(head, "bias", None)
+            columns = []
+            for n in layers:
+                if n == num_layers:
+                    value = logits.float().gather(1, tgt[:, None].to(logits.device))[:, 0]
+                else:
+                    value = (captured[n].to(weight.device) * weight).sum(dim=-1)
+                    if bias is not None:
+                        value = value + bias[tgt].float()
+                columns.append(value.cpu())
+            values = torch.stack(columns, dim=1).numpy()  # (b, layers)
+            for j, i in enumerate(chunk):
+                if sequences[i] is not None and targets[i] is not None:
+                    out[i] = values[j]
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The reward function.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MEDSStep:
+    """What one reward call did, for the whole global batch (identical on every process).
+
+    Attributes:
+        problem_ids: (B,) problem id of each completion, in global (rank) order.
+        completions: (B,) completion texts.
+        correct: (B,) bool verdicts.
+        rewards: (B,) float64 rewards before shaping (1.0 right, 0.0 wrong).
+        features: (B, L) float32 fingerprints, NaN rows where there is none.
+        result: The shaper's output (penalties, clusters, cluster sizes, shaped rewards).
+        local: The rows of this process.
+        training: Whether the memory learned from this step.
+    """
+
+    problem_ids: tuple[str, ...]
+    completions: tuple[str, ...]
+    correct: npt.NDArray[np.bool_]
+    rewards: npt.NDArray[np.float64]
+    features: npt.NDArray[np.float32]
+    result: ShapeResult
+    local: slice
+    training: bool
+
+
+def _default_correctness(completion: str, gold: str) -> bool:
+    return verify_response(completion, gold).correct
+
+
+class MEDSRewardFunction:
+    r"""A TRL reward function that grades completions and applies the MEDS penalty.
+
+    Pass it in ``GRPOTrainer(reward_funcs=[...])`` and call :meth:`bind` with the trainer (or give
+    ``model`` and ``tokenizer`` here). The dataset needs a gold-answer column and a problem-id
+    column (names configurable). The reward is 1.0 for a correct completion and
+    ``-penalty`` for a wrong one; the penalty is ``min(alpha * log(n + 1), beta)`` for a wrong
+    completion that falls into a cluster of n past wrong completions of the same problem.
+
+    All processes gather the batch and shape it identically (see the module docstring); the
+    memory therefore stays the same on every process and the result does not depend on the
+    number of processes. While the policy model is in eval mode (TRL's evaluation loop) the
+    memory is frozen: completions are penalised but not stored.
+
+    Args:
+        config: MEDS configuration (ignored when ``shaper`` is given).
+        model: The policy model, if not bound later with :meth:`bind`.
+        tokenizer: The policy's tokenizer, if not bound later with :meth:`bind`.
+        shaper: A shaper to continue (e.g. ``MEDSShaper.load(path)``).
+        answer_column: Dataset column holding the gold answer.
+        problem_id_column: Dataset column holding the stable problem id.
+        correctness_fn: ``(completion_text, gold) -> bool``; default
+            :func:`meds_gym.verifiers.verify_response`.
+        features_fn: ``(prompts, completion_texts, completion_ids) -> (B, L)`` fingerprints;
+            default: the policy model's answer fingerprint (needs ``model`` and ``tokenizer``).
+        fingerprint_batch_size: Completions per fingerprint forward (1 makes the fingerprints
+            independent of how the batch is split across processes, bit for bit).
+        record_history: Keep a :class:`MEDSStep` per call in :attr:`history` (for analysis
+            and tests; it grows with training).
+
+    Example:
+        >>> import numpy as np
+        >>> meds = MEDSRewardFunction(features_fn=lambda p, c, ids: np.ones((len(c), 2)))
+        >>> meds(prompts=["1+1?"] * 2, completions=[r"\boxed{3}", r"\boxed{2}"],
+        ...      answer=["2", "2"], problem_id=["p0", "p0"])
+        [0.0, 1.0]
+    """
+
+    __name__ = "meds"  # TRL names its logged reward metrics after the function
+
+    def __init__(
+        self,
+        config: MEDSConfig | None = None,
+        *,
+        model: nn.Module | None = None,
+        tokenizer: Any = None,
+        shaper: MEDSShaper | None = None,
+        answer_column: str = "answer",
+        problem_id_column: str = "problem_id",
+        correctness_fn: CorrectnessFn | None = None,
+        features_fn: FeaturesFn | None = None,
+        fingerprint_batch_size: int = 8,
+        record_history: bool = False,
+    ) -> None:
+        if shaper is not None and not isinstance(shaper, MEDSShaper):
+            raise InvalidArgumentError("shaper", "a MEDSShaper or None", shaper)
+        if config is not None and not isinstance(config, MEDSConfig):
+            raise InvalidArgumentError("config", "a MEDSConfig or None", config)
+        for name, value in (
+            ("answer_column", answer_column),
+            ("problem_id_column", problem_id_column),
+        ):
+            if not isinstance(value, str) or not value:
+                raise InvalidArgumentError(name, "a non-empty dataset column name", value)
+        if (
+            isinstance(fingerprint_batch_size, bool)
+            or not isinstance(fingerprint_batch_size, int)
+            or fingerprint_batch_size < 1
+        ):
+            raise InvalidArgumentError(
+                "fingerprint_batch_size", "an int >= 1", fingerprint_batch_size
+            )
+        for name, fn in (("correctness_fn", correctness_fn), ("features_fn", features_fn)):
+            if fn is not None and not callable(fn):
+                raise InvalidArgumentError(name, "a callable or None", fn)
+        self.shaper = shaper if shaper is not None else MEDSShaper(config)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.answer_column = answer_column
+        self.problem_id_column = problem_id_column
+        self.correctness_fn: CorrectnessFn = correctness_fn or _default_correctness
+        self.features_fn = features_fn
+        self.fingerprint_batch_size = fingerprint_batch_size
+        self.record_history = bool(record_history)
+        self.history: list[MEDSStep] = []
+        self.last_step: MEDSStep | None = None
+        self.chat_template_kwargs: dict[str, Any] = {}
+        """Extra ``apply_chat_template`` arguments for chat prompts (set by :meth:`bind`)."""
+
+    def bind(self, trainer: Any) -> MEDSRewardFunction:
+        """Take the policy model and tokenizer from a TRL trainer; returns ``self``.
+
+        Args:
+            trainer: A ``GRPOTrainer`` (anything with ``model``, ``processing_class`` and
+                ``accelerator``).
+        """
+        for attr in ("model", "processing_class"):
+            if not hasattr(trainer, attr):
+                raise InvalidArgumentError(
+                    "trainer", f"a TRL trainer (with a `{attr}` attribute)", trainer
+                )
+        model = trainer.model
+        accelerator = getattr(trainer, "accelerator", None)
+        if accelerator is not None:
+            model = accelerator.unwrap_model(model)
+        self.model = model
+        processing = trainer.processing_class
+        self.tokenizer = getattr(processing, "tokenizer", processing)  # a processor holds one
+        # Render chat prompts with the trainer's template settings, as it does before generating.
+        self.chat_template_kwargs = dict(getattr(trainer, "chat_template_kwargs", None) or {})
+        template = getattr(trainer, "chat_template", None)
+        if template is not None:
+            self.chat_template_kwargs["chat_template"] = template
+        tools = getattr(trainer, "tools", None)
+        if tools:
+            self.chat_template_kwargs["tools"] = tools
+        return self
+
+    # -- the TRL reward-function protocol -----------------------------------------------------
+
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        """Score this process's completions; the shaping uses the batch of all processes.
+
+        Args:
+            prompts: (b,) this process's prompts (text or chat messages).
+            completions: (b,) completions (text or chat messages).
+            completion_ids: (b,) generated token ids (needed by the default fingerprint).
+            **kwargs: Dataset columns (must include the answer and problem-id columns) and TRL's
+                extras (``log_metric``, ``log_extra``, ``trainer_state``), used when present.
+
+        Returns:
+            (b,) shaped rewards of this process's completions.
+        """
+        texts = [completion_text(c) for c in completions]
+        size = len(texts)
+        golds = self._column(kwargs, self.answer_column, size)
+        ids = [str(pid) for pid in self._column(kwargs, self.problem_id_column, size)]
+        correct = [bool(self.correctness_fn(t, str(g))) for t, g in zip(texts, golds, strict=True)]
+        features = self._features(prompts, texts, completion_ids)
+        local = (ids, texts, correct, features)
+        parts = gather_across_processes(local)
+        rank = process_rank() if len(parts) > 1 else 0
+        offset = sum(len(part[0]) for part in parts[:rank])
+        all_ids = [pid for part in parts for pid in part[0]]
+        all_texts = [t for part in parts for t in part[1]]
+        all_correct = np.array([c for part in parts for c in part[2]], dtype=bool)
+        widths = {part[3].shape[1] for part in parts if part[3].shape[0]}
+        if len(widths) > 1:
+            raise InvalidArgumentError(
+                "features", "fingerprints of one dimension on every process", sorted(widths)
+            )
+        blocks = [part[3] for part in parts if part[3].shape[0]]
+        all_features = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, 1), np.float32)
+        rewards = all_correct.astype(np.float64)
+        training = self.shaper.training
+        frozen = self.model is not None and not self.model.training  # TRL's evaluation loop
+        if frozen:
+            self.shaper.training = False
+        try:
+            result = self.shaper.shape(all_ids, all_correct, rewards, all_features)
+        finally:
+            self.shaper.training = training
+        local_rows = slice(offset, offset + size)
+        step = MEDSStep(
+            problem_ids=tuple(all_ids),
+            completions=tuple(all_texts),
+            correct=all_correct,
+            rewards=rewards,
+            features=all_features,
+            result=result,
+            local=local_rows,
+            training=training and not frozen,
+        )
+        self.last_step = step
+        if self.record_history:
+            self.history.append(step)
+        self._log(kwargs, step)
+        return [float(r) for r in result.shaped_rewards[local_rows]]
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the shared memory (atomically, no pickle) from the main process only.
+
+        Every process holds the same memory, so one copy suffices; call it on all processes.
+
+        Args:
+            path: Destination ``.npz`` file.
+        """
+        if process_rank() == 0:
+            self.shaper.save(path)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _column(kwargs: dict[str, Any], name: str, size: int) -> list[Any]:
+        if name not in kwargs:
+            known = sorted(
+                k for k in kwargs if k not in ("trainer_state", "log_extra", "log_metric")
+            )
+            raise InvalidArgumentError(
+                name,
+                "a dataset column passed to the reward function",
+                f"columns {known}",
+                f"Add a `{name}` column to the dataset, or set the column name in "
+                "MEDSRewardFunction(answer_column=..., problem_id_column=...).",
+            )
+        values = list(kwargs[name])
+        if len(values) != size:
+            raise InvalidArgumentError(name, f"{size} values (one per completion)", len(values))
+        return values
+
+    def _features(
+        self,
+        prompts: Sequence[Any],
+        texts: list[str],
+        completion_ids: Sequence[Sequence[int]] | None,
+    ) -> npt.NDArray[np.float32]:
+        if self.features_fn is not None:
+            features = np.asarray(
+                self.features_fn(prompts, texts, completion_ids or []), dtype=np.float32
+            )
+            if features.ndim != 2 or features.shape[0] != len(texts):
+                raise InvalidArgumentError(
+                    "features_fn", f"a function returning a ({len(texts)}, L) array", features.shape
+                )
+            return features
+        if self.model is None or self.tokenizer is None:
+            raise InvalidArgumentError(
+                "model",
+                "the policy model and tokenizer for the fingerprint",
+                None,
+                "Call `meds.bind(trainer)` after building the GRPOTrainer, or pass `model=` and "
+                "`tokenizer=`, or pass `features_fn=`.",
+            )
+        if completion_ids is None:
+            raise InvalidArgumentError(
+                "completion_ids", "the generated token ids (TRL passes them)", None
+            )
+        prompt_ids = self._prompt_ids(prompts)
+        sequences: list[list[int] | None] = []
+        targets: list[int | None] = []
+        for prompt, completion, text in zip(prompt_ids, completion_ids, texts, strict=True):
+            ids = [int(t) for t in completion]
+            char = boxed_brace_char(text)
+            position = None if char is None else boxed_brace_token(self.tokenizer, ids)
+            if position is None or position + 1 >= len(ids) or char == len(text.rstrip()) - 1:
+                sequences.append(None)  # no box, or the text ends on the brace: no answer token
+                targets.append(None)
+                continue
+            sequences.append(list(prompt) + ids[: position + 1])
+            targets.append(ids[position + 1])
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id or 0
+        return answer_fingerprints(
+            self.model,
+            sequences,
+            targets,
+            pad_token_id=int(pad),
+            batch_size=self.fingerprint_batch_size,
+        )
+
+    def _prompt_ids(self, prompts: Sequence[Any]) -> list[list[int]]:
+        """Tokenise prompts exactly as ``GRPOTrainer`` does before generating."""
+        if not prompts:
+            return []
+        if isinstance(prompts[0], str):
+            return [list(ids) for ids in self.tokenizer(text=list(prompts))["input_ids"]]
+        encoded = self.tokenizer.apply_chat_template(
+            conversation=list(prompts),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            **self.chat_template_kwargs,
+        )
+        return [list(ids) for ids in encoded["input_ids"]]
+
+    @staticmethod
+    def _log(kwargs: dict[str, Any], step: MEDSStep) -> None:
+        result = step.result
+        wrong = ~step.correct
+        has_features = ~np.isnan(step.features).all(axis=1) if step.features.size else wrong & False
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric):
+            count = max(1, int(wrong.sum()))
+            log_metric("meds/penalty_mean_wrong", float(result.penalties[wrong].sum()) / count)
+            log_metric("meds/penalised_fraction", float((result.penalties > 0).mean()))
+            log_metric("meds/fingerprint_fraction", float(has_features.mean()))
+        log_extra = kwargs.get("log_extra")
+        if callable(log_extra):
+            log_extra("meds_penalty", [float(p) for p in result.penalties[step.local]])
+            log_extra("meds_cluster_size", [int(n) for n in result.cluster_sizes[step.local]])
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "MEDS step: %d completions, %d wrong, mean penalty %.4f",
+                len(step.problem_ids),
+                int(wrong.sum()),
+                float(result.penalties.mean()) if len(result) else math.nan,
+            )
+
+
+__all__ = [
+    "MEDSRewardFunction",
+    "MEDSStep",
+    "answer_fingerprints",
+    "boxed_brace_char",
+    "boxed_brace_token",
+    "completion_text",
+    "decoder_layers",
+    "gather_across_processes",
+    "last_half_layers",
+]

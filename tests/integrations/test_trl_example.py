@@ -1,0 +1,43 @@
+"""Smoke test of examples/trl_meds.py with a tiny budget on the CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+pytest.importorskip("tyro")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_trl_example_runs_and_saves_the_memory(tmp_path: Path) -> None:
+    memory = tmp_path / "memory.npz"
+    command = [
+        sys.executable,
+        str(REPO / "examples" / "trl_meds.py"),
+        "--use-cpu",
+        "--max-steps", "1",
+        "--num-problems", "2",
+        "--num-generations", "4",
+        "--per-device-train-batch-size", "4",
+        "--max-completion-length", "8",
+        "--memory-path", str(memory),
+        "--output-dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "steps=1 " in done.stdout
+    assert memory.is_file()
+
+    from meds_gym.meds import MEDSShaper
+
+    MEDSShaper.load(memory)  # a valid memory file

@@ -1,0 +1,320 @@
+"""MEDSRewardFunction and its fingerprint, driven directly (no trainer), in one process."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+pytest.importorskip("accelerate")
+
+from meds_gym.errors import InvalidArgumentError, MissingExtraError  # noqa: E402
+from meds_gym.integrations.trl import (  # noqa: E402
+    MEDSRewardFunction,
+    answer_fingerprints,
+    boxed_brace_token,
+    completion_text,
+    last_half_layers,
+)
+from meds_gym.meds import MEDSConfig, MEDSShaper  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    sys.path.insert(0, str(REPO))
+    from agents.tiny_model import build_char_tokenizer
+
+    return build_char_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer: Any) -> Any:
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+class PieceTokenizer:
+    """A tokenizer over fixed string pieces, where ``{`` is merged with neighbouring text."""
+
+    def __init__(self, pieces: list[str]) -> None:
+        self.pieces = pieces
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return "".join(self.pieces[i] for i in ids)
+
+
+def test_boxed_brace_token_finds_a_merged_brace() -> None:
+    pieces = ["So ", "\\box", "ed{1", "9}", " or ", "\\boxed", "{2", "0}", "<eos>"]
+    tok = PieceTokenizer(pieces)
+    assert boxed_brace_token(tok, [0, 1, 2, 3]) == 2
+    assert boxed_brace_token(tok, [0, 1, 2, 3, 4, 5, 6, 7]) == 6  # the last \boxed{ counts
+    assert boxed_brace_token(tok, [0, 3, 4]) is None
+
+
+def test_boxed_brace_token_is_the_character_offset_for_a_character_tokenizer(
+    tokenizer: Any,
+) -> None:
+    text = "1+1 is \\boxed{2}, not \\boxed{3}"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert boxed_brace_token(tokenizer, ids) == text.rfind("\\boxed{") + len("\\boxed")
+
+
+def test_last_half_layers() -> None:
+    assert last_half_layers(28) == list(range(15, 29))
+    assert last_half_layers(4) == [3, 4]
+    assert last_half_layers(1) == [1]
+    with pytest.raises(InvalidArgumentError, match="num_layers"):
+        last_half_layers(0)
+
+
+def _oracle_fingerprint(model: Any, sequence: list[int], target: int) -> np.ndarray:
+    """lm_head(hidden_states[n])[P, target] from a full pass with output_hidden_states."""
+    values = []
+    with torch.no_grad():
+        out = model(torch.tensor([sequence]), output_hidden_states=True)
+        for n in last_half_layers(model.config.num_hidden_layers):
+            if n == model.config.num_hidden_layers:  # HF applies the final norm: output logits
+                values.append(float(out.logits[0, -1, target]))
+            else:
+                values.append(float(model.lm_head(out.hidden_states[n][0, -1])[target]))
+    return np.array(values, dtype=np.float32)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_answer_fingerprints_match_the_full_hidden_states_pass(model: Any, batch_size: int) -> None:
+    rng = np.random.default_rng(0)
+    sequences: list[list[int] | None] = [
+        rng.integers(10, 90, size=int(n)).tolist() for n in (7, 12, 3, 20)
+    ]
+    sequences.insert(2, None)  # a completion without a fingerprint
+    targets: list[int | None] = [11, 22, None, 33, 44]
+    got = answer_fingerprints(model, sequences, targets, pad_token_id=0, batch_size=batch_size)
+    assert got.shape == (5, 2) and got.dtype == np.float32
+    assert np.isnan(got[2]).all()
+    for i in (0, 1, 3, 4):
+        np.testing.assert_allclose(
+            got[i], _oracle_fingerprint(model, sequences[i], targets[i]), rtol=1e-5, atol=1e-5
+        )
+
+
+def test_answer_fingerprints_with_batch_size_one_do_not_depend_on_the_neighbours(
+    model: Any,
+) -> None:
+    rng = np.random.default_rng(1)
+    sequences = [rng.integers(10, 90, size=int(n)).tolist() for n in (9, 4, 15, 6)]
+    targets = [12, 13, 14, 15]
+    whole = answer_fingerprints(model, sequences, targets, pad_token_id=0, batch_size=1)
+    halves = np.concatenate(
+        [
+            answer_fingerprints(model, sequences[:2], targets[:2], pad_token_id=0, batch_size=1),
+            answer_fingerprints(model, sequences[2:], targets[2:], pad_token_id=0, batch_size=1),
+        ]
+    )
+    np.testing.assert_array_equal(whole, halves)
+
+
+def test_answer_fingerprints_restore_the_training_mode(model: Any) -> None:
+    model.train()
+    answer_fingerprints(model, [[5, 6, 7]], [8], pad_token_id=0)
+    assert model.training
+    model.eval()
+
+
+def test_answer_fingerprints_reject_bad_arguments(model: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="targets"):
+        answer_fingerprints(model, [[1, 2]], [], pad_token_id=0)
+    with pytest.raises(InvalidArgumentError, match="batch_size"):
+        answer_fingerprints(model, [[1, 2]], [3], pad_token_id=0, batch_size=0)
+    with pytest.raises(InvalidArgumentError, match="decoder layers"):
+        answer_fingerprints(torch.nn.Linear(2, 2), [[1, 2]], [3], pad_token_id=0)
+
+
+def _fixed_features(table: dict[str, list[float]]) -> Any:
+    def features_fn(prompts: Any, texts: Any, ids: Any) -> np.ndarray:
+        return np.array([table[t] for t in texts], dtype=np.float32)
+
+    return features_fn
+
+
+WRONG_A, WRONG_B, RIGHT = "so \\boxed{20}", "so \\boxed{54}", "so \\boxed{19}"
+TABLE = {WRONG_A: [1.0, 0.0, 0.1], WRONG_B: [0.0, 1.0, 0.0], RIGHT: [0.5, 0.5, 0.5]}
+
+
+def _call(meds: MEDSRewardFunction, texts: list[str], pid: str = "p0") -> list[float]:
+    n = len(texts)
+    return meds(prompts=["Compute 7 + 3 * 6 - 6."] * n, completions=texts,
+                answer=["19"] * n, problem_id=[pid] * n)  # fmt: skip
+
+
+def test_reward_function_matches_the_shaper_oracle() -> None:
+    meds = MEDSRewardFunction(MEDSConfig(), features_fn=_fixed_features(TABLE))
+    oracle = MEDSShaper(MEDSConfig())
+    group = [RIGHT, WRONG_A, WRONG_A, WRONG_A, WRONG_B]
+    penalised = 0
+    for step in range(4):
+        rewards = _call(meds, group)
+        correct = np.array([t == RIGHT for t in group])
+        features = np.array([TABLE[t] for t in group])
+        expected = oracle.shape(["p0"] * 5, correct, correct.astype(float), features)
+        assert rewards == expected.shaped_rewards.tolist()
+        assert rewards[0] == 1.0  # a right answer is never penalised
+        if step == 0:
+            assert rewards == [1.0, 0.0, 0.0, 0.0, 0.0]  # first visit: empty memory
+        penalised += int((expected.penalties > 0).sum())
+    assert penalised > 0
+    # The dominant wrong mode (three per step) is pushed down harder than the rare one.
+    assert rewards[1] < rewards[4] <= 0.0
+
+
+def test_conversational_completions_and_dataset_columns() -> None:
+    meds = MEDSRewardFunction(
+        features_fn=_fixed_features(TABLE), answer_column="gold", problem_id_column="pid"
+    )
+    completions = [
+        [{"role": "assistant", "content": RIGHT}],
+        [{"role": "assistant", "content": WRONG_A}],
+    ]
+    rewards = meds(prompts=[[{"role": "user", "content": "q"}]] * 2, completions=completions,
+                   gold=["19", "19"], pid=["a", "a"])  # fmt: skip
+    assert rewards == [1.0, 0.0]
+    assert (
+        completion_text([{"role": "assistant", "content": [{"type": "text", "text": "x"}]}]) == "x"
+    )
+
+
+def test_eval_mode_freezes_the_memory(model: Any) -> None:
+    meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE), model=model)
+    model.eval()  # TRL's evaluation loop
+    _call(meds, [WRONG_A, WRONG_A])
+    assert meds.shaper.stats().rows == 0
+    assert meds.last_step is not None and not meds.last_step.training
+    assert meds.shaper.training  # the switch is restored after the call
+    model.train()
+    _call(meds, [WRONG_A, WRONG_A])
+    assert meds.last_step.training
+    assert meds.shaper.stats().rows == 2
+    model.eval()
+
+
+def test_reward_function_with_the_policy_fingerprint(model: Any, tokenizer: Any) -> None:
+    meds = MEDSRewardFunction(model=model, tokenizer=tokenizer, record_history=True)
+    texts = ["3*6=18, 7+18=25. \\boxed{25}", "no box at all", "ends on the brace \\boxed{"]
+    ids = [
+        tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        for t in texts
+    ]
+    prompt = "Compute 7 + 3 * 6 - 6."
+    meds(prompts=[prompt] * 3, completions=texts, completion_ids=ids, answer=["19"] * 3,
+         problem_id=["p"] * 3)  # fmt: skip
+    features = meds.history[-1].features
+    assert not np.isnan(features[0]).any()
+    assert np.isnan(features[1]).all() and np.isnan(features[2]).all()
+    # Oracle: the full pass over the tokenised prompt + completion up to the brace.
+    p = ids[0].index(tokenizer.convert_tokens_to_ids("{"))
+    sequence = tokenizer(text=prompt)["input_ids"] + ids[0][: p + 1]
+    np.testing.assert_allclose(
+        features[0], _oracle_fingerprint(model, sequence, ids[0][p + 1]), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_save_writes_the_shared_memory(tmp_path: Path) -> None:
+    meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE))
+    for _ in range(2):
+        _call(meds, [WRONG_A, WRONG_A, WRONG_B])
+    meds.save(tmp_path / "memory.npz")
+    resumed = MEDSRewardFunction(
+        shaper=MEDSShaper.load(tmp_path / "memory.npz"), features_fn=_fixed_features(TABLE)
+    )
+    assert _call(resumed, [WRONG_A, WRONG_B]) == _call(meds, [WRONG_A, WRONG_B])
+
+
+def test_rejected_inputs_name_the_parameter() -> None:
+    meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE))
+    with pytest.raises(InvalidArgumentError, match="problem_id.*dataset column"):
+        meds(prompts=["q"], completions=[RIGHT], answer=["19"])
+    with pytest.raises(InvalidArgumentError, match="answer.*1 values"):
+        meds(prompts=["q"], completions=[RIGHT], answer=["19", "1"], problem_id=["p"])
+    with pytest.raises(InvalidArgumentError, match="fingerprint_batch_size"):
+        MEDSRewardFunction(fingerprint_batch_size=0)
+    with pytest.raises(InvalidArgumentError, match="config"):
+        MEDSRewardFunction(config={"alpha": 0.1})  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="features_fn"):
+        MEDSRewardFunction(features_fn=lambda p, t, i: np.ones(len(t)))(
+            prompts=["q"], completions=[RIGHT], answer=["19"], problem_id=["p"]
+        )
+    with pytest.raises(InvalidArgumentError, match="bind"):
+        MEDSRewardFunction()(prompts=["q"], completions=[RIGHT], completion_ids=[[1]],
+                             answer=["19"], problem_id=["p"])  # fmt: skip
+    with pytest.raises(TypeError, match="completions"):
+        completion_text(42)
+
+
+@pytest.mark.parametrize("missing", ["trl", "accelerate"])
+def test_missing_extra_names_the_trl_extra(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)  # makes `import missing` fail
+    monkeypatch.delitem(sys.modules, "meds_gym.integrations.trl")
+    with pytest.raises(MissingExtraError, match=r"meds-gym\[trl\]") as info:
+        importlib.import_module("meds_gym.integrations.trl")
+    assert missing in str(info.value)
+    monkeypatch.undo()
+    importlib.import_module("meds_gym.integrations.trl")
+
+
+def test_integrations_package_imports_trl_names_lazily() -> None:
+    import meds_gym.integrations as integrations
+
+    module = importlib.import_module("meds_gym.integrations.trl")
+    assert integrations.MEDSRewardFunction is module.MEDSRewardFunction
+    code = (
+        "import sys, meds_gym, meds_gym.integrations; "
+        "heavy = [m for m in ('torch', 'trl', 'accelerate', 'transformers') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+
+
+def test_chat_prompts_are_rendered_like_the_trainer_renders_them(
+    model: Any, tokenizer: Any
+) -> None:
+    meds = MEDSRewardFunction(model=model, tokenizer=tokenizer, record_history=True)
+    prompts = [[{"role": "system", "content": "Box it."}, {"role": "user", "content": "2+2?"}],
+               [{"role": "user", "content": "Compute 3 * 3."}]]  # fmt: skip
+    texts = ["4, so \\boxed{4}", "\\boxed{9}"]
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    meds(prompts=prompts, completions=completions, completion_ids=ids, answer=["4", "9"],
+         problem_id=["a", "b"])  # fmt: skip
+    features = meds.history[-1].features
+    for i in range(2):
+        rendered = tokenizer.apply_chat_template(
+            prompts[i], add_generation_prompt=True, tokenize=False
+        )
+        p = ids[i].index(tokenizer.convert_tokens_to_ids("{"))
+        sequence = tokenizer(rendered, add_special_tokens=False)["input_ids"] + ids[i][: p + 1]
+        np.testing.assert_allclose(
+            features[i], _oracle_fingerprint(model, sequence, ids[i][p + 1]), rtol=1e-5, atol=1e-5
+        )
