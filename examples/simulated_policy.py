@@ -41,9 +41,9 @@ class Args:
     """Number of problems in the training set."""
     group_size: int = 16
     """Rollouts per problem per iteration."""
-    iterations: int = 40
+    iterations: int = 30
     """Policy updates per run."""
-    lr: float = 0.5
+    lr: float = 0.15
     """Step size of the REINFORCE update on the logits."""
     seeds: int = 3
     """Independent runs per arm."""
