@@ -67,9 +67,67 @@ class EvalArgs:
             raise InvalidArgumentError("n", "an int >= 1", self.n)
 
 
+def evaluate_policy(
+    model: Any,
+    tokenizer: Any,
+    env: Any,
+    n: int,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Sample ``n`` responses to every problem of ``env``, score them with it and summarise.
+
+    Args:
+        model: The causal LM (put in eval mode here).
+        tokenizer: Its tokenizer, padding on the left.
+        env: A meds-gym text env (``env.unwrapped.source`` lists its problems).
+        n: Responses per problem; pass@k is reported for k = 1, 2, 4, ... <= n.
+        max_new_tokens: Longest response.
+        temperature: Sampling temperature.
+        seed: Seed of the sampling (torch's global generator is reseeded).
+
+    Returns:
+        ``problems``, ``n``, ``pass@k`` for each k, ``distinct_answers_per_problem`` and, when some
+        answer was wrong, ``wrong_share``, ``error_modes`` (mode -> count) and
+        ``dominant_error_share``.
+    """
+    if n < 1:
+        raise InvalidArgumentError("n", "an int >= 1", n)
+    torch.manual_seed(seed)
+    source: Any = env.unwrapped.source
+    model.eval()
+    correct_counts, ids, answers, wrong_ids, wrong_answers = [], [], [], [], []
+    for index in range(len(source)):
+        obs, info = env.reset(options={"index": index})
+        pid = info["problem_id"]
+        batch = sample_responses(
+            model, tokenizer, [prompt_text(tokenizer, obs, info)], n, max_new_tokens, temperature
+        )
+        _, correct, parsed = score_responses(env, [pid] * n, batch.texts)
+        correct_counts.append(sum(correct))
+        ids += [pid] * n
+        answers += parsed
+        wrong_ids += [pid for ok in correct if not ok]
+        wrong_answers += [a for a, ok in zip(parsed, correct, strict=True) if not ok]
+    metrics: dict[str, Any] = {"problems": len(source), "n": n}
+    k = 1
+    while k <= n:
+        metrics[f"pass@{k}"] = mean_pass_at_k(correct_counts, n, k)
+        k *= 2
+    metrics["distinct_answers_per_problem"] = float(
+        np.mean(list(distinct_answers(ids, answers).values()))
+    )
+    if wrong_ids:
+        modes = error_mode_labels(wrong_answers, [source.get(p).error_modes for p in wrong_ids])
+        metrics["wrong_share"] = len(wrong_ids) / len(ids)
+        metrics["error_modes"] = dict(Counter(modes).most_common())
+        metrics["dominant_error_share"] = dominant_mode_share(wrong_ids, modes)
+    return metrics
+
+
 def evaluate(args: EvalArgs) -> dict[str, Any]:
-    """Sample, score and summarise; returns the metrics."""
-    torch.manual_seed(args.seed)
+    """Build the env, load the policy (the tiny model by default), and :func:`evaluate_policy`."""
     toy = args.env_id in TOY_ENV_IDS
     if args.model_path is None and not toy:
         raise InvalidArgumentError(
@@ -83,7 +141,6 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
         else {"data_path": args.data_path}
     )
     env = gym.make(args.env_id, **env_kwargs)
-    source: Any = env.unwrapped.source  # type: ignore[attr-defined]
     model_path = args.model_path
     if model_path is None:
         tiny = dataclasses.replace(
@@ -95,40 +152,11 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
         )
         model_path = str(tiny_model_path(tiny, args.cache_dir))
     model, tokenizer = load_policy(model_path)
-    model.eval()
-    correct_counts, ids, answers, wrong_ids, wrong_answers = [], [], [], [], []
-    for index in range(len(source)):
-        obs, info = env.reset(options={"index": index})
-        pid = info["problem_id"]
-        batch = sample_responses(
-            model,
-            tokenizer,
-            [prompt_text(tokenizer, obs, info)],
-            args.n,
-            args.max_new_tokens,
-            args.temperature,
-        )
-        _, correct, parsed = score_responses(env, [pid] * args.n, batch.texts)
-        correct_counts.append(sum(correct))
-        ids += [pid] * args.n
-        answers += parsed
-        wrong_ids += [pid for ok in correct if not ok]
-        wrong_answers += [a for a, ok in zip(parsed, correct, strict=True) if not ok]
-    metrics: dict[str, Any] = {"model_path": model_path, "problems": len(source), "n": args.n}
-    k = 1
-    while k <= args.n:
-        metrics[f"pass@{k}"] = mean_pass_at_k(correct_counts, args.n, k)
-        k *= 2
-    metrics["distinct_answers_per_problem"] = float(
-        np.mean(list(distinct_answers(ids, answers).values()))
+    metrics = evaluate_policy(
+        model, tokenizer, env, args.n, args.max_new_tokens, args.temperature, args.seed
     )
-    if wrong_ids:
-        modes = error_mode_labels(wrong_answers, [source.get(p).error_modes for p in wrong_ids])
-        metrics["wrong_share"] = len(wrong_ids) / len(ids)
-        metrics["error_modes"] = dict(Counter(modes).most_common())
-        metrics["dominant_error_share"] = dominant_mode_share(wrong_ids, modes)
     env.close()
-    return metrics
+    return {"model_path": model_path, **metrics}
 
 
 if __name__ == "__main__":

@@ -96,9 +96,14 @@ def boxed_brace_token_in_ids(tokenizer: Any, token_ids: list[int], text: str) ->
     char = boxed_brace_char(text)
     if char is None:
         return None
-    encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if list(token_ids[: len(encoded)]) == list(encoded):
-        return boxed_brace_token(tokenizer, text)
+    # One encoding gives both the ids to compare and the offsets (half the cost of two calls).
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])
+    if list(token_ids[: len(ids)]) == ids:
+        for index, (begin, end) in enumerate(encoded["offset_mapping"]):
+            if begin <= char < end:
+                return index
+        return None
     low, high = 0, len(token_ids) - 1  # smallest i whose prefix ids[: i + 1] decodes past `char`
     if len(tokenizer.decode(token_ids, skip_special_tokens=True)) <= char:
         return None

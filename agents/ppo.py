@@ -8,6 +8,8 @@ pass, which also captures the MEDS answer fingerprint through forward hooks (no 
 group-normalised advantages; take a clipped policy-gradient step; log (a progress bar, one summary
 line per iteration, ``metrics.jsonl`` and TensorBoard scalars under ``charts/``, ``losses/`` and
 ``meds/``). ``--checkpoint-every`` and ``--resume`` resume bit-exact (``agents/checkpoint.py``).
+The run ends by evaluating the final policy (``--eval-n`` samples per problem) into ``eval.json``,
+``report.md`` and ``pass_at_k.png`` (``agents/report.py``).
 
 Algorithms (the baselines of the MEDS paper, arXiv 2604.11297, section 5):
 
@@ -49,6 +51,7 @@ import torch
 
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
 from agents.checkpoint import load_checkpoint, save_checkpoint
+from agents.evaluate import evaluate_policy
 from agents.evaluation import (
     adjusted_rand_index,
     distinct_answers,
@@ -74,6 +77,7 @@ from agents.policy import (
     sample_responses,
     score_responses,
 )
+from agents.report import current_command, training_cluster_ari, write_report
 from agents.tiny_model import TinyModelConfig, tiny_model_path
 from meds_gym.envs import TOY_ENV_IDS
 from meds_gym.errors import InvalidArgumentError
@@ -170,6 +174,8 @@ class Args:
     """Torch device."""
     threads: int | None = None
     """CPU threads for torch (None: torch's default)."""
+    eval_n: int = 16
+    """At the end, sample this many responses per problem for ``report.md`` (pass@k; 0: skip)."""
 
     def __post_init__(self) -> None:
         # Every algorithm here normalises advantages within a group: a group of one has none.
@@ -189,6 +195,8 @@ class Args:
         ):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(name, "an int >= 1", getattr(self, name))
+        if self.eval_n < 0:
+            raise InvalidArgumentError("eval_n", "an int >= 0", self.eval_n)
         if self.checkpoint_every < 0:
             raise InvalidArgumentError("checkpoint_every", "an int >= 0", self.checkpoint_every)
         if not self.temperature > 0:
@@ -469,6 +477,14 @@ def main(args: Args) -> list[dict[str, float]]:
     metrics_file.close()
     if writer is not None:
         writer.close()
+    if args.eval_n:  # every run ends with report.md: pass@k and error modes of the final policy
+        final = evaluate_policy(
+            model, tokenizer, env, args.eval_n, args.max_new_tokens, args.temperature, args.seed
+        )
+        final["cluster_ari"] = training_cluster_ari(history)
+        (out_dir / "eval.json").write_text(json.dumps(final, indent=1))
+        settings = {**dataclasses.asdict(args), "model_path": model_path}
+        write_report(out_dir, args.run_name, current_command(), settings, {algo.value: [final]})
     env.close()
     return history
 

@@ -1,113 +1,320 @@
-"""Cost of taking the MEDS fingerprint in the log-prob pass: hooks vs ``output_hidden_states``.
+"""Where a training step of the bundled agent spends its time, and its throughput against TRL.
 
-Both variants run the same forward pass of a randomly initialised Qwen2-architecture model over a
-batch of prompt + response sequences and produce the same fingerprints:
+Part 1, the step split into its stages, on the warmed-up tiny model (``agents/tiny_model.py``, from
+the cache) and a realistic batch (8 prompts x 8 responses by default), each timed on its own:
 
-* ``hooks`` (ours, ``agents.fingerprint.FingerprintCapture``): forward hooks copy out only the
-  hidden state at the ``{`` position of each sequence; one LM-head row per layer is applied.
-* ``output_hidden_states`` (the peer: what a trainer gets from Hugging Face without hooks): every
-  layer's full (B, T, H) hidden states are returned, and the LM head is applied to the position.
+* ``generation``: ``sample_responses`` (Hugging Face ``generate``, KV cache, pure sampling);
+* ``scoring``: the env's verdict on every response (``score_responses``);
+* ``log-prob pass``: the no-grad forward over prompt + response *with* the fingerprint hooks, as
+  ``agents/ppo.py`` runs it;
+* ``fingerprint``: what the MEDS fingerprint adds to that pass: locating ``\\boxed{`` in the
+  tokens, plus (pass with hooks and ``.features``) minus (the same pass without hooks). Both passes
+  run alternately on the same batch and the median of each is taken;
+* ``MEDS shaping``: ``MEDSShaper.shape`` (kNN vote, penalty, HDBSCAN refit of touched buckets),
+  with the memory it has accumulated over the previous repeats (the numba kernels are loaded by
+  a throwaway call first: that one-off cost is paid once per process, not per step);
+* ``update``: ``update_epochs`` optimiser steps (forward, clipped loss, backward, AdamW).
 
-Printed: median wall time of each over several repeats and their ratio, and the bytes each keeps
-alive beyond the logits (the retained hidden-state tensors, summed from the actual objects).
+Goals: MEDS shaping <= 1% of the step; fingerprint <= 2% of the log-prob pass.
+
+Part 2, throughput against TRL: the same model and batch trained for the same number of steps by
+``agents.ppo.main`` (``--algorithm meds``: fingerprint and shaping included; dynamic sampling off so
+that both do the update on every group) and by TRL's ``GRPOTrainer`` (a dataset of the same toy
+prompts, a reward function calling ``meds_gym.verifiers.verify_response``, no MEDS). The budgets
+match: ``per_device_train_batch_size`` = prompts x responses completions with ``num_generations`` =
+responses, so one generation per ``num_iterations`` optimiser steps, and ``num_iterations`` =
+our ``update_epochs``; ``max_completion_length`` = our ``max_new_tokens``; clip 0.2/0.28, no KL,
+token-mean (``dapo``) loss, pure sampling (``top_k=0``, ``top_p=1``), bf16 off, no saving, no
+logging. TRL gets the character tokenizer as ``processing_class=`` and conversational prompts, so it
+applies the same chat template as we do. Printed: rollouts per second of each and the ratio ours /
+TRL. Our time is the whole ``main`` call (model loading and env set-up included); TRL's is
+``trainer.train()`` only (its set-up excluded), which favours TRL.
 
 Run from the repository root (``agents`` is a top-level package of the clone):
-``python -m benchmarks.agent_step [--layers 8 --hidden 256 --batch 8 --length 256]``.
+``python -m benchmarks.agent_step [--repeats 5 --steps 5 --skip-trl]`` (about a minute on an idle
+CPU core once the tiny model is cached; on a cache miss it is built first, which takes minutes;
+``--cache-dir`` picks the cache).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+import warnings
+from collections import defaultdict
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, Qwen2Config
 
-from agents.fingerprint import FingerprintCapture, selected_layers
+import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
+from agents.fingerprint import FingerprintCapture, boxed_brace_token_in_ids
+from agents.losses import LossAggregation, clipped_policy_loss, group_advantages
+from agents.policy import (
+    forward_logprobs,
+    load_policy,
+    prompt_text,
+    sample_responses,
+    score_responses,
+)
+from agents.ppo import Args
+from agents.ppo import main as train_ours
+from agents.tiny_model import TinyModelConfig, tiny_model_path
+from meds_gym.meds import MEDSConfig, MEDSShaper
+
+
+def step_breakdown(
+    model: Any, tokenizer: Any, env: Any, args: argparse.Namespace
+) -> dict[str, list[float]]:
+    """Seconds of each stage, one entry per repeat (each repeat is one training step)."""
+    source: Any = env.unwrapped.source
+    shaper = MEDSShaper(MEDSConfig())
+    # Load the compiled numba kernels once (a one-off cost per process, not per step).
+    warm = np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32)
+    throwaway = MEDSShaper(MEDSConfig())
+    for _ in range(2):  # the second call also votes against the first call's clusters
+        throwaway.shape(["p"] * 6, np.zeros(6, bool), np.zeros(6), warm)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.0)
+    rng = np.random.default_rng(0)
+    times: dict[str, list[float]] = defaultdict(list)
+    for _ in range(args.repeats):
+        prompts, problem_ids = [], []
+        for index in rng.choice(len(source), size=args.prompts, replace=False):
+            obs, info = env.reset(options={"index": int(index)})
+            prompts.append(prompt_text(tokenizer, obs, info))
+            problem_ids.append(info["problem_id"])
+        rollout_ids = [pid for pid in problem_ids for _ in range(args.group_size)]
+
+        model.eval()
+        start = time.perf_counter()
+        batch = sample_responses(
+            model, tokenizer, prompts, args.group_size, args.max_new_tokens, 1.0
+        )
+        times["generation"].append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        rewards, correct, _ = score_responses(env, rollout_ids, batch.texts)
+        times["scoring"].append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        brace = [
+            boxed_brace_token_in_ids(tokenizer, batch.responses[i].tolist(), text)
+            for i, text in enumerate(batch.texts)
+        ]
+        positions = torch.tensor([-1 if b is None else batch.prompt_width + b for b in brace])
+        locate = time.perf_counter() - start
+        sequences = torch.cat([batch.prompt_ids, batch.responses], dim=1)  # (B, P + T)
+        attention = torch.cat([batch.prompt_mask, batch.response_mask.long()], dim=1)
+        plain, hooked = [], []
+        with torch.no_grad():
+            for _ in range(args.inner):
+                start = time.perf_counter()
+                forward_logprobs(model, sequences, attention, batch.prompt_width)
+                plain.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                capture = FingerprintCapture(model, positions)
+                old_logprobs, _, features = forward_logprobs(
+                    model, sequences, attention, batch.prompt_width, capture
+                )
+                hooked.append(time.perf_counter() - start)
+        times["log-prob pass"].append(statistics.median(hooked))
+        times["fingerprint"].append(locate + statistics.median(hooked) - statistics.median(plain))
+        times["locate"].append(locate)
+        times["pass spread"].append(max(plain) - min(plain))  # run-to-run noise of one pass
+
+        start = time.perf_counter()
+        shaped = shaper.shape(rollout_ids, np.asarray(correct), rewards, features).shaped_rewards
+        times["MEDS shaping"].append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        advantages = group_advantages(
+            torch.as_tensor(shaped, dtype=torch.float32).view(args.prompts, args.group_size)
+        ).flatten()
+        model.train()
+        for _ in range(args.update_epochs):
+            optimizer.zero_grad(set_to_none=True)
+            logprobs, _, _ = forward_logprobs(model, sequences, attention, batch.prompt_width)
+            loss, _ = clipped_policy_loss(
+                logprobs,
+                old_logprobs,
+                advantages,
+                batch.response_mask,
+                0.2,
+                0.28,
+                LossAggregation.TOKEN_MEAN,
+            )
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+        model.eval()
+        times["update"].append(time.perf_counter() - start)
+    times["memory rows after"] = [float(shaper.stats().rows)]
+    return times
+
+
+def trl_rollouts_per_second(
+    model_path: str, tiny: TinyModelConfig, args: argparse.Namespace
+) -> float:
+    """Train the same model with TRL's ``GRPOTrainer`` for ``args.steps`` generations."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from agents.tiny_model import load_tokenizer, make_task
+    from meds_gym.envs.reasoning_env import SYSTEM_INSTRUCTION
+    from meds_gym.verifiers import verify_response
+
+    task = make_task(tiny)
+    dataset = Dataset.from_list(
+        [
+            {
+                "prompt": [
+                    {"role": "system", "content": SYSTEM_INSTRUCTION},
+                    {"role": "user", "content": problem.question},
+                ],
+                "answer": problem.answer,
+            }
+            for problem in task
+        ]
+    )
+
+    def verifier_reward(completions: list[Any], answer: list[str], **_: Any) -> list[float | None]:
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return [float(verify_response(t, a).correct) for t, a in zip(texts, answer, strict=True)]
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' renamed options
+    with tempfile.TemporaryDirectory() as out:
+        config = GRPOConfig(
+            output_dir=out,
+            use_cpu=True,
+            report_to=[],
+            bf16=False,
+            save_strategy="no",
+            logging_strategy="no",
+            disable_tqdm=True,
+            max_steps=args.steps * args.update_epochs,
+            per_device_train_batch_size=args.prompts * args.group_size,
+            gradient_accumulation_steps=1,
+            num_generations=args.group_size,
+            num_iterations=args.update_epochs,
+            max_completion_length=args.max_new_tokens,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            learning_rate=5e-4,
+            epsilon=0.2,
+            epsilon_high=0.28,
+            beta=0.0,
+            loss_type="dapo",
+            seed=0,
+        )
+        trainer = GRPOTrainer(
+            model=AutoModelForCausalLM.from_pretrained(model_path),
+            reward_funcs=[verifier_reward],
+            args=config,
+            train_dataset=dataset,
+            processing_class=load_tokenizer(model_path),
+        )
+        trainer.remove_callback(PrinterCallback)  # it prints the final metrics dict
+        torch.set_num_threads(args.threads)  # accelerate may have changed it
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+    return args.steps * args.prompts * args.group_size / seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layers", type=int, default=8)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--vocab", type=int, default=4096)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--length", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model-path", default=None, help="default: the default tiny model")
+    parser.add_argument("--cache-dir", default=None, help="cache of tiny models")
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--update-epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps of part 1")
+    parser.add_argument("--inner", type=int, default=3, help="log-prob passes per variant")
+    parser.add_argument("--steps", type=int, default=5, help="training steps of part 2")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-trl", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=args.vocab,
-        hidden_size=args.hidden,
-        intermediate_size=args.hidden * 3,
-        num_hidden_layers=args.layers,
-        num_attention_heads=8,
-        num_key_value_heads=8,
-        max_position_embeddings=args.length,
-        tie_word_embeddings=False,
+    tiny = TinyModelConfig()
+    model_path = args.model_path or str(tiny_model_path(tiny, args.cache_dir))
+    model, tokenizer = load_policy(model_path)
+    env = gym.make(
+        "meds_gym/Arithmetic-v0",
+        num_problems=tiny.num_problems,
+        difficulty=tiny.difficulty,
+        seed=tiny.task_seed,
     )
-    model = AutoModelForCausalLM.from_config(config).to(args.device).eval()
-    input_ids = torch.randint(0, args.vocab, (args.batch, args.length), device=args.device)
-    attention = torch.ones_like(input_ids)
-    generator = torch.Generator().manual_seed(1)
-    positions = torch.randint(args.length // 2, args.length - 1, (args.batch,), generator=generator)
-    positions = positions.to(args.device)
-    layers = selected_layers(args.layers)
-    rows = torch.arange(args.batch, device=args.device)
-    next_tokens = input_ids[rows, positions + 1]
-
-    def sync() -> None:
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    @torch.no_grad()
-    def with_hooks() -> tuple[np.ndarray, int]:
-        with FingerprintCapture(model, positions) as capture:
-            logits = model(input_ids=input_ids, attention_mask=attention).logits
-        features = capture.features(logits, input_ids, attention)
-        kept = sum(t.numel() * t.element_size() for t in capture.hidden_at.values())
-        return features, kept
-
-    @torch.no_grad()
-    def with_hidden_states() -> tuple[np.ndarray, int]:
-        out = model(input_ids=input_ids, attention_mask=attention, output_hidden_states=True)
-        head = model.get_output_embeddings()
-        columns = [head(out.hidden_states[n][rows, positions])[rows, next_tokens] for n in layers]
-        features = torch.stack(columns, dim=1).float().cpu().numpy()
-        kept = sum(t.numel() * t.element_size() for t in out.hidden_states[1:])
-        return features, kept
-
-    timings: dict[str, list[float]] = {"hooks": [], "output_hidden_states": []}
-    results = {}
-    for _ in range(args.repeats):
-        for name, run in (("hooks", with_hooks), ("output_hidden_states", with_hidden_states)):
-            sync()
-            start = time.perf_counter()
-            results[name] = run()
-            sync()
-            timings[name].append(time.perf_counter() - start)
-    hooks_features, hooks_bytes = results["hooks"]
-    peer_features, peer_bytes = results["output_hidden_states"]
-    gap = float(np.max(np.abs(hooks_features - peer_features)))
+    n_layers = model.config.num_hidden_layers
     print(
-        f"model: Qwen2 config, {args.layers} layers, hidden {args.hidden}, vocab {args.vocab}; "
-        f"batch {args.batch} x length {args.length}; device {args.device}, threads {args.threads}"
+        f"model: {model_path} ({n_layers} layers, hidden {model.config.hidden_size}); batch "
+        f"{args.prompts} prompts x {args.group_size} responses, <= {args.max_new_tokens} new "
+        f"tokens, {args.update_epochs} update epochs; {args.threads} torch thread(s)"
     )
-    print(f"fingerprint layers: {layers[0]}..{layers[-1]}; max |hooks - peer| = {gap:.2e}")
-    hooks_time = statistics.median(timings["hooks"])
-    peer_time = statistics.median(timings["output_hidden_states"])
+    times = step_breakdown(model, tokenizer, env, args)
+    env.close()
+    stages = ["generation", "scoring", "log-prob pass", "fingerprint", "MEDS shaping", "update"]
+    median = {name: statistics.median(times[name]) for name in stages}
+    # The fingerprint is part of the log-prob pass as timed: the step is the sum of the others.
+    step = sum(median[name] for name in stages if name != "fingerprint")
     print(
-        f"median time  hooks {hooks_time * 1e3:9.1f} ms   output_hidden_states "
-        f"{peer_time * 1e3:9.1f} ms   ratio peer/hooks {peer_time / hooks_time:6.2f}"
+        f"\npart 1: median over {args.repeats} steps (MEDS memory rows at the end: "
+        f"{int(times['memory rows after'][0])})"
     )
+    print(f"{'stage':<16}{'ms':>10}{'share of step':>16}")
+    for name in stages:
+        print(f"{name:<16}{median[name] * 1e3:>10.1f}{median[name] / step:>15.2%}")
+    print(f"{'step':<16}{step * 1e3:>10.1f}{1:>15.2%}")
     print(
-        f"kept memory  hooks {hooks_bytes / 2**20:9.3f} MiB  output_hidden_states "
-        f"{peer_bytes / 2**20:9.1f} MiB  ratio peer/hooks {peer_bytes / hooks_bytes:8.1f}"
+        f"fingerprint = locating \\boxed{{ {statistics.median(times['locate']) * 1e3:.1f} ms + "
+        f"hooks and features (pass with minus pass without) "
+        f"{(median['fingerprint'] - statistics.median(times['locate'])) * 1e3:.1f} ms; "
+        f"run-to-run spread of one pass without hooks: "
+        f"{statistics.median(times['pass spread']) * 1e3:.1f} ms"
+    )
+    shaping_share = median["MEDS shaping"] / step
+    fingerprint_share = median["fingerprint"] / median["log-prob pass"]
+    print(
+        f"MEDS shaping {shaping_share:.2%} of the step (goal <= 1%: "
+        f"{'met' if shaping_share <= 0.01 else 'NOT met'}); fingerprint {fingerprint_share:.2%} "
+        f"of the log-prob pass (goal <= 2%: {'met' if fingerprint_share <= 0.02 else 'NOT met'})"
+    )
+
+    with tempfile.TemporaryDirectory() as out:
+        ours_args = Args(
+            algorithm="meds",
+            model_path=model_path,
+            iterations=args.steps,
+            prompts_per_iteration=args.prompts,
+            group_size=args.group_size,
+            max_new_tokens=args.max_new_tokens,
+            update_epochs=args.update_epochs,
+            micro_batch_size=args.prompts * args.group_size,
+            dynamic_sampling=False,
+            output_dir=out,
+            tensorboard=False,
+            eval_n=0,
+            threads=args.threads,
+        )
+        start = time.perf_counter()
+        train_ours(ours_args)
+        ours = args.steps * args.prompts * args.group_size / (time.perf_counter() - start)
+    print(f"\npart 2: {args.steps} training steps of {args.prompts * args.group_size} rollouts")
+    print(f"{'trainer':<24}{'rollouts/s':>12}")
+    print(f"{'ours (agents.ppo, meds)':<24}{ours:>12.2f}")
+    if args.skip_trl:
+        return
+    theirs = trl_rollouts_per_second(model_path, tiny, args)
+    print(f"{'TRL GRPOTrainer':<24}{theirs:>12.2f}")
+    print(
+        f"ratio ours / TRL: {ours / theirs:.2f} "
+        f"(goal >= 1: {'met' if ours >= theirs else 'NOT met'})"
     )
 
 

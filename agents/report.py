@@ -1,0 +1,196 @@
+"""Run reports: a markdown table of evaluation metrics and a pass@k plot, written beside a run.
+
+Both the training script (``agents/ppo.py``, one policy) and the comparison (``agents/compare.py``,
+several policies over several seeds) end with a ``report.md`` and a ``pass_at_k.png`` made here.
+An "arm" is one policy label (``initial``, ``meds``, ``dapo``, ...) with the evaluation metrics of
+each seed it was run with (the dicts of ``agents.evaluate.evaluate_policy``, optionally with a
+``cluster_ari`` entry taken from training). With more than one seed a cell reads ``mean ± std``
+(sample standard deviation over seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from meds_gym.errors import InvalidArgumentError
+
+_PASS_AT = re.compile(r"^pass@(\d+)$")
+REPORT_NAME = "report.md"
+PLOT_NAME = "pass_at_k.png"
+
+
+def pass_at_k_curve(metrics: Mapping[str, Any]) -> dict[int, float]:
+    """The ``pass@k`` entries of an evaluation, as k -> value in increasing k."""
+    found = {int(m.group(1)): float(v) for key, v in metrics.items() if (m := _PASS_AT.match(key))}
+    return dict(sorted(found.items()))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of the finite values (NaN where there are none / one)."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return float("nan"), float("nan")
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
+    return float(np.mean(finite)), std
+
+
+def format_cell(values: Sequence[float], digits: int = 3) -> str:
+    """``mean`` for one value, ``mean ± std`` for several, ``n/a`` when none is finite."""
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _check_arms(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    if not arms or any(len(runs) == 0 for runs in arms.values()):
+        raise InvalidArgumentError(
+            "arms", "a non-empty mapping of label -> non-empty list of metric dicts", arms
+        )
+
+
+def comparison_table(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """A markdown table, one row per arm.
+
+    Columns: seeds, pass@1, pass@k at the largest k every run has, distinct answers per problem,
+    share of wrong answers (1 - pass@1 per sample), share of wrong answers that fall in their
+    problem's dominant error mode, and the MEDS cluster ARI measured during training.
+
+    Args:
+        arms: label -> the metric dicts of its runs (one per seed).
+    """
+    _check_arms(arms)
+    k_max = min(max(pass_at_k_curve(run), default=1) for runs in arms.values() for run in runs)
+    columns = [
+        ("pass@1", "pass@1"),
+        (f"pass@{k_max}", f"pass@{k_max}"),
+        ("distinct answers / problem", "distinct_answers_per_problem"),
+        ("wrong share", "wrong_share"),
+        ("dominant error-mode share", "dominant_error_share"),
+        ("cluster ARI (training)", "cluster_ari"),
+    ]
+    header = "| policy | seeds | " + " | ".join(name for name, _ in columns) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + 2)]
+    for label, runs in arms.items():
+        cells = [
+            format_cell([run.get(key, float("nan")) for run in runs])
+            # A policy that is never wrong has no wrong share entry: it is 0, not unknown.
+            if key != "wrong_share"
+            else format_cell([run.get(key, 0.0) for run in runs])
+            for _, key in columns
+        ]
+        lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_pass_at_k(arms: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path) -> Path:
+    """Plot mean pass@k against k (log2 axis) per arm, with ± std error bars over seeds.
+
+    Uses matplotlib's non-interactive Agg backend; returns ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _check_arms(arms)
+    figure, axes = plt.subplots(figsize=(5.5, 4.0))
+    all_ks: set[int] = set()
+    for label, runs in arms.items():
+        curves = [pass_at_k_curve(run) for run in runs]
+        ks = sorted(set.intersection(*(set(c) for c in curves)))
+        stats = [mean_std([c[k] for c in curves]) for k in ks]
+        means = [m for m, _ in stats]
+        errors = [0.0 if math.isnan(s) else s for _, s in stats]
+        axes.errorbar(ks, means, yerr=errors, marker="o", capsize=3, label=label)
+        all_ks.update(ks)
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(sorted(all_ks), [str(k) for k in sorted(all_ks)])  # 1, 2, 4 rather than 2^n
+    axes.set_xlabel("k")
+    axes.set_ylabel("pass@k (unbiased estimate)")
+    axes.set_ylim(0.0, 1.02)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def write_report(
+    out_dir: str | Path,
+    title: str,
+    command: str,
+    settings: Mapping[str, Any],
+    arms: Mapping[str, Sequence[Mapping[str, Any]]],
+    notes: Sequence[str] = (),
+) -> Path:
+    """Write ``report.md`` (title, command, table, notes, settings) and ``pass_at_k.png``.
+
+    Args:
+        out_dir: Directory of the run (created if missing).
+        title: First heading of the report.
+        command: The exact command that produced the run.
+        settings: The arguments of the run (written as JSON).
+        arms: label -> the metric dicts of its runs.
+        notes: Sentences placed under the table (caveats, timings).
+
+    Returns:
+        The path of ``report.md``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_pass_at_k(arms, out / PLOT_NAME)
+    table = comparison_table(arms)
+    parts = [
+        f"# {title}",
+        "",
+        "Command:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        table,
+        "",
+        *[f"- {note}" for note in notes],
+        "",
+        f"![pass@k]({PLOT_NAME})",
+        "",
+        "Settings:",
+        "",
+        "```json",
+        json.dumps(settings, indent=1, default=str),
+        "```",
+        "",
+    ]
+    path = out / REPORT_NAME
+    path.write_text("\n".join(parts))
+    return path
+
+
+def training_cluster_ari(history: Sequence[Mapping[str, float]]) -> float:
+    """Mean of ``meds/cluster_ari`` over the training iterations that measured it (else NaN)."""
+    return mean_std([row["meds/cluster_ari"] for row in history if "meds/cluster_ari" in row])[0]
+
+
+def current_command() -> str:
+    """This process's command line, as typed (``python -m agents.<script> ...`` for the scripts)."""
+    import shlex
+    import sys
+
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    head = (
+        ["python", "-m", f"agents.{script.stem}"]
+        if script.parent.name == "agents" and script.suffix == ".py"
+        else [str(script)]
+    )
+    return shlex.join(head + sys.argv[1:])
