@@ -489,12 +489,68 @@ def refit_many(
             )
         prevs.append(_check_mst(prev, old, f"previous_msts[{b}]"))
         n_old[b] = old
+    return _refit_checked(matrices, prevs, n_old, ms, mcs, leaf, single)
+
+
+def _refit_trusted(
+    matrices: Sequence[np.ndarray],
+    previous_msts: Sequence[np.ndarray | None],
+    *,
+    min_cluster_size: int,
+    min_samples: int,
+    leaf: bool,
+    allow_single_cluster: bool,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`refit_many` without its input checks, for callers that produced the inputs.
+
+    Not part of the public API. The error memory calls this on rows it validated and normalised
+    itself and on trees this module returned for a prefix of the same rows; re-validating them
+    (a cycle check per tree, a finiteness scan per bucket) would cost as much as a refit of a
+    mid-sized bucket. Results are those of :func:`refit_many` on the same arguments.
+
+    Args:
+        matrices: Non-empty sequence of C-contiguous ``float64`` ``(N_b, d)`` arrays of finite
+            values, one ``d``.
+        previous_msts: Same length; each ``None`` or a ``float64`` ``(n_old - 1, 3)`` spanning
+            tree of the first ``n_old <= N_b`` rows with ``n_old >= 1``, as returned here.
+        min_cluster_size: Smallest cluster size (``>= 2``).
+        min_samples: Core-distance neighbour rank (``>= 1``).
+        leaf: Leaf selection instead of excess of mass.
+        allow_single_cluster: Whether a bucket may come out as one cluster.
+
+    Returns:
+        ``(labels, msts)`` as :func:`refit_many` returns them.
+    """
+    empty = np.empty((0, 3))
+    prevs = [empty if prev is None else prev for prev in previous_msts]
+    n_old = np.array(
+        [0 if prev is None else prev.shape[0] + 1 for prev in previous_msts], dtype=np.int64
+    )
+    return _refit_checked(
+        list(matrices), prevs, n_old, min_samples, min_cluster_size, leaf, allow_single_cluster
+    )
+
+
+def _refit_checked(
+    matrices: list[np.ndarray],
+    prevs: list[np.ndarray],
+    n_old: np.ndarray,
+    ms: int,
+    mcs: int,
+    leaf: bool,
+    single: bool,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Pack validated buckets, run the batched kernel and split its outputs per bucket."""
+    width = matrices[0].shape[1]
     sizes = np.array([m.shape[0] for m in matrices], dtype=np.int64)
-    row_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    prev_offsets = np.concatenate([[0], np.cumsum([p.shape[0] for p in prevs])]).astype(np.int64)
-    mst_offsets = np.concatenate([[0], np.cumsum(np.maximum(sizes - 1, 0))]).astype(np.int64)
-    X_all = np.ascontiguousarray(np.concatenate(matrices, axis=0))
-    prev_all = np.ascontiguousarray(np.concatenate(prevs, axis=0))
+    row_offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=row_offsets[1:])
+    prev_offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum([p.shape[0] for p in prevs], out=prev_offsets[1:])
+    mst_offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(np.maximum(sizes - 1, 0), out=mst_offsets[1:])
+    X_all = np.concatenate(matrices, axis=0)
+    prev_all = np.concatenate(prevs, axis=0)
     work = int(np.sum(sizes.astype(np.float64) ** 2) * width)
     kernel = (
         _refit_many_parallel
@@ -504,6 +560,8 @@ def refit_many(
     labels_all, mst_all = kernel(
         X_all, row_offsets, prev_all, prev_offsets, n_old, mst_offsets, ms, mcs, leaf, single
     )
-    labels = [labels_all[row_offsets[b] : row_offsets[b + 1]].copy() for b in range(len(sizes))]
-    msts = [mst_all[mst_offsets[b] : mst_offsets[b + 1]].copy() for b in range(len(sizes))]
+    rows = row_offsets.tolist()
+    edges = mst_offsets.tolist()
+    labels = [labels_all[rows[b] : rows[b + 1]].copy() for b in range(len(sizes))]
+    msts = [mst_all[edges[b] : edges[b + 1]].copy() for b in range(len(sizes))]
     return labels, msts

@@ -68,18 +68,23 @@ def knn_vote_kernel(
     """
     n, d = memory.shape
     q_count = queries.shape[0]
-    unit_mem = _unit_rows(memory)
+    # Transposed (d, N) so that the dot products run over stored rows in the inner loop; each
+    # product is still summed feature by feature from 0.0, as a row-by-row loop would.
+    unit_mem = np.ascontiguousarray(_unit_rows(memory).T)
     unit_q = _unit_rows(queries)
     out = np.empty(q_count, dtype=np.int64)
     top_d = np.empty(k)
     top_i = np.empty(k, dtype=np.int64)
+    dots = np.empty(n)
     for q in range(q_count):
+        dots[:] = 0.0
+        for f in range(d):
+            uq = unit_q[q, f]
+            for i in range(n):
+                dots[i] += uq * unit_mem[f, i]
         filled = 0
         for i in range(n):
-            dot = 0.0
-            for f in range(d):
-                dot += unit_q[q, f] * unit_mem[i, f]
-            dist = 1.0 - dot
+            dist = 1.0 - dots[i]
             # Keep the k best by (distance, index); i only grows, so ties keep earlier rows.
             if filled < k:
                 p = filled

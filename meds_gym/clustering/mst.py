@@ -79,6 +79,28 @@ def core_distances_sq(X: np.ndarray, min_samples: int) -> np.ndarray:
 def prim_mst(X: np.ndarray, core_sq: np.ndarray, use_core: bool) -> np.ndarray:
     """Dense O(N^2 d) Prim MST of the mutual-reachability graph, in canonical edge order.
 
+    Args:
+        X: ``float64`` array of shape ``(N, d)``, C-contiguous, ``N >= 2``.
+        core_sq: ``float64`` array of shape ``(N,)`` from :func:`core_distances_sq` (ignored when
+            ``use_core`` is false).
+        use_core: ``False`` for ``min_samples=1``, where mutual reachability equals distance.
+
+    Returns:
+        ``float64`` array of shape ``(N - 1, 3)``: rows ``(a, b, distance)`` with ``a < b``,
+        sorted in the canonical edge order.
+    """
+    ea, eb, ew, es = _prim_edges(X, core_sq, use_core)
+    if use_core:
+        return _sorted_edges(ea, eb, ew, es)
+    # Without core distances the key is (es, ea, eb): the one-pass check and the insertion sort
+    # for short lists are much cheaper than four stable sorts on the many tiny buckets.
+    return _packed_edges(ea, eb, es, _key_sorted(ea, eb, es))
+
+
+@njit(cache=True)
+def _prim_edges(X: np.ndarray, core_sq: np.ndarray, use_core: bool):
+    """The edges of the dense Prim MST (see :func:`prim_mst`), unsorted, with both keys.
+
     Distances are computed on the fly (no N x N matrix): the columns of the points not yet in the
     tree are kept compacted in a ``(d, m)`` buffer so the inner loop vectorises over points while
     every pair is still summed feature by feature.
@@ -90,8 +112,9 @@ def prim_mst(X: np.ndarray, core_sq: np.ndarray, use_core: bool) -> np.ndarray:
         use_core: ``False`` for ``min_samples=1``, where mutual reachability equals distance.
 
     Returns:
-        ``float64`` array of shape ``(N - 1, 3)``: rows ``(a, b, distance)`` with ``a < b``,
-        sorted in the canonical edge order.
+        ``(ea, eb, ew, es)``: ``int64`` ``(N - 1,)`` smaller and larger endpoints and ``float64``
+        ``(N - 1,)`` squared mutual-reachability and raw squared distances, in the order Prim
+        added the edges.
     """
     n, d = X.shape
     XT = np.ascontiguousarray(X.T)  # (d, m) compacted columns of the points outside the tree
@@ -169,7 +192,7 @@ def prim_mst(X: np.ndarray, core_sq: np.ndarray, use_core: bool) -> np.ndarray:
         for f in range(d):
             XT[f, arg] = XT[f, m]
         u = v
-    return _sorted_edges(ea, eb, ew, es)
+    return ea, eb, ew, es
 
 
 @njit(cache=True)
@@ -196,6 +219,18 @@ def _sorted_edges(ea: np.ndarray, eb: np.ndarray, ew: np.ndarray, es: np.ndarray
 
 
 @njit(cache=True)
+def _packed_edges(ea: np.ndarray, eb: np.ndarray, es: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``(a, b, sqrt(s))`` rows of ``min_samples=1`` edges taken in ``order``; ``(E, 3)``."""
+    out = np.empty((order.shape[0], 3))
+    for r in range(order.shape[0]):
+        i = order[r]
+        out[r, 0] = ea[i]
+        out[r, 1] = eb[i]
+        out[r, 2] = np.sqrt(es[i])
+    return out
+
+
+@njit(cache=True)
 def _canonical_order(ea: np.ndarray, eb: np.ndarray, ew: np.ndarray, es: np.ndarray) -> np.ndarray:
     """Permutation sorting edges by ``(ew, es, ea, eb)``: least significant key first, stable."""
     order = np.argsort(eb, kind="mergesort")
@@ -216,121 +251,23 @@ def _key_less(s1: float, a1: int, b1: int, s2: float, a2: int, b2: int) -> bool:
 
 
 @njit(cache=True)
-def _insert_vertex(X: np.ndarray, z: int, ta: np.ndarray, tb: np.ndarray, ts: np.ndarray) -> None:
-    """Grow the MST of rows ``0..z-1`` into the MST of rows ``0..z`` in O(z d) (in place).
-
-    Vertex insertion (Chin and Houck, 1978): walk the old tree from the leaves up; for each
-    vertex ``u`` with parent ``r``, ``best[u]`` is the lightest pending edge joining ``u``'s
-    subtree to ``z``. Of ``best[u]`` and the tree edge ``(u, r)``, the lighter joins the new tree
-    and the heavier becomes a candidate for joining ``r``'s side to ``z``; at the root the
-    lightest candidate joins the tree. Every dropped edge is the heaviest on a cycle, so under a
-    strict edge order the result is the unique MST.
+def _edge_keys(X: np.ndarray, mst: np.ndarray):
+    """Endpoints and raw squared distances of tree edges, recomputed from ``X``.
 
     Args:
-        X: ``float64`` ``(N, d)`` rows; row ``z`` is the new vertex.
-        z: Index of the new vertex (``>= 1``); the tree spans ``0..z-1``.
-        ta: ``int64`` ``(N - 1,)`` smaller endpoints; the first ``z - 1`` entries hold the tree,
-            entry ``z - 1`` receives the new edge.
-        tb: ``int64`` ``(N - 1,)`` larger endpoints, same layout.
-        ts: ``float64`` ``(N - 1,)`` squared distances, same layout.
-    """
-    d = X.shape[1]
-    n_edges = z - 1
-    dz = np.empty(z)
-    for u in range(z):
-        s = 0.0
-        for f in range(d):
-            diff = X[u, f] - X[z, f]
-            s += diff * diff
-        dz[u] = s
-    # Adjacency of the old tree (CSR), then an iterative depth-first order from vertex 0.
-    deg = np.zeros(z + 1, dtype=np.int64)
-    for e in range(n_edges):
-        deg[ta[e] + 1] += 1
-        deg[tb[e] + 1] += 1
-    for u in range(z):
-        deg[u + 1] += deg[u]
-    fill = deg[:z].copy()
-    nbr = np.empty(2 * n_edges, dtype=np.int64)
-    nbr_edge = np.empty(2 * n_edges, dtype=np.int64)
-    for e in range(n_edges):
-        nbr[fill[ta[e]]] = tb[e]
-        nbr_edge[fill[ta[e]]] = e
-        fill[ta[e]] += 1
-        nbr[fill[tb[e]]] = ta[e]
-        nbr_edge[fill[tb[e]]] = e
-        fill[tb[e]] += 1
-    order = np.empty(z, dtype=np.int64)
-    parent = np.full(z, -1, dtype=np.int64)
-    parent_edge = np.full(z, -1, dtype=np.int64)
-    seen = np.zeros(z, dtype=np.bool_)
-    stack = np.empty(z, dtype=np.int64)
-    stack[0] = 0
-    seen[0] = True
-    top = 1
-    count = 0
-    while top > 0:
-        top -= 1
-        u = stack[top]
-        order[count] = u
-        count += 1
-        for q in range(deg[u], deg[u + 1]):
-            w = nbr[q]
-            if not seen[w]:
-                seen[w] = True
-                parent[w] = u
-                parent_edge[w] = nbr_edge[q]
-                stack[top] = w
-                top += 1
-    # best[u]: lightest pending edge from u's subtree to z, initially the direct edge (u, z).
-    best_s = dz.copy()
-    best_a = np.arange(z)
-    best_b = np.full(z, z, dtype=np.int64)
-    new_a = np.empty(z, dtype=np.int64)
-    new_b = np.empty(z, dtype=np.int64)
-    new_s = np.empty(z)
-    k = 0
-    for idx in range(z - 1, 0, -1):  # children before parents
-        u = order[idx]
-        r = parent[u]
-        e = parent_edge[u]
-        if _key_less(best_s[u], best_a[u], best_b[u], ts[e], ta[e], tb[e]):
-            new_a[k], new_b[k], new_s[k] = best_a[u], best_b[u], best_s[u]
-            heavy_s, heavy_a, heavy_b = ts[e], ta[e], tb[e]
-        else:
-            new_a[k], new_b[k], new_s[k] = ta[e], tb[e], ts[e]
-            heavy_s, heavy_a, heavy_b = best_s[u], best_a[u], best_b[u]
-        k += 1
-        if _key_less(heavy_s, heavy_a, heavy_b, best_s[r], best_a[r], best_b[r]):
-            best_s[r], best_a[r], best_b[r] = heavy_s, heavy_a, heavy_b
-    root = order[0]
-    new_a[k], new_b[k], new_s[k] = best_a[root], best_b[root], best_s[root]
-    ta[:z] = new_a
-    tb[:z] = new_b
-    ts[:z] = new_s
-
-
-@njit(cache=True)
-def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
-    """MST of all rows of ``X`` from the MST of its first ``n_old`` rows (``min_samples=1``).
-
-    The new rows are inserted one at a time with :func:`_insert_vertex`, O(N d) each, so a batch
-    of ``new`` rows costs O(new x N x d). Edge keys are recomputed from ``X``, so the result is
-    the canonical MST whenever ``mst`` is, and a minimum spanning tree whenever ``mst`` is one.
-
-    Args:
-        X: ``float64`` array of shape ``(N, d)``, C-contiguous, ``N >= 2``.
-        mst: ``float64`` array of shape ``(n_old - 1, 3)``, rows ``(a, b, distance)``.
-        n_old: Number of leading rows of ``X`` that ``mst`` spans (``1 <= n_old <= N``).
+        X: ``float64`` ``(N, d)`` rows.
+        mst: ``float64`` ``(E, 3)`` rows ``(i, j, distance)`` with integer endpoints below ``N``.
 
     Returns:
-        ``float64`` array of shape ``(N - 1, 3)`` in canonical edge order.
+        ``(ta, tb, ts)``: ``int64`` ``(E,)`` smaller and larger endpoints and ``float64`` ``(E,)``
+        squared distances, summed feature by feature like every other kernel here.
     """
-    n, d = X.shape
-    ta = np.empty(n - 1, dtype=np.int64)
-    tb = np.empty(n - 1, dtype=np.int64)
-    ts = np.empty(n - 1)
-    for r in range(mst.shape[0]):
+    d = X.shape[1]
+    m = mst.shape[0]
+    ta = np.empty(m, dtype=np.int64)
+    tb = np.empty(m, dtype=np.int64)
+    ts = np.empty(m)
+    for r in range(m):
         i = int(mst[r, 0])
         j = int(mst[r, 1])
         s = 0.0
@@ -340,7 +277,354 @@ def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
         ta[r] = min(i, j)
         tb[r] = max(i, j)
         ts[r] = s
-    for z in range(n_old, n):
-        _insert_vertex(X, z, ta, tb, ts)
-    # With min_samples=1 the mutual-reachability key equals the raw squared distance.
-    return _sorted_edges(ta, tb, ts, ts)
+    return ta, tb, ts
+
+
+@njit(cache=True)
+def _key_sorted(ea: np.ndarray, eb: np.ndarray, es: np.ndarray) -> np.ndarray:
+    """Permutation sorting ``min_samples=1`` edges by :func:`_key_less` (a strict total order).
+
+    Already sorted input (the usual case for a stored tree) costs one pass; short lists use an
+    insertion sort, long ones the stable multi-pass sort.
+    """
+    m = ea.shape[0]
+    in_order = True
+    for r in range(1, m):
+        if _key_less(es[r], ea[r], eb[r], es[r - 1], ea[r - 1], eb[r - 1]):
+            in_order = False
+            break
+    if in_order:
+        return np.arange(m)
+    if m > 32:
+        return _canonical_order(ea, eb, es, es)
+    order = np.arange(m)
+    for r in range(1, m):
+        x = order[r]
+        p = r
+        while p > 0 and _key_less(
+            es[x], ea[x], eb[x], es[order[p - 1]], ea[order[p - 1]], eb[order[p - 1]]
+        ):
+            order[p] = order[p - 1]
+            p -= 1
+        order[p] = x
+    return order
+
+
+@njit(cache=True)
+def _rooted_tree(ta: np.ndarray, tb: np.ndarray, n: int):
+    """A depth-first order of a tree over ``0..n-1`` from vertex 0, with parent links.
+
+    Args:
+        ta: ``int64`` ``(n - 1,)`` one endpoint of each edge.
+        tb: ``int64`` ``(n - 1,)`` the other endpoint.
+        n: Number of vertices (``>= 1``).
+
+    Returns:
+        ``(order, position, parent_pos, parent_edge)``: ``int64`` ``(n,)`` each. ``order`` lists
+        every vertex after its parent and ``position`` inverts it; entry ``p`` of the last two
+        describes vertex ``order[p]``: the position of its parent in ``order`` and the index of
+        the edge to it (``-1`` for the root).
+    """
+    n_edges = ta.shape[0]
+    start = np.zeros(n + 1, dtype=np.int64)  # CSR adjacency
+    for e in range(n_edges):
+        start[ta[e] + 1] += 1
+        start[tb[e] + 1] += 1
+    for u in range(n):
+        start[u + 1] += start[u]
+    fill = start[:n].copy()
+    nbr = np.empty(2 * n_edges, dtype=np.int64)
+    nbr_edge = np.empty(2 * n_edges, dtype=np.int64)
+    for e in range(n_edges):
+        nbr[fill[ta[e]]] = tb[e]
+        nbr_edge[fill[ta[e]]] = e
+        fill[ta[e]] += 1
+        nbr[fill[tb[e]]] = ta[e]
+        nbr_edge[fill[tb[e]]] = e
+        fill[tb[e]] += 1
+    order = np.empty(n, dtype=np.int64)
+    parent = np.full(n, -1, dtype=np.int64)
+    parent_edge = np.full(n, -1, dtype=np.int64)
+    stack = fill  # the fill cursors are spent: reuse the buffer (size n) as the DFS stack
+    stack[0] = 0
+    top = 1
+    seen = np.zeros(n, dtype=np.bool_)
+    seen[0] = True
+    position = np.empty(n, dtype=np.int64)
+    count = 0
+    while top > 0:
+        top -= 1
+        u = stack[top]
+        order[count] = u
+        position[u] = count
+        count += 1
+        for q in range(start[u], start[u + 1]):
+            w = nbr[q]
+            if not seen[w]:
+                seen[w] = True
+                parent[w] = u
+                parent_edge[w] = nbr_edge[q]
+                stack[top] = w
+                top += 1
+    parent_pos = np.full(n, -1, dtype=np.int64)
+    edge_at = np.full(n, -1, dtype=np.int64)
+    for p in range(1, n):
+        u = order[p]
+        parent_pos[p] = position[parent[u]]
+        edge_at[p] = parent_edge[u]
+    return order, position, parent_pos, edge_at
+
+
+@njit(cache=True)
+def _insertion_candidates(
+    XT: np.ndarray,
+    xz: np.ndarray,
+    z: int,
+    order: np.ndarray,
+    parent_pos: np.ndarray,
+    up_s: np.ndarray,
+    up_a: np.ndarray,
+    up_b: np.ndarray,
+    best_s: np.ndarray,
+    best_a: np.ndarray,
+    best_b: np.ndarray,
+    found_a: np.ndarray,
+    found_s: np.ndarray,
+) -> int:
+    """Edges from a new row ``z`` to the old rows that survive its insertion into the old tree.
+
+    Vertex insertion (Chin and Houck, 1978), O(n_old d): walk the old tree from the leaves up;
+    ``best[u]`` is the lightest pending edge joining ``u``'s subtree to ``z``, first the direct
+    edge ``(u, z)``. Of ``best[u]`` and the tree edge from ``u`` up to its parent the lighter stays
+    in the MST of the old tree plus ``z``'s edges, and the heavier becomes a candidate for
+    ``best[parent]``; at the root the pending edge stays. Every dropped edge is the heaviest on a
+    cycle. All per-vertex arrays are indexed by position in the depth-first order, so the walk
+    reads them sequentially.
+
+    Args:
+        XT: ``float64`` ``(d, n_old)`` old rows, transposed, columns in depth-first order.
+        xz: ``float64`` ``(d,)`` the new row.
+        z: Index of the new row (``>= n_old``).
+        order: ``int64`` ``(n_old,)`` vertex at each position, every vertex after its parent.
+        parent_pos: ``int64`` ``(n_old,)`` position of the parent (``-1`` at the root, unread).
+        up_s: ``float64`` ``(n_old,)`` squared length of the edge up to the parent.
+        up_a: ``int64`` ``(n_old,)`` its smaller endpoint.
+        up_b: ``int64`` ``(n_old,)`` its larger endpoint.
+        best_s: ``float64`` ``(n_old,)`` scratch.
+        best_a: ``int64`` ``(n_old,)`` scratch.
+        best_b: ``int64`` ``(n_old,)`` scratch.
+        found_a: ``int64`` ``(n_old,)`` receives the old endpoint of each surviving edge.
+        found_s: ``float64`` ``(n_old,)`` receives its squared length.
+
+    Returns:
+        The number of surviving edges written to ``found_a`` and ``found_s``.
+    """
+    d, n_old = XT.shape
+    for p in range(n_old):
+        best_s[p] = 0.0
+    for f in range(d):
+        x = xz[f]
+        for p in range(n_old):
+            diff = XT[f, p] - x
+            best_s[p] += diff * diff
+    for p in range(n_old):
+        best_a[p] = order[p]
+        best_b[p] = z
+    found = 0
+    for p in range(n_old - 1, 0, -1):  # children before parents, the root last
+        r = parent_pos[p]
+        if _key_less(best_s[p], best_a[p], best_b[p], up_s[p], up_a[p], up_b[p]):
+            # The pending edge stays; an edge to z is a candidate (a tree edge is in the merge
+            # anyway), and the tree edge becomes the pending edge above.
+            if best_b[p] == z:
+                found_a[found] = best_a[p]
+                found_s[found] = best_s[p]
+                found += 1
+            heavy_s, heavy_a, heavy_b = up_s[p], up_a[p], up_b[p]
+        else:
+            heavy_s, heavy_a, heavy_b = best_s[p], best_a[p], best_b[p]
+        if _key_less(heavy_s, heavy_a, heavy_b, best_s[r], best_a[r], best_b[r]):
+            best_s[r] = heavy_s
+            best_a[r] = heavy_a
+            best_b[r] = heavy_b
+    if best_b[0] == z:
+        found_a[found] = best_a[0]
+        found_s[found] = best_s[0]
+        found += 1
+    return found
+
+
+@njit(cache=True)
+def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
+    """MST of all rows of ``X`` from a spanning tree of its first ``n_old`` rows (min_samples=1).
+
+    With ``T`` the given tree and ``Z`` the new rows, the result is the minimum spanning tree of
+    ``T`` plus every edge incident to a row of ``Z`` (the graph whose MST inserting the new rows
+    one at a time would give), under the canonical edge order. When ``T`` is the canonical MST of
+    the old rows this is the canonical MST of all rows. It is built in three steps:
+
+    1. For each new row ``z``, vertex insertion into the *old* tree (Chin and Houck, 1978) finds
+       the edges incident to ``z`` in the MST of ``T`` plus ``z``'s edges to the old rows: walk
+       the tree from the leaves up keeping, per vertex ``u``, the lightest pending edge joining
+       ``u``'s subtree to ``z``; of that edge and the tree edge above ``u`` the heavier is the
+       largest on a cycle and so is dropped. Any edge from ``z`` to an old row dropped there is
+       the largest on a cycle of the full graph too, so it cannot be in the final tree. The old
+       tree and its traversal order are shared by all new rows: O(n_old d) per new row.
+    2. Likewise, among the edges joining two new rows only those of the new rows' own MST (dense
+       Prim) can be in the final tree.
+    3. Kruskal over the old tree edges (in canonical order) merged with those few candidates
+       (sorted by the same order) with a union-find: the accepted edges come out in canonical
+       order, so no final sort is needed.
+
+    Edge keys are recomputed from ``X``, so the result depends only on the rows and on the edge
+    set of ``mst``, not on its distances or row order.
+
+    Args:
+        X: ``float64`` array of shape ``(N, d)``, C-contiguous, ``N >= 2``.
+        mst: ``float64`` array of shape ``(n_old - 1, 3)``, rows ``(a, b, distance)``, a spanning
+            tree of the first ``n_old`` rows.
+        n_old: Number of leading rows of ``X`` that ``mst`` spans (``1 <= n_old <= N``).
+
+    Returns:
+        ``float64`` array of shape ``(N - 1, 3)`` in canonical edge order.
+    """
+    n, d = X.shape
+    k = n - n_old  # new rows
+    cap = 4 * k + 16
+    ca = np.empty(cap, dtype=np.int64)
+    cb = np.empty(cap, dtype=np.int64)
+    cs = np.empty(cap)
+    nc = 0
+    if k == 0:
+        ta, tb, ts = _edge_keys(X, mst)
+    else:
+        # 1. Candidate edges from each new row to the old rows.
+        m_old = mst.shape[0]
+        ta = np.empty(m_old, dtype=np.int64)
+        tb = np.empty(m_old, dtype=np.int64)
+        for r in range(m_old):
+            i = int(mst[r, 0])
+            j = int(mst[r, 1])
+            ta[r] = min(i, j)
+            tb[r] = max(i, j)
+        order, position, parent_pos, edge_at = _rooted_tree(ta, tb, n_old)
+        # Everything the walk reads, laid out by depth-first position. The rows are read in
+        # storage order (they are usually not in cache yet; a sequential read is prefetched).
+        XT = np.empty((d, n_old))  # (d, n_old): the distance loops run over rows
+        for u in range(n_old):
+            p = position[u]
+            for f in range(d):
+                XT[f, p] = X[u, f]
+        # Squared length of each tree edge, summed feature by feature as everywhere else.
+        up_s = np.zeros(n_old)
+        for f in range(d):
+            for p in range(1, n_old):
+                diff = XT[f, p] - XT[f, parent_pos[p]]
+                up_s[p] += diff * diff
+        ts = np.empty(m_old)
+        up_a = np.zeros(n_old, dtype=np.int64)
+        up_b = np.zeros(n_old, dtype=np.int64)
+        for p in range(1, n_old):
+            e = edge_at[p]
+            ts[e] = up_s[p]
+            up_a[p] = ta[e]
+            up_b[p] = tb[e]
+        work_s = np.empty(n_old)
+        work_a = np.empty(n_old, dtype=np.int64)
+        work_b = np.empty(n_old, dtype=np.int64)
+        found_a = np.empty(n_old, dtype=np.int64)
+        found_s = np.empty(n_old)
+        for z in range(n_old, n):
+            found = _insertion_candidates(
+                XT, X[z], z, order, parent_pos, up_s, up_a, up_b,
+                work_s, work_a, work_b, found_a, found_s,
+            )  # fmt: skip
+            if nc + found > cap:
+                cap = 2 * (nc + found)
+                ca = _grown(ca, cap)
+                cb = _grown(cb, cap)
+                cs = _grown_float(cs, cap)
+            for r in range(found):
+                ca[nc] = found_a[r]
+                cb[nc] = z
+                cs[nc] = found_s[r]
+                nc += 1
+
+    old_order = _key_sorted(ta, tb, ts)
+
+    # 2. Candidate edges between new rows: their own MST.
+    if k >= 2:
+        na, nb, _, ns = _prim_edges(np.ascontiguousarray(X[n_old:]), np.zeros(k), False)
+        if nc + k - 1 > cap:
+            cap = nc + k - 1
+            ca = _grown(ca, cap)
+            cb = _grown(cb, cap)
+            cs = _grown_float(cs, cap)
+        for r in range(k - 1):
+            ca[nc] = na[r] + n_old
+            cb[nc] = nb[r] + n_old
+            cs[nc] = ns[r]
+            nc += 1
+    ca = ca[:nc]
+    cb = cb[:nc]
+    cs = cs[:nc]
+    cand_order = _key_sorted(ca, cb, cs)
+
+    # 3. Kruskal over the two sorted lists.
+    out = np.empty((n - 1, 3))
+    root = np.arange(n)
+    m_old = ta.shape[0]
+    i = 0
+    j = 0
+    taken = 0
+    while taken < n - 1:
+        if j >= nc or (
+            i < m_old
+            and _key_less(
+                ts[old_order[i]],
+                ta[old_order[i]],
+                tb[old_order[i]],
+                cs[cand_order[j]],
+                ca[cand_order[j]],
+                cb[cand_order[j]],
+            )
+        ):
+            e = old_order[i]
+            a, b, s = ta[e], tb[e], ts[e]
+            i += 1
+        else:
+            e = cand_order[j]
+            a, b, s = ca[e], cb[e], cs[e]
+            j += 1
+        x = a
+        while root[x] != x:
+            root[x] = root[root[x]]  # path halving
+            x = root[x]
+        y = b
+        while root[y] != y:
+            root[y] = root[root[y]]
+            y = root[y]
+        if x == y:
+            continue  # the largest edge of a cycle
+        root[x] = y
+        out[taken, 0] = a
+        out[taken, 1] = b
+        out[taken, 2] = np.sqrt(s)
+        taken += 1
+    return out
+
+
+@njit(cache=True)
+def _grown(values: np.ndarray, size: int) -> np.ndarray:
+    """``int64`` copy of ``values`` with room for ``size`` entries."""
+    out = np.empty(size, dtype=np.int64)
+    out[: values.shape[0]] = values
+    return out
+
+
+@njit(cache=True)
+def _grown_float(values: np.ndarray, size: int) -> np.ndarray:
+    """``float64`` copy of ``values`` with room for ``size`` entries."""
+    out = np.empty(size)
+    out[: values.shape[0]] = values
+    return out

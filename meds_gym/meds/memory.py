@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from meds_gym.clustering import knn_vote, refit_many
+from meds_gym.clustering import knn_vote
+from meds_gym.clustering.hdbscan import _refit_trusted
+from meds_gym.clustering.knn import knn_vote_kernel
 from meds_gym.errors import CorruptFileError, InvalidArgumentError, UnknownProblemError
 from meds_gym.meds.config import MEDSConfig, NoiseVote
 from meds_gym.meds.persistence import atomic_savez, read_npz
@@ -119,6 +121,11 @@ class ErrorMemory:
             raise InvalidArgumentError("config", "a MEDSConfig", config)
         self.config = config
         self._buckets: dict[BucketKey, Bucket] = {}
+        # Per bucket, an array whose leading rows are the bucket's rows, with spare rows behind
+        # them: appending to a bucket writes into the spare rows instead of copying the whole
+        # bucket every step. Rows below a bucket's length are never written again, so every
+        # Bucket handed out (a read-only view of those rows) keeps its contents.
+        self._storage: dict[BucketKey, npt.NDArray[np.float64]] = {}
         self._dim: int | None = None
         self._warned_size = False
 
@@ -197,17 +204,31 @@ class ErrorMemory:
         groups: dict[BucketKey, list[int]] = {}
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
+        # Stored rows and labels are the memory's own (finite, normalised, int64, contiguous), so
+        # when the queries are well-formed too the vote kernel runs without knn_vote's checks;
+        # otherwise knn_vote raises its usual error.
+        queries_ok = (
+            isinstance(rows, np.ndarray)
+            and rows.dtype == np.float64
+            and rows.ndim == 2
+            and (self._dim is None or rows.shape[1] == self._dim)
+            and bool(np.isfinite(rows).all())
+        )
+        k = self.config.k
         for key, idx in groups.items():
             stored = self._buckets.get(key)
             if stored is None or len(stored) < 2:
                 continue
             index = np.asarray(idx, dtype=np.int64)
-            votes = np.asarray(
-                knn_vote(
-                    stored.rows, stored.labels, np.ascontiguousarray(rows[index]), k=self.config.k
-                ),
-                dtype=np.int64,
-            )
+            if queries_ok:
+                votes = knn_vote_kernel(
+                    stored.rows, stored.labels, rows[index], min(k, len(stored))
+                )
+            else:
+                votes = np.asarray(
+                    knn_vote(stored.rows, stored.labels, np.ascontiguousarray(rows[index]), k=k),
+                    dtype=np.int64,
+                )
             counts = stored.cluster_sizes()
             got = counts[votes + 1]
             if self.config.noise_vote is NoiseVote.NO_PENALTY:
@@ -257,40 +278,74 @@ class ErrorMemory:
         self, keys: Sequence[BucketKey], rows: npt.NDArray[np.float64], *, _stacklevel: int
     ) -> None:
         """Append validated, normalised rows and refit the touched buckets (all or nothing)."""
-        groups: dict[BucketKey, list[int]] = {}
-        for i, key in enumerate(keys):
-            groups.setdefault(key, []).append(i)
+        # Group the rows by bucket (buckets in order of first appearance, rows in batch order).
+        touched = list(dict.fromkeys(keys))
+        position = {key: b for b, key in enumerate(touched)}
+        inverse = np.fromiter(map(position.__getitem__, keys), dtype=np.int64, count=len(keys))
+        grouped = rows[np.argsort(inverse, kind="stable")]  # (Q, L)
+        starts = np.zeros(len(touched) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(inverse, minlength=len(touched)), out=starts[1:])
+        bounds = starts.tolist()
         capacity = self.config.bucket_capacity
         incremental = self.config.min_samples == 1
-        touched = list(groups)
         datasets: list[npt.NDArray[np.float64]] = []
         previous: list[npt.NDArray[np.float64] | None] = []
-        for key in touched:
-            new = rows[np.asarray(groups[key], dtype=np.int64)]
+        storage: list[npt.NDArray[np.float64]] = []
+        for b, key in enumerate(touched):
+            new = grouped[bounds[b] : bounds[b + 1]]
             old = self._buckets.get(key)
-            combined = new if old is None else np.concatenate([old.rows, new], axis=0)
+            size = 0 if old is None else len(old)
+            total = size + new.shape[0]
             prev_mst = None if old is None or not incremental else old.mst
-            if capacity is not None and combined.shape[0] > capacity:
-                combined = combined[-capacity:]  # FIFO: the oldest rows leave first
-                prev_mst = None  # the tree of the old prefix no longer describes a prefix
-            datasets.append(np.ascontiguousarray(combined))
+            # The stored array behind this bucket, if its leading rows are the bucket's rows
+            # and it has room for the new ones.
+            reusable = self._storage.get(key)
+            if old is None or reusable is None or reusable.shape[0] < total:
+                reusable = None
+            elif old.rows.base is not reusable:
+                reusable = None
+            if capacity is not None and total > capacity:
+                # FIFO: the oldest rows leave first. The tree of the old prefix no longer
+                # describes a prefix, so the bucket gets a full fit.
+                parts = [new] if old is None else [old.rows, new]
+                store = np.concatenate(parts, axis=0)[-capacity:].copy()
+                prev_mst = None
+                total = capacity
+            elif reusable is not None:
+                # Writes only behind the bucket's rows: nothing visible changes until the
+                # commit below, so a failed refit leaves the memory as it was.
+                reusable[size:total] = new
+                store = reusable
+            else:
+                # Room for a quarter more rows (at least 16), so a bucket is copied about once
+                # every size / 4 appended rows rather than on every step.
+                store = np.empty((total + max(total // 4, 16), new.shape[1]))
+                if old is not None:
+                    store[:size] = old.rows
+                store[size:total] = new
+            datasets.append(store[:total])
+            storage.append(store)
             previous.append(prev_mst)
-        labels, msts = refit_many(
+        # The rows were validated and normalised here and every previous tree is one the
+        # clustering module returned for a prefix of its bucket, so the batched refit can skip
+        # its argument checks (the public `refit_many` re-validates every tree and matrix).
+        labels, msts = _refit_trusted(
             datasets,
             previous,
             min_cluster_size=self.config.min_cluster_size,
             min_samples=self.config.min_samples,
-            cluster_selection_method=self.config.cluster_selection_method,
+            leaf=self.config.cluster_selection_method == "leaf",
             allow_single_cluster=False,
         )
         built = {}
         for key, data, lab, mst in zip(touched, datasets, labels, msts, strict=True):
-            built[key] = Bucket(
-                rows=_frozen(data),
-                labels=_frozen(np.asarray(lab, dtype=np.int64).copy()),
-                mst=_frozen(np.asarray(mst, dtype=np.float64).reshape(-1, 3).copy()),
-            )
+            # _refit_trusted returns fresh int64 (N,) and float64 (N - 1, 3) arrays per bucket.
+            data.flags.writeable = False
+            lab.flags.writeable = False
+            mst.flags.writeable = False
+            built[key] = Bucket(data, lab, mst)
         self._buckets.update(built)
+        self._storage.update(zip(touched, storage, strict=True))
         if self._dim is None:
             self._dim = int(rows.shape[1])
         largest = max(len(b) for b in built.values())

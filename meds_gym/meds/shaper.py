@@ -51,6 +51,7 @@ class _Batch:
     """A validated batch."""
 
     keys: list[BucketKey]  # (B,)
+    flags: npt.NDArray[np.bool_]  # (B,) correct?
     rewards: npt.NDArray[np.float64]  # (B,)
     present: npt.NDArray[np.int64]  # (M,) indices of the rollouts that have a fingerprint
     rows: npt.NDArray[np.float64]  # (M, L) their fingerprints, L2-normalised
@@ -60,10 +61,12 @@ def _validate_problem_ids(problem_ids: Any) -> list[str]:
     if isinstance(problem_ids, (str, bytes)) or not hasattr(problem_ids, "__len__"):
         raise InvalidArgumentError("problem_ids", "a sequence of str, one per rollout", problem_ids)
     ids = list(problem_ids)
-    for i, pid in enumerate(ids):
-        if not isinstance(pid, str):
-            raise InvalidArgumentError(f"problem_ids[{i}]", "a str problem id", pid)
-    return [str(pid) for pid in ids]  # plain str (not numpy.str_) for keys and JSON
+    if not set(map(type, ids)) <= {str}:  # fast path: all plain str (not numpy.str_)
+        for i, pid in enumerate(ids):
+            if not isinstance(pid, str):
+                raise InvalidArgumentError(f"problem_ids[{i}]", "a str problem id", pid)
+        ids = [str(pid) for pid in ids]  # plain str (not numpy.str_) for keys and JSON
+    return ids
 
 
 def _validate_correct(correct: Any, batch: int) -> npt.NDArray[np.bool_]:
@@ -252,8 +255,8 @@ class MEDSShaper:
         flags = _validate_correct(correct, len(ids))
         values = _validate_rewards(rewards, len(ids))
         present, rows = _validate_features(features, len(ids), self.memory.dim)
-        keys = [(pid, bool(flag)) for pid, flag in zip(ids, flags, strict=True)]
-        return _Batch(keys=keys, rewards=values, present=present, rows=rows)
+        keys = list(zip(ids, flags.tolist(), strict=True))  # tolist() gives Python bools
+        return _Batch(keys=keys, flags=flags, rewards=values, present=present, rows=rows)
 
     def shape(
         self,
@@ -285,20 +288,23 @@ class MEDSShaper:
         sizes = np.zeros(size, dtype=np.int64)
         if batch.present.size:
             target = self.config.penalize
-            penalised = np.array(
-                [target.penalises(batch.keys[i][1]) for i in batch.present], dtype=bool
-            )
+            present_flags = batch.flags[batch.present]  # (M,)
+            penalised = np.where(
+                present_flags, target.penalises(True), target.penalises(False)
+            )  # (M,) bool
             if penalised.any():
                 which = batch.present[penalised]
+                keys = batch.keys
                 labels, counts = self.memory.assign(
-                    [batch.keys[i] for i in which], batch.rows[penalised]
+                    [keys[i] for i in which.tolist()], batch.rows[penalised]
                 )
                 clusters[which] = labels
                 sizes[which] = counts
                 penalties[which] = meds_penalty(counts, self.config.alpha, self.config.beta)
             if self._training:
+                keys = batch.keys
                 self.memory._commit(
-                    [batch.keys[i] for i in batch.present], batch.rows, _stacklevel=2
+                    [keys[i] for i in batch.present.tolist()], batch.rows, _stacklevel=2
                 )
         shaped = batch.rewards - penalties
         return ShapeResult(

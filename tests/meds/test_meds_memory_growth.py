@@ -1,0 +1,162 @@
+"""The error memory's incremental bookkeeping: appended rows, refits and votes stay exact.
+
+The memory appends new rows behind each bucket's stored rows (in spare room it keeps per bucket),
+refits with the unchecked batched entry point, and votes with the kNN kernel directly. The oracles
+are the public, validating functions run from scratch on the bucket's rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import meds_gym.meds.memory as memory_module
+from meds_gym.clustering import hdbscan_labels, knn_vote, minimum_spanning_tree
+from meds_gym.errors import InvalidArgumentError
+from meds_gym.meds import ErrorMemory, MEDSConfig, MEDSShaper
+from meds_gym.meds.memory import normalise_rows
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    """The rows as the memory stores them (its own normalisation, tested elsewhere)."""
+    return normalise_rows(np.asarray(rows, dtype=np.float64), "rows", None)
+
+
+def batches(seed: int, steps: int, problems: int = 3, per_step: int = 6, dim: int = 5):
+    """(problem ids, correct flags, rows) per step, with modes and exact repeats."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(problems, 3, dim))
+    seen: list[np.ndarray] = []
+    for _ in range(steps):
+        pids, flags, rows = [], [], []
+        for _ in range(per_step):
+            p = int(rng.integers(problems))
+            if seen and rng.random() < 0.2:
+                row = seen[int(rng.integers(len(seen)))]
+            else:
+                row = centres[p, int(rng.integers(3))] + rng.normal(scale=0.1, size=dim)
+            seen.append(row)
+            pids.append(f"p{p}")
+            flags.append(bool(rng.random() < 0.4))
+            rows.append(row)
+        yield pids, np.array(flags), np.array(rows)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_memory_buckets_equal_a_fresh_fit_after_every_step(seed):
+    memory = ErrorMemory(MEDSConfig())
+    appended: dict[tuple[str, bool], list[np.ndarray]] = {}
+    for pids, flags, rows in batches(seed, steps=40):
+        memory.add(pids, flags, rows)
+        for pid, flag, row in zip(pids, flags.tolist(), unit(rows), strict=True):
+            appended.setdefault((pid, flag), []).append(row)
+        for key, kept in appended.items():
+            bucket = memory.bucket(*key)
+            np.testing.assert_array_equal(bucket.rows, np.array(kept))
+            np.testing.assert_array_equal(bucket.labels, hdbscan_labels(bucket.rows))
+            np.testing.assert_array_equal(bucket.mst, minimum_spanning_tree(bucket.rows))
+
+
+def test_memory_earlier_bucket_views_never_change():
+    memory = ErrorMemory(MEDSConfig())
+    held = []
+    for pids, flags, rows in batches(2, steps=30, problems=1):
+        memory.add(pids, flags, rows)
+        bucket = memory.bucket("p0", False) if ("p0", False) in memory else None
+        if bucket is not None:
+            held.append((bucket, bucket.rows.copy(), bucket.labels.copy(), bucket.mst.copy()))
+    assert len(held) > 5
+    for bucket, rows, labels, mst in held:
+        np.testing.assert_array_equal(bucket.rows, rows)
+        np.testing.assert_array_equal(bucket.labels, labels)
+        np.testing.assert_array_equal(bucket.mst, mst)
+        assert not bucket.rows.flags.writeable and not bucket.labels.flags.writeable
+
+
+def test_memory_failed_refit_leaves_memory_unchanged_and_next_add_is_exact(monkeypatch):
+    memory = ErrorMemory(MEDSConfig())
+    steps = list(batches(3, steps=12, problems=2))
+    for pids, flags, rows in steps[:10]:
+        memory.add(pids, flags, rows)
+    before = {k: tuple(a.copy() for a in (b.rows, b.labels, b.mst)) for k, b in
+              ((k, memory.bucket(*k)) for k in memory.keys())}  # fmt: skip
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("refit failed")
+
+    monkeypatch.setattr(memory_module, "_refit_trusted", broken)
+    with pytest.raises(RuntimeError, match="refit failed"):
+        memory.add(*steps[10])
+    for key, arrays in before.items():
+        for got, want in zip((memory.bucket(*key).rows, memory.bucket(*key).labels,
+                              memory.bucket(*key).mst), arrays, strict=True):  # fmt: skip
+            np.testing.assert_array_equal(got, want)
+    monkeypatch.undo()
+    # The spare rows written by the failed call are overwritten by the next append.
+    memory.add(*steps[11])
+    for key in memory.keys():
+        bucket = memory.bucket(*key)
+        np.testing.assert_array_equal(bucket.labels, hdbscan_labels(bucket.rows))
+        np.testing.assert_array_equal(bucket.mst, minimum_spanning_tree(bucket.rows))
+    extra = unit(steps[11][2])
+    for key in {(p, f) for p, f in zip(steps[11][0], steps[11][1].tolist(), strict=True)}:
+        mine = [r for r, p, f in zip(extra, *steps[11][:2], strict=True) if (p, bool(f)) == key]
+        np.testing.assert_array_equal(memory.bucket(*key).rows[-len(mine) :], np.array(mine))
+        np.testing.assert_array_equal(
+            memory.bucket(*key).rows[: len(before[key][0])], before[key][0]
+        )
+
+
+def test_memory_loaded_then_grown_equals_never_saved(tmp_path):
+    steps = list(batches(4, steps=20))
+    kept, resumed = MEDSShaper(MEDSConfig()), None
+    for i, (pids, flags, rows) in enumerate(steps):
+        if i == 10:
+            kept.save(tmp_path / "memory.npz")
+            resumed = MEDSShaper.load(tmp_path / "memory.npz")
+        out = kept.shape(pids, flags, flags.astype(float), rows)
+        if resumed is not None:
+            again = resumed.shape(pids, flags, flags.astype(float), rows)
+            np.testing.assert_array_equal(out.penalties, again.penalties)
+            np.testing.assert_array_equal(out.clusters, again.clusters)
+    for key in kept.memory.keys():
+        a, b = kept.memory.bucket(*key), resumed.memory.bucket(*key)
+        for x, y in zip((a.rows, a.labels, a.mst), (b.rows, b.labels, b.mst), strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_memory_capacity_keeps_newest_rows_across_many_steps():
+    cap = 7
+    memory = ErrorMemory(MEDSConfig(bucket_capacity=cap))
+    appended: dict[tuple[str, bool], list[np.ndarray]] = {}
+    for pids, flags, rows in batches(5, steps=25):
+        memory.add(pids, flags, rows)
+        for pid, flag, row in zip(pids, flags.tolist(), unit(rows), strict=True):
+            appended.setdefault((pid, flag), []).append(row)
+        for key, kept in appended.items():
+            bucket = memory.bucket(*key)
+            np.testing.assert_array_equal(bucket.rows, np.array(kept[-cap:]))
+            np.testing.assert_array_equal(bucket.labels, hdbscan_labels(bucket.rows))
+
+
+def test_memory_assign_equals_public_knn_vote():
+    memory = ErrorMemory(MEDSConfig(k=3))
+    for pids, flags, rows in batches(6, steps=15):
+        memory.add(pids, flags, rows)
+    queries = unit(np.random.default_rng(9).normal(size=(20, 5)))
+    keys = [(f"p{i % 3}", bool(i % 2)) for i in range(20)]
+    labels, sizes = memory.assign(keys, queries)
+    for i, key in enumerate(keys):
+        bucket = memory.bucket(*key)
+        want = knn_vote(bucket.rows, bucket.labels, queries[i : i + 1], k=3)[0]
+        assert labels[i] == want
+        assert sizes[i] == int(np.sum(bucket.labels == want))
+
+
+def test_memory_assign_still_rejects_bad_query_rows():
+    memory = ErrorMemory(MEDSConfig())
+    memory.add(["p"] * 3, [False] * 3, np.eye(3))
+    with pytest.raises(InvalidArgumentError, match="`queries` must be finite values only"):
+        memory.assign([("p", False)], np.array([[np.nan, 0.0, 1.0]]))
+    with pytest.raises(InvalidArgumentError, match="`queries` must be rows of 3 features"):
+        memory.assign([("p", False)], np.ones((1, 2)))
