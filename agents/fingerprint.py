@@ -29,8 +29,7 @@ import torch
 from torch import nn
 
 from meds_gym.errors import InvalidArgumentError
-
-BOXED = "\\boxed{"
+from meds_gym.integrations.hf import boxed_brace_char, decoder_layers, token_at_char
 
 
 class LayerSelection(str, Enum):
@@ -45,14 +44,6 @@ class LayerSelection(str, Enum):
     DIFF = "diff"
     """Differences between consecutive layers' logits over the last half: N // 2 values, each
     ``logit(n) - logit(n - 1)`` for the last-half layers n (layer n - 1 = 0 is skipped)."""
-
-
-def boxed_brace_char(text: str) -> int | None:
-    """Character offset of the ``{`` of the last ``\\boxed{`` in ``text``, or None if absent."""
-    start = text.rfind(BOXED)
-    if start < 0:
-        return None
-    return start + len(BOXED) - 1
 
 
 def boxed_brace_token(tokenizer: Any, text: str) -> int | None:
@@ -104,39 +95,12 @@ def boxed_brace_token_in_ids(tokenizer: Any, token_ids: list[int], text: str) ->
             if begin <= char < end:
                 return index
         return None
-    low, high = 0, len(token_ids) - 1  # smallest i whose prefix ids[: i + 1] decodes past `char`
-    if len(tokenizer.decode(token_ids, skip_special_tokens=True)) <= char:
-        return None
-    while low < high:
-        middle = (low + high) // 2
-        if len(tokenizer.decode(token_ids[: middle + 1], skip_special_tokens=True)) > char:
-            high = middle
-        else:
-            low = middle + 1
-    return low
+    return token_at_char(tokenizer, token_ids, char)
 
 
 def num_decoder_layers(model: nn.Module) -> int:
     """Number of decoder layers N of a causal LM."""
     return len(decoder_layers(model))
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder layers of a Hugging Face causal LM (Llama/Qwen/Mistral, GPT-2, GPT-NeoX, OPT)."""
-    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
-        module: Any = model
-        for attr in path.split("."):
-            module = getattr(module, attr, None)
-            if module is None:
-                break
-        if isinstance(module, nn.ModuleList):
-            return module
-    raise InvalidArgumentError(
-        "model",
-        "a causal LM whose decoder layers are at model.layers, transformer.h, gpt_neox.layers "
-        "or model.decoder.layers",
-        type(model).__name__,
-    )
 
 
 def selected_layers(

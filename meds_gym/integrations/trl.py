@@ -51,6 +51,7 @@ import numpy as np
 import numpy.typing as npt
 
 from meds_gym.errors import InvalidArgumentError, MissingExtraError, invalid_type
+from meds_gym.integrations.hf import boxed_brace_char, decoder_layers, token_at_char
 from meds_gym.meds import MEDSConfig, MEDSShaper, ShapeResult
 from meds_gym.verifiers import verify_response
 
@@ -67,8 +68,6 @@ for _package in ("trl", "accelerate"):
 
 logger = logging.getLogger(__name__)
 
-BOXED = "\\boxed{"
-
 FeaturesFn = Callable[[Sequence[Any], Sequence[str], Sequence[Sequence[int]]], np.ndarray]
 """``(prompts, completion_texts, completion_ids) -> (B, L) float`` fingerprints, NaN rows = none."""
 
@@ -81,21 +80,12 @@ CorrectnessFn = Callable[[str, str], bool]
 # --------------------------------------------------------------------------------------------
 
 
-def boxed_brace_char(text: str) -> int | None:
-    r"""Character offset of the ``{`` of the last ``\boxed{`` in ``text``, or None if absent."""
-    start = text.rfind(BOXED)
-    if start < 0:
-        return None
-    return start + len(BOXED) - 1
-
-
 def boxed_brace_token(tokenizer: Any, token_ids: Sequence[int]) -> int | None:
     r"""Index into ``token_ids`` of the token that carries the ``{`` of the last ``\boxed{``.
 
     The token is found from decoded text lengths, not token ids, because tokenisers split
     ``\boxed{`` in different ways (``{`` may merge with ``boxed`` or with the answer's first
-    digits). The smallest i whose decoded prefix ``token_ids[: i + 1]`` reaches past the brace is
-    found by bisection: O(log T) decodes.
+    digits); see :func:`meds_gym.integrations.hf.token_at_char`.
 
     Args:
         tokenizer: A Hugging Face tokenizer.
@@ -104,41 +94,8 @@ def boxed_brace_token(tokenizer: Any, token_ids: Sequence[int]) -> int | None:
     Returns:
         The token index, or None if the decoded completion has no ``\boxed{``.
     """
-    ids = [int(t) for t in token_ids]
-    text = tokenizer.decode(ids, skip_special_tokens=True)
-    char = boxed_brace_char(text)
-    if char is None:
-        return None
-    low, high = 0, len(ids) - 1
-    while low < high:
-        middle = (low + high) // 2
-        if len(tokenizer.decode(ids[: middle + 1], skip_special_tokens=True)) > char:
-            high = middle
-        else:
-            low = middle + 1
-    return low
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder layers of a Hugging Face causal LM (Llama/Qwen/Mistral, GPT-2, GPT-NeoX, OPT).
-
-    Raises:
-        InvalidArgumentError: If the model keeps its layers elsewhere.
-    """
-    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
-        module: Any = model
-        for attr in path.split("."):
-            module = getattr(module, attr, None)
-            if module is None:
-                break
-        if isinstance(module, nn.ModuleList):
-            return module
-    raise InvalidArgumentError(
-        "model",
-        "a causal LM whose decoder layers are at model.layers, transformer.h, gpt_neox.layers "
-        "or model.decoder.layers",
-        type(model).__name__,
-    )
+    char = boxed_brace_char(tokenizer.decode([int(t) for t in token_ids], skip_special_tokens=True))
+    return None if char is None else token_at_char(tokenizer, token_ids, char)
 
 
 def last_half_layers(num_layers: int) -> list[int]:
