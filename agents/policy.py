@@ -23,6 +23,8 @@ def load_policy(model_path: str | os.PathLike[str], device: str = "cpu") -> tupl
 
     The tokenizer pads on the left (for generation). A tokenizer without a pad token pads with its
     eos token (a warning is logged): padding is masked out everywhere, so any token can stand in.
+    Nothing is downloaded (``local_files_only``). On a CUDA device that supports it the weights
+    are loaded in bfloat16, elsewhere in float32.
 
     Args:
         model_path: A local directory, or a Hub name already in the local cache.
@@ -39,7 +41,12 @@ def load_policy(model_path: str | os.PathLike[str], device: str = "cpu") -> tupl
 
     path = str(model_path)
     try:
-        model: Any = AutoModelForCausalLM.from_pretrained(path)
+        on_bf16_gpu = str(device).startswith("cuda") and torch.cuda.is_bf16_supported()
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=torch.bfloat16 if on_bf16_gpu else torch.float32,
+            local_files_only=True,
+        )
         tokenizer = load_tokenizer(path)
     except (OSError, ValueError) as error:
         raise InvalidArgumentError(

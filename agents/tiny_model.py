@@ -293,9 +293,9 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if (Path(path) / "tiny_model.json").is_file():
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     tokenizer.padding_side = "left"
     return tokenizer
 
