@@ -104,3 +104,52 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         load_checkpoint(tmp_path, other, other_opt, fresh_rng)
     with pytest.raises(InvalidArgumentError, match="checkpoint_every"):
         Args(checkpoint_every=-1)
+
+
+_KILLED_RUN = """
+import sys
+from agents.ppo import Args, main
+from agents.tiny_model import TinyModelConfig
+tiny = TinyModelConfig(hidden_size=64, num_layers=2, steps=150, batch_size=16,
+                       learning_rate=3e-3, solutions_per_problem=40)
+main(Args(algorithm="meds", num_problems=2, tiny=tiny, cache_dir=sys.argv[1],
+          prompts_per_iteration=2, group_size=4, max_new_tokens=64, output_dir=sys.argv[2],
+          device="cpu", threads=1, tensorboard=False, iterations=40, checkpoint_every=1))
+"""
+
+
+@pytest.mark.slow
+def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_state(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    straight = _args(tmp_path, "straight", "meds", iterations=4)
+    main(straight)  # also fills the tiny-model cache the killed run reuses
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_RUN, str(tmp_path / "cache"), str(tmp_path / "killed")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    run_dir = tmp_path / "killed" / straight.run_name
+    deadline = time.monotonic() + 300
+    try:  # kill it as soon as a checkpoint is in force, whatever it is doing then
+        while not (run_dir / "latest").exists():
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    main(_args(tmp_path, "killed", "meds", iterations=4, resume=True))
+    expected = _rows(tmp_path / "straight" / straight.run_name / "metrics.jsonl")
+    got = _rows(run_dir / "metrics.jsonl")
+    assert [r["iteration"] for r in got] == [0, 1, 2, 3]
+    assert json.dumps(got) == json.dumps(expected)
