@@ -208,25 +208,22 @@ def _sorted_edges(ea: np.ndarray, eb: np.ndarray, ew: np.ndarray, es: np.ndarray
     Returns:
         ``float64`` array of shape ``(E, 3)``.
     """
-    order = _canonical_order(ea, eb, ew, es)
-    out = np.empty((ea.shape[0], 3))
-    for r in range(ea.shape[0]):
-        i = order[r]
-        out[r, 0] = ea[i]
-        out[r, 1] = eb[i]
-        out[r, 2] = np.sqrt(ew[i])
-    return out
+    return _packed_edges(ea, eb, ew, _canonical_order(ea, eb, ew, es))
 
 
 @njit(cache=True)
-def _packed_edges(ea: np.ndarray, eb: np.ndarray, es: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """``(a, b, sqrt(s))`` rows of ``min_samples=1`` edges taken in ``order``; ``(E, 3)``."""
+def _packed_edges(ea: np.ndarray, eb: np.ndarray, ew: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``(a, b, sqrt(w))`` rows of the edges taken in ``order``; ``(E, 3)`` ``float64``.
+
+    ``ew`` holds the squared distances the rows report (mutual reachability, which for
+    ``min_samples=1`` is the raw squared distance).
+    """
     out = np.empty((order.shape[0], 3))
     for r in range(order.shape[0]):
         i = order[r]
         out[r, 0] = ea[i]
         out[r, 1] = eb[i]
-        out[r, 2] = np.sqrt(es[i])
+        out[r, 2] = np.sqrt(ew[i])
     return out
 
 
