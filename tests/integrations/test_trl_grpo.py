@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ import pytest
 pytest.importorskip("trl")
 pytest.importorskip("accelerate")
 pytest.importorskip("datasets")
+
+from two_processes import run_two_processes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATIONS = 4
@@ -181,29 +182,9 @@ def test_grpo_applies_meds_penalties(tmp_path: Path) -> None:
     np.testing.assert_allclose(logged, expected, rtol=1e-6, atol=1e-6)
 
 
-def _launch_two_processes(out_dir: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(29500 + os.getpid() % 1000),
-        str(Path(__file__).resolve()),
-        str(out_dir),
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
-
-
 @pytest.mark.slow
 def test_two_processes_give_the_same_penalties_as_one(tmp_path: Path) -> None:
-    _launch_two_processes(tmp_path)
+    run_two_processes(__file__, tmp_path, TRL_EXPERIMENTAL_SILENCE="1")
     two = dict(np.load(tmp_path / "rank0.npz"))
     two_rank1 = dict(np.load(tmp_path / "rank1.npz"))
     one = history_arrays(run_grpo(str(tmp_path / "single")))

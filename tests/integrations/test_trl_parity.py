@@ -20,7 +20,6 @@ this file is the worker.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("trl")
 pytest.importorskip("accelerate")
+
+from two_processes import run_two_processes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 5
@@ -136,23 +137,7 @@ def drive(rank: int, world: int, setting: str) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("parity")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(30500 + os.getpid() % 1000),
-        str(Path(__file__).resolve()),
-        str(out),
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
+    run_two_processes(__file__, out)
     return out
 
 
@@ -187,6 +172,9 @@ def _worker(out_dir: str) -> None:
     for setting in SETTINGS:
         arrays = drive(rank, world, setting)
         np.savez(os.path.join(out_dir, f"{setting}_rank{rank}.npz"), **arrays)
+    # Both ranks reach the end before rank 0, which hosts the rendezvous store, tears it down:
+    # without the barrier rank 0 could abort at exit while rank 1 was still using it.
+    dist.barrier()
     dist.destroy_process_group()
 
 
