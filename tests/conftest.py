@@ -2,7 +2,20 @@
 
 from pathlib import Path
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based suites marked `fuzz` draw FUZZ_EXAMPLES cases per entry point. The default
+# profile keeps normal CI fast; `HYPOTHESIS_PROFILE=fuzz` runs the full suite (1,000 per test).
+settings.register_profile("default", deadline=None)
+settings.register_profile(
+    "fuzz", deadline=None, max_examples=1000, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+FUZZ_EXAMPLES = 1000 if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else 60
+"""Cases per fuzz test: a small profile in normal CI, 1,000 under HYPOTHESIS_PROFILE=fuzz."""
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK_DIR = REPO_ROOT.parent / "shared" / "data" / "benchmarks"
