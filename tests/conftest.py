@@ -1,8 +1,7 @@
 """Shared test fixtures: where the benchmark data lives, if it is there at all."""
 
-from pathlib import Path
-
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
