@@ -26,13 +26,14 @@ from typing import Any, Literal
 import gymnasium as gym
 import torch
 
-from agents.evaluate import evaluate_policy
-from agents.policy import load_policy
-from agents.ppo import Args, main, tiny_config_for
-from agents.report import current_command, write_report
-from agents.tiny_model import TinyModelConfig, tiny_model_path
 from meds_gym.envs import TOY_ENV_IDS
 from meds_gym.errors import InvalidArgumentError
+
+from .evaluate import evaluate_policy
+from .policy import load_policy
+from .ppo import Args, main, tiny_config_for
+from .report import current_command, write_report
+from .tiny_model import TinyModelConfig, tiny_model_path
 
 logger = logging.getLogger("agents.compare")  # not "__main__" under python -m
 

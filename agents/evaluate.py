@@ -19,16 +19,17 @@ import numpy as np
 import torch
 
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
-from agents.evaluation import (
+from meds_gym.envs import TOY_ENV_IDS
+from meds_gym.errors import InvalidArgumentError
+
+from .evaluation import (
     distinct_answers,
     dominant_mode_share,
     error_mode_labels,
     mean_pass_at_k,
 )
-from agents.policy import load_policy, prompt_text, sample_responses, score_responses
-from agents.tiny_model import TinyModelConfig, tiny_model_path
-from meds_gym.envs import TOY_ENV_IDS
-from meds_gym.errors import InvalidArgumentError
+from .policy import load_policy, prompt_text, sample_responses, score_responses
+from .tiny_model import TinyModelConfig, tiny_model_path
 
 
 @dataclass

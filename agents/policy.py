@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.fingerprint import FingerprintCapture
-from agents.losses import token_logprobs
-from agents.tiny_model import load_tokenizer
 from meds_gym.errors import InvalidArgumentError
+
+from .fingerprint import FingerprintCapture
+from .losses import token_logprobs
+from .tiny_model import load_tokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -50,16 +50,20 @@ import numpy as np
 import torch
 
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
-from agents.checkpoint import load_checkpoint, save_checkpoint
-from agents.evaluate import evaluate_policy
-from agents.evaluation import (
+from meds_gym.envs import TOY_ENV_IDS
+from meds_gym.errors import InvalidArgumentError
+from meds_gym.meds import MEDSConfig, MEDSShaper
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .evaluate import evaluate_policy
+from .evaluation import (
     adjusted_rand_index,
     distinct_answers,
     dominant_mode_share,
     error_mode_labels,
 )
-from agents.fingerprint import FingerprintCapture, boxed_brace_token_in_ids
-from agents.losses import (
+from .fingerprint import FingerprintCapture, boxed_brace_token_in_ids
+from .losses import (
     LossAggregation,
     aggregate_loss,
     clipped_policy_loss,
@@ -70,18 +74,15 @@ from agents.losses import (
     overlong_penalty,
     token_entropy,
 )
-from agents.policy import (
+from .policy import (
     forward_logprobs,
     load_policy,
     prompt_text,
     sample_responses,
     score_responses,
 )
-from agents.report import current_command, training_cluster_ari, write_report
-from agents.tiny_model import TinyModelConfig, tiny_model_path
-from meds_gym.envs import TOY_ENV_IDS
-from meds_gym.errors import InvalidArgumentError
-from meds_gym.meds import MEDSConfig, MEDSShaper
+from .report import current_command, training_cluster_ari, write_report
+from .tiny_model import TinyModelConfig, tiny_model_path
 
 logger = logging.getLogger(__name__)
 
