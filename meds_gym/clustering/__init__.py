@@ -10,9 +10,10 @@ from meds_gym.clustering.hdbscan import (
     hdbscan_labels,
     labels_from_mst,
     minimum_spanning_tree,
+    refit_buckets,
     refit_many,
 )
-from meds_gym.clustering.knn import knn_vote
+from meds_gym.clustering.knn import knn_vote, vote_kernel
 
 __all__ = [
     "extend_minimum_spanning_tree",
@@ -20,5 +21,7 @@ __all__ = [
     "knn_vote",
     "labels_from_mst",
     "minimum_spanning_tree",
+    "refit_buckets",
     "refit_many",
+    "vote_kernel",
 ]

@@ -49,6 +49,7 @@ __all__ = [
     "hdbscan_labels",
     "labels_from_mst",
     "minimum_spanning_tree",
+    "refit_buckets",
     "refit_many",
 ]
 
@@ -492,25 +493,26 @@ def refit_many(
     return _refit_checked(matrices, prevs, n_old, ms, mcs, leaf, single)
 
 
-def _refit_trusted(
-    matrices: Sequence[np.ndarray],
+def refit_buckets(
+    datasets: Sequence[np.ndarray],
     previous_msts: Sequence[np.ndarray | None],
     *,
     min_cluster_size: int,
     min_samples: int,
     leaf: bool,
-    allow_single_cluster: bool,
+    allow_single_cluster: bool = False,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """:func:`refit_many` without its input checks, for callers that produced the inputs.
+    """Trusted batched refit: :func:`refit_many` without its input checks.
 
-    Not part of the public API. The error memory calls this on rows it validated and normalised
-    itself and on trees this module returned for a prefix of the same rows; re-validating them
+    For callers that produced the inputs themselves (the error memory: rows it validated and
+    L2-normalised, trees this module returned for a prefix of the same rows); re-validating them
     (a cycle check per tree, a finiteness scan per bucket) would cost as much as a refit of a
-    mid-sized bucket. Results are those of :func:`refit_many` on the same arguments.
+    mid-sized bucket. Results are those of :func:`refit_many` on the same arguments; a bucket of
+    one row gets labels ``[-1]`` and an empty ``(0, 3)`` tree.
 
     Args:
-        matrices: Non-empty sequence of C-contiguous ``float64`` ``(N_b, d)`` arrays of finite
-            values, one ``d``.
+        datasets: Non-empty sequence of C-contiguous ``float64`` ``(N_b, d)`` arrays of finite
+            values, ``N_b >= 1``, one ``d``.
         previous_msts: Same length; each ``None`` or a ``float64`` ``(n_old - 1, 3)`` spanning
             tree of the first ``n_old <= N_b`` rows with ``n_old >= 1``, as returned here.
         min_cluster_size: Smallest cluster size (``>= 2``).
@@ -519,7 +521,8 @@ def _refit_trusted(
         allow_single_cluster: Whether a bucket may come out as one cluster.
 
     Returns:
-        ``(labels, msts)`` as :func:`refit_many` returns them.
+        ``(labels, msts)`` as :func:`refit_many` returns them: per bucket, fresh ``int64``
+        ``(N_b,)`` labels and ``float64`` ``(N_b - 1, 3)`` tree.
     """
     empty = np.empty((0, 3))
     prevs = [empty if prev is None else prev for prev in previous_msts]
@@ -527,8 +530,12 @@ def _refit_trusted(
         [0 if prev is None else prev.shape[0] + 1 for prev in previous_msts], dtype=np.int64
     )
     return _refit_checked(
-        list(matrices), prevs, n_old, min_samples, min_cluster_size, leaf, allow_single_cluster
+        list(datasets), prevs, n_old, min_samples, min_cluster_size, leaf, allow_single_cluster
     )
+
+
+_refit_trusted = refit_buckets
+"""Former private name of :func:`refit_buckets`, kept for existing imports."""
 
 
 def _refit_checked(

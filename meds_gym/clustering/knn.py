@@ -21,7 +21,7 @@ from numba import njit
 from meds_gym.clustering._validation import as_finite_matrix, check_int
 from meds_gym.errors import InvalidArgumentError
 
-__all__ = ["knn_vote"]
+__all__ = ["knn_vote", "vote_kernel"]
 
 
 @njit(cache=True)
@@ -48,29 +48,36 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def knn_vote_kernel(
-    memory: np.ndarray, memory_labels: np.ndarray, queries: np.ndarray, k: int
+def vote_kernel(
+    stored_rows: np.ndarray,
+    stored_labels: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    smallest_label_wins: bool,
 ) -> np.ndarray:
     """Majority label of the ``k`` nearest stored rows of each query, by cosine distance.
 
-    Neighbours are ranked by ``(distance, stored row index)``. The winning label is the one held by
-    the most of the ``k`` neighbours; among labels tied on that count, the label of the nearest
-    neighbour wins.
+    Trusted: no input checks. Neighbours are ranked by ``(distance, stored row index)``. The
+    winning label is the one held by the most of the ``k`` neighbours; among labels tied on that
+    count, the smallest label wins when ``smallest_label_wins`` (the reference code's
+    ``np.unique(..., return_counts=True)`` then ``argmax``, so noise, ``-1``, wins every tie it is
+    in), otherwise the label of the nearest neighbour among them.
 
     Args:
-        memory: ``float64`` ``(N, d)``, ``N >= 1``.
-        memory_labels: ``int64`` ``(N,)``.
+        stored_rows: ``float64`` ``(N, d)``, ``N >= 1``.
+        stored_labels: ``int64`` ``(N,)``.
         queries: ``float64`` ``(Q, d)``.
         k: Number of neighbours, ``1 <= k <= N``.
+        smallest_label_wins: Tie rule, see above.
 
     Returns:
         ``int64`` ``(Q,)``.
     """
-    n, d = memory.shape
+    n, d = stored_rows.shape
     q_count = queries.shape[0]
     # Transposed (d, N) so that the dot products run over stored rows in the inner loop; each
     # product is still summed feature by feature from 0.0, as a row-by-row loop would.
-    unit_mem = np.ascontiguousarray(_unit_rows(memory).T)
+    unit_mem = np.ascontiguousarray(_unit_rows(stored_rows).T)
     unit_q = _unit_rows(queries)
     out = np.empty(q_count, dtype=np.int64)
     top_d = np.empty(k)
@@ -99,28 +106,49 @@ def knn_vote_kernel(
                 p -= 1
             top_d[p] = dist
             top_i[p] = i
-        best_label = memory_labels[top_i[0]]
+        best_label = stored_labels[top_i[0]]
         best_count = 0
-        for a in range(k):
-            label = memory_labels[top_i[a]]
+        for a in range(k):  # nearest first
+            label = stored_labels[top_i[a]]
             c = 0
             for b in range(k):
-                if memory_labels[top_i[b]] == label:
+                if stored_labels[top_i[b]] == label:
                     c += 1
-            if c > best_count:  # strict: the nearest neighbour's label wins a tie
+            # Strictly more votes always wins; on equal votes a nearer neighbour's label has
+            # already been seen, so only the smallest-label rule can replace it.
+            if c > best_count or (smallest_label_wins and c == best_count and label < best_label):
                 best_count = c
                 best_label = label
         out[q] = best_label
     return out
 
 
-def knn_vote(memory_X: Any, memory_labels: Any, queries: Any, k: int = 3) -> np.ndarray:
+def knn_vote_kernel(
+    memory: np.ndarray, memory_labels: np.ndarray, queries: np.ndarray, k: int
+) -> np.ndarray:
+    """Deprecated alias: :func:`vote_kernel` with the nearest-neighbour tie rule."""
+    return vote_kernel(memory, memory_labels, queries, k, False)
+
+
+TIE_BREAKS = ("smallest_label", "nearest")
+
+
+def knn_vote(
+    memory_X: Any,
+    memory_labels: Any,
+    queries: Any,
+    k: int = 3,
+    tie_break: str = "smallest_label",
+) -> np.ndarray:
     """Label each query with the majority label of its ``k`` nearest stored rows (cosine).
 
     Cosine distance is ``1 - <a, b> / (|a| |b|)``; an all-zero row is at distance 1 from
     everything (as in scikit-learn). Ties are broken deterministically: equally distant stored
-    rows rank by their index, and among labels with the same number of votes the label of the
-    nearest neighbour wins. With ``k`` larger than the memory, all stored rows vote.
+    rows rank by their index, and among labels with the same number of votes ``tie_break``
+    decides: ``"smallest_label"`` (the default, the reference code's rule: it takes
+    ``np.unique(labels, return_counts=True)`` and the ``argmax``, so noise, ``-1``, wins any tie
+    it is in) or ``"nearest"`` (the label of the nearest neighbour among the tied ones). With
+    ``k`` larger than the memory, all stored rows vote.
 
     Args:
         memory_X: Array-like ``(N, d)`` of stored rows, ``N >= 1``.
@@ -128,14 +156,19 @@ def knn_vote(memory_X: Any, memory_labels: Any, queries: Any, k: int = 3) -> np.
             an ordinary label).
         queries: Array-like ``(Q, d)`` of new rows (``Q`` may be 0).
         k: Number of neighbours (``>= 1``).
+        tie_break: ``"smallest_label"`` or ``"nearest"``, see above.
 
     Returns:
         ``int64`` array of shape ``(Q,)``.
 
     Raises:
         InvalidArgumentError: On an empty memory, mismatched shapes, non-integer labels, NaN or
-            infinity, or ``k < 1``.
+            infinity, ``k < 1`` or an unknown ``tie_break``.
     """
+    if not isinstance(tie_break, str) or tie_break not in TIE_BREAKS:
+        raise InvalidArgumentError(
+            "tie_break", 'one of "smallest_label" (the reference rule) or "nearest"', tie_break
+        )
     memory = as_finite_matrix("memory_X", memory_X)
     if memory.shape[0] == 0:
         raise InvalidArgumentError(
@@ -164,9 +197,10 @@ def knn_vote(memory_X: Any, memory_labels: Any, queries: Any, k: int = 3) -> np.
             queries,
         )
     count = check_int("k", k, 1)
-    return knn_vote_kernel(
+    return vote_kernel(
         memory,
         np.ascontiguousarray(labels, dtype=np.int64),
         query_matrix,
         min(count, memory.shape[0]),
+        tie_break == "smallest_label",
     )

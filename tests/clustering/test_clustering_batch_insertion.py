@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from meds_gym.clustering import (
     extend_minimum_spanning_tree,
+    hdbscan_labels,
     minimum_spanning_tree,
+    refit_buckets,
     refit_many,
 )
 from meds_gym.clustering.hdbscan import _refit_trusted
@@ -136,7 +138,7 @@ def test_clustering_extend_without_new_rows_sorts_the_tree():
 
 @pytest.mark.parametrize("ms", [1, 2])
 @pytest.mark.parametrize("method", ["eom", "leaf"])
-def test_clustering_refit_trusted_equals_refit_many(ms, method):
+def test_clustering_refit_buckets_equals_refit_many(ms, method):
     rng = np.random.default_rng(5)
     buckets, previous = [], []
     for b in range(12):
@@ -147,7 +149,14 @@ def test_clustering_refit_trusted_equals_refit_many(ms, method):
             minimum_spanning_tree(X[: int(rng.integers(1, n + 1))], ms) if b % 3 else None
         )
     want = refit_many(buckets, previous, min_samples=ms, cluster_selection_method=method)
-    got = _refit_trusted(
+    got = refit_buckets(
+        buckets, previous, min_cluster_size=2, min_samples=ms, leaf=method == "leaf"
+    )
+    for w, g in zip(want[0] + want[1], got[0] + got[1], strict=True):
+        np.testing.assert_array_equal(g, w)
+        assert g.flags.c_contiguous and g.flags.owndata  # fresh arrays, safe to freeze
+    # The former private name still answers, with the same results.
+    old = _refit_trusted(
         buckets,
         previous,
         min_cluster_size=2,
@@ -155,6 +164,17 @@ def test_clustering_refit_trusted_equals_refit_many(ms, method):
         leaf=method == "leaf",
         allow_single_cluster=False,
     )
-    for w, g in zip(want[0] + want[1], got[0] + got[1], strict=True):
+    for w, g in zip(want[0] + want[1], old[0] + old[1], strict=True):
         np.testing.assert_array_equal(g, w)
-        assert g.flags.c_contiguous and g.flags.owndata  # fresh arrays, safe to freeze
+
+
+def test_clustering_refit_buckets_one_row_bucket_is_noise():
+    one = np.array([[0.6, 0.8]])
+    pair = np.array([[0.6, 0.8], [0.8, 0.6]])
+    labels, msts = refit_buckets(
+        [one, pair, one], [None, None, np.empty((0, 3))], min_cluster_size=2, min_samples=1,
+        leaf=False,
+    )  # fmt: skip
+    assert [lab.tolist() for lab in labels] == [[-1], hdbscan_labels(pair).tolist(), [-1]]
+    assert [m.shape for m in msts] == [(0, 3), (1, 3), (0, 3)]
+    assert labels[0].dtype == np.int64 and msts[0].dtype == np.float64

@@ -7,13 +7,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meds_gym.clustering import knn_vote
+from meds_gym.clustering import knn_vote, vote_kernel
 from meds_gym.errors import InvalidArgumentError
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 
 
-def brute_force_vote(memory, labels, queries, k):
+def tied_winner(votes, tie_break):
+    """The winning label of one query's neighbour labels ``votes`` (nearest first)."""
+    if tie_break == "smallest_label":
+        # The reference code (Linxi000/MEDS, _classify_with_knn): unique labels come out sorted,
+        # and argmax takes the first of the tied counts.
+        values, counts = np.unique(np.asarray(votes), return_counts=True)
+        return int(values[np.argmax(counts)])
+    counts = {lab: votes.count(lab) for lab in votes}
+    best = max(counts.values())
+    return next(lab for lab in votes if counts[lab] == best)
+
+
+def brute_force_vote(memory, labels, queries, k, tie_break="smallest_label"):
     """The documented rule, written the obvious way."""
 
     def unit(A):
@@ -25,14 +37,11 @@ def brute_force_vote(memory, labels, queries, k):
     out = []
     for row in dist:
         nearest = np.lexsort((np.arange(row.size), row))[:k]  # by distance, then index
-        votes = labels[nearest].tolist()
-        counts = {lab: votes.count(lab) for lab in votes}
-        best = max(counts.values())
-        out.append(next(lab for lab in votes if counts[lab] == best))
+        out.append(tied_winner(labels[nearest].tolist(), tie_break))
     return np.array(out, dtype=np.int64)
 
 
-def sklearn_vote(memory, labels, queries, k):
+def sklearn_vote(memory, labels, queries, k, tie_break="smallest_label"):
     from sklearn.neighbors import NearestNeighbors
 
     k = min(k, memory.shape[0])
@@ -42,10 +51,7 @@ def sklearn_vote(memory, labels, queries, k):
     _, index = model.kneighbors(queries)
     out = []
     for row in index:
-        votes = labels[row].tolist()
-        counts = {lab: votes.count(lab) for lab in votes}
-        best = max(counts.values())
-        out.append(next(lab for lab in votes if counts[lab] == best))
+        out.append(tied_winner(labels[row].tolist(), tie_break))
     return np.array(out, dtype=np.int64)
 
 
@@ -65,46 +71,92 @@ def memories(draw, duplicate_rows=False, min_d=1):
     return memory, labels, queries
 
 
+TIE_BREAKS = ["smallest_label", "nearest"]
+
+
+@pytest.mark.parametrize("tie_break", TIE_BREAKS)
 @pytest.mark.parametrize("k", [1, 3, 5, 200])
 @SETTINGS
 @given(case=memories())
-def test_knn_vote_matches_brute_force(case, k):
+def test_knn_vote_matches_brute_force(case, k, tie_break):
     memory, labels, queries = case
     np.testing.assert_array_equal(
-        knn_vote(memory, labels, queries, k), brute_force_vote(memory, labels, queries, k)
+        knn_vote(memory, labels, queries, k, tie_break=tie_break),
+        brute_force_vote(memory, labels, queries, k, tie_break),
     )
 
 
+@pytest.mark.parametrize("tie_break", TIE_BREAKS)
 @pytest.mark.parametrize("k", [1, 3, 5])
 @SETTINGS
 @given(case=memories(duplicate_rows=True))
-def test_knn_vote_duplicate_rows_follow_the_index_rule(case, k):
+def test_knn_vote_duplicate_rows_follow_the_index_rule(case, k, tie_break):
     memory, labels, queries = case
     np.testing.assert_array_equal(
-        knn_vote(memory, labels, queries, k), brute_force_vote(memory, labels, queries, k)
+        knn_vote(memory, labels, queries, k, tie_break=tie_break),
+        brute_force_vote(memory, labels, queries, k, tie_break),
     )
 
 
+@pytest.mark.parametrize("tie_break", TIE_BREAKS)
 @pytest.mark.parametrize("k", [1, 3, 7])
 @SETTINGS
 @given(case=memories(min_d=3))
-def test_knn_vote_matches_sklearn_without_ties(case, k):
+def test_knn_vote_matches_sklearn_without_ties(case, k, tie_break):
     # Continuous random rows in 3+ dimensions: no distance ties (in 1-D every distance is 0 or 2).
     memory, labels, queries = case
     np.testing.assert_array_equal(
-        knn_vote(memory, labels, queries, k), sklearn_vote(memory, labels, queries, k)
+        knn_vote(memory, labels, queries, k, tie_break=tie_break),
+        sklearn_vote(memory, labels, queries, k, tie_break),
     )
+
+
+@pytest.mark.parametrize("tie_break", TIE_BREAKS)
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(3, 40), n_labels=st.integers(3, 6))
+def test_vote_kernel_three_way_ties_with_k3(seed, n, n_labels, tie_break):
+    # k = 3 with labels drawn from few values: many queries see three different labels (a
+    # three-way tie on one vote each), where the two rules disagree unless the nearest is smallest.
+    rng = np.random.default_rng(seed)
+    memory = rng.normal(size=(n, 4))
+    labels = rng.integers(-1, n_labels - 1, size=n)
+    queries = rng.normal(size=(30, 4))
+    got = vote_kernel(memory, labels, queries, 3, tie_break == "smallest_label")
+    np.testing.assert_array_equal(got, brute_force_vote(memory, labels, queries, 3, tie_break))
+
+
+def test_knn_vote_three_way_tie_rules_differ():
+    memory = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [-1.0, 0.0]])
+    query = [[1.0, 0.05]]  # nearest three: rows 0, 1, 2, one vote each
+    labels = np.array([4, -1, 2, 9])
+    assert knn_vote(memory, labels, query).tolist() == [-1]  # noise wins the tie it is in
+    assert knn_vote(memory, labels, query, tie_break="nearest").tolist() == [4]
+    no_noise = np.array([4, 5, 2, 9])
+    assert knn_vote(memory, no_noise, query, tie_break="smallest_label").tolist() == [2]
+    assert knn_vote(memory, no_noise, query, tie_break="nearest").tolist() == [4]
+    # A strict majority wins under both rules, tie or not elsewhere.
+    majority = np.array([4, 2, 2, 9])
+    for rule in TIE_BREAKS:
+        assert knn_vote(memory, majority, query, tie_break=rule).tolist() == [2]
+
+
+def test_knn_vote_rejects_unknown_tie_break():
+    with pytest.raises(InvalidArgumentError, match="`tie_break` must be one of"):
+        knn_vote(np.ones((2, 2)), [0, 1], [[1.0, 0.0]], tie_break="first")
 
 
 def test_knn_vote_hand_computed():
     memory = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
     labels = np.array([7, 8, 9, -1])
-    # Nearest three of (1, 0.1): rows 0, 1, 3; all labels differ, so the nearest one wins.
-    assert knn_vote(memory, labels, [[1.0, 0.1]]).tolist() == [7]
+    # Nearest three of (1, 0.1): rows 0, 1, 3; all labels differ: the smallest (noise) wins by
+    # default, the nearest one under the "nearest" rule.
+    assert knn_vote(memory, labels, [[1.0, 0.1]]).tolist() == [-1]
+    assert knn_vote(memory, labels, [[1.0, 0.1]], tie_break="nearest").tolist() == [7]
     # Two votes for -1 beat one vote for the nearest row: noise is an ordinary label.
     assert knn_vote(memory, np.array([7, -1, 9, -1]), [[1.0, 0.1]]).tolist() == [-1]
     # Scale does not matter for cosine distance; k larger than the memory uses every row.
-    assert knn_vote(memory, labels, [[10.0, 1.0]], k=100).tolist() == [7]
+    assert knn_vote(memory, labels, [[10.0, 1.0]], k=100, tie_break="nearest").tolist() == [7]
+    assert knn_vote(memory, labels, [[10.0, 1.0]], k=100).tolist() == [-1]
     # An all-zero query is at distance 1 from every row: ties resolved by index.
     assert knn_vote(memory, labels, [[0.0, 0.0]], k=1).tolist() == [7]
     assert knn_vote(memory, labels, np.empty((0, 2))).shape == (0,)
