@@ -9,6 +9,7 @@ Example:
     True
 """
 
+from meds_gym.verifiers.anchor import AnchorKind, AnswerAnchor, parse_anchor
 from meds_gym.verifiers.equivalence import MAX_ANSWER_CHARS, canonical_integer, is_equivalent
 from meds_gym.verifiers.extraction import (
     MAX_SEARCH_CHARS,
@@ -21,11 +22,14 @@ from meds_gym.verifiers.scoring import VerificationResult, verify_response
 __all__ = [
     "MAX_ANSWER_CHARS",
     "MAX_SEARCH_CHARS",
+    "AnchorKind",
+    "AnswerAnchor",
     "AnswerExtractor",
     "VerificationResult",
     "canonical_integer",
     "extract_answer",
     "extract_boxed",
     "is_equivalent",
+    "parse_anchor",
     "verify_response",
 ]

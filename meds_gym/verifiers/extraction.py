@@ -1,4 +1,4 @@
-r"""Reading the final answer out of a response: last ``\boxed{}``, GSM8K ``####``, or raw text.
+r"""Reading the final answer of a response: ``\boxed{}``, GSM8K ``####``, ``<answer>`` or raw text.
 
 Extraction is pure string work (no sympy) and its cost is bounded for any input:
 
@@ -18,7 +18,11 @@ from meds_gym.errors import InvalidArgumentError, invalid_type
 MAX_SEARCH_CHARS = 100_000
 """Only this many trailing characters of a response are searched for the final answer."""
 
+BOXED_OPENING = "\\boxed{"
+r"""The text whose ``{`` opens a boxed final answer (the MEDS fingerprint anchor)."""
+
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
+_TAG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _SPACE_FORM_TRAILING_PUNCTUATION = ".,;:"
 # An escaped character (``\\{``, ``\\}``, ``\\\\``) or a bare brace, in text order.
@@ -122,6 +126,49 @@ def extract_boxed(text: str) -> str | None:
     token = re.match(r"[^\s$]*", text[index:])
     content = token.group(0) if token else ""
     return content.rstrip(_SPACE_FORM_TRAILING_PUNCTUATION)
+
+
+def extract_tagged(text: str, tag: str = "answer") -> str | None:
+    """The content of the last ``<tag>...</tag>`` pair in ``text``.
+
+    The last opening tag is taken and closed by the first ``</tag>`` after it; only the last
+    :data:`MAX_SEARCH_CHARS` characters are searched. Tags are matched exactly (case-sensitive,
+    no attributes).
+
+    Args:
+        text: A response.
+        tag: The tag name (letters, digits, ``_``, ``.``, ``-``; not starting with a digit).
+
+    Returns:
+        The content, stripped of surrounding whitespace (possibly ``""``); ``None`` if there is
+        no opening tag or the last one is never closed.
+
+    Raises:
+        TypeError: If ``text`` or ``tag`` is not a ``str``.
+        InvalidArgumentError: If ``tag`` is not a valid tag name.
+
+    Example:
+        >>> extract_tagged("think... <answer> 42 </answer>")
+        '42'
+        >>> extract_tagged("<answer>1</answer> then <answer>2") is None
+        True
+    """
+    text = _check_text(text, "text")
+    if not isinstance(tag, str):
+        raise invalid_type("tag", "a str", tag)
+    if _TAG_NAME.fullmatch(tag) is None:
+        raise InvalidArgumentError("tag", "a tag name such as 'answer'", tag)
+    if len(text) > MAX_SEARCH_CHARS:
+        text = text[-MAX_SEARCH_CHARS:]
+    opening = f"<{tag}>"
+    start = text.rfind(opening)
+    if start < 0:
+        return None
+    start += len(opening)
+    end = text.find(f"</{tag}>", start)
+    if end < 0:
+        return None
+    return text[start:end].strip()
 
 
 def _extract_gsm8k(text: str) -> str | None:

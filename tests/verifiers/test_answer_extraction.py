@@ -4,6 +4,7 @@ import pytest
 
 from meds_gym.errors import InvalidArgumentError
 from meds_gym.verifiers import MAX_SEARCH_CHARS, AnswerExtractor, extract_answer, extract_boxed
+from meds_gym.verifiers.extraction import extract_tagged
 
 
 @pytest.mark.parametrize(
@@ -78,3 +79,31 @@ def test_extract_non_string_raises(bad):
 def test_unknown_extractor_raises():
     with pytest.raises(InvalidArgumentError, match=r"`extractor` must be one of 'boxed'"):
         extract_answer("x", "last_number")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("<answer>5</answer>", "5", id="simple"),
+        pytest.param("<answer> a b </answer>", "a b", id="stripped"),
+        pytest.param("<answer>1</answer> then <answer>2</answer>", "2", id="last-wins"),
+        pytest.param("<answer>1</answer> then <answer>2", None, id="last-unclosed"),
+        pytest.param("<answer>x\ny</answer> trailing", "x\ny", id="multiline"),
+        pytest.param("<Answer>5</Answer>", None, id="case-sensitive"),
+        pytest.param("no tags", None, id="no-tag"),
+        pytest.param("</answer>5<answer>", None, id="reversed"),
+    ],
+)
+def test_extract_tagged(text, expected):
+    assert extract_tagged(text) == expected
+
+
+def test_extract_tagged_only_searches_the_tail():
+    assert extract_tagged("<answer>5</answer>" + "x" * MAX_SEARCH_CHARS) is None
+    assert extract_tagged("x" * (3 * MAX_SEARCH_CHARS) + "<answer>5</answer>") == "5"
+
+
+def test_extract_tagged_other_tag_and_bad_tag():
+    assert extract_tagged("<final>9</final>", tag="final") == "9"
+    with pytest.raises(InvalidArgumentError, match=r"`tag` must be a tag name"):
+        extract_tagged("x", tag="a b")
