@@ -41,7 +41,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 """``<|role|>content`` + newline per message, then ``<|assistant|>`` to prompt a reply."""
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 """Bumped when the warm-up changes in a way the config does not capture."""
 
 

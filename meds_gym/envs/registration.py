@@ -38,6 +38,7 @@ def make_toy_env(
     num_problems: int = 1000,
     difficulty: int = 1,
     seed: int = 0,
+    split: str = "train",
     **env_kwargs: Any,
 ) -> ReasoningEnv:
     """A :class:`ReasoningEnv` over a procedural toy task.
@@ -47,13 +48,16 @@ def make_toy_env(
         num_problems: Size of the problem set.
         difficulty: Difficulty knob of the family.
         seed: Seed of the problem set (not of the episode order, which ``reset(seed=)`` sets).
+        split: ``"train"`` or ``"test"``: disjoint problem sets of the same task and seed.
         **env_kwargs: Passed to :class:`ReasoningEnv`.
     """
     from meds_gym.tasks import TOY_TASKS
 
     if task not in TOY_TASKS:
         raise InvalidArgumentError("task", f"one of {sorted(TOY_TASKS)}", task)
-    source = TOY_TASKS[task](num_problems=num_problems, difficulty=difficulty, seed=seed)
+    source = TOY_TASKS[task](
+        num_problems=num_problems, difficulty=difficulty, seed=seed, split=split
+    )
     return ReasoningEnv(source, **env_kwargs)
 
 

@@ -5,12 +5,19 @@ draws that spec from a random generator seeded by ``(seed, difficulty, index, fa
 and solves it with one correct procedure and several *buggy* procedures (error modes). Every buggy
 procedure is a deterministic solver, so the wrong answer of each mode is known for every problem
 (DESIGN.md section 6).
+
+Every family splits its problems into a ``"train"`` and a ``"test"`` set, disjoint by
+construction: a question belongs to the split named by one bit of a hash of its text
+(:func:`question_split`), and problem ``i`` of a split is the first spec drawn from problem
+``i``'s random stream whose question falls in that split. No question can be in both sets,
+whatever their sizes and seeds (issue 9: held-out evaluation).
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
@@ -29,6 +36,27 @@ SpecT = TypeVar("SpecT")
 
 _ALL_IDS_LIMIT = 10_000
 """Up to this many problems, an unknown-id error compares against every known id."""
+
+SPLITS = ("train", "test")
+"""The problem splits of every procedural family; ``"train"`` is the default."""
+_SPLIT_DRAWS = 1_000
+"""Specs drawn at most for one problem of a split (each lands in it with probability 1/2)."""
+
+
+def question_split(question: str) -> str:
+    """The split a question belongs to: one bit of the BLAKE2b hash of its text.
+
+    The same text is in the same split in every process, family and seed, so two splits can never
+    share a question.
+
+    Args:
+        question: A problem's question text.
+
+    Returns:
+        ``"train"`` or ``"test"``.
+    """
+    digest = hashlib.blake2b(question.encode("utf-8"), digest_size=8).digest()
+    return SPLITS[digest[0] & 1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,10 +145,11 @@ def unknown_error_mode(family: type[ProceduralTask[Any]], error_mode: Any) -> In
 class ProceduralTask(abc.ABC, Generic[SpecT]):
     """A seeded, lazily generated family of problems with known error modes.
 
-    Problem ``i`` is a pure function of ``(seed, difficulty, i)``: it is drawn from
-    ``numpy.random.default_rng([seed, difficulty, i, family_constant])``, so it is the same in
-    every process and does not depend on which problems were generated before. Problems are made
-    on access; nothing is materialised up front.
+    Problem ``i`` is a pure function of ``(seed, difficulty, split, i)``: it is the first spec drawn
+    from ``numpy.random.default_rng([seed, difficulty, i, family_constant])`` whose question is in
+    ``split`` (:func:`question_split`), so it is the same in every process and does not depend on
+    which problems were generated before. Problems are made on access; nothing is materialised up
+    front. The ``"train"`` and ``"test"`` splits never share a question.
 
     Subclasses define the spec type, how a spec is drawn, the question text and the solvers.
 
@@ -128,9 +157,12 @@ class ProceduralTask(abc.ABC, Generic[SpecT]):
         num_problems: Number of problems, at least 1.
         difficulty: Difficulty level in ``[MIN_DIFFICULTY, MAX_DIFFICULTY]``.
         seed: Non-negative integer seed.
+        split: ``"train"`` (default) or ``"test"``: two disjoint problem sets of the same family,
+            difficulty and seed. Test ids carry the split (``"arithmetic/d1/s0/test/3"``).
 
     Raises:
-        InvalidArgumentError: If an argument is not an integer or is out of range.
+        InvalidArgumentError: If an argument is not an integer or is out of range, or ``split``
+            is not one of :data:`SPLITS`.
     """
 
     name: ClassVar[str]
@@ -142,11 +174,23 @@ class ProceduralTask(abc.ABC, Generic[SpecT]):
     spec_type: ClassVar[type[Any]]
     """The frozen dataclass that describes one problem; its fields are stored in the metadata."""
 
-    def __init__(self, num_problems: int = 1000, difficulty: int = 1, seed: int = 0) -> None:
+    def __init__(
+        self, num_problems: int = 1000, difficulty: int = 1, seed: int = 0, split: str = "train"
+    ) -> None:
         self.num_problems = validated_int("num_problems", num_problems, 1)
         self.difficulty = validated_int("difficulty", difficulty, MIN_DIFFICULTY, MAX_DIFFICULTY)
         self.seed = validated_int("seed", seed, 0)
-        self._id_prefix = f"{self.name}/d{self.difficulty}/s{self.seed}/"
+        if not isinstance(split, str) or split not in SPLITS:
+            raise InvalidArgumentError(
+                "split",
+                f"one of {list(SPLITS)}",
+                split,
+                'Train on split="train" and evaluate on split="test".',
+            )
+        self.split = split
+        # Train ids keep the historical form; test ids name their split.
+        split_part = "" if split == "train" else f"{split}/"
+        self._id_prefix = f"{self.name}/d{self.difficulty}/s{self.seed}/{split_part}"
         self._id_pattern = re.compile(re.escape(self._id_prefix) + r"(0|[1-9][0-9]*)")
 
     # -- family hooks ------------------------------------------------------------------------
@@ -312,12 +356,18 @@ class ProceduralTask(abc.ABC, Generic[SpecT]):
 
     def _make_problem(self, index: int) -> Problem:
         rng = np.random.default_rng([self.seed, self.difficulty, index, self.family_constant])
-        spec = self.generate_spec(rng, self.difficulty)
+        for _ in range(_SPLIT_DRAWS):
+            spec = self.generate_spec(rng, self.difficulty)
+            if question_split(self.question_text(spec)) == self.split:
+                break
+        else:  # pragma: no cover - probability 2**-1000
+            raise RuntimeError(f"no {self.split} question in {_SPLIT_DRAWS} draws")
         gold = self.solve_correct(spec)
         metadata: dict[str, object] = {
             "family": self.name,
             "difficulty": self.difficulty,
             "seed": self.seed,
+            "split": self.split,
             "index": index,
         }
         metadata.update(self.spec_to_metadata(spec))
@@ -386,5 +436,5 @@ class ProceduralTask(abc.ABC, Generic[SpecT]):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(num_problems={self.num_problems}, "
-            f"difficulty={self.difficulty}, seed={self.seed})"
+            f"difficulty={self.difficulty}, seed={self.seed}, split={self.split!r})"
         )

@@ -20,6 +20,7 @@ from meds_gym.tasks.addsub import AddSubTask
 from meds_gym.tasks.arithmetic import ArithmeticTask
 from meds_gym.tasks.base import Problem, ProblemSource
 from meds_gym.tasks.modular import ModularTask
+from meds_gym.tasks.procedural import question_split
 from meds_gym.tasks.toy import TOY_TASKS, label_error_modes, render_solution
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -137,6 +138,65 @@ def test_problems_are_identical_in_another_process():
     assert json.loads(result.stdout) == expected
 
 
+# -- train / test splits -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("difficulty", [1, 3])
+def test_train_and_test_splits_are_disjoint(family, difficulty):
+    # Disjoint by construction: whatever the sizes and seeds, no question is in both splits.
+    train = [p.question for s in (0, 1) for p in all_problems(family, difficulty, 300, s)]
+    test = [
+        p.question
+        for s in (0, 1)
+        for p in TOY_TASKS[family](num_problems=300, difficulty=difficulty, seed=s, split="test")
+    ]
+    assert not set(train) & set(test)
+    assert {question_split(q) for q in train} == {"train"}
+    assert {question_split(q) for q in test} == {"test"}
+    assert len(set(test)) > 250  # a real problem set, not a handful repeated
+
+
+def test_unsplit_construction_is_the_train_split():
+    default = ArithmeticTask(num_problems=20, seed=4)
+    train = ArithmeticTask(num_problems=20, seed=4, split="train")
+    assert list(default) == list(train)
+    assert default[3].problem_id == "arithmetic/d1/s4/3"
+    assert default[3].metadata["split"] == "train"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_test_split_ids_name_the_split_and_round_trip(family):
+    test = TOY_TASKS[family](num_problems=30, difficulty=2, seed=7, split="test")
+    problem = test[11]
+    assert problem.problem_id == f"{family}/d2/s7/test/11"
+    assert test.get(problem.problem_id) == problem
+    assert problem.metadata["split"] == "test"
+    assert "split='test'" in repr(test)
+    train = TOY_TASKS[family](num_problems=30, difficulty=2, seed=7)
+    with pytest.raises(UnknownProblemError):
+        train.get(problem.problem_id)
+    with pytest.raises(UnknownProblemError):
+        test.get(train[11].problem_id)
+
+
+@pytest.mark.parametrize("split", ["validation", "TEST", None, 1])
+def test_unknown_split_is_rejected(split):
+    with pytest.raises(InvalidArgumentError, match="`split` must be one of"):
+        ArithmeticTask(num_problems=3, split=split)
+
+
+def test_toy_env_ids_take_a_split():
+    import gymnasium as gym
+
+    import meds_gym  # noqa: F401
+
+    env = gym.make("meds_gym/Modular-v0", num_problems=8, seed=2, split="test")
+    _, info = env.reset(options={"index": 5})
+    assert info["problem_id"] == "modular/d1/s2/test/5"
+    env.close()
+
+
 # -- ids ---------------------------------------------------------------------------------------
 
 
@@ -250,7 +310,7 @@ def test_constructor_accepts_numpy_integers():
     task = ModularTask(num_problems=np.int32(4), difficulty=np.int64(2), seed=np.uint8(7))
     assert (len(task), task.difficulty, task.seed) == (4, 2, 7)
     assert task[0] == ModularTask(num_problems=4, difficulty=2, seed=7)[0]
-    assert repr(task) == "ModularTask(num_problems=4, difficulty=2, seed=7)"
+    assert repr(task) == "ModularTask(num_problems=4, difficulty=2, seed=7, split='train')"
 
 
 # -- problem records ---------------------------------------------------------------------------
