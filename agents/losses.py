@@ -1,4 +1,4 @@
-"""Advantages and policy losses of the GRPO / DAPO family, as pure functions.
+"""Advantages and losses of the GRPO / DAPO family and of PPO with a critic, as pure functions.
 
 Shapes use B = number of sequences (rollouts), T = response tokens, V = vocabulary size,
 G = number of groups (prompts) and n = group size (rollouts per prompt). ``mask`` is a (B, T)
@@ -7,7 +7,9 @@ float or bool tensor that is 1 on response tokens the loss sees and 0 on padding
 References: GRPO (Shao et al. 2024, DeepSeekMath), DAPO (Yu et al. 2025: clip-higher, token-mean
 loss, overlong reward shaping, dynamic sampling), the k3 KL estimator (Schulman 2020, "Approximating
 KL divergence"), and GRPO+Entropy (Cheng et al. 2025, "Reasoning with exploration: an entropy
-perspective"), the baselines of the MEDS paper (arXiv 2604.11297, section 5).
+perspective"), the baselines of the MEDS paper (arXiv 2604.11297, section 5); PPO with a critic
+and GAE (Schulman et al. 2016, 2017) as veRL's PPO recipe applies it to language models: the KL to
+the reference model as a per-token reward penalty, token-level GAE, a clipped value loss.
 """
 
 from __future__ import annotations
@@ -259,3 +261,161 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     """
     logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
     return -(logp.exp() * logp).sum(dim=-1)
+
+
+# -- PPO with a critic -------------------------------------------------------------------------
+
+
+def kl_penalised_token_rewards(
+    scores: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor | None,
+    mask: torch.Tensor,
+    kl_coef: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards of PPO: the sequence score on its last token, minus a KL penalty.
+
+    As in veRL's ``apply_kl_penalty`` (``kl_penalty: kl``): every response token t is charged
+    ``kl_coef * (logprobs[t] - ref_logprobs[t])``, the sampled-token estimate of
+    KL(policy || reference), and the last unmasked token also receives the sequence's score.
+
+    Args:
+        scores: (B,) one reward per sequence (the verifier's, shaped by MEDS or the overlong
+            penalty as configured).
+        logprobs: (B, T) log-probs of the sampled tokens under the sampling policy.
+        ref_logprobs: (B, T) the same under the reference model, or None (no penalty).
+        mask: (B, T), 1 on response tokens, contiguous from the first token (right padding).
+        kl_coef: Coefficient of the penalty (veRL's fixed ``kl_coef``, 0.001).
+
+    Returns:
+        ``(token_rewards, kl)``: (B, T) rewards, 0 on padding, and the (B, T) per-token KL
+        estimate, 0 on padding. A sequence with no token gets no reward.
+    """
+    _check_2d("logprobs", logprobs)
+    if mask.shape != logprobs.shape:
+        raise InvalidArgumentError("mask", f"shape {tuple(logprobs.shape)}", tuple(mask.shape))
+    if scores.shape != (logprobs.shape[0],):
+        raise InvalidArgumentError("scores", f"shape ({logprobs.shape[0]},)", tuple(scores.shape))
+    m = mask.to(logprobs.dtype)
+    kl = torch.zeros_like(logprobs)
+    if ref_logprobs is not None:
+        if ref_logprobs.shape != logprobs.shape:
+            raise InvalidArgumentError(
+                "ref_logprobs", f"shape {tuple(logprobs.shape)}", tuple(ref_logprobs.shape)
+            )
+        kl = (logprobs - ref_logprobs) * m  # (B, T)
+    lengths = m.sum(dim=1).long()  # (B,)
+    last = (lengths - 1).clamp(min=0)  # (B,) index of the last response token
+    token_rewards = -kl_coef * kl  # (B, T)
+    has_tokens = (lengths > 0).to(logprobs.dtype)  # (B,)
+    token_rewards[torch.arange(len(last)), last] += scores.to(logprobs.dtype) * has_tokens
+    return token_rewards, kl
+
+
+def gae_advantages(
+    token_rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float = 1.0,
+    lam: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-level generalised advantage estimation over right-padded responses.
+
+    ``delta_t = r_t + gamma * V_{t+1} - V_t`` with ``V`` zero after the last response token (the
+    episode ends there), ``A_t = delta_t + gamma * lam * A_{t+1}``, and the value targets
+    ``returns = A + V``. Advantages are not whitened here (see :func:`masked_whiten`).
+
+    Args:
+        token_rewards: (B, T) per-token rewards (:func:`kl_penalised_token_rewards`).
+        values: (B, T) the critic's values of the states before each response token.
+        mask: (B, T), 1 on response tokens, contiguous from the first token.
+        gamma: Discount (1.0 in veRL's recipe: the only reward is at the end).
+        lam: GAE lambda (veRL's default 1.0: Monte Carlo returns minus the value baseline).
+
+    Returns:
+        ``(advantages, returns)``, both (B, T) and 0 on padding.
+    """
+    _check_2d("values", values)
+    for name, tensor in (("token_rewards", token_rewards), ("mask", mask)):
+        if tensor.shape != values.shape:
+            raise InvalidArgumentError(name, f"shape {tuple(values.shape)}", tuple(tensor.shape))
+    if not (0.0 <= gamma <= 1.0 and 0.0 <= lam <= 1.0):
+        raise InvalidArgumentError("gamma/lam", "floats in [0, 1]", (gamma, lam))
+    m = mask.to(values.dtype)
+    v = values * m  # (B, T): V = 0 on padding, so the step after the last token bootstraps 0
+    r = token_rewards * m
+    advantages = torch.zeros_like(v)
+    running = torch.zeros_like(v[:, 0])  # (B,)
+    for t in reversed(range(v.shape[1])):
+        next_value = v[:, t + 1] if t + 1 < v.shape[1] else torch.zeros_like(running)
+        delta = r[:, t] + gamma * next_value - v[:, t]
+        running = delta + gamma * lam * running
+        running = running * m[:, t]  # padding tokens carry nothing back
+        advantages[:, t] = running
+    return advantages, (advantages + v) * m
+
+
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Shift and scale the unmasked entries to mean 0 and variance 1 (veRL's ``masked_whiten``).
+
+    The variance is the unbiased one over unmasked entries. Masked entries come back as 0.
+
+    Args:
+        values: (B, T) values, e.g. GAE advantages.
+        mask: (B, T), 1 where the entry counts.
+        eps: Added to the variance before the square root.
+
+    Returns:
+        (B, T) whitened values; all zeros when fewer than 2 entries are unmasked.
+    """
+    _check_2d("values", values)
+    m = mask.to(values.dtype)
+    count = m.sum()
+    if count < 2:
+        return torch.zeros_like(values)
+    mean = (values * m).sum() / count
+    variance = (((values - mean) * m) ** 2).sum() / (count - 1)
+    return (values - mean) * torch.rsqrt(variance + eps) * m
+
+
+def clipped_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float = 0.5,
+    aggregation: LossAggregation | str = LossAggregation.TOKEN_MEAN,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped value loss: ``0.5 * max((V - R)^2, (clip(V, V_old +- eps) - R)^2)``.
+
+    The new value may move at most ``clip_range`` from the value it had when the batch was
+    collected before its error stops counting in its favour (veRL's ``cliprange_value``, 0.5).
+
+    Args:
+        values: (B, T) the critic's current values.
+        old_values: (B, T) its values when the rollouts were collected (no gradient).
+        returns: (B, T) value targets (:func:`gae_advantages`).
+        mask: (B, T), 1 on response tokens.
+        clip_range: How far the value may move from ``old_values``.
+        aggregation: How to reduce tokens to a scalar, see :func:`aggregate_loss`.
+
+    Returns:
+        ``(loss, clip_fraction)``: the scalar loss and the detached share of unmasked tokens
+        where the clipped error was the larger one.
+    """
+    _check_2d("values", values)
+    for name, tensor in (("old_values", old_values), ("returns", returns), ("mask", mask)):
+        if tensor.shape != values.shape:
+            raise InvalidArgumentError(name, f"shape {tuple(values.shape)}", tuple(tensor.shape))
+    if clip_range < 0:
+        raise InvalidArgumentError("clip_range", "a non-negative float", clip_range)
+    clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)  # (B, T)
+    unclipped_error = (values - returns) ** 2  # (B, T)
+    clipped_error = (clipped - returns) ** 2  # (B, T)
+    loss = 0.5 * aggregate_loss(torch.maximum(unclipped_error, clipped_error), mask, aggregation)
+    with torch.no_grad():
+        m = mask.to(values.dtype)
+        clip_fraction = (
+            (clipped_error > unclipped_error).to(values.dtype) * m
+        ).sum() / m.sum().clamp(min=1.0)
+    return loss, clip_fraction

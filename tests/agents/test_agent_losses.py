@@ -12,10 +12,14 @@ from agents.losses import (  # noqa: E402
     LossAggregation,
     aggregate_loss,
     clipped_policy_loss,
+    clipped_value_loss,
     dynamic_sampling_mask,
     entropy_shaped_advantages,
+    gae_advantages,
     group_advantages,
     k3_kl,
+    kl_penalised_token_rewards,
+    masked_whiten,
     overlong_penalty,
     token_entropy,
     token_logprobs,
@@ -199,3 +203,123 @@ def test_token_logprobs_and_entropy_match_loop():
             probs = [x / s for x in z]
             assert lp[i, j].item() == pytest.approx(math.log(probs[tokens[i, j]]), abs=1e-5)
             assert ent[i, j].item() == pytest.approx(-sum(p * math.log(p) for p in probs), abs=1e-5)
+
+
+# -- PPO with a critic -------------------------------------------------------------------------
+
+
+def _naive_gae(rewards, values, length, gamma, lam):
+    """Textbook GAE over one episode of ``length`` steps, V = 0 after the last step."""
+    advantages = [0.0] * length
+    running = 0.0
+    for t in reversed(range(length)):
+        next_value = values[t + 1] if t + 1 < length else 0.0
+        delta = rewards[t] + gamma * next_value - values[t]
+        running = delta + gamma * lam * running
+        advantages[t] = running
+    return advantages, [a + v for a, v in zip(advantages, values[:length], strict=False)]
+
+
+@pytest.mark.parametrize("gamma,lam", [(1.0, 1.0), (1.0, 0.95), (0.9, 0.5), (1.0, 0.0)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gae_matches_naive_loop(gamma, lam, seed):
+    g = torch.Generator().manual_seed(seed)
+    b, t = 6, 9
+    rewards = torch.randn(b, t, generator=g, dtype=torch.float64)
+    values = torch.randn(b, t, generator=g, dtype=torch.float64)
+    lengths = [0, 1, 9, 4, 7, 2]
+    mask = (torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]).double()
+    advantages, returns = gae_advantages(rewards, values, mask, gamma, lam)
+    for i, length in enumerate(lengths):
+        adv, ret = _naive_gae(rewards[i].tolist(), values[i].tolist(), length, gamma, lam)
+        assert advantages[i, :length].tolist() == pytest.approx(adv, abs=1e-12)
+        assert returns[i, :length].tolist() == pytest.approx(ret, abs=1e-12)
+        assert not advantages[i, length:].any() and not returns[i, length:].any()
+
+
+def test_gae_with_gamma_and_lambda_one_is_return_minus_value():
+    # veRL's default (gamma = lam = 1): A_t = sum of the rewards from t on, minus V_t.
+    rewards = torch.tensor([[0.0, -0.1, 0.2, 1.0]])
+    values = torch.tensor([[0.5, 0.4, 0.3, 0.2]])
+    advantages, returns = gae_advantages(rewards, values, torch.ones(1, 4))
+    torch.testing.assert_close(returns, torch.tensor([[1.1, 1.1, 1.2, 1.0]]))
+    torch.testing.assert_close(advantages, returns - values)
+
+
+def test_kl_penalised_token_rewards_match_loop():
+    g = torch.Generator().manual_seed(3)
+    b, t = 5, 6
+    logprobs = -torch.rand(b, t, generator=g, dtype=torch.float64)
+    ref = -torch.rand(b, t, generator=g, dtype=torch.float64)
+    scores = torch.randn(b, generator=g, dtype=torch.float64)
+    lengths = [6, 3, 0, 1, 5]
+    mask = (torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]).double()
+    token_rewards, kl = kl_penalised_token_rewards(scores, logprobs, ref, mask, kl_coef=0.05)
+    for i, length in enumerate(lengths):
+        for j in range(t):
+            expected_kl = float(logprobs[i, j] - ref[i, j]) if j < length else 0.0
+            expected = -0.05 * expected_kl + (float(scores[i]) if j == length - 1 else 0.0)
+            assert float(kl[i, j]) == pytest.approx(expected_kl, abs=1e-12)
+            assert float(token_rewards[i, j]) == pytest.approx(expected, abs=1e-12)
+    # No reference model: the score alone, on the last token.
+    plain, zero_kl = kl_penalised_token_rewards(scores, logprobs, None, mask, kl_coef=0.05)
+    assert not zero_kl.any()
+    assert plain.sum(dim=1).tolist() == pytest.approx((scores * (mask.sum(1) > 0)).tolist())
+
+
+def test_clipped_value_loss_matches_loop():
+    g = torch.Generator().manual_seed(4)
+    b, t = 4, 5
+    old = torch.randn(b, t, generator=g, dtype=torch.float64)
+    new = old + torch.randn(b, t, generator=g, dtype=torch.float64)
+    returns = torch.randn(b, t, generator=g, dtype=torch.float64)
+    mask = (torch.arange(t)[None, :] < torch.tensor([5, 2, 0, 4])[:, None]).double()
+    loss, clip_fraction = clipped_value_loss(new, old, returns, mask, clip_range=0.5)
+    total, clipped_count, tokens = 0.0, 0, 0
+    for i in range(b):
+        for j in range(t):
+            if not mask[i, j]:
+                continue
+            v, v_old, r = float(new[i, j]), float(old[i, j]), float(returns[i, j])
+            v_clipped = min(max(v, v_old - 0.5), v_old + 0.5)
+            e1, e2 = (v - r) ** 2, (v_clipped - r) ** 2
+            total += 0.5 * max(e1, e2)
+            clipped_count += e2 > e1
+            tokens += 1
+    assert float(loss) == pytest.approx(total / tokens, abs=1e-12)
+    assert float(clip_fraction) == pytest.approx(clipped_count / tokens)
+
+
+def test_value_loss_gradient_stops_when_the_clipped_error_dominates():
+    old = torch.tensor([[0.0]])
+    returns = torch.tensor([[-1.0]])
+    new = torch.tensor([[2.0]], requires_grad=True)  # moved 2 from old, away from the target
+    loss, _ = clipped_value_loss(new, old, returns, torch.ones(1, 1), clip_range=0.5)
+    loss.backward()
+    assert float(new.grad) == pytest.approx(3.0)  # unclipped (2 + 1)^2 > clipped (0.5 + 1)^2
+    near = torch.tensor([[-0.9]], requires_grad=True)  # moved towards the target beyond the clip
+    loss, _ = clipped_value_loss(near, old, returns, torch.ones(1, 1), clip_range=0.5)
+    loss.backward()
+    assert float(near.grad) == 0.0  # clipped error (-0.5 + 1)^2 > (0.1)^2: no gradient
+
+
+def test_masked_whiten_matches_formula():
+    values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 100.0, 100.0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]], dtype=torch.float64)
+    white = masked_whiten(values, mask)
+    kept = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    expected = (kept - kept.mean()) / kept.std()
+    assert white[mask.bool()].tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+    assert not white[~mask.bool()].any()
+    assert not masked_whiten(values, torch.zeros_like(mask)).any()
+
+
+def test_critic_losses_reject_bad_shapes():
+    with pytest.raises(InvalidArgumentError, match="`mask` must be shape"):
+        gae_advantages(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(InvalidArgumentError, match="gamma/lam"):
+        gae_advantages(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), lam=1.5)
+    with pytest.raises(InvalidArgumentError, match="`returns` must be shape"):
+        clipped_value_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), torch.ones(2, 3))
+    with pytest.raises(InvalidArgumentError, match="`scores` must be shape"):
+        kl_penalised_token_rewards(torch.zeros(3), torch.zeros(2, 3), None, torch.ones(2, 3), 0.1)
