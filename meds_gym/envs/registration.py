@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -62,7 +63,10 @@ def make_toy_env(
 
 
 def make_benchmark_env(
-    benchmark: str, data_path: str | os.PathLike[str] | None = None, **env_kwargs: Any
+    benchmark: str,
+    data_path: str | os.PathLike[str] | None = None,
+    on_bad_row: str = "raise",
+    **env_kwargs: Any,
 ) -> ReasoningEnv:
     """A :class:`ReasoningEnv` over a benchmark read from a local file; nothing is downloaded.
 
@@ -70,6 +74,8 @@ def make_benchmark_env(
         benchmark: Benchmark name (``"math500"``, ``"gsm8k"``, ...).
         data_path: A local JSON Lines, JSON or Parquet file in the benchmark's public format, or a
             directory written by ``datasets.Dataset.save_to_disk`` (needs the ``datasets`` extra).
+        on_bad_row: ``"raise"`` (stop at the first row that cannot be used) or ``"skip"`` (drop
+            such rows; ``env.unwrapped.source.skipped`` lists them with their reasons).
         **env_kwargs: Passed to :class:`ReasoningEnv`.
     """
     from meds_gym.tasks import load_benchmark
@@ -81,31 +87,57 @@ def make_benchmark_env(
             data_path,
             fix=f'Pass it to gym.make, e.g. gym.make(..., data_path="{benchmark}.jsonl").',
         )
-    return ReasoningEnv(load_benchmark(benchmark, data_path), **env_kwargs)
+    return ReasoningEnv(load_benchmark(benchmark, data_path, on_bad_row=on_bad_row), **env_kwargs)
 
 
 def make_dataset_env(
     data_path: str | os.PathLike[str] | None = None,
-    question_field: str = "question",
-    answer_field: str = "answer",
+    question_field: str | None = None,
+    answer_field: str | Sequence[str] = "answer",
     answer_extractor: str = "raw",
     id_field: str | None = None,
     name: str = "dataset",
     dataset: Any = None,
+    prompt_template: str | None = None,
+    on_bad_row: str = "raise",
     **env_kwargs: Any,
 ) -> ReasoningEnv:
-    """A :class:`ReasoningEnv` over any question/answer dataset on the user's disk.
+    """A :class:`ReasoningEnv` over any question/answer dataset on the user's disk or in memory.
 
     Args:
         data_path: A local JSON Lines, JSON or Parquet file, or a ``save_to_disk`` directory.
-        question_field: Field holding the question.
+        question_field: The one field holding the question (``"question"`` when neither this nor
+            ``prompt_template`` is given).
         answer_field: Field holding the gold answer (or a solution it is extracted from).
         answer_extractor: How the gold answer is read from ``answer_field``: ``"raw"`` (as is),
             ``"boxed"`` (last ``\\boxed{}``) or ``"gsm8k"`` (text after ``####``).
         id_field: Optional field with a stable row id (otherwise the row index is used).
         name: Prefix of the problem ids.
-        dataset: Instead of ``data_path``, an already loaded ``datasets.Dataset``.
+        dataset: Instead of ``data_path``, a ``datasets.Dataset`` (or a ``DatasetDict`` with one
+            split) already in memory, for example built with ``datasets.Dataset.from_list`` or
+            returned by ``datasets.load_dataset`` on the user's machine.
+        prompt_template: Instead of ``question_field``, a ``str.format`` template that builds the
+            question from any fields of each row, such as ``"{Body} {Question}"``. The observation
+            is that question followed by the system instruction, as for every id.
+        on_bad_row: ``"raise"`` (stop at the first row that cannot be used, naming file, line and
+            field) or ``"skip"`` (drop such rows, log one warning with their count and reasons;
+            ``env.unwrapped.source.skipped`` lists them).
         **env_kwargs: Passed to :class:`ReasoningEnv`.
+
+    Raises:
+        InvalidArgumentError: If ``question_field`` is not one field name (use ``prompt_template``
+            to combine fields), or another argument is invalid.
+        DataFileError: If the data cannot be read or (with ``on_bad_row="raise"``) a row is bad.
+
+    Example:
+        >>> import gymnasium as gym, meds_gym
+        >>> import datasets  # doctest: +SKIP
+        >>> rows = [{"Body": "Ann has 3 apples.", "Question": "How many?", "Answer": "3"}]
+        >>> env = gym.make("meds_gym/Dataset-v0", dataset=datasets.Dataset.from_list(rows),
+        ...                prompt_template="{Body} {Question}", answer_field="Answer",
+        ...                on_bad_row="skip")  # doctest: +SKIP
+        >>> env.reset(seed=0)[1]["question"]  # doctest: +SKIP
+        'Ann has 3 apples. How many?'
     """
     from meds_gym.tasks import DatasetSource
 
@@ -115,33 +147,32 @@ def make_dataset_env(
             "exactly one of data_path= (a local file) or dataset= (a Dataset)",
             data_path,
         )
+    if question_field is not None and not isinstance(question_field, str):
+        # A list used to be read as candidates and silently gave the first field (issue 13).
+        raise InvalidArgumentError(
+            "question_field",
+            "one field name (a str)",
+            question_field,
+            fix="To build the question from several fields, pass a template over them instead, "
+            'for example prompt_template="{Body} {Question}".',
+        )
+    if question_field is None and prompt_template is None:
+        question_field = "question"
+    loader_kwargs: dict[str, Any] = {
+        "name": name,
+        "question_field": question_field,
+        "answer_field": answer_field,
+        "answer_extractor": answer_extractor,
+        "id_field": id_field,
+        "prompt_template": prompt_template,
+        "on_bad_row": on_bad_row,
+    }
     if dataset is not None:
-        source = DatasetSource.from_hf(
-            dataset,
-            name=name,
-            question_field=question_field,
-            answer_field=answer_field,
-            answer_extractor=answer_extractor,
-            id_field=id_field,
-        )
+        source = DatasetSource.from_hf(dataset, **loader_kwargs)
     elif os.path.isdir(data_path):  # type: ignore[arg-type]
-        source = DatasetSource.from_hf(
-            data_path,
-            name=name,
-            question_field=question_field,
-            answer_field=answer_field,
-            answer_extractor=answer_extractor,
-            id_field=id_field,
-        )
+        source = DatasetSource.from_hf(data_path, **loader_kwargs)
     else:
-        source = DatasetSource.from_file(
-            data_path,  # type: ignore[arg-type]
-            name=name,
-            question_field=question_field,
-            answer_field=answer_field,
-            answer_extractor=answer_extractor,
-            id_field=id_field,
-        )
+        source = DatasetSource.from_file(data_path, **loader_kwargs)  # type: ignore[arg-type]
     return ReasoningEnv(source, **env_kwargs)
 
 
