@@ -113,5 +113,12 @@ class MissingExtraError(ImportError):
         )
 
 
+class VerifierError(RuntimeError):
+    """The answer checker itself failed (its worker process could not start, or raised).
+
+    Never an answer's fault: a bad answer is scored wrong instead. The message says what failed.
+    """
+
+
 class CorruptFileError(ValueError):
     """A saved state file that is truncated, corrupt or of an unknown format version."""

@@ -11,8 +11,8 @@ Two paths:
   ``\boxed{}``, parsed with its LaTeX and plain-expression extractors and compared with
   :func:`math_verify.verify` (numeric, then symbolic equality). Where it says equal and a float
   is involved, the two values must also agree to a relative 1e-6, because math-verify rounds
-  floats to 6 decimal places (all numbers below 5e-7 would compare equal). math-verify is imported
-  on first use, so the integer path does not pay for importing sympy.
+  floats to 6 decimal places (all numbers below 5e-7 would compare equal). math-verify runs in
+  a worker process (see Timeouts below); the calling process never imports sympy.
 
 Only the whole answer is parsed (math-verify's ``first_match`` extraction): an answer whose LaTeX
 does not parse is compared as a string, never through a fragment of it.
@@ -20,28 +20,34 @@ does not parse is compared as a string, never through a fragment of it.
 Known limitation, from math-verify's LaTeX parser: variable names are case-folded (``N`` and ``n``
 are one symbol).
 
+Equations and inequalities are compared structurally first (same relation, sides proportional,
+see :mod:`meds_gym.verifiers.equations`), because math-verify compares them by their real
+solutions and calls any two equations without one equal; math-verify decides only where the
+structural comparison cannot.
+
 What counts as wrong rather than as an error:
 
 * a predicted answer that is empty, longer than :data:`MAX_ANSWER_CHARS` or has unbalanced
   braces (not parsed at all);
-* a predicted answer that math-verify cannot parse, unless its text equals the gold's;
+* a predicted answer that the guard refuses as too costly to parse (towers of powers, huge
+  exponents, literals or factorials, deep nesting; limits in :mod:`meds_gym.verifiers.guard`),
+  logged at INFO;
+* a predicted answer that math-verify cannot parse;
 * a comparison that math-verify abandons: by its documented contract (``raise_on_error=False``)
-  it reports sympy errors on malformed input as "no parse"/"not equal", and a timeout (for example
-  ``9^{9^{9}}``, whose exact value sympy would try to compute) as "not equal".
+  it reports sympy errors on malformed input as "no parse"/"not equal";
+* a comparison that does not finish within ``timeout_seconds``, logged as a warning.
 
-This module itself catches no exception: a bug here raises instead of becoming a score.
+Nothing here turns an exception into a score: a bug, or a worker that cannot start, raises
+(:class:`~meds_gym.errors.VerifierError` for the worker).
 
 Before parsing, a Unicode minus and degree sign are rewritten as ``-`` and ``^\circ``, and a whole
 answer in E notation (``4.5e33``, which math-verify reads as ``4.5 * e * 33``) as
 ``4.5\times 10^{33}``.
 
-Timeouts: math-verify bounds each parse and each comparison with ``signal.alarm``, which works only
-in the main thread and only in whole seconds (``timeout_seconds`` is rounded up). In any other
-thread its signal timeout is switched off (``parsing_timeout=None``/``timeout_seconds=None``, its
-documented option for threads), so calls from worker threads do not crash, but there only the
-length limit bounds the work (a ``RuntimeWarning`` says so once): an answer such as ``9^{9^{9}}``
-can keep a worker thread, and through the GIL the whole process, busy for minutes. Run verifiers
-in the main thread (or in worker processes) when responses may hold adversarial expressions.
+Timeouts: the symbolic comparison runs in a worker process
+(:mod:`meds_gym.verifiers.symbolic_worker`) that is killed when ``timeout_seconds`` pass, so the
+deadline holds in any thread of any process, with sub-second resolution and without signals. The
+integer path and the cheap checks above run in the calling thread.
 """
 
 from __future__ import annotations
@@ -50,13 +56,12 @@ import functools
 import logging
 import math
 import re
-import threading
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from meds_gym.errors import InvalidArgumentError, invalid_type
 from meds_gym.verifiers.extraction import _BRACE_TOKEN
+from meds_gym.verifiers.guard import refusal_reason
 
 logger = logging.getLogger(__name__)
 
@@ -127,25 +132,16 @@ def _braces_balanced(text: str) -> bool:
     return depth == 0
 
 
-_warned_no_timeout = False
+def _normalize_notation(answer: str) -> str:
+    """Rewrite notation math-verify misreads: Unicode minus and degree sign, E notation."""
+    text = answer.translate(_UNICODE_NOTATION).strip().strip("$").strip()
+    match = _E_NOTATION.fullmatch(text)
+    if match is not None:
+        text = f"{match.group(1)}\\times 10^{{{match.group(2)}}}"
+    return text
 
 
-def _signal_timeout(timeout_seconds: float) -> int | None:
-    """The timeout handed to math-verify: whole seconds in the main thread, ``None`` elsewhere."""
-    global _warned_no_timeout
-    if threading.current_thread() is threading.main_thread():
-        return max(1, math.ceil(timeout_seconds))
-    if not _warned_no_timeout:
-        _warned_no_timeout = True
-        warnings.warn(
-            "meds_gym.verifiers is checking a non-integer answer outside the main thread, where "
-            "math-verify's signal-based timeout cannot run: an adversarial answer such as "
-            "9^{9^{9}} can then keep this process busy for minutes. Verify in the main thread "
-            "or in worker processes when responses are untrusted.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return None
+# --- In the worker process (meds_gym.verifiers.symbolic_worker): math-verify and sympy. ---
 
 
 @functools.lru_cache(maxsize=1)
@@ -165,16 +161,12 @@ def _extraction_config() -> tuple[Any, ...]:
     )
 
 
-def _normalize_notation(answer: str) -> str:
-    """Rewrite notation math-verify misreads: Unicode minus and degree sign, E notation."""
-    text = answer.translate(_UNICODE_NOTATION).strip().strip("$").strip()
-    match = _E_NOTATION.fullmatch(text)
-    if match is not None:
-        text = f"{match.group(1)}\\times 10^{{{match.group(2)}}}"
-    return text
+def warm_up() -> None:
+    """Import math-verify and sympy and run one comparison, so the first real one is not slow."""
+    symbolic_equivalent("\\frac{1}{2}", "0.5")
 
 
-def _parse(answer: str, timeout: int | None) -> list[Any]:
+def _parse(answer: str) -> list[Any]:
     """Parse one answer with math-verify: a list of sympy objects and strings, empty if unparsed."""
     # math-verify reads answers out of text; wrapping the bare answer in \boxed{} makes it take the
     # whole answer as one expression. Math delimiters around the answer would end up inside.
@@ -187,16 +179,17 @@ def _parse(answer: str, timeout: int | None) -> list[Any]:
         # "\frac{1}{3} E_{1}+\frac{2}{3} E_{2}"), and two different answers sharing a fragment
         # would then compare equal.
         extraction_mode="first_match",
-        parsing_timeout=timeout,
+        # No signal.alarm: the worker process is killed from outside when the deadline passes.
+        parsing_timeout=None,
     )
     return list(parsed)
 
 
 @functools.lru_cache(maxsize=_GOLD_CACHE_SIZE)
-def _parse_gold(gold: str, timeout: int | None) -> tuple[Any, ...]:
+def _parse_gold(gold: str) -> tuple[Any, ...]:
     # Gold answers repeat (every rollout of a problem is checked against the same one); sympy
-    # objects are immutable, so the parse is cached.
-    return tuple(_parse(gold, timeout))
+    # objects are immutable, so the parse is cached (per worker process).
+    return tuple(_parse(gold))
 
 
 def _float_value(parsed: Sequence[Any]) -> float | None:
@@ -245,43 +238,78 @@ def _relatively_close(gold_parsed: Sequence[Any], predicted_parsed: Sequence[Any
     return math.isclose(gold_value, predicted_value, rel_tol=_RELATIVE_TOLERANCE, abs_tol=0.0)
 
 
-def _symbolic_equivalent(predicted: str, gold: str, timeout: int | None) -> bool:
-    gold_parsed: Sequence[Any] = _parse_gold(gold, timeout)
+def symbolic_equivalent(predicted: str, gold: str) -> bool:
+    """The symbolic comparison, without any deadline: runs inside a verifier worker process.
+
+    Relations are compared structurally first; then math-verify decides, with the float veto.
+    """
+    from meds_gym.verifiers.equations import compare_relations
+
+    gold_parsed: Sequence[Any] = _parse_gold(gold)
     if not gold_parsed:
         logger.debug("math-verify could not parse the gold answer %.80r", gold)
         return False
-    predicted_parsed = _parse(predicted, timeout)
+    predicted_parsed = _parse(predicted)
     if not predicted_parsed:
         return False
-    if not _math_verify().verify(list(gold_parsed), predicted_parsed, timeout_seconds=timeout):
+    structural = compare_relations(gold_parsed[0], predicted_parsed[0])
+    if structural is not None:
+        return structural
+    if not _math_verify().verify(list(gold_parsed), predicted_parsed, timeout_seconds=None):
         return False
     if "%" in predicted or "%" in gold:
         return True  # percentages: math-verify's value is not the parsed number (50% == 50)
     return _relatively_close(gold_parsed, predicted_parsed)
 
 
+# --- In the calling process. ---
+
+
+def _compare_symbolically(predicted: str, gold: str, timeout_seconds: float) -> bool:
+    """Run :func:`symbolic_equivalent` in a worker process, scoring a missed deadline wrong."""
+    from meds_gym.verifiers.symbolic_worker import default_pool
+
+    verdict = default_pool().compare(predicted, gold, timeout_seconds)
+    if verdict is None:
+        logger.warning(
+            "answer comparison did not finish within %.3g s and is scored wrong "
+            "(predicted %.80r, gold %.80r); its worker process was restarted",
+            timeout_seconds,
+            predicted,
+            gold,
+        )
+        return False
+    return verdict
+
+
 def is_equivalent(predicted: str, gold: str, *, timeout_seconds: float = 5.0) -> bool:
     r"""Whether the answer ``predicted`` equals the answer ``gold``.
 
-    Integers are compared exactly; anything else goes through math-verify (see the module
-    docstring for what is parsed, what counts as wrong, and how the timeout works). The comparison
-    is not symmetric in corner cases (math-verify treats ``gold`` as the reference: ``x = 5`` as a
+    Integers are compared exactly in the calling thread; anything else is checked by the guard,
+    then compared in a verifier worker process under a hard deadline (see the module docstring
+    for what is parsed, what counts as wrong, and how the timeout works). The comparison is not
+    symmetric in corner cases (math-verify treats ``gold`` as the reference: ``x = 5`` as a
     prediction matches gold ``5``).
+
+    Safe to call from any thread and any process (including daemonic ones such as data loader
+    workers).
 
     Args:
         predicted: The model's final answer, already extracted (for example by
             :func:`meds_gym.verifiers.extract_boxed`).
         gold: The reference answer.
-        timeout_seconds: Time allowed to each math-verify parse and comparison (main thread only;
-            rounded up to whole seconds).
+        timeout_seconds: Time allowed to the symbolic comparison (both parses and the
+            comparison), counted from when a worker receives it; any positive number of seconds.
 
     Returns:
-        ``True`` if the answers are equivalent; ``False`` if they are not, or if ``predicted``
-        cannot be parsed or the comparison timed out.
+        ``True`` if the answers are equivalent; ``False`` if they are not, if ``predicted``
+        cannot be parsed or is refused by the guard, or if the comparison timed out.
 
     Raises:
         TypeError: If ``predicted`` or ``gold`` is not a ``str``.
         InvalidArgumentError: If ``timeout_seconds`` is not a positive finite number.
+        VerifierError: If the verifier worker cannot start or the comparison raised inside it
+            (a bug, never an answer's fault).
 
     Example:
         >>> is_equivalent("1,000", "1000")
@@ -290,6 +318,8 @@ def is_equivalent(predicted: str, gold: str, *, timeout_seconds: float = 5.0) ->
         True
         >>> is_equivalent("2\\sqrt{2}", "\\sqrt{8}")
         True
+        >>> is_equivalent("x^2+1=0", "x^2+2=0")
+        False
     """
     if not isinstance(predicted, str):
         raise invalid_type("predicted", "a str", predicted)
@@ -306,4 +336,8 @@ def is_equivalent(predicted: str, gold: str, *, timeout_seconds: float = 5.0) ->
             return predicted_integer == gold_integer
     if not predicted.strip() or not _braces_balanced(predicted):
         return False
-    return _symbolic_equivalent(predicted, gold, _signal_timeout(timeout))
+    reason = refusal_reason(_normalize_notation(predicted))
+    if reason is not None:
+        logger.info("predicted answer %.80r refused and scored wrong: %s", predicted, reason)
+        return False
+    return _compare_symbolically(predicted, gold, timeout)
