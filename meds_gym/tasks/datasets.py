@@ -751,14 +751,20 @@ def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
     except OSError as error:
         raise DataFileError(path, f"cannot be read ({error.strerror or error})") from error
     if text.lstrip().startswith("["):
-        return iter(list(enumerate(_json_array(path, text), start=1)))
+        items = _json_array(path, text)
+        if items is not None:
+            return iter(list(enumerate(items, start=1)))
     return _json_lines(text)
 
 
-def _json_array(path: Path, text: str) -> list[Any]:
+def _json_array(path: Path, text: str) -> list[Any] | None:
+    """The rows of a file that is one JSON array, or None if it is JSON Lines after all."""
     try:
         items = json.loads(text)
     except json.JSONDecodeError as error:
+        if error.msg == "Extra data" and "\n" in text[: error.pos]:
+            # A complete value, then more: JSON Lines whose first line is an array (a bad row).
+            return None
         raise DataFileError(path, f"invalid JSON array ({error.msg})", line=error.lineno) from error
     except RecursionError as error:
         raise DataFileError(path, f"JSON array {_TOO_DEEP}", line=_deepest_line(text)) from error

@@ -57,3 +57,56 @@ def test_saved_dataset_without_the_answer_field_names_it(tmp_path):
         DatasetSource.from_hf(
             str(tmp_path / "saved"), name="x", question_field="problem", answer_field="answer"
         )
+
+
+def test_dataset_object_through_dataset_env_with_template_and_skip():
+    # The documented way to use a dataset already in memory: gym.make(..., dataset=ds).
+    ds = datasets.Dataset.from_list(
+        [
+            {"Body": "Ann has 3 apples.", "Question": "How many?", "Answer": "3"},
+            {"Body": "Bo has no pens.", "Question": "How many?", "Answer": ""},
+        ]
+    )
+    env = gym.make(
+        "meds_gym/Dataset-v0",
+        dataset=ds,
+        prompt_template="{Body} {Question}",
+        answer_field="Answer",
+        on_bad_row="skip",
+    )
+    source = env.unwrapped.source
+    assert len(source) == 1
+    assert [(row.line, row.field, row.reason) for row in source.skipped] == [
+        (2, "Answer", "gold answer is empty")
+    ]
+    obs, info = env.reset(seed=0)
+    assert info["question"] == "Ann has 3 apples. How many?"
+    assert env.step("\\boxed{3}")[1] == 1.0
+    with pytest.raises(DataFileError, match=r"dataset 'dataset', line 2, field 'Answer'"):
+        gym.make("meds_gym/Dataset-v0", dataset=ds, prompt_template="{Body}", answer_field="Answer")
+
+
+def test_damaged_saved_folder_is_a_data_file_error(tmp_path):
+    ds = datasets.Dataset.from_list(ROWS)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    for arrow in (tmp_path / "saved").glob("*.arrow"):
+        arrow.write_bytes(b"not an arrow file")
+    with pytest.raises(DataFileError, match="saved"):
+        DatasetSource.from_hf(
+            str(tmp_path / "saved"), name="x", question_field="problem", answer_field="answer"
+        )
+    (tmp_path / "saved" / "dataset_info.json").write_text("{oops")
+    with pytest.raises(DataFileError, match="not a readable datasets save_to_disk folder"):
+        load_benchmark("amc23", tmp_path / "saved")
+
+
+def test_recursion_while_decoding_dataset_rows_is_a_data_file_error(monkeypatch):
+    ds = datasets.Dataset.from_list(ROWS)
+
+    def too_deep(self):
+        yield ROWS[0]
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(datasets.Dataset, "__iter__", too_deep)
+    with pytest.raises(DataFileError, match=r"dataset 'x', line 2: row nested too deeply"):
+        DatasetSource.from_hf(ds, name="x", question_field="problem", answer_field="answer")
