@@ -30,6 +30,9 @@ BENCHMARK_ENV_IDS: dict[str, str] = {
 
 DATASET_ENV_ID = "meds_gym/Dataset-v0"
 
+REASONING_GYM_ENV_ID = "meds_gym/ReasoningGym-v0"
+"""reasoning-gym's procedural tasks (``reasoning-gym`` extra); see ``make_reasoning_gym_env``."""
+
 TRAP_GRID_ENV_ID = "meds_gym/TrapGrid-v0"
 """A non-text grid world with several recurring failure modes (for MEDS beyond text)."""
 
@@ -190,5 +193,10 @@ def register_envs() -> None:
             )
     if DATASET_ENV_ID not in gym.registry:
         gym.register(DATASET_ENV_ID, entry_point=f"{__name__}:make_dataset_env")
+    if REASONING_GYM_ENV_ID not in gym.registry:
+        gym.register(
+            REASONING_GYM_ENV_ID,
+            entry_point="meds_gym.envs.reasoning_gym_env:make_reasoning_gym_env",
+        )
     if TRAP_GRID_ENV_ID not in gym.registry:
         gym.register(TRAP_GRID_ENV_ID, entry_point="meds_gym.envs.trap_grid:TrapGridEnv")
