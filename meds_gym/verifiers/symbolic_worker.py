@@ -131,7 +131,7 @@ class _Worker:
         if "error" in reply:
             raise VerifierError(
                 "comparing answers raised inside the verifier worker "
-                f"(predicted {predicted[:80]!r}, gold {gold[:80]!r}):\n{reply['error']}"
+                f"(predicted {repr(predicted)[:80]}, gold {repr(gold)[:80]}):\n{reply['error']}"
             )
         return bool(reply["equal"])
 
