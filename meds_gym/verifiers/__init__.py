@@ -1,7 +1,9 @@
 r"""Answer extraction and answer checking.
 
 Final answers are read from ``\boxed{}`` or GSM8K's ``####``, and compared exactly for integers
-and through math-verify for everything else.
+and through math-verify for everything else: after a cheap guard that refuses absurd expressions
+(:func:`refusal_reason`), with equations compared as written (:mod:`meds_gym.verifiers.equations`),
+in a worker process under a hard deadline that holds in any thread and any process.
 
 Example:
     >>> from meds_gym.verifiers import verify_response
@@ -17,10 +19,21 @@ from meds_gym.verifiers.extraction import (
     extract_answer,
     extract_boxed,
 )
+from meds_gym.verifiers.guard import (
+    MAX_COMBINATORIAL_ARGUMENT,
+    MAX_EXPONENT,
+    MAX_LITERAL_DIGITS,
+    MAX_NESTING_DEPTH,
+    refusal_reason,
+)
 from meds_gym.verifiers.scoring import VerificationResult, verify_response
 
 __all__ = [
     "MAX_ANSWER_CHARS",
+    "MAX_COMBINATORIAL_ARGUMENT",
+    "MAX_EXPONENT",
+    "MAX_LITERAL_DIGITS",
+    "MAX_NESTING_DEPTH",
     "MAX_SEARCH_CHARS",
     "AnchorKind",
     "AnswerAnchor",
@@ -30,6 +43,7 @@ __all__ = [
     "extract_answer",
     "extract_boxed",
     "is_equivalent",
+    "refusal_reason",
     "parse_anchor",
     "verify_response",
 ]
