@@ -1,19 +1,34 @@
-"""MEDS: Memory-Enhanced Dynamic reward Shaping (arXiv 2604.11297), DESIGN.md section 2.
+"""MEDS: Memory-Enhanced Dynamic reward Shaping (arXiv 2604.11297), docs/design.md section 2.
 
-The framework-free core is :class:`MEDSShaper`; :class:`MEDSRewardWrapper` and
-:class:`MEDSVectorRewardWrapper` put it behind Gymnasium's single and vector env interfaces.
+How the package fits together, from the outside in:
+
+* :class:`MEDSShaper` is the one public state object: ``shape`` (one training step), ``training``,
+  ``save`` and ``load``. Behind it, :mod:`meds_gym.meds.memory` holds the buckets of stored
+  fingerprints and their clusters (internal).
+* :func:`validate_batch` (in :mod:`meds_gym.meds.batch`) is the one validation boundary: every
+  entry point turns user input into a trusted :class:`Batch` there, and nothing behind it checks
+  again.
+* Adapters put the shaper in front of a world: :class:`MEDSRewardWrapper` and
+  :class:`MEDSVectorRewardWrapper` (Gymnasium), ``meds_gym.integrations.sb3`` and
+  ``meds_gym.integrations.trl``. They share :mod:`meds_gym.meds.adapter`: the ``training`` switch
+  and save/load, the outcome reader and the ``info["meds"]`` builder.
 """
 
-from meds_gym.meds.config import MEDSConfig, NoiseVote, PenaltyTarget
-from meds_gym.meds.memory import NOT_ASSIGNED, Bucket, ErrorMemory, MemoryStats
+from meds_gym.meds.adapter import DEFAULT_PROBLEM_ID, MEDS_INFO_KEYS
+from meds_gym.meds.batch import Batch, mixed_groups, validate_batch
+from meds_gym.meds.config import ClusterMethod, MEDSConfig, NoiseVote, PenaltyTarget, TieBreak
+from meds_gym.meds.memory import NOT_ASSIGNED, Bucket, MemoryStats
 from meds_gym.meds.penalty import meds_penalty
 from meds_gym.meds.shaper import MEDSShaper, ShapeResult
 from meds_gym.meds.wrappers import MEDSRewardWrapper, MEDSVectorRewardWrapper, Trajectory
 
 __all__ = [
+    "DEFAULT_PROBLEM_ID",
+    "MEDS_INFO_KEYS",
     "NOT_ASSIGNED",
+    "Batch",
     "Bucket",
-    "ErrorMemory",
+    "ClusterMethod",
     "MEDSConfig",
     "MEDSRewardWrapper",
     "MEDSShaper",
@@ -22,6 +37,9 @@ __all__ = [
     "NoiseVote",
     "PenaltyTarget",
     "ShapeResult",
+    "TieBreak",
     "Trajectory",
     "meds_penalty",
+    "mixed_groups",
+    "validate_batch",
 ]

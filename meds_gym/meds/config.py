@@ -44,6 +44,31 @@ class NoiseVote(Enum):
     NO_PENALTY = "no_penalty"
 
 
+class TieBreak(Enum):
+    """Which label wins when several labels get the same number of the k nearest neighbours' votes.
+
+    ``SMALLEST_LABEL`` is the reference code's rule (DESIGN.md section 2, step 3): it takes
+    ``np.unique(labels, return_counts=True)`` and the first argmax, so the smallest tied label
+    wins and noise (-1) wins any tie it is in. ``NEAREST`` gives the tie to the label of the
+    nearest neighbour among the tied ones.
+    """
+
+    SMALLEST_LABEL = "smallest_label"
+    NEAREST = "nearest"
+
+
+class ClusterMethod(Enum):
+    """How the stored fingerprints of a bucket are grouped.
+
+    ``HDBSCAN`` is the paper's method. ``SINGLE`` is the reference code's control: every stored row
+    of a bucket is in one cluster, so a rollout's cluster size is the number of rows stored for its
+    bucket (a uniform penalty by count, whatever the fingerprint).
+    """
+
+    HDBSCAN = "hdbscan"
+    SINGLE = "single"
+
+
 def _check_finite_nonneg(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgumentError(name, "a finite real number >= 0", value)
@@ -88,6 +113,10 @@ class MEDSConfig:
     """Which rollouts are penalised; the paper penalises wrong ones only."""
     noise_vote: NoiseVote = NoiseVote.COUNT_NOISE
     """What a rollout voted into noise is charged; the default follows the reference code."""
+    tie_break: TieBreak = TieBreak.SMALLEST_LABEL
+    """Which label wins a tied vote; the default follows the reference code."""
+    cluster_method: ClusterMethod = ClusterMethod.HDBSCAN
+    """HDBSCAN (the paper) or one cluster per bucket (the reference's ``single`` control)."""
     bucket_capacity: int | None = None
     """Most rows one bucket keeps. ``None`` (the paper) keeps every past fingerprint. When set, a
     bucket that grows past it drops its oldest rows first (FIFO) before the refit, which bounds the
@@ -117,6 +146,16 @@ class MEDSConfig:
                 f"a NoiseVote ({', '.join(v.name for v in NoiseVote)})",
                 self.noise_vote,
             )
+        if not isinstance(self.tie_break, TieBreak):
+            raise InvalidArgumentError(
+                "tie_break", f"a TieBreak ({', '.join(v.name for v in TieBreak)})", self.tie_break
+            )
+        if not isinstance(self.cluster_method, ClusterMethod):
+            raise InvalidArgumentError(
+                "cluster_method",
+                f"a ClusterMethod ({', '.join(v.name for v in ClusterMethod)})",
+                self.cluster_method,
+            )
         if self.bucket_capacity is not None:
             _check_int("bucket_capacity", self.bucket_capacity, 2)
         _check_int("warn_bucket_size", self.warn_bucket_size, 2)
@@ -124,8 +163,8 @@ class MEDSConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of the fields (enums as their values)."""
         out = asdict(self)
-        out["penalize"] = self.penalize.value
-        out["noise_vote"] = self.noise_vote.value
+        for name in _ENUM_FIELDS:
+            out[name] = getattr(self, name).value
         return out
 
     @classmethod
@@ -146,10 +185,18 @@ class MEDSConfig:
             )
         kwargs = dict(data)
         try:
-            if "penalize" in kwargs:
-                kwargs["penalize"] = PenaltyTarget(kwargs["penalize"])
-            if "noise_vote" in kwargs:
-                kwargs["noise_vote"] = NoiseVote(kwargs["noise_vote"])
+            for name, enum in _ENUM_FIELDS.items():
+                if name in kwargs:
+                    kwargs[name] = enum(kwargs[name])
         except ValueError as exc:
             raise InvalidArgumentError("data", "valid enum values", data) from exc
         return cls(**kwargs)
+
+
+_ENUM_FIELDS: dict[str, type[Enum]] = {
+    "penalize": PenaltyTarget,
+    "noise_vote": NoiseVote,
+    "tie_break": TieBreak,
+    "cluster_method": ClusterMethod,
+}
+"""The fields stored as their enum's value in :meth:`MEDSConfig.to_dict`."""

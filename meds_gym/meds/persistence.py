@@ -1,10 +1,21 @@
-"""Atomic, pickle-free ``.npz`` files for the MEDS state (DESIGN.md section 5)."""
+"""Atomic, pickle-free ``.npz`` files for the MEDS state (DESIGN.md section 5).
+
+A file holds a JSON ``meta`` string and a few numeric arrays. Reading is defensive, because users
+load memories that others made: only the members the reader asks for are read, each one's
+``.npy`` header is checked (dtype, shape) before any data, and no member may hold more bytes than
+its header needs, so a crafted file cannot make the reader allocate or decompress more than the
+state it describes.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import tempfile
+import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +24,81 @@ import numpy.typing as npt
 
 from meds_gym.errors import CorruptFileError
 
-FORMAT_VERSION = "1"
-"""Version of the saved-state layout; a file of another version is refused on load."""
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = "2"
+"""Version of the saved-state layout (2: float32 rows only; labels and trees are rebuilt)."""
+
+READABLE_VERSIONS = ("1", "2")
+"""Versions :func:`read_npz` accepts (version 1 files also stored derived arrays, now ignored)."""
+
+MAX_META_BYTES = 256 * 2**20
+"""Largest ``meta`` member read (JSON: configuration and bucket keys)."""
+
+STALE_TEMP_SECONDS = 24 * 3600
+"""A temporary file of a save whose writer cannot be identified is removed after this long."""
 
 _META_KEY = "meta"
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def _writer_gone(name: str, prefix: str, now: float, path: Path) -> bool:
+    """Whether the temporary file ``name`` belongs to a save that will never finish."""
+    pid_text = name[len(prefix) :].split(".", 1)[0]
+    if pid_text.isdigit():
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError, OSError):
+            pass
+    try:
+        return now - path.stat().st_mtime > STALE_TEMP_SECONDS
+    except OSError:
+        return False
+
+
+def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporary files that interrupted saves of ``target`` left behind.
+
+    A save writes ``.<name>.<pid>.<random>.tmp`` beside ``target`` and renames it; a process
+    killed in between leaves it. A temp is removed when its writer process no longer runs (or,
+    when that cannot be told, after :data:`STALE_TEMP_SECONDS`).
+
+    Args:
+        target: The file the saves write.
+
+    Returns:
+        The paths removed.
+    """
+    path = Path(target)
+    directory = path.parent if str(path.parent) else Path(".")
+    prefix = _temp_prefix(path)
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        candidate = directory / name
+        if _writer_gone(name, prefix, now, candidate):
+            try:
+                candidate.unlink()
+                removed.append(candidate)
+            except OSError:
+                pass
+    if removed:
+        logger.info("Removed %d temporary file(s) of interrupted saves of %s", len(removed), path)
+    return removed
 
 
 def atomic_savez(
@@ -25,7 +107,8 @@ def atomic_savez(
     """Write ``arrays`` plus a JSON ``meta`` string to one ``.npz`` file, atomically.
 
     The file is written to a temporary file in the same directory, flushed and fsynced, then moved
-    over ``path`` with :func:`os.replace`, so a crash leaves either the old file or the new one.
+    over ``path`` with :func:`os.replace`, so a crash leaves either the old file or the new one;
+    temporary files of earlier interrupted saves are removed first.
 
     Args:
         path: Destination, written exactly as given (no ``.npz`` suffix is added).
@@ -34,10 +117,13 @@ def atomic_savez(
     """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
+    remove_stale_temps(target)
     payload = dict(meta)
     payload["format_version"] = FORMAT_VERSION
     meta_text = np.array(json.dumps(payload, sort_keys=True))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f"{_temp_prefix(target)}{os.getpid()}.", suffix=".tmp", dir=directory
+    )
     try:
         with os.fdopen(fd, "wb") as handle:
             members: dict[str, Any] = {_META_KEY: meta_text, **arrays}
@@ -63,63 +149,104 @@ def atomic_savez(
         os.close(dir_fd)
 
 
-def read_npz(
-    path: str | os.PathLike[str], kind: str
-) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
-    """Read a file written by :func:`atomic_savez`, checking its format version.
+def _read_member(
+    archive: zipfile.ZipFile, name: str, dtypes: tuple[str, ...], ndim: int, where: str
+) -> npt.NDArray[Any]:
+    """Read one ``.npy`` member, refusing it before reading data that its header does not need."""
+    try:
+        info = archive.getinfo(f"{name}.npy")
+    except KeyError:
+        raise CorruptFileError(
+            f"{where!r} has no {name!r} entry; it was not written by save()."
+        ) from None
+    with archive.open(info) as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            raise CorruptFileError(f"{where!r}: entry {name!r} has .npy version {version}.")
+        code = dtype.kind if dtype.kind == "U" else dtype.str.lstrip("<>|=")
+        if dtype.hasobject or code not in dtypes or len(shape) != ndim:
+            raise CorruptFileError(
+                f"{where!r}: entry {name!r} holds a {dtype} array of shape {shape}; expected a "
+                f"{ndim}-D array of dtype {' or '.join(dtypes)}."
+            )
+        count = math.prod(shape)  # Python ints: a crafted shape cannot overflow
+        nbytes = count * dtype.itemsize
+        header_end = handle.tell()
+        limit = MAX_META_BYTES if name == _META_KEY else info.file_size
+        if nbytes > limit or info.file_size != header_end + nbytes:
+            raise CorruptFileError(
+                f"{where!r}: entry {name!r} declares {info.file_size} bytes, but its header "
+                f"describes {header_end + nbytes}."
+            )
+        data = handle.read(nbytes)
+        if len(data) != nbytes or handle.read(1):  # the last read also checks the CRC
+            raise CorruptFileError(f"{where!r}: entry {name!r} is truncated or too long.")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return array.copy(order="C")  # owned, writable, C-contiguous (0-d stays 0-d)
 
-    Every array is read eagerly, so a truncated or corrupt member is detected here.
+
+def read_npz(
+    path: str | os.PathLike[str], kind: str, members: dict[str, tuple[tuple[str, ...], int]]
+) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+    """Read a file written by :func:`atomic_savez`: its meta and the named members only.
 
     Args:
         path: The file.
         kind: The ``kind`` the metadata must name (for example ``"MEDSShaper"``).
+        members: Name -> (allowed dtype strings such as ``"f4"``, number of dimensions).
 
     Returns:
         ``(meta, arrays)``.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        CorruptFileError: If the file is not a readable ``.npz`` of this format and kind.
+        CorruptFileError: If the file is not a readable ``.npz`` of this format and kind, or a
+            member is missing, of another dtype or shape, truncated, or larger than its header
+            says.
     """
     source = Path(path)
+    where = str(source)
     if not source.is_file():
-        raise FileNotFoundError(f"No saved MEDS state at {str(source)!r}: the file does not exist.")
+        raise FileNotFoundError(f"No saved MEDS state at {where!r}: the file does not exist.")
     try:
-        loaded = np.load(source, allow_pickle=False)
-    except Exception as exc:  # any failure to parse means the file is not ours
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CorruptFileError(
-            f"{str(source)!r} is not a readable MEDS state file (.npz written by save()): {exc}"
+            f"{where!r} is not a readable MEDS state file (.npz written by save()): {exc}"
         ) from exc
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise CorruptFileError(
-            f"{str(source)!r} is a single .npy array, not a MEDS state file "
-            "(.npz written by save())."
-        )
     try:
-        with loaded:
-            arrays = {name: loaded[name] for name in loaded.files}
-    except Exception as exc:  # truncated member, bad CRC, object arrays (pickle) ...
+        with archive:
+            meta_array = _read_member(archive, _META_KEY, ("U",), 0, where)
+            try:
+                meta = json.loads(str(meta_array[()]))
+            except (ValueError, TypeError, RecursionError) as exc:
+                raise CorruptFileError(
+                    f"{where!r}: the metadata is not valid JSON ({exc})."
+                ) from exc
+            if not isinstance(meta, dict):
+                raise CorruptFileError(f"{where!r}: the metadata is not a JSON object.")
+            version = meta.get("format_version")
+            if version not in READABLE_VERSIONS:
+                raise CorruptFileError(
+                    f"{where!r} has format version {version!r}; this version of meds-gym reads "
+                    f"versions {', '.join(READABLE_VERSIONS)}."
+                )
+            if meta.get("kind") != kind:
+                raise CorruptFileError(
+                    f"{where!r} holds a {meta.get('kind')!r} state; expected a {kind!r} state."
+                )
+            arrays = {
+                name: _read_member(archive, name, dtypes, ndim, where)
+                for name, (dtypes, ndim) in members.items()
+            }
+    except CorruptFileError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
         raise CorruptFileError(
-            f"{str(source)!r} is truncated or corrupt and cannot be read: {exc}"
+            f"{where!r} is truncated or corrupt and cannot be read: {exc}"
         ) from exc
-    if _META_KEY not in arrays:
-        raise CorruptFileError(
-            f"{str(source)!r} has no {_META_KEY!r} entry; it was not written by save()."
-        )
-    try:
-        meta = json.loads(str(arrays.pop(_META_KEY)))
-    except (ValueError, TypeError) as exc:
-        raise CorruptFileError(f"{str(source)!r}: the metadata is not valid JSON ({exc}).") from exc
-    if not isinstance(meta, dict):
-        raise CorruptFileError(f"{str(source)!r}: the metadata is not a JSON object.")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CorruptFileError(
-            f"{str(source)!r} has format version {version!r}; this version of meds-gym reads "
-            f"version {FORMAT_VERSION!r} only."
-        )
-    if meta.get("kind") != kind:
-        raise CorruptFileError(
-            f"{str(source)!r} holds a {meta.get('kind')!r} state; expected a {kind!r} state."
-        )
     return meta, arrays

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from meds_gym.errors import InvalidArgumentError
+from meds_gym.errors import CorruptFileError, InvalidArgumentError
+from meds_gym.meds.batch import Batch, BucketKey, FeaturesLike, validate_batch, validate_features
 from meds_gym.meds.config import MEDSConfig
-from meds_gym.meds.memory import NOT_ASSIGNED, BucketKey, ErrorMemory, MemoryStats, normalise_rows
+from meds_gym.meds.memory import NOT_ASSIGNED, ErrorMemory, MemoryStats
 from meds_gym.meds.penalty import meds_penalty
 from meds_gym.meds.persistence import atomic_savez, read_npz
 
@@ -21,8 +22,11 @@ logger = logging.getLogger(__name__)
 
 _KIND = "MEDSShaper"
 
-FeaturesLike = npt.ArrayLike | Sequence[npt.ArrayLike | None] | None
-"""A (B, L) array, or one (L,) vector or ``None`` per rollout, or ``None`` for the whole batch."""
+_MEMBERS: dict[str, tuple[tuple[str, ...], int]] = {
+    "rows": (("f4", "f8"), 2),  # float64 in format version 1
+    "bucket_sizes": (("i8",), 1),
+}
+"""The arrays a saved shaper holds: every stored fingerprint, grouped by bucket, and the sizes."""
 
 
 @dataclass(frozen=True)
@@ -46,173 +50,18 @@ class ShapeResult:
         return int(self.shaped_rewards.shape[0])
 
 
-@dataclass(frozen=True)
-class _Batch:
-    """A validated batch."""
-
-    keys: list[BucketKey]  # (B,)
-    flags: npt.NDArray[np.bool_]  # (B,) correct?
-    rewards: npt.NDArray[np.float64]  # (B,)
-    present: npt.NDArray[np.int64]  # (M,) indices of the rollouts that have a fingerprint
-    rows: npt.NDArray[np.float64]  # (M, L) their fingerprints, L2-normalised
-
-
-def _validate_problem_ids(problem_ids: Any) -> list[str]:
-    if isinstance(problem_ids, (str, bytes)) or not hasattr(problem_ids, "__len__"):
-        raise InvalidArgumentError("problem_ids", "a sequence of str, one per rollout", problem_ids)
-    ids = list(problem_ids)
-    if not set(map(type, ids)) <= {str}:  # fast path: all plain str (not numpy.str_)
-        for i, pid in enumerate(ids):
-            if not isinstance(pid, str):
-                raise InvalidArgumentError(f"problem_ids[{i}]", "a str problem id", pid)
-        ids = [str(pid) for pid in ids]  # plain str (not numpy.str_) for keys and JSON
-    return ids
-
-
-def _validate_correct(correct: Any, batch: int) -> npt.NDArray[np.bool_]:
-    expected = f"{batch} booleans (bool or numpy bool), one per rollout"
-    if isinstance(correct, np.ndarray):
-        if correct.dtype != np.bool_:
-            raise InvalidArgumentError(
-                "correct",
-                expected,
-                f"an array of dtype {correct.dtype}",
-                "Convert 0/1 flags explicitly, e.g. `correct == 1`.",
-            )
-        flags = correct
-    else:
-        if isinstance(correct, (str, bytes)) or not hasattr(correct, "__len__"):
-            raise InvalidArgumentError("correct", expected, correct)
-        items = list(correct)
-        for i, flag in enumerate(items):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise InvalidArgumentError(f"correct[{i}]", "a bool (True = correct)", flag)
-        flags = np.array(items, dtype=bool)
-    if flags.shape != (batch,):
-        raise InvalidArgumentError(
-            "correct", f"{batch} flags (len(problem_ids))", f"shape {flags.shape}"
-        )
-    return flags
-
-
-def _validate_rewards(rewards: Any, batch: int) -> npt.NDArray[np.float64]:
-    if isinstance(rewards, (str, bytes)):
-        raise InvalidArgumentError("rewards", "a sequence of finite floats", rewards)
-    try:
-        arr = np.asarray(rewards)
-    except (ValueError, TypeError) as exc:
-        raise InvalidArgumentError("rewards", "a sequence of finite floats", rewards) from exc
-    if arr.dtype.kind not in "fiu" or arr.shape != (batch,):
-        raise InvalidArgumentError(
-            "rewards",
-            f"{batch} finite real numbers (len(problem_ids))",
-            f"dtype {arr.dtype}, shape {arr.shape}",
-        )
-    out = arr.astype(np.float64)
-    bad = ~np.isfinite(out)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InvalidArgumentError(f"rewards[{i}]", "a finite real number", float(out[i]))
-    return out
-
-
-def _as_vector(value: Any, name: str) -> npt.NDArray[np.float64]:
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise InvalidArgumentError(name, "a 1-D numeric fingerprint or None", value) from exc
-    if arr.dtype.kind not in "fiu" or arr.ndim != 1:
-        raise InvalidArgumentError(
-            name,
-            "a 1-D numeric fingerprint of shape (L,) or None",
-            f"dtype {arr.dtype}, shape {arr.shape}",
-        )
-    return arr.astype(np.float64)
-
-
-def _validate_features(
-    features: Any, batch: int, dim: int | None
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Return the indices of rollouts with a fingerprint and those rows, normalised."""
-    if features is None:
-        return np.zeros(0, np.int64), np.zeros((0, dim or 0))
-    if isinstance(features, np.ndarray) and features.dtype != object:
-        if (
-            features.dtype.kind not in "fiu"
-            or features.ndim != 2
-            or features.shape[0] != batch
-            or features.shape[1] < 1
-        ):
-            raise InvalidArgumentError(
-                "features",
-                f"a ({batch}, L) numeric array (or a list of vectors/None)",
-                f"dtype {features.dtype}, shape {features.shape}",
-            )
-        matrix = features.astype(np.float64)
-        if batch == 0:
-            return np.zeros(0, np.int64), np.zeros((0, matrix.shape[1]))
-        missing = np.isnan(matrix).all(axis=1)
-    else:
-        if isinstance(features, (str, bytes)) or not hasattr(features, "__len__"):
-            raise InvalidArgumentError(
-                "features", f"a ({batch}, L) array or a list of {batch} vectors/None", features
-            )
-        items = list(features)
-        if len(items) != batch:
-            raise InvalidArgumentError(
-                "features", f"{batch} entries (len(problem_ids))", f"{len(items)} entries"
-            )
-        vectors: list[npt.NDArray[np.float64] | None] = [
-            None if item is None else _as_vector(item, f"features[{i}]")
-            for i, item in enumerate(items)
-        ]
-        missing = np.array(
-            [v is None or (v.size > 0 and bool(np.isnan(v).all())) for v in vectors], dtype=bool
-        )
-        if missing.all():
-            return np.zeros(0, np.int64), np.zeros((0, dim or 0))
-        first = int(np.flatnonzero(~missing)[0])
-        width = vectors[first].shape[0]  # type: ignore[union-attr]
-        matrix = np.zeros((batch, width))
-        for i, v in enumerate(vectors):
-            if missing[i] or v is None:
-                continue
-            if v.shape[0] != width:
-                raise InvalidArgumentError(
-                    f"features[{i}]",
-                    f"a fingerprint of dimension {width} like features[{first}]",
-                    f"dimension {v.shape[0]}",
-                )
-            matrix[i] = v
-    present = np.flatnonzero(~missing).astype(np.int64)
-    # Check values here so that errors name the rollout's index in the batch.
-    chosen = matrix[present]  # (M, L)
-    bad_value = ~np.isfinite(chosen).all(axis=1)
-    if bad_value.any():
-        i = int(present[np.flatnonzero(bad_value)[0]])
-        raise InvalidArgumentError(
-            f"features[{i}]", "finite values (or all NaN for a missing fingerprint)", matrix[i]
-        )
-    zero = ~(chosen != 0.0).any(axis=1)
-    if zero.any():
-        i = int(present[np.flatnonzero(zero)[0]])
-        raise InvalidArgumentError(
-            f"features[{i}]", "a non-zero vector (cosine distance is undefined for zero)", matrix[i]
-        )
-    rows = normalise_rows(chosen, "features", dim)
-    return present, rows
-
-
 class MEDSShaper:
-    """MEDS reward shaping for batches of rollouts, without any environment.
+    """MEDS reward shaping for batches of rollouts: the one public state object of MEDS.
 
     One :meth:`shape` call is one training step with the paper's semantics: every new rollout is
     voted into a cluster of its bucket as the memory stood *before* the batch, penalised by
     ``min(alpha * log(n + 1), beta)``, and only then are the batch's fingerprints stored and each
-    touched bucket refitted once.
+    touched bucket refitted once. Rollouts outside ``kept`` (groups a trainer's filter drops) are
+    neither shaped nor stored, as in the reference code, which clusters after DAPO's filter.
 
     Set :attr:`training` to ``False`` to evaluate: rollouts are still assigned and penalised, but
-    nothing is stored or refitted.
+    nothing is stored or refitted. :meth:`save` and :meth:`load` write and read the whole state
+    (configuration and stored fingerprints) in one file.
 
     Args:
         config: The MEDS configuration.
@@ -232,8 +81,13 @@ class MEDSShaper:
         if not isinstance(config, MEDSConfig):
             raise InvalidArgumentError("config", "a MEDSConfig", config)
         self.config = config
-        self.memory = ErrorMemory(config)
+        self._memory = ErrorMemory(config)
         self._training = True
+
+    @property
+    def memory(self) -> ErrorMemory:
+        """The error memory, for reading (buckets, sizes, stats); only :meth:`shape` writes it."""
+        return self._memory
 
     @property
     def training(self) -> bool:
@@ -248,15 +102,21 @@ class MEDSShaper:
 
     def stats(self) -> MemoryStats:
         """Statistics of the memory (see :meth:`ErrorMemory.stats`)."""
-        return self.memory.stats()
+        return self._memory.stats()
 
-    def _validate(self, problem_ids: Any, correct: Any, rewards: Any, features: Any) -> _Batch:
-        ids = _validate_problem_ids(problem_ids)
-        flags = _validate_correct(correct, len(ids))
-        values = _validate_rewards(rewards, len(ids))
-        present, rows = _validate_features(features, len(ids), self.memory.dim)
-        keys = list(zip(ids, flags.tolist(), strict=True))  # tolist() gives Python bools
-        return _Batch(keys=keys, flags=flags, rewards=values, present=present, rows=rows)
+    def validate(
+        self,
+        problem_ids: Any,
+        correct: Any,
+        rewards: Any,
+        features: FeaturesLike,
+        *,
+        kept: Any = None,
+    ) -> Batch:
+        """Check one step's rollouts against this shaper (see :func:`validate_batch`)."""
+        return validate_batch(
+            problem_ids, correct, rewards, features, kept=kept, dim=self._memory.dim
+        )
 
     def shape(
         self,
@@ -264,15 +124,20 @@ class MEDSShaper:
         correct: Sequence[bool] | npt.NDArray[np.bool_],
         rewards: npt.ArrayLike,
         features: FeaturesLike,
+        *,
+        kept: Sequence[bool] | npt.NDArray[np.bool_] | None = None,
     ) -> ShapeResult:
         """Shape the rewards of one batch (one training step) and, in training, learn from it.
 
         Args:
             problem_ids: (B,) problem id (str) of each rollout.
             correct: (B,) bool, whether each rollout was right.
-            rewards: (B,) finite float rewards from the verifier.
+            rewards: (B,) finite rewards from the verifier.
             features: (B, L) fingerprints, or a list of (L,) vectors / ``None``; a ``None`` or
                 all-NaN row means "no fingerprint": that rollout is never penalised or stored.
+            kept: (B,) bool, the rollouts the trainer keeps (default: all). Pass
+                :func:`~meds_gym.meds.mixed_groups` to follow the reference code, which shapes
+                and stores only groups holding both right and wrong rollouts.
 
         Returns:
             The per-rollout penalties, clusters, cluster sizes and shaped rewards.
@@ -281,49 +146,61 @@ class MEDSShaper:
             InvalidArgumentError: For any bad input (naming the argument, what was expected and
                 what was received); the memory is then left exactly as it was.
         """
-        batch = self._validate(problem_ids, correct, rewards, features)
-        size = len(batch.keys)
+        return self.shape_batch(self.validate(problem_ids, correct, rewards, features, kept=kept))
+
+    def shape_batch(self, batch: Batch) -> ShapeResult:
+        """:meth:`shape` for a batch that :meth:`validate` already checked."""
+        size = len(batch)
         penalties = np.zeros(size, dtype=np.float64)
         clusters = np.full(size, NOT_ASSIGNED, dtype=np.int64)
         sizes = np.zeros(size, dtype=np.int64)
         if batch.present.size:
             target = self.config.penalize
-            present_flags = batch.flags[batch.present]  # (M,)
+            present_flags = batch.correct[batch.present]  # (M,)
             penalised = np.where(
                 present_flags, target.penalises(True), target.penalises(False)
             )  # (M,) bool
+            keys = batch.keys
             if penalised.any():
                 which = batch.present[penalised]
-                keys = batch.keys
-                labels, counts = self.memory.assign(
+                labels, counts = self._memory.assign(
                     [keys[i] for i in which.tolist()], batch.rows[penalised]
                 )
                 clusters[which] = labels
                 sizes[which] = counts
                 penalties[which] = meds_penalty(counts, self.config.alpha, self.config.beta)
             if self._training:
-                keys = batch.keys
-                self.memory._commit(
-                    [keys[i] for i in batch.present.tolist()], batch.rows, _stacklevel=2
-                )
-        shaped = batch.rewards - penalties
+                self._memory.commit([keys[i] for i in batch.present.tolist()], batch.rows)
         return ShapeResult(
-            shaped_rewards=shaped, penalties=penalties, clusters=clusters, cluster_sizes=sizes
+            shaped_rewards=batch.rewards - penalties,
+            penalties=penalties,
+            clusters=clusters,
+            cluster_sizes=sizes,
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the configuration and the memory to one ``.npz`` file, atomically, no pickle.
+        """Write the configuration and the stored fingerprints to one file, atomically, no pickle.
+
+        Only the fingerprints are stored; labels and trees are rebuilt from them on load.
 
         Args:
             path: Destination file; written exactly as named.
         """
-        meta, arrays = self.memory._state_arrays()
-        meta["kind"] = _KIND
-        atomic_savez(path, meta, arrays)
+        keys, sizes, rows = self._memory.state()
+        meta = {
+            "kind": _KIND,
+            "config": self.config.to_dict(),
+            "bucket_keys": [[pid, flag] for pid, flag in keys],
+            "dim": self._memory.dim,
+        }
+        atomic_savez(path, meta, {"rows": rows, "bucket_sizes": sizes})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MEDSShaper:
         """Read a shaper written by :meth:`save`; continuing it gives bit-identical penalties.
+
+        The stored fingerprints are checked like user input and the clusters are refitted from
+        them, so nothing in the file is trusted.
 
         Args:
             path: The file.
@@ -333,11 +210,52 @@ class MEDSShaper:
 
         Raises:
             FileNotFoundError: If ``path`` does not exist.
-            CorruptFileError: If the file is truncated, corrupt, of another format version or
-                not a :class:`MEDSShaper` file.
+            CorruptFileError: If the file is truncated, corrupt, crafted, of another format
+                version or not a :class:`MEDSShaper` file.
         """
-        meta, arrays = read_npz(path, _KIND)
-        memory = ErrorMemory._from_state(meta, arrays, str(path))
-        shaper = cls(memory.config)
-        shaper.memory = memory
+        where = str(path)
+        meta, arrays = read_npz(path, _KIND, _MEMBERS)
+        config, keys, dim = _parse_meta(meta, where)
+        sizes, rows = arrays["bucket_sizes"], arrays["rows"]
+
+        def bad(why: str) -> CorruptFileError:
+            return CorruptFileError(f"{where!r} is inconsistent: {why}.")
+
+        if sizes.shape != (len(keys),) or (sizes.size and int(sizes.min()) < 1):
+            raise bad("bucket sizes do not match the bucket keys")
+        if rows.shape[0] != int(sizes.sum()) or (keys and rows.shape[1] != dim):
+            raise bad("the fingerprint array does not match the bucket sizes and dimension")
+        checked = np.zeros((0, dim or 0), dtype=np.float32)
+        if rows.shape[0]:
+            try:
+                present, checked = validate_features(rows, rows.shape[0], dim)
+            except InvalidArgumentError as exc:
+                raise bad(f"stored fingerprints: {exc}") from exc
+            if present.size != rows.shape[0]:
+                raise bad("a stored fingerprint is missing (all NaN)")
+        shaper = cls(config)
+        shaper._memory = ErrorMemory.rebuild(config, keys, sizes, checked)
         return shaper
+
+
+def _parse_meta(meta: dict[str, Any], where: str) -> tuple[MEDSConfig, list[BucketKey], int | None]:
+    """The configuration, bucket keys and dimension of a saved shaper, or CorruptFileError."""
+    try:
+        config = MEDSConfig.from_dict(dict(meta["config"]))
+    except (KeyError, TypeError, ValueError, InvalidArgumentError) as exc:
+        raise CorruptFileError(f"{where!r}: missing or invalid configuration ({exc}).") from exc
+    keys_raw = meta.get("bucket_keys")
+    if not isinstance(keys_raw, list) or not all(
+        isinstance(k, list) and len(k) == 2 and isinstance(k[0], str) and isinstance(k[1], bool)
+        for k in keys_raw
+    ):
+        raise CorruptFileError(f"{where!r}: bucket keys are not [problem_id, correct] pairs.")
+    keys = [(k[0], k[1]) for k in keys_raw]
+    if len(set(keys)) != len(keys):
+        raise CorruptFileError(f"{where!r}: duplicate bucket keys.")
+    dim = meta.get("dim")
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+        raise CorruptFileError(f"{where!r}: feature dimension {dim!r}.")
+    if keys and dim is None:
+        raise CorruptFileError(f"{where!r}: buckets without a feature dimension.")
+    return config, keys, dim

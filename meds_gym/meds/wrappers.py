@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, SupportsFloat
@@ -15,17 +14,22 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from meds_gym.errors import InvalidArgumentError, invalid_type
+from meds_gym.meds.adapter import (
+    DEFAULT_PROBLEM_ID,
+    HoldsShaper,
+    IsCorrectFn,
+    meds_info,
+    meds_info_at,
+    read_outcome,
+    read_problem_id,
+)
+from meds_gym.meds.batch import mixed_groups, validate_features
 from meds_gym.meds.config import MEDSConfig
-from meds_gym.meds.shaper import MEDSShaper, ShapeResult, _validate_features
+from meds_gym.meds.shaper import MEDSShaper, ShapeResult
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PROBLEM_ID = "__env__"
-"""Bucket id used in non-text mode when the env's info carries no ``problem_id``: every episode of
-the env then shares one pair of buckets (successes, failures)."""
-
-IsCorrectFn = Callable[[float, Mapping[str, Any]], bool]
-"""``is_correct(reward, info) -> bool``: whether a (terminal) step was a success."""
+__all__ = ["DEFAULT_PROBLEM_ID", "MEDSRewardWrapper", "MEDSVectorRewardWrapper", "Trajectory"]
 
 
 @dataclass
@@ -48,21 +52,6 @@ class Trajectory:
 
     def __len__(self) -> int:
         return len(self.actions)
-
-
-def _flag_from_info(info: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
-    for key in keys:
-        if key in info:
-            value = info[key]
-            if isinstance(value, (bool, np.bool_)):
-                return bool(value)
-            raise InvalidArgumentError(f'info["{key}"]', "a bool", value)
-    raise InvalidArgumentError(
-        "info",
-        "an env info dict with a boolean " + " or ".join(repr(k) for k in keys) + " entry",
-        sorted(info),
-        "Pass is_correct=lambda reward, info: ... to the MEDS wrapper to decide success yourself.",
-    )
 
 
 def _split_text_action(action: Any, name: str) -> tuple[str, Any]:
@@ -89,7 +78,7 @@ def _split_text_action(action: Any, name: str) -> tuple[str, Any]:
 def _check_features(features: list[Any], shaper: MEDSShaper, name: str) -> None:
     """Validate fingerprints before the inner env is stepped (so a bad one changes nothing)."""
     try:
-        _validate_features(features, len(features), shaper.memory.dim)
+        validate_features(features, len(features), shaper.memory.dim)
     except InvalidArgumentError as exc:
         if len(features) == 1:
             raise InvalidArgumentError(name, exc.expected, exc.received) from None
@@ -101,17 +90,9 @@ def _check_features(features: list[Any], shaper: MEDSShaper, name: str) -> None:
         raise
 
 
-def _meds_info(result: ShapeResult, raw: npt.NDArray[np.float64], i: int) -> dict[str, Any]:
-    return {
-        "raw_reward": float(raw[i]),
-        "penalty": float(result.penalties[i]),
-        "cluster": int(result.clusters[i]),
-        "cluster_size": int(result.cluster_sizes[i]),
-        "shaped_reward": float(result.shaped_rewards[i]),
-    }
-
-
-class MEDSRewardWrapper(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+class MEDSRewardWrapper(
+    HoldsShaper, gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs
+):
     """Shape an env's reward with MEDS: repeated kinds of mistakes earn less.
 
     **Text mode** (``feature_fn=None``), for the text envs of :mod:`meds_gym.envs`: an action is
@@ -199,23 +180,9 @@ class MEDSRewardWrapper(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstru
             )
 
     @property
-    def config(self) -> MEDSConfig:
-        """The MEDS configuration."""
-        return self.shaper.config
-
-    @property
     def text_mode(self) -> bool:
         """Whether actions are texts with fingerprints (``feature_fn`` not given)."""
         return self._feature_fn is None
-
-    @property
-    def training(self) -> bool:
-        """Whether the memory learns; ``False`` assigns and penalises but never stores."""
-        return self.shaper.training
-
-    @training.setter
-    def training(self, value: bool) -> None:
-        self.shaper.training = value
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -227,32 +194,14 @@ class MEDSRewardWrapper(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstru
             self._trajectory = Trajectory(observations=[obs], reset_info=dict(info))
         return obs, info
 
-    def _problem_id(self, info: Mapping[str, Any], default: str | None) -> str:
-        pid = info.get("problem_id", self._reset_info.get("problem_id", default))
-        if pid is None:
-            raise InvalidArgumentError(
-                'info["problem_id"]',
-                "a str problem id in the env's step or reset info",
-                sorted(info),
-            )
-        if not isinstance(pid, str):
-            raise InvalidArgumentError('info["problem_id"]', "a str problem id", pid)
-        return pid
-
-    def _correct(self, reward: float, info: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
-        if self._is_correct is None:
-            return _flag_from_info(info, keys)
-        value = self._is_correct(reward, info)
-        if not isinstance(value, (bool, np.bool_)):
-            raise InvalidArgumentError("is_correct(reward, info)", "a bool", value)
-        return bool(value)
-
     def _shape_one(
-        self, pid: str, correct: bool, reward: float, features: Any
+        self, info: Mapping[str, Any], reward: float, features: Any, default_pid: str | None
     ) -> tuple[float, dict[str, Any]]:
+        pid = read_problem_id({**self._reset_info, **info}, default_pid)
+        correct = read_outcome(reward, info, self._is_correct)
         raw = np.array([reward], dtype=np.float64)
         result = self.shaper.shape([pid], [correct], raw, [features])
-        return float(result.shaped_rewards[0]), _meds_info(result, raw, 0)
+        return float(result.shaped_rewards[0]), meds_info_at(meds_info(raw, result, [0]), 0)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step the wrapped env and shape the reward (see the class docstring)."""
@@ -263,10 +212,7 @@ class MEDSRewardWrapper(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstru
                 _check_features([features], self.shaper, 'action["features"]')
             obs, reward, terminated, truncated, info = self.env.step(text)
             info = dict(info)
-            value = float(reward)
-            pid = self._problem_id(info, None)
-            correct = self._correct(value, info, ("correct", "is_success"))
-            shaped, info["meds"] = self._shape_one(pid, correct, value, features)
+            shaped, info["meds"] = self._shape_one(info, float(reward), features, None)
             return obs, shaped, terminated, truncated, info
 
         if self._trajectory is None:
@@ -283,25 +229,12 @@ class MEDSRewardWrapper(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstru
             return obs, reward, terminated, truncated, info
         self._trajectory = None
         features = feature_fn(trajectory)
-        pid = self._problem_id(info, DEFAULT_PROBLEM_ID)
-        correct = self._correct(value, info, ("is_success", "correct"))
         _check_features([features], self.shaper, "feature_fn(trajectory)")
-        shaped, info["meds"] = self._shape_one(pid, correct, value, features)
+        shaped, info["meds"] = self._shape_one(info, value, features, DEFAULT_PROBLEM_ID)
         return obs, shaped, terminated, truncated, info
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the shaper state (configuration and memory), without the env."""
-        self.shaper.save(path)
 
-    def load(self, path: str | os.PathLike[str]) -> None:
-        """Replace the shaper state with one saved by :meth:`save`; :attr:`training` is kept."""
-        training = self.shaper.training
-        shaper = MEDSShaper.load(path)
-        shaper.training = training
-        self.shaper = shaper
-
-
-class MEDSVectorRewardWrapper(VectorWrapper):
+class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
     """MEDS for a :class:`gymnasium.vector.VectorEnv` of text envs: one vector step is one batch.
 
     Actions are a sequence of ``num_envs`` items, each a ``{"text", "features"}`` dict or a plain
@@ -311,11 +244,17 @@ class MEDSVectorRewardWrapper(VectorWrapper):
     arrays ``raw_reward``, ``penalty``, ``cluster``, ``cluster_size``, ``shaped_reward`` and
     ``info["_meds"]`` marks the sub-envs that were shaped.
 
+    With ``skip_uniform_groups=True`` the wrapper applies DAPO's group filter before MEDS, as the
+    reference code does: the sub-envs of one step that share a problem id form a group, and a group
+    whose rollouts are all right or all wrong is neither shaped nor stored (its rewards pass
+    unchanged, and it is not marked in ``info["_meds"]``).
+
     Args:
         env: The vector env.
         config: The MEDS configuration.
         is_correct: ``is_correct(reward, info) -> bool`` per sub-env, overriding
-            ``info["correct"]`` / ``info["is_success"]``.
+            ``info["is_success"]`` / ``info["correct"]``.
+        skip_uniform_groups: Shape and store only groups holding both right and wrong rollouts.
     """
 
     def __init__(
@@ -324,6 +263,7 @@ class MEDSVectorRewardWrapper(VectorWrapper):
         config: MEDSConfig = MEDSConfig(),  # noqa: B008 - frozen, so sharing it is safe
         *,
         is_correct: IsCorrectFn | None = None,
+        skip_uniform_groups: bool = False,
     ) -> None:
         if not isinstance(env, VectorEnv):
             raise invalid_type("env", "a gymnasium.vector.VectorEnv", env)
@@ -333,21 +273,15 @@ class MEDSVectorRewardWrapper(VectorWrapper):
             raise invalid_type(
                 "is_correct", "a callable (reward, info) -> bool, or None", is_correct
             )
+        if not isinstance(skip_uniform_groups, bool):
+            raise InvalidArgumentError("skip_uniform_groups", "a bool", skip_uniform_groups)
         super().__init__(env)
         self.shaper = MEDSShaper(config)
         self._is_correct = is_correct
+        self.skip_uniform_groups = skip_uniform_groups
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         self._autoreset_mode = AutoresetMode(mode) if isinstance(mode, str) else mode
         self._resetting = np.zeros(self.num_envs, dtype=bool)
-
-    @property
-    def training(self) -> bool:
-        """Whether the memory learns; ``False`` assigns and penalises but never stores."""
-        return self.shaper.training
-
-    @training.setter
-    def training(self, value: bool) -> None:
-        self.shaper.training = value
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -406,50 +340,30 @@ class MEDSVectorRewardWrapper(VectorWrapper):
             ):
                 source = infos["final_info"]
             sub = self._sub_info(source, i)
-            pid = sub.get("problem_id")
-            if not isinstance(pid, str):
-                raise InvalidArgumentError(f'info["problem_id"][{i}]', "a str problem id", pid)
-            if self._is_correct is None:
-                flag = _flag_from_info(sub, ("correct", "is_success"))
-            else:
-                got = self._is_correct(float(raw[i]), sub)
-                if not isinstance(got, (bool, np.bool_)):
-                    raise InvalidArgumentError("is_correct(reward, info)", "a bool", got)
-                flag = bool(got)
+            pids.append(read_problem_id(sub, None, f'info["problem_id"][{i}]'))
+            flags.append(read_outcome(float(raw[i]), sub, self._is_correct, f"infos[{i}]"))
             idx.append(i)
-            pids.append(pid)
-            flags.append(flag)
 
-        result = self.shaper.shape(
-            pids, np.array(flags, dtype=bool), raw[idx], [features[i] for i in idx]
-        )
-        n = self.num_envs
-        chosen = np.asarray(idx, dtype=np.int64)
-        meds = {
-            "raw_reward": raw.copy(),
-            "penalty": np.zeros(n),
-            "cluster": np.full(n, -2, dtype=np.int64),
-            "cluster_size": np.zeros(n, dtype=np.int64),
-            "shaped_reward": raw.copy(),
-        }
-        meds["penalty"][chosen] = result.penalties
-        meds["cluster"][chosen] = result.clusters
-        meds["cluster_size"][chosen] = result.cluster_sizes
-        meds["shaped_reward"][chosen] = result.shaped_rewards
-        mask = np.zeros(n, dtype=bool)
-        mask[chosen] = True
+        correct = np.array(flags, dtype=bool)
+        kept = mixed_groups(pids, correct) if self.skip_uniform_groups else None
+        result = self.shaper.shape(pids, correct, raw[idx], [features[i] for i in idx], kept=kept)
+        shaped = np.asarray(idx, dtype=np.int64)
+        if kept is not None:
+            shaped = shaped[kept]
+            result = _rows_of(result, kept)
         infos = dict(infos)
-        infos["meds"] = meds
+        infos["meds"] = meds_info(raw, result, shaped)
+        mask = np.zeros(self.num_envs, dtype=bool)
+        mask[shaped] = True
         infos["_meds"] = mask
-        return obs, meds["shaped_reward"].copy(), terminated, truncated, infos
+        return obs, infos["meds"]["shaped_reward"].copy(), terminated, truncated, infos
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the shaper state (configuration and memory), without the env."""
-        self.shaper.save(path)
 
-    def load(self, path: str | os.PathLike[str]) -> None:
-        """Replace the shaper state with one saved by :meth:`save`; :attr:`training` is kept."""
-        training = self.shaper.training
-        shaper = MEDSShaper.load(path)
-        shaper.training = training
-        self.shaper = shaper
+def _rows_of(result: ShapeResult, rows: npt.NDArray[np.bool_]) -> ShapeResult:
+    """The rows ``rows`` of a shaper result."""
+    return ShapeResult(
+        shaped_rewards=result.shaped_rewards[rows],
+        penalties=result.penalties[rows],
+        clusters=result.clusters[rows],
+        cluster_sizes=result.cluster_sizes[rows],
+    )

@@ -1,8 +1,8 @@
 """The error memory's incremental bookkeeping: appended rows, refits and votes stay exact.
 
 The memory appends new rows behind each bucket's stored rows (in spare room it keeps per bucket),
-refits with the unchecked batched entry point, and votes with the kNN kernel directly. The oracles
-are the public, validating functions run from scratch on the bucket's rows.
+refits with the trusted batched entry point, and votes with the kNN kernel directly. The oracles
+are the public, validating functions run from scratch on the bucket's (normalised) rows.
 """
 
 from __future__ import annotations
@@ -12,14 +12,29 @@ import pytest
 
 import meds_gym.meds.memory as memory_module
 from meds_gym.clustering import hdbscan_labels, knn_vote, minimum_spanning_tree
-from meds_gym.errors import InvalidArgumentError
-from meds_gym.meds import ErrorMemory, MEDSConfig, MEDSShaper
-from meds_gym.meds.memory import normalise_rows
+from meds_gym.meds import MEDSConfig, MEDSShaper
+from meds_gym.meds.memory import unit_rows
 
 
-def unit(rows: np.ndarray) -> np.ndarray:
-    """The rows as the memory stores them (its own normalisation, tested elsewhere)."""
-    return normalise_rows(np.asarray(rows, dtype=np.float64), "rows", None)
+def stored(rows: np.ndarray) -> np.ndarray:
+    """The rows as the memory stores them: float32, as given."""
+    return np.asarray(rows, dtype=np.float32)
+
+
+class Memory:
+    """A shaper's memory, grown through the public shape() call."""
+
+    def __init__(self, config: MEDSConfig) -> None:
+        self.shaper = MEDSShaper(config)
+
+    def add(self, pids, flags, rows) -> None:
+        self.shaper.shape(pids, np.asarray(flags), np.zeros(len(pids)), rows)
+
+    def __getattr__(self, name):
+        return getattr(self.shaper.memory, name)
+
+    def __contains__(self, key) -> bool:
+        return key in self.shaper.memory
 
 
 def batches(seed: int, steps: int, problems: int = 3, per_step: int = 6, dim: int = 5):
@@ -44,21 +59,21 @@ def batches(seed: int, steps: int, problems: int = 3, per_step: int = 6, dim: in
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_memory_buckets_equal_a_fresh_fit_after_every_step(seed):
-    memory = ErrorMemory(MEDSConfig())
+    memory = Memory(MEDSConfig())
     appended: dict[tuple[str, bool], list[np.ndarray]] = {}
     for pids, flags, rows in batches(seed, steps=40):
         memory.add(pids, flags, rows)
-        for pid, flag, row in zip(pids, flags.tolist(), unit(rows), strict=True):
+        for pid, flag, row in zip(pids, flags.tolist(), stored(rows), strict=True):
             appended.setdefault((pid, flag), []).append(row)
         for key, kept in appended.items():
             bucket = memory.bucket(*key)
             np.testing.assert_array_equal(bucket.rows, np.array(kept))
-            np.testing.assert_array_equal(bucket.labels, hdbscan_labels(bucket.rows))
-            np.testing.assert_array_equal(bucket.mst, minimum_spanning_tree(bucket.rows))
+            np.testing.assert_array_equal(bucket.labels, hdbscan_labels(unit_rows(bucket.rows)))
+            np.testing.assert_array_equal(bucket.mst, minimum_spanning_tree(unit_rows(bucket.rows)))
 
 
 def test_memory_earlier_bucket_views_never_change():
-    memory = ErrorMemory(MEDSConfig())
+    memory = Memory(MEDSConfig())
     held = []
     for pids, flags, rows in batches(2, steps=30, problems=1):
         memory.add(pids, flags, rows)
@@ -74,7 +89,7 @@ def test_memory_earlier_bucket_views_never_change():
 
 
 def test_memory_failed_refit_leaves_memory_unchanged_and_next_add_is_exact(monkeypatch):
-    memory = ErrorMemory(MEDSConfig())
+    memory = Memory(MEDSConfig())
     steps = list(batches(3, steps=12, problems=2))
     for pids, flags, rows in steps[:10]:
         memory.add(pids, flags, rows)
@@ -84,7 +99,7 @@ def test_memory_failed_refit_leaves_memory_unchanged_and_next_add_is_exact(monke
     def broken(*args, **kwargs):
         raise RuntimeError("refit failed")
 
-    monkeypatch.setattr(memory_module, "_refit_trusted", broken)
+    monkeypatch.setattr(memory_module, "refit_buckets", broken)
     with pytest.raises(RuntimeError, match="refit failed"):
         memory.add(*steps[10])
     for key, arrays in before.items():
@@ -96,9 +111,9 @@ def test_memory_failed_refit_leaves_memory_unchanged_and_next_add_is_exact(monke
     memory.add(*steps[11])
     for key in memory.keys():
         bucket = memory.bucket(*key)
-        np.testing.assert_array_equal(bucket.labels, hdbscan_labels(bucket.rows))
-        np.testing.assert_array_equal(bucket.mst, minimum_spanning_tree(bucket.rows))
-    extra = unit(steps[11][2])
+        np.testing.assert_array_equal(bucket.labels, hdbscan_labels(unit_rows(bucket.rows)))
+        np.testing.assert_array_equal(bucket.mst, minimum_spanning_tree(unit_rows(bucket.rows)))
+    extra = stored(steps[11][2])
     for key in {(p, f) for p, f in zip(steps[11][0], steps[11][1].tolist(), strict=True)}:
         mine = [r for r, p, f in zip(extra, *steps[11][:2], strict=True) if (p, bool(f)) == key]
         np.testing.assert_array_equal(memory.bucket(*key).rows[-len(mine) :], np.array(mine))
@@ -127,23 +142,23 @@ def test_memory_loaded_then_grown_equals_never_saved(tmp_path):
 
 def test_memory_capacity_keeps_newest_rows_across_many_steps():
     cap = 7
-    memory = ErrorMemory(MEDSConfig(bucket_capacity=cap))
+    memory = Memory(MEDSConfig(bucket_capacity=cap))
     appended: dict[tuple[str, bool], list[np.ndarray]] = {}
     for pids, flags, rows in batches(5, steps=25):
         memory.add(pids, flags, rows)
-        for pid, flag, row in zip(pids, flags.tolist(), unit(rows), strict=True):
+        for pid, flag, row in zip(pids, flags.tolist(), stored(rows), strict=True):
             appended.setdefault((pid, flag), []).append(row)
         for key, kept in appended.items():
             bucket = memory.bucket(*key)
             np.testing.assert_array_equal(bucket.rows, np.array(kept[-cap:]))
-            np.testing.assert_array_equal(bucket.labels, hdbscan_labels(bucket.rows))
+            np.testing.assert_array_equal(bucket.labels, hdbscan_labels(unit_rows(bucket.rows)))
 
 
 def test_memory_assign_equals_public_knn_vote():
-    memory = ErrorMemory(MEDSConfig(k=3))
+    memory = Memory(MEDSConfig(k=3))
     for pids, flags, rows in batches(6, steps=15):
         memory.add(pids, flags, rows)
-    queries = unit(np.random.default_rng(9).normal(size=(20, 5)))
+    queries = stored(np.random.default_rng(9).normal(size=(20, 5)))
     keys = [(f"p{i % 3}", bool(i % 2)) for i in range(20)]
     labels, sizes = memory.assign(keys, queries)
     for i, key in enumerate(keys):
@@ -151,12 +166,3 @@ def test_memory_assign_equals_public_knn_vote():
         want = knn_vote(bucket.rows, bucket.labels, queries[i : i + 1], k=3)[0]
         assert labels[i] == want
         assert sizes[i] == int(np.sum(bucket.labels == want))
-
-
-def test_memory_assign_still_rejects_bad_query_rows():
-    memory = ErrorMemory(MEDSConfig())
-    memory.add(["p"] * 3, [False] * 3, np.eye(3))
-    with pytest.raises(InvalidArgumentError, match="`queries` must be finite values only"):
-        memory.assign([("p", False)], np.array([[np.nan, 0.0, 1.0]]))
-    with pytest.raises(InvalidArgumentError, match="`queries` must be rows of 3 features"):
-        memory.assign([("p", False)], np.ones((1, 2)))

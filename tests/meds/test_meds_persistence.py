@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from meds_gym.errors import CorruptFileError
-from meds_gym.meds import ErrorMemory, MEDSConfig, MEDSShaper, NoiseVote, PenaltyTarget
+from meds_gym.meds import MEDSConfig, MEDSShaper, NoiseVote, PenaltyTarget
 
 
 def random_batches(seed, steps, problems=("a", "b", "c"), per_problem=10, dim=5):
@@ -83,15 +83,16 @@ def test_empty_shaper_round_trip(tmp_path):
     assert loaded.config.alpha == 0.3 and len(loaded.memory) == 0 and loaded.memory.dim is None
 
 
-def test_error_memory_round_trip(tmp_path):
-    memory = ErrorMemory(MEDSConfig())
-    for pids, flags, _, feats in random_batches(seed=1, steps=2):
-        memory.add(pids, flags, feats)
-    path = tmp_path / "memory.npz"
-    memory.save(path)
-    assert_identical(memory_state(memory), memory_state(ErrorMemory.load(path)))
-    with pytest.raises(CorruptFileError, match="ErrorMemory"):
-        MEDSShaper.load(path)  # a memory file is not a shaper file
+def test_file_holds_the_rows_and_no_derived_state(tmp_path):
+    shaper = MEDSShaper()
+    for b in random_batches(seed=1, steps=2):
+        shaper.shape(*b)
+    path = tmp_path / "state.npz"
+    shaper.save(path)
+    with zipfile.ZipFile(path) as zf:
+        assert sorted(zf.namelist()) == ["bucket_sizes.npy", "meta.npy", "rows.npy"]
+    with np.load(path, allow_pickle=False) as data:
+        assert data["rows"].dtype == np.float32 and data["rows"].shape == (shaper.memory.n_rows, 5)
 
 
 def test_file_is_a_plain_npz_without_pickle(tmp_path):
@@ -101,7 +102,7 @@ def test_file_is_a_plain_npz_without_pickle(tmp_path):
     shaper.save(path)
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
-        assert meta["format_version"] == "1" and meta["kind"] == "MEDSShaper"
+        assert meta["format_version"] == "2" and meta["kind"] == "MEDSShaper"
         assert all(data[name].dtype != object for name in data.files)
     assert sorted(os.listdir(tmp_path)) == ["state.npz"]  # no temporary file left behind
 
@@ -188,18 +189,23 @@ def rewrite(path, meta_update=None, drop=None, replace=None):
 
 
 def test_wrong_version_is_refused(saved):
-    rewrite(saved, meta_update={"format_version": "2"})
-    with pytest.raises(CorruptFileError, match="version '2'"):
+    rewrite(saved, meta_update={"format_version": "3"})
+    with pytest.raises(CorruptFileError, match="version '3'"):
         MEDSShaper.load(saved)
 
 
 @pytest.mark.parametrize(
     "change",
     [
-        {"drop": ["labels"]},
+        {"drop": ["rows"]},
         {"drop": ["meta"]},
-        {"replace": {"labels": np.zeros(3, dtype=np.int64)}},
+        {"drop": ["bucket_sizes"]},
         {"replace": {"rows": np.zeros((2, 2))}},
+        {"replace": {"rows": np.zeros((60, 5), dtype=np.float32)}},
+        {"replace": {"rows": np.full((60, 5), np.nan, dtype=np.float32)}},
+        {"replace": {"rows": np.ones((60, 5), dtype=np.int64)}},
+        {"replace": {"bucket_sizes": np.array([0, 60, 0, 0, 0, 0], dtype=np.int64)}},
+        {"replace": {"bucket_sizes": np.array([-5, 65, 0, 0, 0, 0], dtype=np.int64)}},
         {"replace": {"bucket_sizes": np.array([1], dtype=np.int64)}},
         {"meta_update": {"bucket_keys": [["a", "yes"]]}},
         {"meta_update": {"config": {"alpha": -1.0}}},
@@ -216,7 +222,7 @@ def test_single_npy_file_is_corrupt(tmp_path):
     path = tmp_path / "array.npz"
     with open(path, "wb") as handle:
         np.save(handle, np.arange(5))
-    with pytest.raises(CorruptFileError, match="single .npy"):
+    with pytest.raises(CorruptFileError, match="not a readable MEDS state file"):
         MEDSShaper.load(path)
 
 
@@ -225,7 +231,7 @@ def test_pickled_object_array_is_refused(tmp_path):
     with open(path, "wb") as handle:
         np.savez(
             handle,
-            meta=np.array(json.dumps({"format_version": "1", "kind": "MEDSShaper"})),
+            meta=np.array(json.dumps({"format_version": "2", "kind": "MEDSShaper"})),
             rows=np.array([object()], dtype=object),
         )
     with pytest.raises(CorruptFileError):

@@ -1,20 +1,18 @@
 import math
 import warnings
-from collections import Counter
 
 import hdbscan
 import numpy as np
 import pytest
-from sklearn.neighbors import NearestNeighbors
 
 from meds_gym.errors import InvalidArgumentError, UnknownProblemError
 from meds_gym.meds import (
     NOT_ASSIGNED,
-    ErrorMemory,
     MEDSConfig,
     MEDSShaper,
     NoiseVote,
     PenaltyTarget,
+    mixed_groups,
 )
 
 
@@ -24,7 +22,7 @@ def deg(*angles):
     return np.stack([np.cos(rad), np.sin(rad)], axis=1)
 
 
-def snapshot(memory: ErrorMemory):
+def snapshot(memory):
     state = {}
     for key in memory.keys():
         b = memory.bucket(*key)
@@ -111,11 +109,13 @@ def test_noise_vote_count_noise_and_no_penalty():
     assert free.penalties.tolist() == [0.0]
 
 
-def test_single_stored_row_gives_no_assignment():
+def test_single_stored_row_is_noise_and_counts_one():
+    # The reference labels a one-row bucket [-1]: a later wrong rollout votes noise with n = 1.
     shaper = MEDSShaper()
     shaper.shape(["p"], [False], [0.0], deg(0))
     out = shaper.shape(["p"], [False], [0.0], deg(0))
-    assert out.clusters.tolist() == [NOT_ASSIGNED] and out.penalties.tolist() == [0.0]
+    assert out.clusters.tolist() == [-1] and out.cluster_sizes.tolist() == [1]
+    assert out.penalties[0] == pytest.approx(0.1 * math.log(2))
     out = shaper.shape(["p"], [False], [0.0], deg(0))  # now 2 rows: a fitted bucket
     assert out.clusters.tolist() != [NOT_ASSIGNED]
 
@@ -123,60 +123,77 @@ def test_single_stored_row_gives_no_assignment():
 def test_buckets_are_separate_per_problem_and_correctness():
     shaper = MEDSShaper()
     shaper.shape(["p", "p", "q"], [False, False, False], [0.0] * 3, deg(0, 1, 0))
-    # "q" has 1 stored row, "p" has 2; a correct rollout of "p" uses the empty (p, True) bucket.
+    # "q" has 1 stored row (noise, n = 1); a correct rollout of "p" uses the empty (p, True)
+    # bucket and is not penalised anyway.
     out = shaper.shape(["q", "p"], [False, True], [0.0, 1.0], deg(0, 0))
-    assert out.penalties.tolist() == [0.0, 0.0]
+    assert out.penalties.tolist() == [pytest.approx(0.1 * math.log(2)), 0.0]
     assert sorted(shaper.memory.keys()) == [("p", False), ("p", True), ("q", False)]
 
 
 # ---------------------------------------------------------------- reference parity
-def reference_vote(rows, labels, queries, k):
-    nn = NearestNeighbors(n_neighbors=min(k, len(rows)), metric="cosine").fit(rows)
-    _, idx = nn.kneighbors(queries)
-    out = []
-    for neighbours in idx:
-        counts = Counter(labels[neighbours].tolist())
-        best = max(counts.values())
-        # ties: the label of the nearest neighbour among the tied labels
-        out.append(next(lab for lab in labels[neighbours].tolist() if counts[lab] == best))
-    return np.array(out, dtype=np.int64)
+def reference_vote(rows, labels, query, k):
+    """The authors' kNN vote: brute-force cosine neighbours, then np.unique + argmax."""
+    unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    dist = 1.0 - unit @ (query / np.linalg.norm(query))
+    nearest = np.argsort(dist, kind="stable")[: min(k, len(rows))]
+    values, counts = np.unique(labels[nearest], return_counts=True)
+    tied = int((counts == counts.max()).sum())  # labels sharing the top vote count
+    return int(values[np.argmax(counts)]), tied
 
 
 class ReferenceMEDS:
-    """The slow obvious path: the hdbscan package and scikit-learn, refit from scratch."""
+    """The slow obvious path, written after the authors' code (Linxi000/MEDS,
+    recipe/MEDS/layer_logits_utils.py): raw vectors per (problem, correct) key, labels of the last
+    fit, a vote against them before the step's rows are appended, then an `hdbscan` package refit
+    of every touched key on the L2-normalised rows; fewer than 2 rows are labelled -1.
+    """
 
     def __init__(self, alpha, beta, k):
         self.alpha, self.beta, self.k = alpha, beta, k
         self.rows, self.labels = {}, {}
+        self.ties = self.three_way_ties = self.one_row_votes = 0
 
-    def step(self, pids, correct, rewards, feats):
+    def step(self, pids, correct, rewards, feats, kept=None):
+        keep = np.ones(len(pids), bool) if kept is None else np.asarray(kept)
         pen = np.zeros(len(pids))
         sizes = np.zeros(len(pids), dtype=np.int64)
         for i, (pid, ok) in enumerate(zip(pids, correct, strict=True)):
             key = (pid, ok)
-            if ok or key not in self.rows or len(self.rows[key]) < 2:
+            if ok or not keep[i] or key not in self.rows:
                 continue
-            lab = reference_vote(
-                np.array(self.rows[key]), self.labels[key], feats[i : i + 1], self.k
-            )[0]
-            n = int(np.sum(self.labels[key] == lab))
+            stored = np.array(self.rows[key], dtype=np.float64)
+            label, tied = reference_vote(stored, self.labels[key], feats[i].astype(np.float64), 3)
+            self.ties += tied > 1
+            self.three_way_ties += tied == 3
+            self.one_row_votes += len(stored) == 1
+            n = int(np.sum(self.labels[key] == label))
             sizes[i] = n
             pen[i] = min(self.alpha * math.log(n + 1), self.beta)
+        touched = []
         for i, (pid, ok) in enumerate(zip(pids, correct, strict=True)):
-            self.rows.setdefault((pid, ok), []).append(feats[i] / np.linalg.norm(feats[i]))
-        for key in {(p, c) for p, c in zip(pids, correct, strict=True)}:
-            x = np.array(self.rows[key])
+            if keep[i]:
+                self.rows.setdefault((pid, ok), []).append(feats[i])
+                touched.append((pid, ok))
+        for key in dict.fromkeys(touched):
+            x = np.array(self.rows[key], dtype=np.float64)
             if len(x) < 2:
                 self.labels[key] = np.full(len(x), -1)
-            else:
-                self.labels[key] = (
-                    hdbscan.HDBSCAN(
-                        min_cluster_size=2, min_samples=1, cluster_selection_method="eom"
-                    )
-                    .fit(x)
-                    .labels_
-                )
+                continue
+            x = x / np.linalg.norm(x, axis=1, keepdims=True)
+            self.labels[key] = (
+                hdbscan.HDBSCAN(min_cluster_size=2, min_samples=1, cluster_selection_method="eom")
+                .fit(x)
+                .labels_
+            )
         return np.asarray(rewards) - pen, pen, sizes
+
+
+def same_partition(a, b):
+    """Whether two labelings make the same clusters and noise (cluster numbers may differ)."""
+    pairs = set(zip(a.tolist(), b.tolist(), strict=True))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist())) and all(
+        (x == -1) == (y == -1) for x, y in pairs
+    )
 
 
 def clustered_batch(rng, problems, per_problem, dim, centres):
@@ -187,7 +204,7 @@ def clustered_batch(rng, problems, per_problem, dim, centres):
             pids.append(p)
             correct.append(bool(rng.random() < 0.4))
             feats.append(c + rng.normal(scale=0.05, size=dim))
-    return pids, np.array(correct), np.array(feats)
+    return pids, np.array(correct), np.array(feats, dtype=np.float32)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -204,10 +221,55 @@ def test_shaper_matches_reference_path_over_many_steps(seed):
         out = shaper.shape(pids, correct, rewards, feats)
         ref_shaped, ref_pen, ref_sizes = ref.step(pids, correct.tolist(), rewards, feats)
         np.testing.assert_array_equal(out.cluster_sizes, ref_sizes)
-        np.testing.assert_allclose(out.penalties, ref_pen, rtol=1e-12, atol=0)
-        np.testing.assert_allclose(out.shaped_rewards, ref_shaped, rtol=1e-12, atol=0)
+        np.testing.assert_array_equal(out.penalties, ref_pen)
+        np.testing.assert_array_equal(out.shaped_rewards, ref_shaped)
     for key, rows in ref.rows.items():
-        np.testing.assert_allclose(shaper.memory.bucket(*key).rows, np.array(rows), rtol=1e-12)
+        np.testing.assert_array_equal(shaper.memory.bucket(*key).rows, np.array(rows))
+
+
+def run_groups_of_four(seed):
+    """One multi-step scenario; returns the reference (with its tie and one-row counts)."""
+    rng = np.random.default_rng(100 + seed)
+    dim, problems = 5, [f"q{i}" for i in range(8)]
+    centres = {p: rng.normal(size=(4, dim)) for p in problems}
+    shaper = MEDSShaper(MEDSConfig(alpha=0.1, beta=0.2))
+    ref = ReferenceMEDS(0.1, 0.2, 3)
+    shaped_rows = 0
+    for _ in range(40):
+        visited = list(rng.choice(problems, size=4, replace=False))
+        pids, correct, feats = [], [], []
+        for p in visited:
+            for _ in range(4):  # one group: 4 rollouts of problem p
+                pids.append(p)
+                correct.append(bool(rng.random() < 0.5))
+                mode = centres[p][rng.integers(4)]
+                feats.append(mode + rng.normal(scale=rng.choice([0.02, 0.6]), size=dim))
+        correct = np.array(correct)
+        feats = np.array(feats, dtype=np.float32)
+        kept = mixed_groups(pids, correct)
+        rewards = correct.astype(float)
+        out = shaper.shape(pids, correct, rewards, feats, kept=kept)
+        want, want_pen, want_sizes = ref.step(pids, correct.tolist(), rewards, feats, kept=kept)
+        np.testing.assert_array_equal(out.cluster_sizes, want_sizes)
+        np.testing.assert_array_equal(out.penalties, want_pen)
+        np.testing.assert_array_equal(out.shaped_rewards, want)
+        assert (out.clusters[~kept] == NOT_ASSIGNED).all()
+        shaped_rows += int(kept.sum())
+    assert shaped_rows > 0
+    assert sorted(shaper.memory.keys()) == sorted(ref.rows)
+    for key, rows in ref.rows.items():
+        np.testing.assert_array_equal(shaper.memory.bucket(*key).rows, np.array(rows))
+        ours, theirs = shaper.memory.bucket(*key).labels, ref.labels[key]
+        assert same_partition(ours, theirs)
+    return ref
+
+
+def test_every_shaped_reward_equals_the_reference_with_groups_of_four():
+    """Groups of 4 rollouts through DAPO's filter, many steps: one-row buckets and three-way vote
+    ties happen, and every shaped reward equals the reference's (ties included, none excluded)."""
+    refs = [run_groups_of_four(seed) for seed in range(4)]
+    assert sum(r.three_way_ties for r in refs) > 0  # the scenarios exercised both rules
+    assert sum(r.one_row_votes for r in refs) > 0
 
 
 # ---------------------------------------------------------------- input validation
@@ -418,26 +480,24 @@ def test_bucket_access_unknown_key_and_read_only_rows():
     np.testing.assert_allclose(np.linalg.norm(bucket.rows, axis=1), 1.0, rtol=1e-15)
 
 
-def test_memory_add_directly():
-    memory = ErrorMemory(MEDSConfig())
-    memory.add(["p", "p", "p"], np.array([False] * 3), deg(0, 1, 90) * 3.0)
-    assert memory.n_rows == 3 and memory.dim == 2
-    np.testing.assert_allclose(memory.bucket("p", False).rows, deg(0, 1, 90), atol=1e-15)
-    with pytest.raises(InvalidArgumentError, match="dimension 2"):
-        memory.add(["p"], [False], np.ones((1, 3)))
-    with pytest.raises(InvalidArgumentError, match="`correct`"):
-        memory.add(["p"], [1], np.ones((1, 2)))
-    labels, sizes = memory.assign([("p", False)], deg(0.5))
-    assert sizes[0] >= 1 and labels[0] != NOT_ASSIGNED
-
-
 def test_config_type_checked():
     with pytest.raises(InvalidArgumentError, match="`config`"):
         MEDSShaper({"alpha": 0.1})  # type: ignore[arg-type]
 
 
-def test_memory_add_warning_points_at_the_caller():
-    memory = ErrorMemory(MEDSConfig(warn_bucket_size=2))
+def test_size_warning_points_at_the_caller():
+    shaper = MEDSShaper(MEDSConfig(warn_bucket_size=2))
     with pytest.warns(UserWarning, match="warn_bucket_size=2") as record:
-        memory.add(["p"] * 3, [False] * 3, deg(0, 1, 2))
+        shaper.shape(["p"] * 3, [False] * 3, [0.0] * 3, deg(0, 1, 2))
     assert len(record) == 1 and record[0].filename == __file__
+
+
+def test_size_warning_raised_as_error_leaves_the_memory_unchanged():
+    shaper = MEDSShaper(MEDSConfig(warn_bucket_size=3))
+    shaper.shape(["p"] * 2, [False] * 2, [0.0] * 2, deg(0, 1))
+    before = snapshot(shaper.memory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match="warn_bucket_size=3"):
+            shaper.shape(["p"] * 2, [False] * 2, [0.0] * 2, deg(2, 3))
+    assert_same_state(before, snapshot(shaper.memory))

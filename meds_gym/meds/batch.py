@@ -1,0 +1,301 @@
+"""The one validation boundary of MEDS: user input in, a trusted :class:`Batch` out.
+
+Every public entry point (:meth:`MEDSShaper.shape`, the Gymnasium wrappers, the SB3 and TRL
+integrations) hands its rollouts to :func:`validate_batch`, or checks fingerprints early with
+:func:`validate_features`; nothing behind them checks again. A rejected input raises
+:class:`~meds_gym.errors.InvalidArgumentError` naming the argument (and the rollout), before any
+state is touched.
+
+Fingerprints are stored as float32, the precision language models produce them in; values outside
+float32's range are rejected rather than silently turned into infinities or zeros.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from meds_gym.errors import InvalidArgumentError
+
+BucketKey = tuple[str, bool]
+"""A bucket is named by (problem id, whether the rollouts in it were correct)."""
+
+FeaturesLike = npt.ArrayLike | Sequence[npt.ArrayLike | None] | None
+"""A (B, L) array, or one (L,) vector or ``None`` per rollout, or ``None`` for the whole batch."""
+
+_FEATURE_EXPECTED = "finite float32 values (or all NaN for a missing fingerprint)"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A validated batch of rollouts: what the memory and the penalty trust.
+
+    Attributes:
+        keys: (B,) bucket key ``(problem_id, correct)`` of each rollout.
+        correct: (B,) bool.
+        rewards: (B,) float64 finite rewards.
+        kept: (B,) bool, the rollouts the trainer keeps (the others are neither shaped nor stored).
+        present: (M,) int64 indices of the kept rollouts that have a fingerprint.
+        rows: (M, L) float32 their fingerprints: finite, non-zero, C-contiguous.
+    """
+
+    keys: list[BucketKey]
+    correct: npt.NDArray[np.bool_]
+    rewards: npt.NDArray[np.float64]
+    kept: npt.NDArray[np.bool_]
+    present: npt.NDArray[np.int64]
+    rows: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _problem_ids(problem_ids: Any) -> list[str]:
+    if isinstance(problem_ids, (str, bytes)) or not hasattr(problem_ids, "__len__"):
+        raise InvalidArgumentError("problem_ids", "a sequence of str, one per rollout", problem_ids)
+    ids = list(problem_ids)
+    if not set(map(type, ids)) <= {str}:  # fast path: all plain str (not numpy.str_)
+        for i, pid in enumerate(ids):
+            if not isinstance(pid, str):
+                raise InvalidArgumentError(f"problem_ids[{i}]", "a str problem id", pid)
+        ids = [str(pid) for pid in ids]  # plain str (not numpy.str_) for keys and JSON
+    return ids
+
+
+def _flags(value: Any, batch: int, name: str, meaning: str) -> npt.NDArray[np.bool_]:
+    expected = f"{batch} booleans (bool or numpy bool), one per rollout"
+    if isinstance(value, np.ndarray):
+        if value.dtype != np.bool_:
+            raise InvalidArgumentError(
+                name,
+                expected,
+                f"an array of dtype {value.dtype}",
+                "Convert 0/1 flags explicitly, e.g. `flags == 1`.",
+            )
+        flags = value.copy()
+    else:
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+            raise InvalidArgumentError(name, expected, value)
+        items = list(value)
+        for i, flag in enumerate(items):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise InvalidArgumentError(f"{name}[{i}]", f"a bool ({meaning})", flag)
+        flags = np.array(items, dtype=bool)
+    if flags.shape != (batch,):
+        raise InvalidArgumentError(
+            name, f"{batch} flags (len(problem_ids))", f"shape {flags.shape}"
+        )
+    return flags
+
+
+def _rewards(rewards: Any, batch: int) -> npt.NDArray[np.float64]:
+    if isinstance(rewards, (str, bytes)):
+        raise InvalidArgumentError("rewards", "a sequence of finite floats", rewards)
+    try:
+        arr = np.asarray(rewards)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgumentError("rewards", "a sequence of finite floats", rewards) from exc
+    if arr.dtype.kind not in "fiub" or arr.shape != (batch,):
+        raise InvalidArgumentError(
+            "rewards",
+            f"{batch} finite real numbers (len(problem_ids))",
+            f"dtype {arr.dtype}, shape {arr.shape}",
+        )
+    out = arr.astype(np.float64)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidArgumentError(f"rewards[{i}]", "a finite real number", float(out[i]))
+    return out
+
+
+def _as_vector(value: Any, name: str) -> npt.NDArray[np.float64]:
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgumentError(name, "a 1-D numeric fingerprint or None", value) from exc
+    if arr.dtype.kind not in "fiu" or arr.ndim != 1:
+        raise InvalidArgumentError(
+            name,
+            "a 1-D numeric fingerprint of shape (L,) or None",
+            f"dtype {arr.dtype}, shape {arr.shape}",
+        )
+    return arr.astype(np.float64)
+
+
+def _feature_matrix(
+    features: Any, batch: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
+    """(B, L) float64 matrix and (B,) "missing" mask, or None when no rollout has one."""
+    if features is None:
+        return None
+    if isinstance(features, np.ndarray) and features.dtype != object:
+        if (
+            features.dtype.kind not in "fiu"
+            or features.ndim != 2
+            or features.shape[0] != batch
+            or features.shape[1] < 1
+        ):
+            raise InvalidArgumentError(
+                "features",
+                f"a ({batch}, L) numeric array (or a list of vectors/None)",
+                f"dtype {features.dtype}, shape {features.shape}",
+            )
+        matrix = features.astype(np.float64)
+        missing = np.asarray(np.isnan(matrix).all(axis=1), dtype=bool)
+        return matrix, missing
+    if isinstance(features, (str, bytes)) or not hasattr(features, "__len__"):
+        raise InvalidArgumentError(
+            "features", f"a ({batch}, L) array or a list of {batch} vectors/None", features
+        )
+    items = list(features)
+    if len(items) != batch:
+        raise InvalidArgumentError(
+            "features", f"{batch} entries (len(problem_ids))", f"{len(items)} entries"
+        )
+    vectors = [
+        None if item is None else _as_vector(item, f"features[{i}]") for i, item in enumerate(items)
+    ]
+    missing = np.array(
+        [v is None or (v.size > 0 and bool(np.isnan(v).all())) for v in vectors], dtype=bool
+    )
+    if missing.all():
+        return None
+    first = int(np.flatnonzero(~missing)[0])
+    width = vectors[first].shape[0]  # type: ignore[union-attr]
+    matrix = np.zeros((batch, width))
+    for i, v in enumerate(vectors):
+        if missing[i] or v is None:
+            continue
+        if v.shape[0] != width:
+            raise InvalidArgumentError(
+                f"features[{i}]",
+                f"a fingerprint of dimension {width} like features[{first}]",
+                f"dimension {v.shape[0]}",
+            )
+        matrix[i] = v
+    return matrix, missing
+
+
+def validate_features(
+    features: FeaturesLike, batch: int, dim: int | None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Check a batch's fingerprints; return which rollouts have one and those rows.
+
+    Args:
+        features: (B, L) array, or a list of B (L,) vectors / ``None``, or ``None``; a ``None`` or
+            all-NaN row means "no fingerprint".
+        batch: B.
+        dim: The memory's fingerprint length, or ``None`` while it is empty.
+
+    Returns:
+        ``(present, rows)``: (M,) int64 indices and (M, L) float32 C-contiguous rows.
+
+    Raises:
+        InvalidArgumentError: Naming ``features[i]`` for a bad row (not finite in float32, all
+            zero, or of another length than the others or than ``dim``).
+    """
+    found = _feature_matrix(features, batch)
+    if found is None:
+        return np.zeros(0, np.int64), np.zeros((0, dim or 0), np.float32)
+    matrix, missing = found
+    present = np.flatnonzero(~missing).astype(np.int64)
+    if dim is not None and matrix.shape[1] != dim:
+        raise InvalidArgumentError(
+            "features",
+            f"fingerprints of dimension {dim} (fixed by the first row stored in the memory)",
+            f"dimension {matrix.shape[1]}",
+        )
+    chosen = matrix[present]  # (M, L) float64
+    with np.errstate(over="ignore", under="ignore"):
+        rows = np.ascontiguousarray(chosen, dtype=np.float32)  # (M, L)
+    bad = ~np.isfinite(rows).all(axis=1)
+    if bad.any():
+        i = int(present[np.flatnonzero(bad)[0]])
+        raise InvalidArgumentError(f"features[{i}]", _FEATURE_EXPECTED, matrix[i])
+    zero = ~(rows != 0.0).any(axis=1)
+    if zero.any():
+        i = int(present[np.flatnonzero(zero)[0]])
+        raise InvalidArgumentError(
+            f"features[{i}]",
+            "a non-zero vector in float32 (cosine distance is undefined for zero)",
+            matrix[i],
+        )
+    return present, rows
+
+
+def validate_batch(
+    problem_ids: Any,
+    correct: Any,
+    rewards: Any,
+    features: FeaturesLike,
+    *,
+    kept: Any = None,
+    dim: int | None = None,
+) -> Batch:
+    """Turn one step's rollouts, as a user gives them, into a trusted :class:`Batch`.
+
+    Args:
+        problem_ids: (B,) str problem id of each rollout.
+        correct: (B,) bool, whether each rollout was right.
+        rewards: (B,) finite rewards.
+        features: See :func:`validate_features`.
+        kept: (B,) bool, the rollouts the trainer keeps (``None``: all); the others (for example
+            groups that DAPO's dynamic sampling drops) are neither shaped nor stored.
+        dim: The memory's fingerprint length, or ``None`` while it is empty.
+
+    Returns:
+        The batch.
+
+    Raises:
+        InvalidArgumentError: For any bad input, naming the argument and the rollout.
+    """
+    ids = _problem_ids(problem_ids)
+    flags = _flags(correct, len(ids), "correct", "True = correct")
+    values = _rewards(rewards, len(ids))
+    keep = (
+        np.ones(len(ids), dtype=bool)
+        if kept is None
+        else _flags(kept, len(ids), "kept", "True = the trainer keeps this rollout")
+    )
+    present, rows = validate_features(features, len(ids), dim)
+    if not keep.all() and present.size:
+        chosen = keep[present]
+        present, rows = present[chosen], np.ascontiguousarray(rows[chosen])
+    keys = list(zip(ids, flags.tolist(), strict=True))  # tolist() gives Python bools
+    return Batch(keys=keys, correct=flags, rewards=values, kept=keep, present=present, rows=rows)
+
+
+def mixed_groups(problem_ids: Sequence[str], correct: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """Which rollouts belong to a group holding both right and wrong answers (DAPO's filter).
+
+    A group is the rollouts of one batch that share a problem id. DAPO's dynamic sampling drops the
+    groups whose rewards are all equal, and the reference MEDS code clusters only what it keeps;
+    pass this mask as ``kept`` to do the same.
+
+    Args:
+        problem_ids: (B,) problem id of each rollout.
+        correct: (B,) bool.
+
+    Returns:
+        (B,) bool.
+
+    Example:
+        >>> mixed_groups(["a", "a", "b", "b"], [True, False, False, False]).tolist()
+        [True, True, False, False]
+    """
+    flags = np.asarray(correct, dtype=bool)
+    ids = list(problem_ids)
+    if flags.shape != (len(ids),):
+        raise InvalidArgumentError(
+            "correct", f"{len(ids)} flags (len(problem_ids))", f"shape {flags.shape}"
+        )
+    seen: dict[str, list[bool]] = {}
+    for pid, flag in zip(ids, flags.tolist(), strict=True):
+        outcomes = seen.setdefault(pid, [False, False])
+        outcomes[int(flag)] = True
+    return np.array([all(seen[pid]) for pid in ids], dtype=bool)
