@@ -220,3 +220,71 @@ def dominant_mode_share(problem_ids: Sequence[str], labels: Sequence[str]) -> fl
     for pid, label in zip(problem_ids, labels, strict=True):
         counts[pid][label] += 1
     return sum(c.most_common(1)[0][1] for c in counts.values()) / len(labels)
+
+
+def rollout_metrics(
+    problem_ids: Sequence[str],
+    answers: Sequence[str | None],
+    correct: Sequence[bool],
+    rewards: npt.ArrayLike,
+    error_modes: Sequence[Mapping[str, str]],
+) -> dict[str, float]:
+    """The training log's ``charts/`` metrics of one iteration's sampled rollouts.
+
+    Args:
+        problem_ids: (B,) problem of each rollout.
+        answers: (B,) parsed final answers (None: no answer).
+        correct: (B,) the env's verdicts.
+        rewards: (B,) the env's rewards.
+        error_modes: (B,) each rollout's problem table, error mode -> wrong answer (empty when
+            unknown, as for benchmarks).
+
+    Returns:
+        ``charts/reward_mean``, ``charts/distinct_answers`` (per problem, averaged) and, when some
+        rollout is wrong, ``charts/dominant_error_share`` (:func:`dominant_mode_share` of the
+        wrong rollouts' error modes: how much the mistakes concentrate on one mode).
+    """
+    metrics = {
+        "charts/reward_mean": float(np.mean(np.asarray(rewards, dtype=np.float64))),
+        "charts/distinct_answers": float(
+            np.mean(list(distinct_answers(problem_ids, answers).values()))
+        ),
+    }
+    wrong = [i for i, ok in enumerate(correct) if not ok]
+    if wrong:
+        modes = error_mode_labels([answers[i] for i in wrong], [error_modes[i] for i in wrong])
+        metrics["charts/dominant_error_share"] = dominant_mode_share(
+            [problem_ids[i] for i in wrong], modes
+        )
+    return metrics
+
+
+def cluster_agreement(
+    problem_ids: Sequence[str],
+    answers: Sequence[str | None],
+    error_modes: Sequence[Mapping[str, str]],
+    clusters: npt.ArrayLike,
+) -> float:
+    """Adjusted Rand index between MEDS clusters and true error modes of wrong rollouts.
+
+    Labels are taken per problem (``"<problem id>:<label>"``), since MEDS clusters each problem's
+    errors separately. Rollouts MEDS did not assign (cluster -2: a problem's first visit, or no
+    fingerprint) are left out.
+
+    Args:
+        problem_ids: (B,) problem of each wrong rollout.
+        answers: (B,) their parsed answers.
+        error_modes: (B,) their problems' error-mode tables.
+        clusters: (B,) the MEDS cluster each was voted into (-1 noise, -2 not assigned).
+
+    Returns:
+        The ARI, or NaN when fewer than 2 rollouts were assigned.
+    """
+    labels = np.asarray(clusters)
+    voted = labels >= -1
+    if voted.sum() < 2:
+        return float("nan")
+    modes = error_mode_labels(answers, error_modes)
+    true = [f"{pid}:{m}" for pid, m in zip(problem_ids, modes, strict=True)]
+    pred = [f"{pid}:{c}" for pid, c in zip(problem_ids, labels, strict=True)]
+    return adjusted_rand_index(np.asarray(true)[voted], np.asarray(pred)[voted])

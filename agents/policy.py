@@ -1,4 +1,4 @@
-"""Loading a causal-LM policy and scoring its responses: the pieces the training scripts share."""
+"""Loading a causal-LM policy, sampling and scoring its responses: pieces the scripts share."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import torch
 
 from meds_gym.errors import InvalidArgumentError
 
-from .fingerprint import FingerprintCapture
-from .losses import token_logprobs
+from .fingerprint import FingerprintCapture, boxed_brace_token_in_ids
+from .losses import dynamic_sampling_mask, token_logprobs
 from .tiny_model import load_tokenizer
+from .value import capture_values
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +88,13 @@ def forward_logprobs(
     attention: torch.Tensor,
     prompt_width: int,
     capture: FingerprintCapture | None = None,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None]:
     """One forward pass over prompt + response: the response tokens' log-probs and logits.
+
+    The log-probs are those of the distribution the tokens were sampled from: the logits are
+    divided by the sampling ``temperature`` first, as veRL does (issue 9). The fingerprint is
+    read from the raw logits (it is a property of the model, not of the sampling).
 
     Args:
         model: The causal LM.
@@ -96,11 +102,14 @@ def forward_logprobs(
         attention: (B, P + T) attention mask, 0 on padding.
         prompt_width: P, the width of the (padded) prompt block.
         capture: If given, the pass runs inside it and the fingerprints are returned.
+        temperature: The sampling temperature (> 0).
 
     Returns:
         ``(logprobs, logits, features)``: (B, T) log-probs of the response tokens, the (B, T, V)
-        logits that predict them, and (B, L) fingerprints or None.
+        temperature-scaled logits that predict them, and (B, L) fingerprints or None.
     """
+    if not temperature > 0:
+        raise InvalidArgumentError("temperature", "a float > 0", temperature)
     positions = (attention.cumsum(dim=1) - 1).clamp(min=0)  # left padding: positions as generated
     if capture is None:
         logits = model(input_ids=sequences, attention_mask=attention, position_ids=positions).logits
@@ -112,6 +121,8 @@ def forward_logprobs(
             ).logits
         features = capture.features(logits, sequences, attention)
     response_logits = logits[:, prompt_width - 1 : -1]  # (B, T, V): predicts the response tokens
+    if temperature != 1.0:
+        response_logits = response_logits / temperature
     return token_logprobs(response_logits, sequences[:, prompt_width:]), response_logits, features
 
 
@@ -206,3 +217,299 @@ def score_responses(
         correct.append(bool(info["correct"]))
         parsed.append(info["parsed_answer"])
     return np.asarray(rewards, dtype=np.float64), correct, parsed
+
+
+def concat_batches(batches: list[SampledBatch], pad_token_id: int) -> SampledBatch:
+    """Join sampled batches, re-padding prompts on the left and responses on the right.
+
+    Args:
+        batches: Batches of possibly different prompt and response widths (at least one).
+        pad_token_id: Id written into the new padding (masked out everywhere).
+
+    Returns:
+        One batch whose rows are those of ``batches`` in order.
+    """
+    if not batches:
+        raise InvalidArgumentError("batches", "a non-empty list of SampledBatch", batches)
+    width_p = max(b.prompt_width for b in batches)
+    width_t = max(int(b.responses.shape[1]) for b in batches)
+
+    def pad(x: torch.Tensor, width: int, value: float, left: bool) -> torch.Tensor:
+        missing = width - int(x.shape[1])
+        fill = torch.full((x.shape[0], missing), value, dtype=x.dtype, device=x.device)
+        return torch.cat([fill, x] if left else [x, fill], dim=1)
+
+    return SampledBatch(
+        prompt_ids=torch.cat([pad(b.prompt_ids, width_p, pad_token_id, True) for b in batches]),
+        prompt_mask=torch.cat([pad(b.prompt_mask, width_p, 0, True) for b in batches]),
+        responses=torch.cat([pad(b.responses, width_t, pad_token_id, False) for b in batches]),
+        response_mask=torch.cat([pad(b.response_mask, width_t, 0.0, False) for b in batches]),
+        texts=[text for b in batches for text in b.texts],
+    )
+
+
+def select_rows(batch: SampledBatch, rows: list[int]) -> SampledBatch:
+    """The rows ``rows`` of ``batch``, in that order."""
+    index = torch.as_tensor(rows, dtype=torch.long, device=batch.prompt_ids.device)
+    return SampledBatch(
+        prompt_ids=batch.prompt_ids[index],
+        prompt_mask=batch.prompt_mask[index],
+        responses=batch.responses[index],
+        response_mask=batch.response_mask[index],
+        texts=[batch.texts[i] for i in rows],
+    )
+
+
+@dataclass
+class Rollouts:
+    """One iteration's rollouts: every sampled one (for logging) and the kept groups (to train)."""
+
+    batch: SampledBatch | None
+    """(B,) kept rollouts, ``group_size`` consecutive rows per kept group; None if none kept."""
+    kept: list[int]
+    """(B,) index of each kept rollout among the sampled ones."""
+    rounds: int
+    """Generation rounds this iteration took."""
+    sampled_ids: list[str]
+    """Problem of every sampled rollout, kept or not."""
+    sampled_rewards: np.ndarray
+    """(N,) env reward of every sampled rollout: the policy's success rate, before any filter."""
+    sampled_correct: list[bool]
+    """(N,) the env's verdict on every sampled rollout."""
+    sampled_parsed: list[str | None]
+    """(N,) parsed final answer of every sampled rollout (None: no answer)."""
+
+    @property
+    def problem_ids(self) -> list[str]:
+        """(B,) problem of each kept rollout."""
+        return [self.sampled_ids[i] for i in self.kept]
+
+    @property
+    def rewards(self) -> np.ndarray:
+        """(B,) env rewards of the kept rollouts."""
+        return self.sampled_rewards[self.kept]
+
+    @property
+    def correct(self) -> list[bool]:
+        """(B,) env verdicts of the kept rollouts."""
+        return [self.sampled_correct[i] for i in self.kept]
+
+    @property
+    def parsed(self) -> list[str | None]:
+        """(B,) parsed answers of the kept rollouts."""
+        return [self.sampled_parsed[i] for i in self.kept]
+
+
+def collect_rollouts(
+    model: Any,
+    tokenizer: Any,
+    env: Any,
+    rng: np.random.Generator,
+    groups: int,
+    group_size: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    dynamic_sampling: bool = False,
+    max_rounds: int = 1,
+) -> Rollouts:
+    """Sample groups of responses to random problems of ``env`` and score them with it.
+
+    Without dynamic sampling: one round of ``groups`` problems, every group kept. With it, as
+    DAPO does: rounds of ``groups`` problems each, keeping only the groups whose env rewards are
+    not all equal, until ``groups`` groups are kept (extra kept groups of the last round are left
+    out) or ``max_rounds`` rounds have run; the batch may then hold fewer groups, or none.
+
+    Args:
+        model: The causal LM (in eval mode).
+        tokenizer: Its tokenizer, padding on the left.
+        env: A meds-gym text env; ``env.unwrapped.source`` lists its problems.
+        rng: Draws the problems of each round.
+        groups: Groups wanted in the batch (prompts per round).
+        group_size: Responses per problem.
+        max_new_tokens: Longest response.
+        temperature: Sampling temperature.
+        dynamic_sampling: Keep only groups with both higher and lower rewards.
+        max_rounds: Cap on generation rounds (DAPO's ``max_num_gen_batches``).
+
+    Returns:
+        The kept rollouts, grouped, and every sampled rollout's ids, rewards and verdicts.
+    """
+    if groups < 1 or group_size < 1 or max_rounds < 1:
+        raise InvalidArgumentError(
+            "groups/group_size/max_rounds", "ints >= 1", (groups, group_size, max_rounds)
+        )
+    source: Any = env.unwrapped.source
+    kept_parts: list[SampledBatch] = []
+    kept: list[int] = []
+    ids_all: list[str] = []
+    rewards_all: list[np.ndarray] = []
+    correct_all: list[bool] = []
+    parsed_all: list[str | None] = []
+    rounds = 0
+    while len(kept) < groups * group_size and rounds < max_rounds:
+        rounds += 1
+        indices = rng.choice(len(source), size=groups, replace=len(source) < groups)
+        problem_ids, prompts = [], []
+        for index in indices:
+            obs, info = env.reset(options={"index": int(index)})
+            problem_ids.append(info["problem_id"])
+            prompts.append(prompt_text(tokenizer, obs, info))
+        batch = sample_responses(model, tokenizer, prompts, group_size, max_new_tokens, temperature)
+        ids = [pid for pid in problem_ids for _ in range(group_size)]
+        rewards, correct, parsed = score_responses(env, ids, batch.texts)
+        keep = (
+            dynamic_sampling_mask(torch.as_tensor(rewards).view(groups, group_size)).tolist()
+            if dynamic_sampling
+            else [True] * groups
+        )
+        rows: list[int] = []
+        for g in range(groups):
+            if keep[g] and len(kept) + len(rows) < groups * group_size:
+                rows += range(g * group_size, (g + 1) * group_size)
+        if rows:
+            kept_parts.append(select_rows(batch, rows))
+            kept += [len(ids_all) + r for r in rows]
+        ids_all += ids
+        rewards_all.append(rewards)
+        correct_all += correct
+        parsed_all += parsed
+    return Rollouts(
+        batch=concat_batches(kept_parts, tokenizer.pad_token_id) if kept_parts else None,
+        kept=kept,
+        rounds=rounds,
+        sampled_ids=ids_all,
+        sampled_rewards=np.concatenate(rewards_all),
+        sampled_correct=correct_all,
+        sampled_parsed=parsed_all,
+    )
+
+
+@dataclass
+class LogProbPass:
+    """What the no-grad pass over a batch of rollouts gives, before the update."""
+
+    logprobs: torch.Tensor
+    """(B, T) log-probs of the sampled tokens under the sampling policy, at its temperature."""
+    ref_logprobs: torch.Tensor | None
+    """(B, T) the same under the reference model, or None without one."""
+    values: torch.Tensor | None
+    """(B, T) the critic's values of the states before each token, or None without a critic."""
+    fingerprints: np.ndarray
+    """(B, L) MEDS answer fingerprints, NaN rows for responses without ``\\boxed{``."""
+    boxed: list[bool]
+    """(B,) whether each response has a ``\\boxed{`` (hence a fingerprint)."""
+
+
+@torch.no_grad()
+def logprob_pass(
+    model: Any,
+    tokenizer: Any,
+    batch: SampledBatch,
+    micro_batch_size: int,
+    temperature: float = 1.0,
+    fingerprint_layers: str = "last_half",
+    fingerprint_k: int = 4,
+    reference: Any = None,
+    value_head: Any = None,
+) -> LogProbPass:
+    """One no-grad forward pass over the batch: old log-probs, fingerprints, values, reference.
+
+    The MEDS fingerprint (:class:`~agents.fingerprint.FingerprintCapture`) and the critic's values
+    (:class:`~agents.value.ValueCapture`) ride on the same forward pass as the log-probs; the
+    reference model, when given, runs its own pass.
+
+    Args:
+        model: The policy.
+        tokenizer: Its tokenizer (locates the ``\\boxed{`` token of each response).
+        batch: The rollouts.
+        micro_batch_size: Sequences per forward pass.
+        temperature: The sampling temperature (log-probs of the sampling distribution).
+        fingerprint_layers: Layer selection of the fingerprint.
+        fingerprint_k: Number of layers for ``last_k``.
+        reference: The reference model, or None.
+        value_head: The critic's value head, or None.
+
+    Returns:
+        The pass's outputs, one row per rollout.
+    """
+    prompt_width, responses, texts = batch.prompt_width, batch.responses, batch.texts
+    sequences = torch.cat([batch.prompt_ids, responses], dim=1)  # (B, P + T)
+    attention = torch.cat([batch.prompt_mask, batch.response_mask.long()], dim=1)
+    brace = [
+        boxed_brace_token_in_ids(tokenizer, responses[i].tolist(), texts[i])
+        for i in range(len(texts))
+    ]
+    brace_positions = torch.tensor([-1 if b is None else prompt_width + b for b in brace])
+    logprob_parts, ref_parts, value_parts = [], [], []
+    feature_parts: list[Any] = []
+    for s in range(0, len(texts), micro_batch_size):
+        sl = slice(s, s + micro_batch_size)
+        capture = FingerprintCapture(model, brace_positions[sl], fingerprint_layers, fingerprint_k)
+        with capture_values(model, value_head, prompt_width) as critic:
+            logprobs, _, features = forward_logprobs(
+                model, sequences[sl], attention[sl], prompt_width, capture, temperature
+            )
+        if critic is not None:
+            value_parts.append(critic.values())
+        logprob_parts.append(logprobs)
+        feature_parts.append(features)
+        if reference is not None:
+            ref_parts.append(
+                forward_logprobs(
+                    reference, sequences[sl], attention[sl], prompt_width, None, temperature
+                )[0]
+            )
+    return LogProbPass(
+        logprobs=torch.cat(logprob_parts),
+        ref_logprobs=torch.cat(ref_parts) if ref_parts else None,
+        values=torch.cat(value_parts) if value_parts else None,
+        fingerprints=np.concatenate(feature_parts),
+        boxed=[b is not None for b in brace],
+    )
+
+
+def shape_mixed_groups(
+    shaper: Any,
+    problem_ids: list[str],
+    correct: list[bool],
+    rewards: np.ndarray,
+    fingerprints: np.ndarray,
+    group_size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MEDS-shape the groups that hold both higher and lower rewards; leave the others as they are.
+
+    The reference clusters after DAPO's dynamic-sampling filter, so a group whose rollouts are all
+    right or all wrong is neither shaped nor stored in the memory (DESIGN.md section 2, step 5),
+    whatever the base algorithm. The groups are one :meth:`MEDSShaper.shape` batch.
+
+    Args:
+        shaper: The :class:`~meds_gym.meds.MEDSShaper`.
+        problem_ids: (B,) problem of each rollout, ``group_size`` consecutive rows per group.
+        correct: (B,) the env's verdicts.
+        rewards: (B,) the env's rewards.
+        fingerprints: (B, L) answer fingerprints (NaN rows: none).
+        group_size: Rollouts per group.
+
+    Returns:
+        ``(shaped_rewards, clusters, penalties)``, each (B,): clusters are -2 and penalties 0 for
+        the rollouts MEDS did not see.
+    """
+    groups = len(problem_ids) // group_size
+    mixed = dynamic_sampling_mask(torch.as_tensor(rewards).view(groups, group_size))
+    rows = np.flatnonzero(mixed.repeat_interleave(group_size).numpy())
+    shaped = np.array(rewards, dtype=np.float64)
+    clusters = np.full(len(problem_ids), -2)
+    penalties = np.zeros(len(problem_ids))
+    if rows.size:
+        out = shaper.shape(
+            [problem_ids[i] for i in rows],
+            np.asarray(correct)[rows],
+            shaped[rows],
+            fingerprints[rows],
+        )
+        shaped[rows], clusters[rows], penalties[rows] = (
+            out.shaped_rewards,
+            out.clusters,
+            out.penalties,
+        )
+    return shaped, clusters, penalties

@@ -1,28 +1,40 @@
-"""GRPO, DAPO, GRPO+Entropy and DAPO+MEDS on a meds-gym text env, in one readable script.
+"""GRPO, DAPO, PPO with a critic and GRPO+Entropy on a meds-gym text env, each with or without MEDS.
 
-Each iteration: sample ``prompts_per_iteration`` problems and ``group_size`` responses to each from
-the policy; score every response with the env (``reset(options={"problem_id": ...})`` then
-``step(text)``: rewards and verdicts come from the env, never recomputed here); run the log-prob
-pass, which also captures the MEDS answer fingerprint through forward hooks (no extra forward,
-``agents/fingerprint.py``); shape the rewards with MEDS (``--algorithm meds``); turn rewards into
-group-normalised advantages; take a clipped policy-gradient step; log (a progress bar, one summary
-line per iteration, ``metrics.jsonl`` and TensorBoard scalars under ``charts/``, ``losses/`` and
-``meds/``). ``--checkpoint-every`` and ``--resume`` resume bit-exact (``agents/checkpoint.py``).
-The run ends by evaluating the final policy (``--eval-n`` samples per problem) into ``eval.json``,
-``report.md`` and ``pass_at_k.png`` (``agents/report.py``).
+Each iteration: sample ``group_size`` responses to each of ``prompts_per_iteration`` problems and
+score them with the env (``reset(options={"problem_id": ...})`` then ``step(text)``: rewards and
+verdicts come from the env, never recomputed here); with dynamic sampling, sample more problems
+until the batch holds that many groups with both right and wrong answers (``agents/policy.py``);
+run the log-prob pass, which also captures the MEDS answer fingerprint through forward hooks (no
+extra forward, ``agents/fingerprint.py``) and, for PPO, the critic's values (``agents/value.py``);
+shape the rewards with MEDS (``--meds``); turn rewards into advantages (group-normalised, or GAE
+for PPO); take clipped policy-gradient steps; log (a progress bar, one summary line per iteration,
+``metrics.jsonl``, TensorBoard scalars under ``charts/``, ``losses/`` and ``meds/``, and Weights &
+Biases with ``--track``, ``agents/tracking.py``). ``--checkpoint-every`` and ``--resume`` resume
+bit-exact (``agents/checkpoint.py``). The run ends by evaluating the final policy (``--eval-n``
+samples per problem) on the toy task's held-out *test* split into ``eval.json``, ``report.md`` and
+``pass_at_k.png`` (``agents/report.py``).
 
-Algorithms (the baselines of the MEDS paper, arXiv 2604.11297, section 5):
+Algorithms (``--algorithm``; the baselines of the MEDS paper, arXiv 2604.11297, section 5):
 
 * ``grpo``: symmetric clip 0.2, sequence-mean loss, k3 KL to the initial model (coef 0.001).
 * ``dapo``: clip-higher 0.2/0.28, token-mean loss, no KL, dynamic sampling, overlong penalty.
+* ``ppo``: veRL's PPO recipe: a critic (a value head on the policy's last hidden state), the KL
+  to the initial model as a per-token reward penalty (coef 0.001), token-level GAE (gamma 1,
+  lambda 1), whitened advantages, clip 0.2, clipped value loss (0.5), token-mean loss.
 * ``grpo_entropy``: GRPO plus the entropy advantage ``A + min(0.4 * H.detach(), |A| / 2)``.
-* ``meds``: DAPO with MEDS reward shaping (alpha 0.1, beta 0.2) before the advantages.
+
+``--meds`` adds MEDS reward shaping (alpha 0.1, beta 0.2) to any of them. ``--algorithm meds``
+is an alias of ``--algorithm dapo --meds``, the paper's configuration, and the default.
+Ablations: ``--fingerprint-layers all`` (instead of the last half), ``--meds-cluster single``
+(every wrong rollout of a problem in one cluster: a uniform penalty by count).
 
 Deviations from the paper, for a small single-process run:
 
-* Dynamic sampling drops groups whose rollouts are all right or all wrong (by the env's verdict)
-  but does not sample more prompts to refill the batch; an iteration whose groups are all dropped
-  makes no update.
+* MEDS shapes and remembers only groups holding both right and wrong answers, whatever the base
+  algorithm: the reference clusters after DAPO's dynamic-sampling filter.
+* Dynamic sampling gives up after ``max_generation_rounds`` rounds (logged as
+  ``charts/generation_rounds``) and trains on the groups it kept; an iteration that kept none
+  makes no update and says so.
 * ``update_epochs`` optimiser steps reuse each batch (PPO style; 2 by default).
 * The default model is the project's tiny model (``agents/tiny_model.py``), not Qwen; its
   learning rate is accordingly much larger than the paper's 1e-6.
@@ -53,21 +65,16 @@ import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
 from meds_gym.envs import TOY_ENV_IDS
 from meds_gym.errors import InvalidArgumentError
 from meds_gym.meds import MEDSConfig, MEDSShaper
+from meds_gym.meds.config import ClusterMethod
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import check_resume_arguments, load_checkpoint, save_checkpoint
 from .evaluate import evaluate_policy
-from .evaluation import (
-    adjusted_rand_index,
-    distinct_answers,
-    dominant_mode_share,
-    error_mode_labels,
-)
-from .fingerprint import FingerprintCapture, boxed_brace_token_in_ids
+from .evaluation import cluster_agreement, rollout_metrics
 from .losses import (
     LossAggregation,
     aggregate_loss,
     clipped_policy_loss,
-    dynamic_sampling_mask,
+    clipped_value_loss,
     entropy_shaped_advantages,
     group_advantages,
     k3_kl,
@@ -75,14 +82,16 @@ from .losses import (
     token_entropy,
 )
 from .policy import (
+    collect_rollouts,
     forward_logprobs,
     load_policy,
-    prompt_text,
-    sample_responses,
-    score_responses,
+    logprob_pass,
+    shape_mixed_groups,
 )
 from .report import current_command, training_cluster_ari, write_report
 from .tiny_model import TinyModelConfig, tiny_model_path
+from .tracking import MetricsLogger, WandbConfig, summary_line
+from .value import CriticConfig, capture_values, ppo_advantages, value_head_for
 
 logger = logging.getLogger(__name__)
 
@@ -92,16 +101,20 @@ class Algorithm(str, Enum):
 
     GRPO = "grpo"
     DAPO = "dapo"
+    PPO = "ppo"
     GRPO_ENTROPY = "grpo_entropy"
     MEDS = "meds"
+    """Alias of DAPO with ``--meds`` (the paper's configuration)."""
 
 
 @dataclass
 class Args:
     """Command-line arguments (``tyro``)."""
 
-    algorithm: Literal["grpo", "dapo", "grpo_entropy", "meds"] = "meds"
-    """The algorithm; ``meds`` is DAPO with MEDS reward shaping."""
+    algorithm: Literal["grpo", "dapo", "ppo", "grpo_entropy", "meds"] = "meds"
+    """The base algorithm; ``meds`` is an alias of ``dapo`` with ``--meds``."""
+    meds: bool = False
+    """Shape the rewards with MEDS; composes with every algorithm (``--algorithm meds`` sets it)."""
     seed: int = 0
     """Seed of problem order and sampling (the tiny model's weights use ``tiny.seed``)."""
     env_id: str = "meds_gym/Arithmetic-v0"
@@ -131,8 +144,8 @@ class Args:
     """Maximum response length in tokens."""
     temperature: float = 1.0
     """Sampling temperature."""
-    learning_rate: float = 5e-4
-    """AdamW learning rate."""
+    learning_rate: float = 1e-4
+    """AdamW learning rate (at 5e-4 the default run collapsed: issue 13, point 3)."""
     update_epochs: int = 2
     """Optimiser steps on each batch."""
     micro_batch_size: int = 64
@@ -144,7 +157,13 @@ class Args:
     clip_high: float | None = None
     """Upper clip range; None: 0.28 (clip-higher) for dapo/meds, 0.2 otherwise."""
     kl_coef: float | None = None
-    """k3 KL coefficient; None: 0.001 for grpo and grpo_entropy, 0 for dapo/meds."""
+    """KL to the initial model; None: 0.001 for grpo and grpo_entropy (k3, in the loss) and ppo
+    (in the reward), 0 for dapo."""
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    """PPO: the critic (value head), GAE lambda, value clipping and the value loss's weight."""
+    max_generation_rounds: int = 4
+    """Dynamic sampling: at most this many generation rounds per iteration to fill the batch
+    with kept groups (DAPO's ``max_num_gen_batches``)."""
     entropy_coef: float = 0.4
     """GRPO+Entropy coefficient of the detached entropy term."""
     entropy_kappa: float = 2.0
@@ -158,6 +177,9 @@ class Args:
     """MEDS penalty slope."""
     meds_beta: float = 0.2
     """MEDS penalty cap."""
+    meds_cluster: Literal["hdbscan", "single"] = "hdbscan"
+    """MEDS clustering: HDBSCAN (the paper), or ``single``: every wrong rollout of a problem in
+    one cluster, a uniform penalty by count (ablation control)."""
     fingerprint_layers: Literal["last_half", "all", "last_k", "diff"] = "last_half"
     """Decoder layers of the fingerprint."""
     fingerprint_k: int = 4
@@ -166,6 +188,10 @@ class Args:
     """Metrics go to ``<output_dir>/<run name>/metrics.jsonl`` (and TensorBoard event files)."""
     tensorboard: bool = True
     """Also write the metrics as TensorBoard scalars."""
+    track: bool = False
+    """Also log to Weights & Biases (needs ``pip install 'meds-gym[track]'``)."""
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    """Where ``--track`` logs (offline by default: no network needed)."""
     checkpoint_every: int = 0
     """Save a checkpoint in the run directory every this many iterations (0: never)."""
     resume: bool = False
@@ -177,13 +203,15 @@ class Args:
     """CPU threads for torch (None: torch's default)."""
     eval_n: int = 16
     """At the end, sample this many responses per problem for ``report.md`` (pass@k; 0: skip)."""
+    eval_split: Literal["test", "train"] = "test"
+    """Toy tasks: the split the final evaluation uses (``test``: held-out problems)."""
 
     def __post_init__(self) -> None:
-        # Every algorithm here normalises advantages within a group: a group of one has none.
-        if self.group_size < 2:
+        # GRPO-style algorithms normalise advantages within a group: a group of one has none.
+        if self.group_size < 2 and self.base_algorithm is not Algorithm.PPO:
             raise InvalidArgumentError(
                 "group_size",
-                f"an int >= 2 for the group-relative algorithm {Algorithm(self.algorithm).value}",
+                f"an int >= 2 for the group-relative algorithm {self.base_algorithm.value}",
                 self.group_size,
                 "Sample several responses per prompt, e.g. --group-size 8.",
             )
@@ -193,6 +221,7 @@ class Args:
             "max_new_tokens",
             "update_epochs",
             "micro_batch_size",
+            "max_generation_rounds",
         ):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(name, "an int >= 1", getattr(self, name))
@@ -202,16 +231,34 @@ class Args:
             raise InvalidArgumentError("checkpoint_every", "an int >= 0", self.checkpoint_every)
         if not self.temperature > 0:
             raise InvalidArgumentError("temperature", "a float > 0", self.temperature)
+        if self.env_id in TOY_ENV_IDS:  # args.json and report.md record the task really used
+            self.tiny = tiny_config_for(self)
+
+    @property
+    def base_algorithm(self) -> Algorithm:
+        """The algorithm without MEDS: ``meds`` resolves to DAPO."""
+        algo = Algorithm(self.algorithm)
+        return Algorithm.DAPO if algo is Algorithm.MEDS else algo
+
+    @property
+    def use_meds(self) -> bool:
+        """Whether MEDS shapes the rewards (``--meds``, or the ``meds`` alias)."""
+        return self.meds or Algorithm(self.algorithm) is Algorithm.MEDS
+
+    @property
+    def label(self) -> str:
+        """``dapo+meds``, ``ppo``, ...: the base algorithm and whether MEDS is on."""
+        return self.base_algorithm.value + ("+meds" if self.use_meds else "")
 
     @property
     def is_dapo_like(self) -> bool:
         """DAPO and DAPO+MEDS share clip-higher, token-mean, dynamic sampling, overlong penalty."""
-        return Algorithm(self.algorithm) in (Algorithm.DAPO, Algorithm.MEDS)
+        return self.base_algorithm is Algorithm.DAPO
 
     @property
     def run_name(self) -> str:
         """Directory name of this run's outputs."""
-        return f"{self.env_id.split('/')[-1]}__{Algorithm(self.algorithm).value}__{self.seed}"
+        return f"{self.env_id.split('/')[-1]}__{self.label}__{self.seed}"
 
 
 def tiny_config_for(args: Args) -> TinyModelConfig:
@@ -237,24 +284,26 @@ def main(args: Args) -> list[dict[str, float]]:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    algo = Algorithm(args.algorithm)
+    algo = args.base_algorithm
     clip_high = (
         args.clip_high if args.clip_high is not None else (0.28 if args.is_dapo_like else 0.2)
     )
     kl_coef = args.kl_coef if args.kl_coef is not None else (0.0 if args.is_dapo_like else 1e-3)
-    aggregation = LossAggregation.TOKEN_MEAN if args.is_dapo_like else LossAggregation.SEQUENCE_MEAN
+    token_mean = args.is_dapo_like or algo is Algorithm.PPO  # veRL's PPO default: token-mean
+    aggregation = LossAggregation.TOKEN_MEAN if token_mean else LossAggregation.SEQUENCE_MEAN
     dynamic = args.dynamic_sampling if args.dynamic_sampling is not None else args.is_dapo_like
     buffer = args.overlong_buffer
     if buffer is None:
         buffer = max(1, args.max_new_tokens // 6) if args.is_dapo_like else 0
 
-    # -- environment, policy, reference, MEDS ------------------------------------------------
+    # -- environment, policy, critic, reference, MEDS ------------------------------------------
+    toy = args.env_id in TOY_ENV_IDS
     env_kwargs: dict[str, Any] = (
         {"num_problems": args.num_problems, "difficulty": args.difficulty, "seed": args.task_seed}
-        if args.env_id in TOY_ENV_IDS
+        if toy
         else {"data_path": args.data_path}
     )
-    env = gym.make(args.env_id, **env_kwargs)
+    env = gym.make(args.env_id, **env_kwargs)  # toy tasks: the train split
     source: Any = env.unwrapped.source  # type: ignore[attr-defined]
     model_path = args.model_path
     if model_path is None:
@@ -264,9 +313,21 @@ def main(args: Args) -> list[dict[str, float]]:
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
+    value_head = value_head_for(model) if algo is Algorithm.PPO else None
+    # What a checkpoint holds: the policy, and the critic's head beside it for PPO.
+    trainable: Any = (
+        model if value_head is None else torch.nn.ModuleDict({"policy": model, "value": value_head})
+    )
     reference = copy.deepcopy(model).eval().requires_grad_(False) if kl_coef > 0 else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.0)
-    shaper = MEDSShaper(MEDSConfig(alpha=args.meds_alpha, beta=args.meds_beta))
+    param_groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    if value_head is not None:
+        value_lr = args.critic.learning_rate or 10 * args.learning_rate
+        param_groups.append({"params": list(value_head.parameters()), "lr": value_lr})
+    optimizer = torch.optim.AdamW(param_groups, lr=args.learning_rate, weight_decay=0.0)
+    meds_config = MEDSConfig(
+        alpha=args.meds_alpha, beta=args.meds_beta, cluster_method=ClusterMethod(args.meds_cluster)
+    )
+    shaper = MEDSShaper(meds_config)
     out_dir = Path(args.output_dir) / args.run_name
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
@@ -274,114 +335,115 @@ def main(args: Args) -> list[dict[str, float]]:
     metrics_path = out_dir / "metrics.jsonl"
     kept_lines: list[str] = []
     if args.resume:  # weights, optimiser, MEDS memory and RNGs exactly as they were saved
-        last, shaper = load_checkpoint(out_dir, model, optimizer, rng)
+        check_resume_arguments(out_dir, {**dataclasses.asdict(args), "model_path": model_path})
+        last, shaper = load_checkpoint(out_dir, trainable, optimizer, rng)
         start = last + 1
         lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
         kept_lines = [line for line in lines if json.loads(line)["iteration"] <= last]
-    metrics_file = metrics_path.open("w")
-    metrics_file.writelines(line + "\n" for line in kept_lines)
-    (out_dir / "args.json").write_text(
-        json.dumps({**dataclasses.asdict(args), "model_path": model_path}, default=str, indent=1)
-    )
+    settings = {**dataclasses.asdict(args), "model_path": model_path}
+    (out_dir / "args.json").write_text(json.dumps(settings, default=str, indent=1))
+    wandb = args.wandb if args.track else None
+    tracker = MetricsLogger(out_dir, kept_lines, args.tensorboard, wandb, args.run_name, settings)
     history: list[dict[str, float]] = []
-    writer = None
-    if args.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(out_dir))
-
-    for iteration in tqdm(range(start, args.iterations), desc=algo.value):
+    for iteration in tqdm(range(start, args.iterations), desc=args.label):
         started = time.perf_counter()
-        # -- rollout: G problems x n responses, scored by the env ---------------------------------
-        indices = rng.choice(
-            len(source),
-            size=args.prompts_per_iteration,
-            replace=len(source) < args.prompts_per_iteration,
-        )
-        problem_ids, prompts = [], []
-        for index in indices:
-            obs, info = env.reset(options={"index": int(index)})
-            problem_ids.append(info["problem_id"])
-            prompts.append(prompt_text(tokenizer, obs, info))
+        # -- rollout: groups of responses scored by the env; dynamic sampling refills the batch --
         model.eval()
-        batch = sample_responses(
-            model, tokenizer, prompts, args.group_size, args.max_new_tokens, args.temperature
+        rollouts = collect_rollouts(
+            model,
+            tokenizer,
+            env,
+            rng,
+            args.prompts_per_iteration,
+            args.group_size,
+            args.max_new_tokens,
+            args.temperature,
+            dynamic_sampling=dynamic,
+            max_rounds=args.max_generation_rounds if dynamic else 1,
         )
-        prompt_width, responses, texts = batch.prompt_width, batch.responses, batch.texts
+        row: dict[str, float] = {
+            "iteration": iteration,
+            **rollout_metrics(
+                rollouts.sampled_ids,
+                rollouts.sampled_parsed,
+                rollouts.sampled_correct,
+                rollouts.sampled_rewards,
+                [source.get(pid).error_modes if toy else {} for pid in rollouts.sampled_ids],
+            ),
+            "charts/generation_rounds": rollouts.rounds,
+            "charts/kept_groups": len(rollouts.kept) / args.group_size,
+        }
+        if rollouts.batch is None:  # no group with both right and wrong answers: nothing to learn
+            row["charts/seconds"] = time.perf_counter() - started
+            finish_iteration(
+                row, args, tracker, history, trainable, optimizer, shaper, rng, out_dir
+            )
+            continue
+        batch = rollouts.batch
         response_mask, lengths = batch.response_mask, batch.response_mask.sum(dim=1)  # (B, T), (B,)
-        rollout_ids = [pid for pid in problem_ids for _ in range(args.group_size)]
-        rewards, correct, parsed = score_responses(env, rollout_ids, texts)  # (B,) each
-
-        # -- log-prob pass, which also takes the MEDS fingerprint ---------------------------------
-        sequences = torch.cat([batch.prompt_ids, responses], dim=1)  # (B, P + T)
+        rollout_ids, rewards, correct = rollouts.problem_ids, rollouts.rewards, rollouts.correct
+        texts, prompt_width = batch.texts, batch.prompt_width
+        sequences = torch.cat([batch.prompt_ids, batch.responses], dim=1)  # (B, P + T)
         attention = torch.cat([batch.prompt_mask, response_mask.long()], dim=1)
-        brace = [
-            boxed_brace_token_in_ids(tokenizer, responses[i].tolist(), texts[i])
-            for i in range(len(texts))
-        ]
-        brace_positions = torch.tensor([-1 if b is None else prompt_width + b for b in brace])
-        old_logprobs_parts: list[torch.Tensor] = []
-        ref_parts: list[torch.Tensor] = []
-        feature_parts: list[Any] = []
-        with torch.no_grad():
-            for s in range(0, len(texts), args.micro_batch_size):
-                sl = slice(s, s + args.micro_batch_size)
-                capture = FingerprintCapture(
-                    model, brace_positions[sl], args.fingerprint_layers, args.fingerprint_k
-                )
-                logprobs, _, features = forward_logprobs(
-                    model, sequences[sl], attention[sl], prompt_width, capture
-                )
-                old_logprobs_parts.append(logprobs)
-                feature_parts.append(features)
-                if reference is not None:
-                    ref_parts.append(
-                        forward_logprobs(reference, sequences[sl], attention[sl], prompt_width)[0]
-                    )
-        old_logprobs = torch.cat(old_logprobs_parts)  # (B, T)
-        fingerprints = np.concatenate(feature_parts)  # (B, L), NaN rows without \boxed{
-        ref_logprobs = torch.cat(ref_parts) if ref_parts else None
 
-        # -- rewards -> advantages: MEDS shaping, overlong penalty, group normalisation -----------
-        shaped = rewards.copy()
-        meds_out = None
-        if algo is Algorithm.MEDS:
-            meds_out = shaper.shape(rollout_ids, np.asarray(correct), rewards, fingerprints)
-            shaped = meds_out.shaped_rewards
+        # -- log-prob pass, which also takes the MEDS fingerprint and the critic's values --------
+        old = logprob_pass(
+            model,
+            tokenizer,
+            batch,
+            args.micro_batch_size,
+            args.temperature,
+            args.fingerprint_layers,
+            args.fingerprint_k,
+            reference,
+            value_head,
+        )
+        old_logprobs, ref_logprobs, old_values = old.logprobs, old.ref_logprobs, old.values
+
+        # -- rewards -> advantages: MEDS shaping, overlong penalty, then GAE or group-normalised --
+        shaped, clusters, penalties = (
+            shape_mixed_groups(
+                shaper, rollout_ids, correct, rewards, old.fingerprints, args.group_size
+            )
+            if args.use_meds
+            else (rewards, np.full(len(texts), -2), np.zeros(len(texts)))
+        )
         shaped_t = torch.as_tensor(shaped, dtype=torch.float32)
         if buffer > 0:
             shaped_t = shaped_t + overlong_penalty(lengths.cpu(), args.max_new_tokens, buffer)
-        grouped = shaped_t.view(args.prompts_per_iteration, args.group_size)  # (G, n)
-        advantages = group_advantages(grouped).flatten().to(args.device)  # (B,)
-        # Dynamic sampling looks at the env's verdicts: MEDS only reorders wrong rollouts within
-        # groups that hold both right and wrong answers (DESIGN.md section 6).
-        keep_groups = (
-            dynamic_sampling_mask(
-                torch.as_tensor(rewards, dtype=torch.float32).view(
-                    args.prompts_per_iteration, args.group_size
-                )
+        loss_mask = response_mask  # (B, T)
+        returns = kl_in_reward = None
+        if old_values is not None:  # PPO: KL-penalised token rewards, GAE, whitened
+            advantages, returns, kl_in_reward = ppo_advantages(
+                shaped_t,
+                old_logprobs,
+                ref_logprobs,
+                old_values,
+                loss_mask,
+                kl_coef,
+                args.critic.gae_lambda,
             )
-            if dynamic
-            else torch.ones(args.prompts_per_iteration, dtype=torch.bool)
-        )
-        keep = keep_groups.repeat_interleave(args.group_size).to(args.device)  # (B,)
-        loss_mask = response_mask * keep[:, None].float()  # (B, T)
+        else:
+            grouped = shaped_t.view(-1, args.group_size)  # (G, n)
+            advantages = group_advantages(grouped).flatten().to(old_logprobs.device)  # (B,)
 
         # -- update ------------------------------------------------------------------------------
         model.train()
         stats: dict[str, float] = defaultdict(float)
         total_tokens = float(loss_mask.sum())
         total_sequences = float((loss_mask.sum(dim=1) > 0).sum())
-        for _ in range(args.update_epochs if total_tokens > 0 else 0):
+        for _ in range(args.update_epochs):
             optimizer.zero_grad(set_to_none=True)
             for s in range(0, len(texts), args.micro_batch_size):
                 sl = slice(s, s + args.micro_batch_size)
                 mask = loss_mask[sl]
                 if mask.sum() == 0:
                     continue
-                logprobs, logits, _ = forward_logprobs(
-                    model, sequences[sl], attention[sl], prompt_width
-                )
+                with capture_values(model, value_head, prompt_width) as critic:
+                    logprobs, logits, _ = forward_logprobs(
+                        model, sequences[sl], attention[sl], prompt_width, None, args.temperature
+                    )
                 adv: torch.Tensor = advantages[sl]
                 entropy = token_entropy(logits.detach())  # (b, T), for logging and GRPO+Entropy
                 if algo is Algorithm.GRPO_ENTROPY:
@@ -393,7 +455,17 @@ def main(args: Args) -> list[dict[str, float]]:
                 )
                 loss = policy_loss
                 kl = torch.zeros(())
-                if ref_logprobs is not None:
+                if critic and old_values is not None and returns is not None:  # PPO: KL in reward
+                    value_loss, value_clip_fraction = clipped_value_loss(
+                        critic.values(),
+                        old_values[sl],
+                        returns[sl],
+                        mask,
+                        args.critic.value_clip,
+                        aggregation,
+                    )
+                    loss = loss + args.critic.vf_coef * value_loss
+                elif ref_logprobs is not None:
                     kl = aggregate_loss(k3_kl(logprobs, ref_logprobs[sl]), mask, aggregation)
                     loss = loss + kl_coef * kl
                 # Weight micro-batches so the sum equals the loss of the whole batch.
@@ -404,90 +476,87 @@ def main(args: Args) -> list[dict[str, float]]:
                 )
                 (loss * weight).backward()
                 stats["policy_loss"] += policy_loss.item() * weight
-                stats["kl"] += kl.item() * weight
                 stats["clip_fraction"] += float(clip_fraction) * weight
                 stats["entropy"] += float(aggregate_loss(entropy, mask)) * weight
+                if critic and kl_in_reward is not None:
+                    stats["value_loss"] += value_loss.item() * weight
+                    stats["value_clip_fraction"] += float(value_clip_fraction) * weight
+                    stats["kl"] += kl_in_reward * weight
+                else:
+                    stats["kl"] += kl.item() * weight
             stats["grad_norm"] = float(
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(trainable.parameters(), args.max_grad_norm)
             )
             optimizer.step()
-        epochs = args.update_epochs if total_tokens > 0 else 1
         model.eval()
 
         # -- log ---------------------------------------------------------------------------------
-        row: dict[str, float] = {
-            "iteration": iteration,
-            "charts/reward_mean": float(rewards.mean()),
-            "charts/shaped_reward_mean": float(shaped_t.mean()),
-            "charts/response_length": float(lengths.mean()),
-            "charts/boxed_share": float(np.mean([b is not None for b in brace])),
-            "charts/distinct_answers": float(
-                np.mean(list(distinct_answers(rollout_ids, parsed).values()))
-            ),
-            "charts/kept_groups": float(keep_groups.float().mean()),
-            "charts/seconds": time.perf_counter() - started,
-            **{f"losses/{k}": v / (1 if k == "grad_norm" else epochs) for k, v in stats.items()},
-        }
-        # Error modes of wrong answers (toy tasks know them): how concentrated the mistakes are,
-        # and how well MEDS clusters agree with the true modes (DESIGN.md section 6).
+        row.update(
+            {
+                "charts/shaped_reward_mean": float(shaped_t.mean()),
+                "charts/response_length": float(lengths.mean()),
+                "charts/boxed_share": float(np.mean(old.boxed)),
+                "charts/seconds": time.perf_counter() - started,
+                **{
+                    f"losses/{k}": v / (1 if k == "grad_norm" else args.update_epochs)
+                    for k, v in stats.items()
+                },
+            }
+        )
         wrong = [i for i, ok in enumerate(correct) if not ok]
-        if wrong:
+        if args.use_meds:
+            # How well MEDS clusters agree with the true error modes (DESIGN.md section 6).
             wrong_ids = [rollout_ids[i] for i in wrong]
-            modes = error_mode_labels(
-                [parsed[i] for i in wrong], [source.get(pid).error_modes for pid in wrong_ids]
+            row["meds/cluster_ari"] = cluster_agreement(
+                wrong_ids,
+                [rollouts.parsed[i] for i in wrong],
+                [source.get(pid).error_modes if toy else {} for pid in wrong_ids],
+                clusters[wrong],
             )
-            row["charts/dominant_error_share"] = dominant_mode_share(wrong_ids, modes)
-            clusters = meds_out.clusters[wrong] if meds_out is not None else np.array([])
-            voted = clusters >= -1  # -2: not assigned (first visit, or no fingerprint)
-            if voted.sum() >= 2:
-                true = [f"{pid}:{m}" for pid, m in zip(wrong_ids, modes, strict=True)]
-                pred = [f"{pid}:{c}" for pid, c in zip(wrong_ids, clusters, strict=True)]
-                row["meds/cluster_ari"] = adjusted_rand_index(
-                    np.asarray(true)[voted], np.asarray(pred)[voted]
-                )
-        if meds_out is not None:
             memory = shaper.stats()
-            wrong_mask = ~np.asarray(correct)
             ratios = [v for v in memory.top1_eigen_ratio.values() if np.isfinite(v)]
-            row.update(
-                {
-                    "meds/penalty_mean_wrong": float(meds_out.penalties[wrong_mask].mean())
-                    if wrong_mask.any()
-                    else 0.0,
-                    "meds/penalised_share": float((meds_out.penalties > 0).mean()),
-                    "meds/memory_rows": float(memory.rows),
-                    "meds/clusters": float(memory.clusters),
-                    "meds/top1_eigen_ratio": float(np.mean(ratios)) if ratios else float("nan"),
-                }
-            )
-        history.append(row)
-        metrics_file.write(json.dumps(row) + "\n")
-        metrics_file.flush()
-        for key, value in row.items():
-            if writer is not None and key != "iteration":
-                writer.add_scalar(key, value, iteration)
-        tqdm.write(
-            f"iter {iteration:4d}  reward {row['charts/reward_mean']:.3f}  "
-            f"shaped {row['charts/shaped_reward_mean']:.3f}  "
-            f"loss {row.get('losses/policy_loss', float('nan')):+.4f}  "
-            f"kept {row['charts/kept_groups']:.2f}  len {row['charts/response_length']:.1f}  "
-            f"dominant-mode {row.get('charts/dominant_error_share', float('nan')):.2f}"
-        )
-        if args.checkpoint_every and (iteration + 1) % args.checkpoint_every == 0:
-            save_checkpoint(out_dir, iteration, model, optimizer, shaper, rng)
-    metrics_file.close()
-    if writer is not None:
-        writer.close()
+            row["meds/penalty_mean_wrong"] = float(penalties[wrong].mean()) if wrong else 0.0
+            row["meds/penalised_share"] = float((penalties > 0).mean())
+            row["meds/memory_rows"], row["meds/clusters"] = memory.rows, memory.clusters
+            row["meds/top1_eigen_ratio"] = float(np.mean(ratios)) if ratios else float("nan")
+        finish_iteration(row, args, tracker, history, trainable, optimizer, shaper, rng, out_dir)
+    tracker.close()
     if args.eval_n:  # every run ends with report.md: pass@k and error modes of the final policy
-        final = evaluate_policy(
-            model, tokenizer, env, args.eval_n, args.max_new_tokens, args.temperature, args.seed
-        )
+        eval_env = gym.make(args.env_id, **env_kwargs, split=args.eval_split) if toy else env
+        n, length, temperature = args.eval_n, args.max_new_tokens, args.temperature
+        final = evaluate_policy(model, tokenizer, eval_env, n, length, temperature, args.seed)
+        held_out = "held-out problems" if args.eval_split == "test" else "the training problems"
+        final["evaluated_on"] = f"{args.eval_split} split ({held_out})" if toy else "benchmark file"
         final["cluster_ari"] = training_cluster_ari(history)
         (out_dir / "eval.json").write_text(json.dumps(final, indent=1))
-        settings = {**dataclasses.asdict(args), "model_path": model_path}
-        write_report(out_dir, args.run_name, current_command(), settings, {algo.value: [final]})
+        title = f"{args.run_name}: evaluated on the {final['evaluated_on']}"
+        write_report(out_dir, title, current_command(), settings, {args.label: [final]})
+        if eval_env is not env:
+            eval_env.close()
     env.close()
     return history
+
+
+def finish_iteration(
+    row: dict[str, float],
+    args: Args,
+    tracker: MetricsLogger,
+    history: list[dict[str, float]],
+    trainable: Any,
+    optimizer: torch.optim.Optimizer,
+    shaper: MEDSShaper,
+    rng: np.random.Generator,
+    out_dir: Path,
+) -> None:
+    """Log the iteration (finite metrics only), print its summary line, checkpoint if due."""
+    from tqdm import tqdm
+
+    metrics = tracker.log(row)
+    history.append(metrics)
+    tqdm.write(summary_line(metrics, args.prompts_per_iteration))
+    iteration = int(metrics["iteration"])
+    if args.checkpoint_every and (iteration + 1) % args.checkpoint_every == 0:
+        save_checkpoint(out_dir, iteration, trainable, optimizer, shaper, rng)
 
 
 if __name__ == "__main__":
