@@ -29,9 +29,16 @@ except ImportError as exc:  # pragma: no cover - exercised by simulating a missi
         "meds_gym.integrations.sb3", extra="sb3", package="stable-baselines3"
     ) from exc
 
+from meds_gym.meds.adapter import (
+    DEFAULT_PROBLEM_ID,
+    HoldsShaper,
+    meds_info,
+    meds_info_at,
+    read_outcome,
+)
 from meds_gym.meds.config import MEDSConfig
 from meds_gym.meds.shaper import MEDSShaper
-from meds_gym.meds.wrappers import DEFAULT_PROBLEM_ID, Trajectory
+from meds_gym.meds.wrappers import Trajectory
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +55,20 @@ def _obs_at(obs: Any, i: int) -> Any:
     return np.array(obs[i])
 
 
-class MEDSVecEnvWrapper(VecEnvWrapper):
+class MEDSVecEnvWrapper(HoldsShaper, VecEnvWrapper):
     """MEDS reward shaping for a stable-baselines3 ``VecEnv``: repeated failure modes earn less.
 
     The wrapper records every sub-env's episode as a :class:`~meds_gym.meds.Trajectory`
     (observations ``o_0 .. o_T``, actions, raw rewards, infos). When an episode ends (SB3 resets
     the sub-env at once and puts the last observation in ``info["terminal_observation"]``, which
     is what the trajectory ends with), ``feature_fn(trajectory)`` fingerprints it,
-    ``is_correct(reward, info)`` says whether it succeeded (default ``info["is_success"]``) and
-    ``problem_id_fn(info)`` names its bucket (default one constant bucket). All episodes that end
+    ``is_correct(reward, info)`` says whether it succeeded (default ``info["is_success"]``, else
+    ``info["correct"]``) and ``problem_id_fn(info)`` names its bucket (default one constant bucket). All episodes that end
     in one vector step form one :meth:`MEDSShaper.shape` batch: each is voted into a cluster of
     past episodes of its bucket, a failed one loses ``min(alpha * log(n + 1), beta)`` from its
     terminal reward, and only then is the memory refitted. Other steps' rewards pass unchanged.
+    Rewards are returned as float32 whatever the env's reward type (an env with integer rewards
+    would otherwise truncate every penalty to 0).
 
     The terminal step's info gets ``info["meds"]`` (``raw_reward``, ``penalty``, ``cluster``,
     ``cluster_size``, ``shaped_reward``), as in :class:`~meds_gym.meds.MEDSRewardWrapper`. Set
@@ -126,20 +135,6 @@ class MEDSVecEnvWrapper(VecEnvWrapper):
         self._episode_failed: list[bool] = []
 
     # ------------------------------------------------------------------ state
-    @property
-    def config(self) -> MEDSConfig:
-        """The MEDS configuration."""
-        return self.shaper.config
-
-    @property
-    def training(self) -> bool:
-        """Whether the memory learns; ``False`` assigns and penalises but never stores."""
-        return self.shaper.training
-
-    @training.setter
-    def training(self, value: bool) -> None:
-        self.shaper.training = value
-
     def pop_episode_stats(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
         """Penalties and failure flags of the episodes finished since the last call, then clear.
 
@@ -181,23 +176,7 @@ class MEDSVecEnvWrapper(VecEnvWrapper):
             pid = self.problem_id_fn(info)
             if not isinstance(pid, str):
                 raise InvalidArgumentError(f"problem_id_fn(infos[{i}])", "a str problem id", pid)
-        if self.is_correct is None:
-            if "is_success" not in info:
-                raise InvalidArgumentError(
-                    f'infos[{i}]["is_success"]',
-                    "a bool in the terminal step's info, or an is_correct(reward, info) callable",
-                    sorted(info),
-                    "The env does not report success: pass is_correct=lambda reward, info: ... "
-                    "to MEDSVecEnvWrapper.",
-                )
-            flag = info["is_success"]
-            name = f'infos[{i}]["is_success"]'
-        else:
-            flag = self.is_correct(reward, info)
-            name = f"is_correct(reward, infos[{i}])"
-        if not isinstance(flag, (bool, np.bool_)):
-            raise InvalidArgumentError(name, "a bool", flag)
-        return pid, bool(flag)
+        return pid, read_outcome(reward, info, self.is_correct, f"infos[{i}]")
 
     def _fingerprint(
         self, trajectory: Trajectory, dim: int | None
@@ -278,33 +257,19 @@ class MEDSVecEnvWrapper(VecEnvWrapper):
                 features.append(vector)
             result = self.shaper.shape(pids, np.array(flags, dtype=bool), raw[finished], features)
             self._feature_dim = dim
-            rewards = np.array(rewards, copy=True)
+            table = meds_info(raw, result, finished)
             for j, i in enumerate(finished):
-                rewards[i] = result.shaped_rewards[j]
-                infos[i]["meds"] = {
-                    "raw_reward": float(raw[i]),
-                    "penalty": float(result.penalties[j]),
-                    "cluster": int(result.clusters[j]),
-                    "cluster_size": int(result.cluster_sizes[j]),
-                    "shaped_reward": float(result.shaped_rewards[j]),
-                }
+                infos[i]["meds"] = meds_info_at(table, i)
                 self._episode_penalties.append(float(result.penalties[j]))
                 self._episode_failed.append(not flags[j])
-        return obs, rewards, dones, infos
+            shaped_rewards = table["shaped_reward"].astype(np.float32)
+        else:
+            shaped_rewards = raw.astype(np.float32)
+        return obs, shaped_rewards, dones, infos
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the MEDS state (configuration and memory) to one ``.npz`` file, atomically.
-
-        Like ``VecNormalize.save``, only the wrapper's state is written, not the env.
-
-        Args:
-            path: Destination file.
-        """
-        self.shaper.save(path)
-
     @classmethod
-    def load(
+    def load(  # type: ignore[override]  # like VecNormalize.load: a new wrapper from a file
         cls,
         path: str | os.PathLike[str],
         venv: VecEnv,

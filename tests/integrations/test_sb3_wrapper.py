@@ -384,3 +384,39 @@ def test_importing_the_package_does_not_import_sb3_or_torch():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- integer rewards (FrozenLake)
+@pytest.mark.parametrize("vec_cls", [DummyVecEnv, SubprocVecEnv])
+def test_frozen_lake_int_rewards_keep_their_penalties(vec_cls):
+    """FrozenLake returns Python int rewards, so the stacked reward array is an integer array;
+    writing the shaped rewards into it used to truncate every penalty to 0."""
+
+    def make():
+        return gym.make("FrozenLake-v1", is_slippery=False, max_episode_steps=6)
+
+    kwargs = {"start_method": "fork"} if vec_cls is SubprocVecEnv else {}
+    venv = vec_cls([make, make], **kwargs)
+    try:
+        wrapper = MEDSVecEnvWrapper(
+            venv,
+            lambda t: [1.0 + len(t), float(t.observations[-1])],
+            MEDSConfig(alpha=0.1, beta=0.2),
+            is_correct=lambda reward, info: reward > 0,
+        )
+        wrapper.reset()
+        rng = np.random.default_rng(0)
+        penalised = []
+        for _ in range(300):
+            _, rewards, dones, infos = wrapper.step(rng.integers(4, size=2))
+            assert rewards.dtype == np.float32
+            for i in np.flatnonzero(dones):
+                meds = infos[i]["meds"]
+                assert rewards[i] == np.float32(meds["shaped_reward"])
+                if meds["penalty"] > 0:
+                    penalised.append((rewards[i], meds["penalty"]))
+        assert penalised, "no failed episode was penalised"
+        for reward, penalty in penalised:
+            assert reward == np.float32(-penalty) < 0
+    finally:
+        wrapper.close()
