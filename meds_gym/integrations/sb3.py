@@ -63,8 +63,9 @@ class MEDSVecEnvWrapper(HoldsShaper, VecEnvWrapper):
     the sub-env at once and puts the last observation in ``info["terminal_observation"]``, which
     is what the trajectory ends with), ``feature_fn(trajectory)`` fingerprints it,
     ``is_correct(reward, info)`` says whether it succeeded (default ``info["is_success"]``, else
-    ``info["correct"]``) and ``problem_id_fn(info)`` names its bucket (default one constant bucket). All episodes that end
-    in one vector step form one :meth:`MEDSShaper.shape` batch: each is voted into a cluster of
+    ``info["correct"]``) and ``problem_id_fn(info)`` names its bucket (default one constant
+    bucket). All episodes that end in one vector step form one :meth:`MEDSShaper.shape` batch:
+    each is voted into a cluster of
     past episodes of its bucket, a failed one loses ``min(alpha * log(n + 1), beta)`` from its
     terminal reward, and only then is the memory refitted. Other steps' rewards pass unchanged.
     Rewards are returned as float32 whatever the env's reward type (an env with integer rewards
