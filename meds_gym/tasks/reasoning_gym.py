@@ -36,6 +36,8 @@ import hashlib
 import json
 import logging
 import math
+import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Any
@@ -56,6 +58,21 @@ EXTRA = "reasoning-gym"
 
 ID_PREFIX = "reasoning_gym"
 """First part of every problem id of a :class:`ReasoningGymSource`."""
+
+HASH_SEED_DEPENDENT_TASKS: frozenset[str] = frozenset(
+    {
+        "isomorphic_strings",
+        "knight_swap",
+        "list_functions",
+        "polynomial_multiplication",
+        "ransom_note",
+        "word_ladder",
+    }
+)
+"""Tasks whose generated problems depend on Python's string-hash seed (reasoning-gym 0.1.25
+iterates over sets of strings): the same seed gives other problems, hence other problem ids, in
+another process unless ``PYTHONHASHSEED`` is fixed (found by generating every task under two hash
+seeds)."""
 
 _COMPOSITE = "composite"
 _RESERVED_CONFIG_KEYS = ("size", "seed")
@@ -287,6 +304,15 @@ class ReasoningGymSource:
             configs = {name: _task_config(name, config)}
         self.config: dict[str, dict[str, Any]] = configs
         """Task name -> the config fields given (defaults left out)."""
+        unstable = sorted(HASH_SEED_DEPENDENT_TASKS.intersection(weights))
+        if unstable and os.environ.get("PYTHONHASHSEED", "random") == "random":
+            warnings.warn(
+                f"reasoning-gym generates {', '.join(unstable)} from Python's string-hash seed, "
+                "so another process gets other problems and problem ids for the same seed "
+                "(group sampling across processes fails with UnknownProblemError). Set "
+                "PYTHONHASHSEED=0 in the environment of every process.",
+                stacklevel=2,
+            )
         self._dataset = _build_dataset(factory, weights, configs, size, seed)
         self._entries: list[dict[str, Any]] = []
         self._problems: list[Problem] = []
