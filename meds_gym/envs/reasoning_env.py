@@ -173,6 +173,12 @@ class ReasoningEnv(gym.Env[str, str]):
             (the chat form: system instruction, then the question).
         """
         super().reset(seed=seed)
+        if options is not None and not isinstance(options, dict):
+            raise InvalidArgumentError(
+                "options",
+                "None or a dict with at most one of the keys 'problem_id', 'index'",
+                options,
+            )
         options = options or {}
         unknown = set(options) - {"problem_id", "index"}
         if unknown:

@@ -742,8 +742,9 @@ def _read_rows(path: Path) -> Iterator[tuple[int, Any]]:
 
 def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
     try:
+        # Bytes decoded here, not read_text: text mode would turn a lone "\r" into a line break.
         # utf-8-sig: editors on Windows start files with a byte-order mark, which is not JSON.
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise DataFileError(
             path, f"not UTF-8 text ({error.reason} at byte {error.start})"

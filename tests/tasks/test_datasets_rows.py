@@ -63,6 +63,16 @@ def test_crlf_line_endings_and_byte_order_mark(tmp_path):
     assert [p.metadata["line"] for p in source] == [1, 3]
 
 
+def test_lone_carriage_return_is_not_a_line_break(tmp_path):
+    # JSON Lines breaks at "\n" only: line numbers match a reader that splits there.
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"question": "a", "answer": "1"}\n\r{"question": "b", "answer": "2"}\n')
+    assert [p.metadata["line"] for p in from_file(path)] == [1, 2]
+    path.write_bytes(b'{"question": "a", "answer": "1"}\r{"question": "b", "answer": "2"}\n')
+    with pytest.raises(DataFileError, match=r"line 1: invalid JSON \(Extra data"):
+        from_file(path)
+
+
 def test_deeply_nested_json_line_names_file_and_line(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text(
