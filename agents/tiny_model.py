@@ -6,8 +6,10 @@ Qwen2-architecture ``AutoModelForCausalLM`` built from a config. The warm-up is 
 on worked solutions of a toy task, drawn from a *mixture* of procedures (DESIGN.md section 6): on
 each problem a share of the solutions is correct and the rest follow buggy procedures, one of which
 dominates, so that RL starts from a policy with recurrent, structured error modes and a pass@1
-between the extremes. The result is cached on disk under a directory keyed by the config hash and
-is reproducible from the seed.
+between the extremes. The result is cached on disk under a directory keyed by what determines the
+weights (architecture, optimisation, seed, a digest of the warm-up texts and of the tokenizer, and
+the torch / transformers versions), so every run that needs the same model reuses one entry,
+whatever its RL arguments; it is reproducible from the seed. The warm-up shows a progress bar.
 
 Run ``python -m agents.tiny_model --help`` to build it from the command line.
 """
@@ -42,7 +44,19 @@ CHAT_TEMPLATE = (
 )
 """``<|role|>content`` + newline per message, then ``<|assistant|>`` to prompt a reply."""
 CACHE_FORMAT = 2
-"""Bumped when the warm-up changes in a way the config does not capture."""
+"""Bumped when the warm-up procedure changes in a way the key does not capture (the texts, the
+tokenizer and the library versions are in the key already)."""
+WEIGHT_FIELDS = (
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "max_positions",
+    "steps",
+    "batch_size",
+    "learning_rate",
+    "seed",
+)
+"""Fields that shape the weights directly; the task and mixture fields act through the texts."""
 
 
 def build_char_tokenizer() -> Any:
@@ -128,9 +142,41 @@ class TinyModelConfig:
 
     @property
     def cache_key(self) -> str:
-        """Hex digest of the config and the cache format: the cache directory's name."""
-        payload = json.dumps({"format": CACHE_FORMAT, **dataclasses.asdict(self)}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        """The cache directory's name: a digest of what determines the weights.
+
+        That is the architecture and optimisation fields (:data:`WEIGHT_FIELDS`), the warm-up
+        texts themselves (so the task, problem set and mixture fields count only through what
+        they produce, and a change to the toy tasks' generation gives a new entry on its own),
+        the tokenizer, the cache format and the torch / transformers versions (``major.minor``).
+        """
+        tokenizer = build_char_tokenizer()
+        prompts, responses = warmup_texts(self, tokenizer)
+        texts = hashlib.sha256()
+        for prompt, response in zip(prompts, responses, strict=True):
+            texts.update(f"{len(prompt)}:{prompt}{len(response)}:{response}".encode())
+        payload = {
+            "format": CACHE_FORMAT,
+            "weights": {name: getattr(self, name) for name in WEIGHT_FIELDS},
+            "texts": texts.hexdigest(),
+            "vocab": tokenizer.get_vocab(),
+            "chat_template": tokenizer.chat_template,
+            "versions": library_versions(),
+        }
+        encoded = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    """``major.minor`` of torch and transformers: another release may train other weights."""
+    import transformers
+
+    return {
+        name: ".".join(version.split("+")[0].split(".")[:2])
+        for name, version in (
+            ("torch", torch.__version__),
+            ("transformers", transformers.__version__),
+        )
+    }
 
 
 def build_model(config: TinyModelConfig, tokenizer: Any) -> Any:
@@ -235,8 +281,16 @@ def _encode_batch(
     return ids, attn, loss_mask
 
 
-def warm_up(model: Any, tokenizer: Any, config: TinyModelConfig) -> list[float]:
+def warm_up(
+    model: Any, tokenizer: Any, config: TinyModelConfig, progress: bool = True
+) -> list[float]:
     """Supervised training on the mixture's responses (loss on response tokens only).
+
+    Args:
+        model: The causal LM to train in place.
+        tokenizer: Its tokenizer.
+        config: Data and optimisation of the warm-up.
+        progress: Show a progress bar (steps, loss, time left) on stderr.
 
     Returns:
         The loss of every step.
@@ -262,7 +316,10 @@ def warm_up(model: Any, tokenizer: Any, config: TinyModelConfig) -> list[float]:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     model.train()
     losses = []
-    for _ in range(config.steps):
+    from tqdm import tqdm
+
+    bar = tqdm(range(config.steps), desc="tiny-model warm-up", unit="step", disable=not progress)
+    for step in bar:
         index = torch.randint(0, ids.shape[0], (config.batch_size,), generator=generator)
         width = int(attn[index].sum(dim=1).max())  # trim the padding this batch does not need
         batch_ids, batch_attn = ids[index, :width], attn[index, :width]
@@ -279,6 +336,9 @@ def warm_up(model: Any, tokenizer: Any, config: TinyModelConfig) -> list[float]:
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
+        if step % 10 == 0 or step == config.steps - 1:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+    bar.close()
     model.eval()
     return losses
 
@@ -307,7 +367,9 @@ def default_cache_dir() -> Path:
 
 
 def tiny_model_path(
-    config: TinyModelConfig, cache_dir: str | os.PathLike[str] | None = None
+    config: TinyModelConfig,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
 ) -> Path:
     """Directory of the warmed-up tiny model, building and caching it on first use.
 
@@ -319,17 +381,22 @@ def tiny_model_path(
     Args:
         config: Architecture and warm-up.
         cache_dir: Parent directory of the cache entries (default :func:`default_cache_dir`).
+        progress: Show a progress bar during the warm-up.
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = root / config.cache_key
+    key = config.cache_key
+    target = root / key
     if (target / "tiny_model.json").is_file():
+        logger.info("Tiny model: reusing the cache entry %s", target)
         return target
     root.mkdir(parents=True, exist_ok=True)
-    logger.info("Building the tiny model %s (%d warm-up steps)", target, config.steps)
+    logger.info(
+        "Building the tiny model %s (%d warm-up steps; cached for later runs)", target, config.steps
+    )
     tokenizer = build_char_tokenizer()
     model = build_model(config, tokenizer)
-    losses = warm_up(model, tokenizer, config)
-    staging = Path(tempfile.mkdtemp(prefix=f".{config.cache_key}-", dir=root))
+    losses = warm_up(model, tokenizer, config, progress=progress)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

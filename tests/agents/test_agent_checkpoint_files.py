@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from hypothesis import given, settings  # noqa: E402
+from hypothesis import event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from agents.checkpoint import (  # noqa: E402
@@ -348,8 +348,10 @@ def _load_or_reject(run_dir: Path) -> None:
     try:
         iteration, _ = load_checkpoint(run_dir, model, optimizer, rng)
     except CorruptFileError:
+        event("rejected")
         assert _same(before, _snapshot(model, optimizer, rng)), "a rejected load changed state"
         return
+    event("loaded")
     assert iteration == 1
     assert _same(model.state_dict(), _trained(0)[0].state_dict())
 

@@ -143,3 +143,66 @@ def test_warm_up_lowers_the_loss(tmp_path):
     path = tiny_model_path(config, tmp_path)
     losses = json.loads((path / "tiny_model.json").read_text())["warmup_losses"]
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_warm_up_shows_a_progress_bar(tmp_path, capsys):
+    tiny_model_path(TinyModelConfig(**TINY), tmp_path / "a")
+    err = capsys.readouterr().err
+    assert "tiny-model warm-up" in err and "3/3" in err and "loss=" in err
+    tiny_model_path(TinyModelConfig(**TINY), tmp_path / "b", progress=False)
+    assert "tiny-model warm-up" not in capsys.readouterr().err
+
+
+def test_one_cache_entry_per_model_whatever_the_rl_arguments(tmp_path, monkeypatch):
+    pytest.importorskip("tyro")
+    from agents.ppo import Args, tiny_config_for
+
+    built = []
+    real_warm_up = tiny_model.warm_up
+    monkeypatch.setattr(
+        tiny_model, "warm_up", lambda *a, **k: built.append(1) or real_warm_up(*a, **k)
+    )
+    first = Args(algorithm="meds", num_problems=3, tiny=TinyModelConfig(**TINY), iterations=3)
+    second = Args(
+        algorithm="grpo",
+        num_problems=3,
+        # The task fields of --tiny follow the env: a stale one must not make another entry.
+        tiny=TinyModelConfig(**{**TINY, "task": "addsub", "num_problems": 9}),
+        seed=7,
+        learning_rate=1e-3,
+        iterations=50,
+        group_size=4,
+        temperature=0.7,
+        checkpoint_every=2,
+        output_dir=str(tmp_path / "elsewhere"),
+    )
+    cache = tmp_path / "cache"
+    path = tiny_model_path(tiny_config_for(first), cache, progress=False)
+    assert tiny_model_path(tiny_config_for(second), cache, progress=False) == path
+    assert built == [1] and [p.name for p in cache.iterdir()] == [path.name]
+
+
+def test_cache_key_depends_only_on_what_determines_the_weights(monkeypatch):
+    config = TinyModelConfig(**TINY)
+    key = config.cache_key
+    assert TinyModelConfig(**TINY).cache_key == key
+    for change in ({"seed": 1}, {"hidden_size": 64}, {"steps": 4}, {"solutions_per_problem": 5}):
+        assert TinyModelConfig(**{**TINY, **change}).cache_key != key, change
+    # Every solution correct: the error-mode mixture fields cannot change the texts or the weights.
+    all_right = {**TINY, "correct_share_low": 1.0, "correct_share_high": 1.0}
+    assert (
+        TinyModelConfig(**all_right, dominant_share=0.1).cache_key
+        == TinyModelConfig(**all_right, dominant_share=0.9).cache_key
+    )
+    # New warm-up texts (a toy task changed how it renders) or another torch: another entry.
+    real_texts = tiny_model.warmup_texts
+
+    def edited(config, tokenizer):
+        prompts, responses = real_texts(config, tokenizer)
+        return prompts, [responses[0] + " "] + responses[1:]
+
+    monkeypatch.setattr(tiny_model, "warmup_texts", edited)
+    assert config.cache_key != key
+    monkeypatch.undo()
+    monkeypatch.setattr(tiny_model, "library_versions", lambda: {"torch": "9.9"})
+    assert config.cache_key != key
