@@ -11,14 +11,16 @@ is built, and keeps them:
 * problem ids are ``"reasoning_gym/<task>/<seed>/<index>/<digest>"``, where the digest is a
   SHA-256 of (task, seed, index, question, answer): the same settings give the same ids in every
   process, and an id from a different task version or config is unknown rather than silently
-  pointing at another problem;
+  pointing at another problem (the tasks of :data:`HASH_SEED_DEPENDENT_TASKS` generate other
+  problems in another process unless ``PYTHONHASHSEED`` is fixed; the source warns);
 * the source scores answers through reasoning-gym (``score_answer`` hook of
   :class:`meds_gym.envs.ReasoningEnv`), and puts the task name and the entry's metadata, made
   JSON-safe, in the env's ``info`` (``problem_info`` hook);
 * its ``charset`` is the project's :data:`meds_gym.envs.charset.TEXT_CHARSET` plus every character
   of the generated questions and answers, so that tasks whose questions hold emoji, box drawings or
   other symbols outside the project charset keep their exact text and still lie in the env's
-  observation space (nothing is replaced or dropped).
+  observation space (nothing is replaced or dropped);
+* a scorer that raises on an answer it cannot read scores it 0 (:class:`ScorerErrors`).
 
 Example:
     >>> source = ReasoningGymSource("chain_sum", size=4, seed=0)  # doctest: +SKIP

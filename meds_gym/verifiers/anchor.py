@@ -209,6 +209,17 @@ class AnswerAnchor:
             f"the regular expression {self.pattern}."
         )
 
+    @property
+    def setting(self) -> str:
+        """The string :func:`parse_anchor` reads back: ``"boxed"``, ``"answer_tag"`` or the regex.
+
+        For a command line or a saved config; a custom instruction or answer template is not
+        part of it.
+        """
+        if self.kind is AnchorKind.REGEX:
+            return str(self.pattern)  # a non-empty str, checked in __post_init__
+        return self.kind.value
+
     def extract(self, text: str) -> str | None:
         r"""The final answer of ``text`` under this anchor, stripped of surrounding whitespace.
 

@@ -191,3 +191,8 @@ def test_non_string_text_raises(bad):
 def test_parse_anchor_rejects_other_types():
     with pytest.raises(TypeError, match=r"`answer_anchor` must be"):
         parse_anchor(3)
+
+
+@pytest.mark.parametrize("anchor", [BOXED, TAG, AnswerAnchor.from_regex(PATTERN)])
+def test_setting_round_trips_through_parse_anchor(anchor):
+    assert parse_anchor(anchor.setting) == anchor
