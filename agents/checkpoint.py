@@ -52,12 +52,18 @@ RESUMABLE_ARGUMENTS = frozenset(
         "threads",
         "tensorboard",
         "eval_n",
+        "eval_split",
         "output_dir",
         "cache_dir",
+        "track",
+        "wandb_project",
+        "wandb_entity",
+        "wandb_mode",
     }
 )
 """Arguments a resumed run may change: how long to run, where and how often to save, on what
-hardware, and the final evaluation. Everything else changes what the resumed iterations compute."""
+hardware, where metrics go, and the final evaluation. Everything else changes what the resumed
+iterations compute."""
 
 
 # -- saving ---------------------------------------------------------------------------------------
