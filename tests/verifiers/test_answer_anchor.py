@@ -1,11 +1,14 @@
 """AnswerAnchor: extract/locate for the three kinds, their parity, and rejected settings."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meds_gym.errors import InvalidArgumentError
 from meds_gym.verifiers import MAX_SEARCH_CHARS, AnchorKind, AnswerAnchor, extract_boxed
 from meds_gym.verifiers import parse_anchor as parse_anchor_exported
 from meds_gym.verifiers.anchor import parse_anchor
+from tests.conftest import FUZZ_EXAMPLES
 
 BOXED = AnswerAnchor.boxed()
 TAG = AnswerAnchor.answer_tag()
@@ -196,3 +199,39 @@ def test_parse_anchor_rejects_other_types():
 @pytest.mark.parametrize("anchor", [BOXED, TAG, AnswerAnchor.from_regex(PATTERN)])
 def test_setting_round_trips_through_parse_anchor(anchor):
     assert parse_anchor(anchor.setting) == anchor
+
+
+# -- properties ---------------------------------------------------------------------------------
+
+# Text rich in anchor fragments, so that partial, nested and repeated anchors are common.
+_FRAGMENTS = st.sampled_from(
+    ["\\boxed{", "\\boxed", "{", "}", "<answer>", "</answer>", "<", ">", "Final answer: ", " ", "x"]
+)
+_TEXT = st.lists(st.one_of(_FRAGMENTS, st.text(max_size=3)), max_size=12).map("".join)
+_ANSWER = st.text(
+    alphabet=st.characters(blacklist_characters="{}\\<>", blacklist_categories=("Cs", "Z", "Cc")),
+    min_size=1,
+    max_size=8,
+)
+
+
+@pytest.mark.fuzz
+@settings(max_examples=FUZZ_EXAMPLES)
+@given(prefix=_TEXT, answer=_ANSWER)
+def test_a_response_ending_in_a_formatted_answer_gives_it_back(prefix, answer):
+    for anchor in (BOXED, TAG, REGEX):
+        response = prefix + "\n" + anchor.format_answer(answer)
+        assert anchor.extract(response) == answer
+        index = anchor.locate(response)
+        assert response[index + 1 :].lstrip().startswith(answer)
+
+
+@pytest.mark.fuzz
+@settings(max_examples=FUZZ_EXAMPLES)
+@given(text=_TEXT)
+def test_an_extracted_answer_always_has_an_anchor(text):
+    for anchor in (TAG, REGEX):
+        if anchor.extract(text) is not None:
+            assert anchor.locate(text) is not None
+    if "\\boxed{" not in text:
+        assert BOXED.locate(text) is None
