@@ -1,32 +1,147 @@
-r"""Hugging Face causal-LM helpers shared by the answer fingerprint of the agent and of TRL.
+r"""The MEDS answer fingerprint of a Hugging Face causal LM: the logit lens at the answer anchor.
 
-The MEDS fingerprint (DESIGN.md section 2, step 1) is read at the token that carries the ``{`` of
-the last ``\boxed{`` of a response, from every decoder layer. These helpers find that token and
-the decoder layers; they need torch (the ``agents`` or ``trl`` extra).
+DESIGN (docs/design.md section 2, step 1): for a response, let P be the position of the token that
+carries the last character of the answer anchor (by default the ``{`` of the last ``\boxed{``; see
+:class:`~meds_gym.verifiers.AnswerAnchor`), so that P + 1 holds the first token of the final
+answer. For each selected decoder layer n (1-based; the embedding output is never used) the
+fingerprint keeps ``lm_head(hidden_states[n])[P, token[P + 1]]``, with ``hidden_states`` as
+Hugging Face returns it with ``output_hidden_states=True``:
+
+* for intermediate layers n < N, ``hidden_states[n]`` is the raw output of decoder layer n, with no
+  final norm (the logit lens, as in the MEDS reference code);
+* for the last layer n = N, Hugging Face's ``hidden_states[N]`` has the final norm applied, so the
+  value is the model's own output logit of that token, read from the logits of the pass.
+
+This module holds that computation once, for the bundled agent (which rides on its log-prob pass)
+and for the TRL reward function (which runs one no-grad pass over prompt + response up to P).
+:class:`FingerprintCapture` registers forward hooks that copy out only the hidden state at P of
+each sequence, so the extra memory is O(batch x layers x hidden). It needs torch (the ``agents``
+or ``trl`` extra).
 """
 
 from __future__ import annotations
 
+import math
+import weakref
 from collections.abc import Sequence
+from enum import Enum
+from types import TracebackType
 from typing import Any
 
+import numpy as np
+
 from meds_gym.errors import InvalidArgumentError, MissingExtraError
+from meds_gym.verifiers.anchor import AnswerAnchor
 
 try:
+    import torch
     from torch import nn
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("The answer fingerprint", "agents", "torch") from exc
 
-BOXED = "\\boxed{"
-"""The marker whose brace starts the final answer."""
+BOXED_ANCHOR = AnswerAnchor.boxed()
+"""The default anchor: the ``{`` of the last ``\\boxed{``."""
 
 
-def boxed_brace_char(text: str) -> int | None:
-    r"""Character offset of the ``{`` of the last ``\boxed{`` in ``text``, or None if absent."""
-    start = text.rfind(BOXED)
-    if start < 0:
-        return None
-    return start + len(BOXED) - 1
+# --------------------------------------------------------------------------------------------
+# Which layers.
+# --------------------------------------------------------------------------------------------
+
+
+class LayerSelection(str, Enum):
+    """Which decoder layers the fingerprint keeps."""
+
+    LAST_HALF = "last_half"
+    """The last N // 2 layers (at least one): the MEDS paper's choice (14 of 28 for Qwen2.5-7B)."""
+    ALL = "all"
+    """All N decoder layers."""
+    LAST_K = "last_k"
+    """The last k layers (``k`` argument)."""
+    DIFF = "diff"
+    """Differences between consecutive layers' logits over the last half: N // 2 values, each
+    ``logit(n) - logit(n - 1)`` for the last-half layers n (layer n - 1 = 0 is skipped)."""
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder layers of a Hugging Face causal LM (Llama/Qwen/Mistral, GPT-2, GPT-NeoX, OPT).
+
+    Raises:
+        InvalidArgumentError: If the model keeps its layers elsewhere.
+    """
+    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+        module: Any = model
+        for attr in path.split("."):
+            module = getattr(module, attr, None)
+            if module is None:
+                break
+        if isinstance(module, nn.ModuleList):
+            return module
+    raise InvalidArgumentError(
+        "model",
+        "a causal LM whose decoder layers are at model.layers, transformer.h, gpt_neox.layers "
+        "or model.decoder.layers",
+        type(model).__name__,
+    )
+
+
+def num_decoder_layers(model: nn.Module) -> int:
+    """Number of decoder layers N of a causal LM."""
+    return len(decoder_layers(model))
+
+
+def selected_layers(
+    num_layers: int, selection: LayerSelection | str = LayerSelection.LAST_HALF, k: int = 1
+) -> list[int]:
+    """The 1-based decoder layers whose logits a selection needs, in increasing order.
+
+    For ``diff`` this includes the layer just before the last half, when it is not the embedding.
+
+    Args:
+        num_layers: N, the number of decoder layers.
+        selection: See :class:`LayerSelection`.
+        k: Number of layers for ``last_k``.
+    """
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+        raise InvalidArgumentError("num_layers", "an int >= 1", num_layers)
+    selection = LayerSelection(selection)
+    if selection is LayerSelection.ALL:
+        return list(range(1, num_layers + 1))
+    if selection is LayerSelection.LAST_K:
+        if not 1 <= k <= num_layers:
+            raise InvalidArgumentError("k", f"an int in [1, num_layers={num_layers}]", k)
+        return list(range(num_layers - k + 1, num_layers + 1))
+    half = max(1, num_layers // 2)
+    first = num_layers - half + 1
+    if selection is LayerSelection.DIFF:
+        first = max(1, first - 1)
+    return list(range(first, num_layers + 1))
+
+
+def fingerprint_dim(
+    num_layers: int, selection: LayerSelection | str = LayerSelection.LAST_HALF, k: int = 1
+) -> int:
+    """Length L of the fingerprint vector for a model with ``num_layers`` decoder layers."""
+    layers = selected_layers(num_layers, selection, k)
+    if LayerSelection(selection) is LayerSelection.DIFF:
+        return max(1, num_layers // 2) if num_layers > 1 else 1
+    return len(layers)
+
+
+def features_from_layer_logits(
+    layer_logits: np.ndarray, num_layers: int, selection: LayerSelection | str, k: int = 1
+) -> np.ndarray:
+    """Turn per-layer logits (B, len(selected_layers)) into fingerprints (B, L)."""
+    if LayerSelection(selection) is not LayerSelection.DIFF:
+        return layer_logits
+    if layer_logits.shape[1] == 1:  # a one-layer model has no consecutive pair
+        return layer_logits
+    diffs = np.diff(layer_logits, axis=1)  # (B, len - 1)
+    return diffs[:, -fingerprint_dim(num_layers, selection, k) :]
+
+
+# --------------------------------------------------------------------------------------------
+# Where: the token that carries the anchor.
+# --------------------------------------------------------------------------------------------
 
 
 def token_at_char(tokenizer: Any, token_ids: Sequence[int], char: int) -> int | None:
@@ -57,23 +172,262 @@ def token_at_char(tokenizer: Any, token_ids: Sequence[int], char: int) -> int | 
     return low
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder layers of a Hugging Face causal LM (Llama/Qwen/Mistral, GPT-2, GPT-NeoX, OPT).
+_PIECES: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictionary()
+"""Per tokenizer, the decoded text of each token id seen (decoding one id is the slow part)."""
 
-    Raises:
-        InvalidArgumentError: If the model keeps its layers elsewhere.
+
+def _token_pieces(tokenizer: Any, ids: list[int]) -> list[str]:
+    try:
+        cache = _PIECES.setdefault(tokenizer, {})
+    except TypeError:  # a tokenizer that cannot be weakly referenced: no cache
+        cache = {}
+    missing = [t for t in dict.fromkeys(ids) if t not in cache]
+    for t in missing:
+        cache[t] = tokenizer.decode([t], skip_special_tokens=True)
+    return [cache[t] for t in ids]
+
+
+def anchor_token(
+    tokenizer: Any,
+    token_ids: Sequence[int],
+    text: str | None = None,
+    anchor: AnswerAnchor = BOXED_ANCHOR,
+) -> int | None:
+    """Index into generated ``token_ids`` of the token that carries the anchor's last character.
+
+    Found from the generated ids, once per response: the decoded text of each token id (cached
+    per tokenizer) is laid end to end, and when that reproduces the decoded response the token
+    is read off the running lengths. Otherwise (a tokenizer whose pieces do not concatenate, such
+    as byte-level merges split inside a character) it falls back to bisection on decoded prefixes
+    (:func:`token_at_char`). Never through re-encoding the text, which a sampled tokenisation
+    need not match.
+
+    Args:
+        tokenizer: A Hugging Face tokenizer.
+        token_ids: The response's token ids as generated (special tokens may follow the text).
+        text: ``tokenizer.decode(token_ids, skip_special_tokens=True)``, if already at hand.
+        anchor: Which text opens the final answer.
+
+    Returns:
+        The token index, or None when the response has no anchor.
     """
-    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
-        module: Any = model
-        for attr in path.split("."):
-            module = getattr(module, attr, None)
-            if module is None:
-                break
-        if isinstance(module, nn.ModuleList):
-            return module
-    raise InvalidArgumentError(
-        "model",
-        "a causal LM whose decoder layers are at model.layers, transformer.h, gpt_neox.layers "
-        "or model.decoder.layers",
-        type(model).__name__,
-    )
+    ids = [int(t) for t in token_ids]
+    pieces = _token_pieces(tokenizer, ids)
+    joined = "".join(pieces)
+    if text is None:
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+    char = anchor.locate(text)
+    if char is None:
+        return None
+    if joined == text:
+        ends = np.cumsum([len(p) for p in pieces])  # (T,) end offset of each token's text
+        index = int(np.searchsorted(ends, char, side="right"))
+        return index if index < len(ids) else None
+    return token_at_char(tokenizer, ids, char)
+
+
+def answer_has_token(text: str, anchor: AnswerAnchor = BOXED_ANCHOR) -> bool:
+    """Whether some text follows the anchor (a response ending on the anchor has no answer)."""
+    char = anchor.locate(text)
+    return char is not None and char < len(text.rstrip()) - 1
+
+
+# --------------------------------------------------------------------------------------------
+# What: the logit lens at P.
+# --------------------------------------------------------------------------------------------
+
+
+def layer_logits_at(
+    head: nn.Module,
+    hidden_at: dict[int, torch.Tensor],
+    final_logits: torch.Tensor,
+    next_tokens: torch.Tensor,
+    layers: Sequence[int],
+    num_layers: int,
+) -> torch.Tensor:
+    """Per-layer logit of each sequence's next token at P: the fingerprint's maths, once.
+
+    Args:
+        head: The LM head (``model.get_output_embeddings()``).
+        hidden_at: Layer n -> (B, H) hidden state at P, for every selected layer n < N.
+        final_logits: (B, V) the model's own logits at P (layer N).
+        next_tokens: (B,) the token at P + 1.
+        layers: The selected 1-based layers.
+        num_layers: N.
+
+    Returns:
+        (B, len(layers)) float32.
+    """
+    weight: Any = head.weight
+    rows = weight[next_tokens.to(weight.device)].float()  # (B, H): only the rows needed
+    bias = getattr(head, "bias", None)
+    columns = []
+    for layer in layers:
+        if layer == num_layers:
+            tokens = next_tokens.to(final_logits.device)[:, None]
+            value = final_logits.float().gather(1, tokens)[:, 0]  # (B,)
+        else:
+            value = (hidden_at[layer].to(rows.device).float() * rows).sum(dim=-1)
+            if bias is not None:
+                value = value + bias[next_tokens.to(bias.device)].float()
+        columns.append(value.to(final_logits.device))
+    return torch.stack(columns, dim=1)
+
+
+class FingerprintCapture:
+    """Forward hooks that copy each sequence's hidden state at one position out of decoder layers.
+
+    Use as a context manager around the forward pass that computes log-probs, then call
+    :meth:`features` with that pass's logits and input ids.
+
+    Example:
+        >>> with FingerprintCapture(model, positions) as capture:  # doctest: +SKIP
+        ...     logits = model(input_ids, attention_mask=attention_mask).logits
+        >>> features = capture.features(logits, input_ids)  # (B, L) float32, NaN rows  # +SKIP
+
+    Args:
+        model: A Hugging Face causal LM.
+        positions: (B,) absolute position P in each input sequence of the token that carries
+            the anchor; -1 (or any negative) for a sequence without one.
+        selection: Which layers to keep, see :class:`LayerSelection`.
+        k: Number of layers for ``last_k``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        positions: torch.Tensor,
+        selection: LayerSelection | str = LayerSelection.LAST_HALF,
+        k: int = 1,
+    ) -> None:
+        if positions.dim() != 1:
+            raise InvalidArgumentError("positions", "a 1-D tensor of shape (B,)", positions.shape)
+        self.model: Any = model
+        self.selection = LayerSelection(selection)
+        self.k = k
+        self.layers_module = decoder_layers(model)
+        self.num_layers = len(self.layers_module)
+        self.layers = selected_layers(self.num_layers, self.selection, k)
+        self.positions = positions.long()
+        self.hidden_at: dict[int, torch.Tensor] = {}
+        """Layer n -> (B, H) hidden state at P (zeros where P < 0); filled by the forward pass."""
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _hook(self, layer: int) -> Any:
+        def copy_out(module: nn.Module, inputs: Any, output: Any) -> None:
+            hidden = output[0] if isinstance(output, tuple) else output  # (B, T, H)
+            if hidden.shape[0] != self.positions.shape[0]:
+                raise InvalidArgumentError(
+                    "positions",
+                    f"shape ({hidden.shape[0]},), one position per sequence of the batch",
+                    tuple(self.positions.shape),
+                )
+            rows = torch.arange(hidden.shape[0], device=hidden.device)
+            pos = self.positions.to(hidden.device).clamp(min=0)
+            self.hidden_at[layer] = hidden[rows, pos].detach().clone()  # (B, H)
+
+        return copy_out
+
+    def __enter__(self) -> FingerprintCapture:
+        self.hidden_at.clear()
+        for layer in self.layers:
+            if layer < self.num_layers:  # the last layer is read from the logits
+                module = self.layers_module[layer - 1]
+                self._handles.append(module.register_forward_hook(self._hook(layer)))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def logits_for(self, final_logits: torch.Tensor, next_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, len(self.layers)) per-layer logits, given the logits at P and the tokens at P + 1."""
+        head = self.model.get_output_embeddings()
+        return layer_logits_at(
+            head, self.hidden_at, final_logits, next_tokens, self.layers, self.num_layers
+        )
+
+    @torch.no_grad()
+    def layer_logits(
+        self,
+        logits: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Per-layer logit of the token at P + 1, (B, len(self.layers)) float32, NaN rows if none.
+
+        A row is NaN when P < 0, or when P + 1 is past the sequence or (given ``attention_mask``)
+        a padding position: the response ended on the anchor, with no answer token after it.
+
+        Args:
+            logits: (B, T, V) logits of the pass the hooks watched.
+            input_ids: (B, T) the input ids of that pass.
+            attention_mask: (B, T) its attention mask, 0 on padding.
+        """
+        batch, length = input_ids.shape
+        if self.positions.shape[0] != batch:
+            raise InvalidArgumentError(
+                "positions", f"shape ({batch},) to match input_ids", tuple(self.positions.shape)
+            )
+        valid = (self.positions >= 0) & (self.positions + 1 < length)  # (B,)
+        rows = torch.arange(batch, device=input_ids.device)
+        pos = self.positions.clamp(min=0, max=max(length - 2, 0)).to(input_ids.device)  # (B,)
+        next_tokens = input_ids[rows, (pos + 1).clamp(max=length - 1)]  # (B,)
+        if attention_mask is not None:
+            after = attention_mask[rows, (pos + 1).clamp(max=length - 1).to(attention_mask.device)]
+            valid &= after.to(valid.device) > 0
+        final = logits[rows.to(logits.device), pos.to(logits.device)]  # (B, V)
+        out = self.logits_for(final, next_tokens)
+        out[~valid.to(out.device)] = math.nan
+        return out
+
+    def features(
+        self,
+        logits: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+    ) -> np.ndarray:
+        """The fingerprints, (B, L) float32 numpy with NaN rows for sequences without one.
+
+        Arguments as for :meth:`layer_logits`.
+        """
+        per_layer = self.layer_logits(logits, input_ids, attention_mask).cpu().numpy()
+        return features_from_layer_logits(
+            per_layer, self.num_layers, self.selection, self.k
+        ).astype(np.float32)
+
+
+@torch.no_grad()
+def answer_fingerprint(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    positions: torch.Tensor,
+    selection: LayerSelection | str = LayerSelection.LAST_HALF,
+    k: int = 1,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Run one forward pass and return its logits together with the answer fingerprints.
+
+    A convenience for callers that do not run their own pass; a trainer wraps its existing
+    log-prob pass in :class:`FingerprintCapture` instead.
+
+    Args:
+        model: A Hugging Face causal LM.
+        input_ids: (B, T) prompt + response ids.
+        attention_mask: (B, T) attention mask.
+        positions: (B,) absolute position of the anchor token, -1 if none.
+        selection: Which layers to keep.
+        k: Number of layers for ``last_k``.
+
+    Returns:
+        ``(logits, features)``: (B, T, V) logits and (B, L) float32 fingerprints.
+    """
+    with FingerprintCapture(model, positions, selection, k) as capture:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    return logits, capture.features(logits, input_ids, attention_mask)

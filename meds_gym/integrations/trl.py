@@ -16,16 +16,25 @@ each call it
 5. returns the shaped rewards of its own rows.
 
 TRL then sums the reward functions and normalises each group, so the penalty acts on the wrong
-completions' rewards *before* the group normalisation, as in the paper. The penalties of a step
+completions' rewards *before* the group normalisation, as in the paper.
+
+**Groups whose completions are all right or all wrong** are skipped by default
+(``skip_uniform_groups=True``), as the reference code does: it clusters after DAPO's
+dynamic-sampling filter. Such a group keeps its raw rewards (1.0 or 0.0) and does not enter the
+memory. TRL still trains on it, but its rewards are all equal, so GRPO's group-normalised
+advantage is 0 for every completion of it: it adds no policy-gradient signal (only the KL term,
+when ``beta > 0``), exactly as if it had been filtered out. Set ``skip_uniform_groups=False`` to
+shape and store every group. The penalties of a step
 do not depend on the number of processes: a 2-process run gives the same penalties as a
 1-process run on the same completions.
 
 **Cost of the fingerprint.** TRL's reward functions do not see the policy's log-prob pass, so the
-fingerprint takes one extra no-grad forward per completion that has a ``\boxed{``, over the
-prompt and the completion *truncated at the brace token P* (the causal model needs nothing
-after P), keeping only the last position's logits (``logits_to_keep=1``) and copying one hidden
-vector per selected layer out of forward hooks. The cost is therefore at most one inference
-forward of the batch, without the (T, V) logits; it runs in ``fingerprint_batch_size`` chunks.
+fingerprint takes one extra no-grad forward per completion that has an answer anchor (by default
+``\boxed{``; see ``answer_anchor``), over the prompt and the completion *truncated at the anchor
+token P* (the causal model needs nothing after P), keeping only the last position's logits
+(``logits_to_keep=1``) and copying one hidden vector per selected layer out of forward hooks.
+The cost is therefore at most one inference forward of the batch, without the (T, V) logits; it
+runs in ``fingerprint_batch_size`` chunks.
 
 Example (``model`` and ``dataset`` with ``prompt``, ``answer`` and ``problem_id`` columns)::
 
@@ -51,9 +60,17 @@ import numpy as np
 import numpy.typing as npt
 
 from meds_gym.errors import InvalidArgumentError, MissingExtraError, invalid_type
-from meds_gym.integrations.hf import boxed_brace_char, decoder_layers, token_at_char
-from meds_gym.meds import MEDSConfig, MEDSShaper, ShapeResult
-from meds_gym.verifiers import verify_response
+from meds_gym.integrations.hf import (
+    FingerprintCapture,
+    LayerSelection,
+    anchor_token,
+    answer_has_token,
+    decoder_layers,
+    features_from_layer_logits,
+    fingerprint_dim,
+)
+from meds_gym.meds import MEDSConfig, MEDSShaper, ShapeResult, mixed_groups
+from meds_gym.verifiers import AnswerAnchor, is_equivalent, parse_anchor, verify_response
 
 try:  # the integration needs the ``trl`` extra; fail with the command that installs it
     import torch
@@ -76,34 +93,8 @@ CorrectnessFn = Callable[[str, str], bool]
 
 
 # --------------------------------------------------------------------------------------------
-# Pure helpers: where the answer starts, which layers, and the gather across processes.
+# Pure helpers: the gather across processes and the completion text.
 # --------------------------------------------------------------------------------------------
-
-
-def boxed_brace_token(tokenizer: Any, token_ids: Sequence[int]) -> int | None:
-    r"""Index into ``token_ids`` of the token that carries the ``{`` of the last ``\boxed{``.
-
-    The token is found from decoded text lengths, not token ids, because tokenisers split
-    ``\boxed{`` in different ways (``{`` may merge with ``boxed`` or with the answer's first
-    digits); see :func:`meds_gym.integrations.hf.token_at_char`.
-
-    Args:
-        tokenizer: A Hugging Face tokenizer.
-        token_ids: The completion's token ids as generated (special tokens may follow the text).
-
-    Returns:
-        The token index, or None if the decoded completion has no ``\boxed{``.
-    """
-    char = boxed_brace_char(tokenizer.decode([int(t) for t in token_ids], skip_special_tokens=True))
-    return None if char is None else token_at_char(tokenizer, token_ids, char)
-
-
-def last_half_layers(num_layers: int) -> list[int]:
-    """The 1-based decoder layers the fingerprint keeps: the last ``N // 2`` (at least one)."""
-    if num_layers < 1:
-        raise InvalidArgumentError("num_layers", "an int >= 1", num_layers)
-    half = max(1, num_layers // 2)
-    return list(range(num_layers - half + 1, num_layers + 1))
 
 
 def gather_across_processes(value: Any) -> list[Any]:
@@ -156,14 +147,14 @@ def answer_fingerprints(
     *,
     pad_token_id: int,
     batch_size: int = 8,
+    selection: LayerSelection | str = LayerSelection.LAST_HALF,
 ) -> npt.NDArray[np.float32]:
-    """MEDS fingerprints from sequences that end on the answer's brace token P.
+    """MEDS fingerprints from sequences that end on the answer's anchor token P.
 
     For each sequence (prompt ids + completion ids up to and including P) and its target (the
-    completion's token at P + 1), the fingerprint holds, for each of the last ``N // 2`` decoder
-    layers n, ``lm_head(hidden_n[P])[target]``: the logit lens without the final norm for
-    intermediate layers, and the model's own output logit for the last layer (DESIGN.md
-    section 2, step 1).
+    completion's token at P + 1), the fingerprint holds, for each selected decoder layer n,
+    ``lm_head(hidden_n[P])[target]``, computed by :mod:`meds_gym.integrations.hf` exactly as
+    the bundled agent computes it in its log-prob pass.
 
     Sequences are left-padded in chunks of ``batch_size`` with explicit position ids, so a
     sequence's fingerprint does not depend on its neighbours' positions; with ``batch_size=1``
@@ -177,9 +168,10 @@ def answer_fingerprints(
         targets: (B,) the token id at P + 1, or None.
         pad_token_id: Id used for left padding and for the dummy rows.
         batch_size: Sequences per forward.
+        selection: Which decoder layers to keep (default the last half, as in the paper).
 
     Returns:
-        (B, N // 2) float32 fingerprints, NaN rows where there is none.
+        (B, L) float32 fingerprints, NaN rows where there is none.
     """
     if len(sequences) != len(targets):
         raise InvalidArgumentError(
@@ -187,26 +179,13 @@ def answer_fingerprints(
         )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidArgumentError("batch_size", "an int >= 1", batch_size)
-    layers_module = decoder_layers(model)
-    num_layers = len(layers_module)
-    layers = last_half_layers(num_layers)
-    out = np.full((len(sequences), len(layers)), np.nan, dtype=np.float32)
+    num_layers = len(decoder_layers(model))
+    out = np.full(
+        (len(sequences), fingerprint_dim(num_layers, selection)), np.nan, dtype=np.float32
+    )
     if not sequences:
         return out
-    head: Any = model.get_output_embeddings()  # type: ignore[operator]
-    device = head.weight.device
-    captured: dict[int, torch.Tensor] = {}
-
-    def hook(layer: int) -> Callable[..., None]:
-        def copy_last(module: nn.Module, inputs: Any, output: Any) -> None:
-            hidden = output[0] if isinstance(output, tuple) else output  # (b, T, H)
-            captured[layer] = hidden[:, -1].detach().float()  # (b, H): only position P
-
-        return copy_last
-
-    handles = [
-        layers_module[n - 1].register_forward_hook(hook(n)) for n in layers if n < num_layers
-    ]
+    device = model.get_output_embeddings().weight.device  # type: ignore[operator]
     was_training = model.training
     model.eval()  # no dropout: the fingerprint must be a function of the weights only
     try:
@@ -226,32 +205,19 @@ def answer_fingerprints(
                 position_ids=positions.to(device),
                 use_cache=False,
             )
-            captured.clear()
-            try:
-                logits = model(**kwargs, logits_to_keep=1).logits[:, -1]  # (b, V)
-            except TypeError:  # an architecture without ``logits_to_keep``
-                logits = model(**kwargs).logits[:, -1]
-            tgt = torch.tensor(
-                [t if t is not None else 0 for t in (targets[i] for i in chunk)], device=device
-            )  # (b,)
-            weight = head.weight[tgt].float()  # (b, H): only the rows of the target tokens
-            bias = getattr(head, "bias", None)
-            columns = []
-            for n in layers:
-                if n == num_layers:
-                    value = logits.float().gather(1, tgt[:, None].to(logits.device))[:, 0]
-                else:
-                    value = (captured[n].to(weight.device) * weight).sum(dim=-1)
-                    if bias is not None:
-                        value = value + bias[tgt].float()
-                columns.append(value.cpu())
-            values = torch.stack(columns, dim=1).numpy()  # (b, layers)
+            last = torch.full((len(rows),), width - 1, dtype=torch.long)  # P: the last position
+            with FingerprintCapture(model, last, selection) as capture:
+                try:
+                    logits = model(**kwargs, logits_to_keep=1).logits[:, -1]  # (b, V)
+                except TypeError:  # an architecture without ``logits_to_keep``
+                    logits = model(**kwargs).logits[:, -1]
+            tgt = torch.tensor([t if t is not None else 0 for t in (targets[i] for i in chunk)])
+            per_layer = capture.logits_for(logits, tgt).cpu().numpy()  # (b, layers)
+            values = features_from_layer_logits(per_layer, num_layers, selection)
             for j, i in enumerate(chunk):
                 if sequences[i] is not None and targets[i] is not None:
                     out[i] = values[j]
     finally:
-        for handle in handles:
-            handle.remove()
         model.train(was_training)
     return out
 
@@ -272,6 +238,7 @@ class MEDSStep:
         rewards: (B,) float64 rewards before shaping (1.0 right, 0.0 wrong).
         features: (B, L) float32 fingerprints, NaN rows where there is none.
         result: The shaper's output (penalties, clusters, cluster sizes, shaped rewards).
+        kept: (B,) bool, the completions in groups that were shaped and stored.
         local: The rows of this process.
         training: Whether the memory learned from this step.
     """
@@ -282,12 +249,21 @@ class MEDSStep:
     rewards: npt.NDArray[np.float64]
     features: npt.NDArray[np.float32]
     result: ShapeResult
+    kept: npt.NDArray[np.bool_]
     local: slice
     training: bool
 
 
-def _default_correctness(completion: str, gold: str) -> bool:
-    return verify_response(completion, gold).correct
+def anchored_correctness(anchor: AnswerAnchor) -> CorrectnessFn:
+    """``(completion, gold) -> correct?`` reading the final answer at ``anchor``."""
+    if anchor == AnswerAnchor.boxed():
+        return lambda completion, gold: verify_response(completion, gold).correct
+
+    def correct(completion: str, gold: str) -> bool:
+        answer = anchor.extract(completion)
+        return answer is not None and is_equivalent(answer, gold)
+
+    return correct
 
 
 class MEDSRewardFunction:
@@ -317,6 +293,13 @@ class MEDSRewardFunction:
             default: the policy model's answer fingerprint (needs ``model`` and ``tokenizer``).
         fingerprint_batch_size: Completions per fingerprint forward (1 makes the fingerprints
             independent of how the batch is split across processes, bit for bit).
+        answer_anchor: Where the final answer starts: ``"boxed"`` (default), ``"answer_tag"``,
+            a regex with one group, or an :class:`~meds_gym.verifiers.AnswerAnchor`; used by the
+            fingerprint and by the default correctness check (the env's setting, shared).
+        skip_uniform_groups: Shape and store only groups (completions of one problem in the
+            global batch) holding both right and wrong completions, as the reference does after
+            DAPO's filter; see the module docstring for what TRL does with the others.
+        fingerprint_layers: Which decoder layers the fingerprint keeps (default the last half).
         record_history: Keep a :class:`MEDSStep` per call in :attr:`history` (for analysis
             and tests; it grows with training).
 
@@ -343,6 +326,9 @@ class MEDSRewardFunction:
         features_fn: FeaturesFn | None = None,
         fingerprint_batch_size: int = 8,
         record_history: bool = False,
+        answer_anchor: AnswerAnchor | str = "boxed",
+        skip_uniform_groups: bool = True,
+        fingerprint_layers: LayerSelection | str = LayerSelection.LAST_HALF,
     ) -> None:
         if shaper is not None and not isinstance(shaper, MEDSShaper):
             raise InvalidArgumentError("shaper", "a MEDSShaper or None", shaper)
@@ -370,7 +356,21 @@ class MEDSRewardFunction:
         self.tokenizer = tokenizer
         self.answer_column = answer_column
         self.problem_id_column = problem_id_column
-        self.correctness_fn: CorrectnessFn = correctness_fn or _default_correctness
+        if not isinstance(skip_uniform_groups, bool):
+            raise InvalidArgumentError("skip_uniform_groups", "a bool", skip_uniform_groups)
+        try:
+            self.fingerprint_layers = LayerSelection(fingerprint_layers)
+        except ValueError as exc:
+            raise InvalidArgumentError(
+                "fingerprint_layers",
+                f"one of {[s.value for s in LayerSelection]}",
+                fingerprint_layers,
+            ) from exc
+        self.answer_anchor = parse_anchor(answer_anchor)
+        self.skip_uniform_groups = skip_uniform_groups
+        self.correctness_fn: CorrectnessFn = correctness_fn or anchored_correctness(
+            self.answer_anchor
+        )
         self.features_fn = features_fn
         self.fingerprint_batch_size = fingerprint_batch_size
         self.record_history = bool(record_history)
@@ -454,8 +454,9 @@ class MEDSRewardFunction:
         frozen = self.model is not None and not self.model.training  # TRL's evaluation loop
         if frozen:
             self.shaper.training = False
+        kept = mixed_groups(all_ids, all_correct) if self.skip_uniform_groups else None
         try:
-            result = self.shaper.shape(all_ids, all_correct, rewards, all_features)
+            result = self.shaper.shape(all_ids, all_correct, rewards, all_features, kept=kept)
         finally:
             self.shaper.training = training
         local_rows = slice(offset, offset + size)
@@ -466,6 +467,7 @@ class MEDSRewardFunction:
             rewards=rewards,
             features=all_features,
             result=result,
+            kept=np.ones(len(all_ids), dtype=bool) if kept is None else kept,
             local=local_rows,
             training=training and not frozen,
         )
@@ -540,10 +542,10 @@ class MEDSRewardFunction:
         targets: list[int | None] = []
         for prompt, completion, text in zip(prompt_ids, completion_ids, texts, strict=True):
             ids = [int(t) for t in completion]
-            char = boxed_brace_char(text)
-            position = None if char is None else boxed_brace_token(self.tokenizer, ids)
-            if position is None or position + 1 >= len(ids) or char == len(text.rstrip()) - 1:
-                sequences.append(None)  # no box, or the text ends on the brace: no answer token
+            has_answer = answer_has_token(text, self.answer_anchor)
+            position = anchor_token(self.tokenizer, ids, None, self.answer_anchor)
+            if not has_answer or position is None or position + 1 >= len(ids):
+                sequences.append(None)  # no anchor, or the text ends on it: no answer token
                 targets.append(None)
                 continue
             sequences.append(list(prompt) + ids[: position + 1])
@@ -557,6 +559,7 @@ class MEDSRewardFunction:
             targets,
             pad_token_id=int(pad),
             batch_size=self.fingerprint_batch_size,
+            selection=self.fingerprint_layers,
         )
 
     def _prompt_ids(self, prompts: Sequence[Any]) -> list[list[int]]:
@@ -602,10 +605,7 @@ __all__ = [
     "MEDSRewardFunction",
     "MEDSStep",
     "answer_fingerprints",
-    "boxed_brace_char",
-    "boxed_brace_token",
+    "anchored_correctness",
     "completion_text",
-    "decoder_layers",
     "gather_across_processes",
-    "last_half_layers",
 ]

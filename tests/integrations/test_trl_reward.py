@@ -16,14 +16,14 @@ pytest.importorskip("trl")
 pytest.importorskip("accelerate")
 
 from meds_gym.errors import InvalidArgumentError, MissingExtraError  # noqa: E402
+from meds_gym.integrations.hf import anchor_token, selected_layers  # noqa: E402
 from meds_gym.integrations.trl import (  # noqa: E402
     MEDSRewardFunction,
     answer_fingerprints,
-    boxed_brace_token,
     completion_text,
-    last_half_layers,
 )
 from meds_gym.meds import MEDSConfig, MEDSShaper  # noqa: E402
+from meds_gym.verifiers import parse_anchor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,9 +69,9 @@ class PieceTokenizer:
 def test_boxed_brace_token_finds_a_merged_brace() -> None:
     pieces = ["So ", "\\box", "ed{1", "9}", " or ", "\\boxed", "{2", "0}", "<eos>"]
     tok = PieceTokenizer(pieces)
-    assert boxed_brace_token(tok, [0, 1, 2, 3]) == 2
-    assert boxed_brace_token(tok, [0, 1, 2, 3, 4, 5, 6, 7]) == 6  # the last \boxed{ counts
-    assert boxed_brace_token(tok, [0, 3, 4]) is None
+    assert anchor_token(tok, [0, 1, 2, 3]) == 2
+    assert anchor_token(tok, [0, 1, 2, 3, 4, 5, 6, 7]) == 6  # the last \boxed{ counts
+    assert anchor_token(tok, [0, 3, 4]) is None
 
 
 def test_boxed_brace_token_is_the_character_offset_for_a_character_tokenizer(
@@ -79,15 +79,36 @@ def test_boxed_brace_token_is_the_character_offset_for_a_character_tokenizer(
 ) -> None:
     text = "1+1 is \\boxed{2}, not \\boxed{3}"
     ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    assert boxed_brace_token(tokenizer, ids) == text.rfind("\\boxed{") + len("\\boxed")
+    assert anchor_token(tokenizer, ids) == text.rfind("\\boxed{") + len("\\boxed")
+
+
+class SpacedTokenizer(PieceTokenizer):
+    """Decodes a sequence with spaces between tokens: the pieces do not lay end to end."""
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return " ".join(self.pieces[i] for i in ids)
+
+
+def test_anchor_token_falls_back_to_bisection_when_pieces_do_not_concatenate() -> None:
+    tok = SpacedTokenizer(["So", "<answer>", "19", "</answer>"])
+    anchor = parse_anchor("answer_tag")
+    assert anchor_token(tok, [0, 1, 2, 3], anchor=anchor) == 1  # "So <answer> 19 </answer>"
+    assert anchor_token(tok, [0, 2], anchor=anchor) is None
+
+
+def test_anchor_token_at_answer_tags_and_regex() -> None:
+    tok = PieceTokenizer(["x=", "<ans", "wer>4", "2</answer>", "Final: ", "7"])
+    assert anchor_token(tok, [0, 1, 2, 3], anchor=parse_anchor("answer_tag")) == 2
+    regex = parse_anchor(r"Final: (\d+)")
+    assert anchor_token(tok, [0, 4, 5], anchor=regex) == 1  # the space before the group
 
 
 def test_last_half_layers() -> None:
-    assert last_half_layers(28) == list(range(15, 29))
-    assert last_half_layers(4) == [3, 4]
-    assert last_half_layers(1) == [1]
+    assert selected_layers(28) == list(range(15, 29))
+    assert selected_layers(4) == [3, 4]
+    assert selected_layers(1) == [1]
     with pytest.raises(InvalidArgumentError, match="num_layers"):
-        last_half_layers(0)
+        selected_layers(0)
 
 
 def _oracle_fingerprint(model: Any, sequence: list[int], target: int) -> np.ndarray:
@@ -95,7 +116,7 @@ def _oracle_fingerprint(model: Any, sequence: list[int], target: int) -> np.ndar
     values = []
     with torch.no_grad():
         out = model(torch.tensor([sequence]), output_hidden_states=True)
-        for n in last_half_layers(model.config.num_hidden_layers):
+        for n in selected_layers(model.config.num_hidden_layers):
             if n == model.config.num_hidden_layers:  # HF applies the final norm: output logits
                 values.append(float(out.logits[0, -1, target]))
             else:
@@ -189,6 +210,28 @@ def test_reward_function_matches_the_shaper_oracle() -> None:
     assert rewards[1] < rewards[4] <= 0.0
 
 
+def test_uniform_groups_are_skipped_by_default_as_the_reference_does() -> None:
+    meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE), record_history=True)
+    oracle = MEDSShaper(MEDSConfig())
+    texts = [WRONG_A, WRONG_A, WRONG_B, WRONG_A, RIGHT, WRONG_A]
+    pids = ["all-wrong"] * 3 + ["mixed"] * 3
+    for _ in range(3):
+        rewards = meds(prompts=["q"] * 6, completions=texts, answer=["19"] * 6, problem_id=pids)
+        correct = np.array([t == RIGHT for t in texts])
+        kept = np.array([False] * 3 + [True] * 3)
+        want = oracle.shape(pids, correct, correct.astype(float),
+                            np.array([TABLE[t] for t in texts]), kept=kept)  # fmt: skip
+        assert rewards == want.shaped_rewards.tolist()
+        assert rewards[:3] == [0.0, 0.0, 0.0]  # the all-wrong group keeps its raw rewards
+        assert meds.last_step is not None and meds.last_step.kept.tolist() == kept.tolist()
+    assert ("all-wrong", False) not in meds.shaper.memory  # never stored
+    assert len(meds.shaper.memory.bucket("mixed", False)) == 6
+    every = MEDSRewardFunction(features_fn=_fixed_features(TABLE), skip_uniform_groups=False)
+    for _ in range(2):
+        every(prompts=["q"] * 6, completions=texts, answer=["19"] * 6, problem_id=pids)
+    assert len(every.shaper.memory.bucket("all-wrong", False)) == 6
+
+
 def test_conversational_completions_and_dataset_columns() -> None:
     meds = MEDSRewardFunction(
         features_fn=_fixed_features(TABLE), answer_column="gold", problem_id_column="pid"
@@ -208,12 +251,12 @@ def test_conversational_completions_and_dataset_columns() -> None:
 def test_eval_mode_freezes_the_memory(model: Any) -> None:
     meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE), model=model)
     model.eval()  # TRL's evaluation loop
-    _call(meds, [WRONG_A, WRONG_A])
+    _call(meds, [RIGHT, WRONG_A])
     assert meds.shaper.stats().rows == 0
     assert meds.last_step is not None and not meds.last_step.training
     assert meds.shaper.training  # the switch is restored after the call
     model.train()
-    _call(meds, [WRONG_A, WRONG_A])
+    _call(meds, [RIGHT, WRONG_A])
     assert meds.last_step.training
     assert meds.shaper.stats().rows == 2
     model.eval()
