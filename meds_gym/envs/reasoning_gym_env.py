@@ -62,6 +62,9 @@ def make_reasoning_gym_env(
     anchor = parse_anchor(answer_anchor)
     if "max_prompt_length" not in env_kwargs:
         template = env_kwargs.get("prompt_template") or prompt_template_for(anchor)
-        longest = max(len(template.format(question=p.question)) for p in source)
+        try:
+            longest = max(len(template.format(question=p.question)) for p in source)
+        except (AttributeError, IndexError, KeyError, ValueError):
+            longest = 0  # a bad template: ReasoningEnv rejects it with a clear error
         env_kwargs["max_prompt_length"] = max(_DEFAULT_MAX_PROMPT_LENGTH, longest)
     return ReasoningEnv(source, answer_anchor=anchor, **env_kwargs)

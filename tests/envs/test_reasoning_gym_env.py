@@ -356,6 +356,9 @@ def test_hash_seed_dependent_tasks_warn_unless_the_hash_seed_is_fixed(monkeypatc
             {"scorer_errors": "ignore"}, InvalidArgumentError, "scorer_errors", id="policy"
         ),
         pytest.param(
+            {"prompt_template": "no field"}, InvalidArgumentError, "prompt_template", id="template"
+        ),
+        pytest.param(
             {"answer_anchor": "(a)(b)"}, InvalidArgumentError, "answer_anchor", id="anchor"
         ),
     ],
