@@ -229,3 +229,54 @@ def test_boxed_brace_token_in_ids():
     char_ids = [fast.convert_tokens_to_ids(c) for c in text]
     assert fast.decode(char_ids) == text and char_ids != fast(text).input_ids
     assert boxed_brace_token_in_ids(fast, char_ids, text) == text.index("{")
+
+
+TAGGED = [
+    "3*4=12\n2+12=14\n<answer>14</answer>",
+    "first <answer>9</answer> then <answer>20</answer>",  # the last tag counts
+    "no final answer here",
+    "cut short <answer>",  # the anchor is the last token: no answer token follows
+]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_answer_tag_anchor_matches_output_hidden_states_and_the_trl_path(arch):
+    """Fingerprints at the `<answer>` anchor: the agent's hooked pass equals the slow
+    output_hidden_states computation, and the TRL reward function's pass gives the same values
+    with the same anchor setting."""
+    from agents.fingerprint import boxed_brace_token_in_ids
+    from meds_gym.integrations.trl import answer_fingerprints
+    from meds_gym.verifiers import parse_anchor
+
+    anchor = parse_anchor("answer_tag")
+    tok = build_char_tokenizer()
+    model = _model(arch, tok, layers=4)
+    prompt = tok("<|user|>What is 2+3*4?\n<|assistant|>", add_special_tokens=False).input_ids
+    rows, positions = [], []
+    for text in TAGGED:
+        ids = tok(text, add_special_tokens=False).input_ids
+        token = boxed_brace_token_in_ids(tok, ids, text, anchor)
+        assert token is None or text[token] == ">"  # one token per character
+        positions.append(-1 if token is None else len(prompt) + token)
+        rows.append(prompt + ids)
+    width = max(map(len, rows))
+    input_ids = torch.full((len(rows), width), tok.pad_token_id)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention[i, : len(row)] = 1
+    positions = torch.tensor(positions)
+    layers = selected_layers(4)
+    slow, _, _ = _slow_layer_logits(
+        model, input_ids, attention, positions, attention.sum(dim=1), layers
+    )
+    with FingerprintCapture(model, positions) as capture:
+        logits = model(input_ids=input_ids, attention_mask=attention).logits
+    fast = capture.features(logits, input_ids, attention)
+    np.testing.assert_allclose(fast[:2], slow[:2], rtol=1e-5, atol=1e-5)
+    assert np.isnan(fast[2:]).all()
+    # The TRL path: prompt + response up to P, target P + 1, one forward per sequence.
+    sequences = [rows[i][: int(positions[i]) + 1] for i in range(2)]
+    targets = [rows[i][int(positions[i]) + 1] for i in range(2)]
+    trl = answer_fingerprints(model, sequences, targets, pad_token_id=tok.pad_token_id)
+    np.testing.assert_allclose(trl, fast[:2], rtol=1e-5, atol=1e-5)

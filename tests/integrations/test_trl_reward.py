@@ -283,6 +283,29 @@ def test_reward_function_with_the_policy_fingerprint(model: Any, tokenizer: Any)
     )
 
 
+def test_reward_function_fingerprints_at_the_answer_tag_anchor(model: Any, tokenizer: Any) -> None:
+    meds = MEDSRewardFunction(
+        model=model, tokenizer=tokenizer, record_history=True, answer_anchor="answer_tag"
+    )
+    texts = ["3*6=18, 7+18=25. <answer>19</answer>", "boxed only \\boxed{19}", "<answer>25"]
+    ids = [
+        tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        for t in texts
+    ]
+    prompt = "Compute 7 + 3 * 6 - 6."
+    rewards = meds(prompts=[prompt] * 3, completions=texts, completion_ids=ids,
+                   answer=["19"] * 3, problem_id=["p"] * 3)  # fmt: skip
+    assert rewards[0] == 1.0 and rewards[1] == 0.0  # graded at the same anchor
+    features = meds.history[-1].features
+    assert not np.isnan(features[0]).any() and not np.isnan(features[2]).any()
+    assert np.isnan(features[1]).all()  # no <answer> tag: no fingerprint
+    p = texts[0].index("<answer>") + len("<answer>") - 1  # one token per character
+    sequence = tokenizer(text=prompt)["input_ids"] + ids[0][: p + 1]
+    np.testing.assert_allclose(
+        features[0], _oracle_fingerprint(model, sequence, ids[0][p + 1]), rtol=1e-5, atol=1e-5
+    )
+
+
 def test_save_writes_the_shared_memory(tmp_path: Path) -> None:
     meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE))
     for _ in range(2):
