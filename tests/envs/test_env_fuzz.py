@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import error as gym_error
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import meds_gym  # noqa: F401  (registers the env ids)
@@ -95,13 +95,17 @@ def check_reset(env, seed, opts) -> str | None:
         obs, info = env.reset(seed=seed, options=opts)
     except gym_error.Error as error:  # Gymnasium's own seed validation
         assert seed is not None and "Seed" in str(error)
+        event("reset: bad seed (gymnasium.error.Error)")
         return None
     except (InvalidArgumentError, UnknownProblemError) as error:
         assert "option" in str(error) or "problem_id" in str(error) or "index" in str(error)
+        event(f"reset: {type(error).__name__}")
         return None
     except TypeError as error:
         assert "`options" in str(error) or "`problem_id`" in str(error), error
+        event("reset: TypeError")
         return None
+    event("reset: ok")
     assert isinstance(obs, str) and obs in env.observation_space
     assert RESET_INFO_KEYS <= set(info)
     assert info["question"] in obs
@@ -118,6 +122,7 @@ def check_step(env, action, running: str | None, ever_reset: bool) -> None:
         expected = RuntimeError if ever_reset else gym_error.ResetNeeded
         with pytest.raises(expected):
             env.step(action)
+        event(f"step: {expected.__name__}")
         return
     obs, reward, terminated, truncated, info = env.step(action)
     assert obs == "" and obs in env.observation_space
@@ -127,6 +132,7 @@ def check_step(env, action, running: str | None, ever_reset: bool) -> None:
     assert info["problem_id"] == running
     assert (reward == 1.0) is info["correct"] is info["is_success"]
     assert info["response_overlong"] is (len(action) > env.unwrapped.max_response_length)
+    event(f"step: reward {reward}")
     gold = info["gold_answer"]
     if action.endswith(f"\\boxed{{{gold}}}.") and action.count("\\boxed") == 1:
         assert reward == 1.0, (action, gold)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from meds_gym.errors import DataFileError, InvalidArgumentError
@@ -67,6 +67,11 @@ def check_raise_and_skip_agree(path: Path, **kwargs) -> tuple[object, object]:
     """Load in both modes; skip keeps what raise keeps and lists first the row raise stops at."""
     strict = load(path, **kwargs)
     lenient = load(path, on_bad_row="skip", **kwargs)
+    event(f"raise: {'loaded' if isinstance(strict, DatasetSource) else 'DataFileError'}")
+    if isinstance(lenient, DatasetSource):
+        event("skip: loaded" + (" with skipped rows" if lenient.skipped else ""))
+    else:
+        event("skip: DataFileError")
     if isinstance(strict, DatasetSource):
         check_source(strict)
         assert isinstance(lenient, DatasetSource) and lenient.skipped == ()
@@ -223,6 +228,7 @@ def test_fuzz_prompt_templates(template, rows):
             strict, lenient = check_raise_and_skip_agree(path, prompt_template=template)
         except InvalidArgumentError as error:
             assert "`prompt_template`" in str(error)
+            event("template: InvalidArgumentError")
             return
         if isinstance(rows[0], list):
             return  # the first line may make the file one JSON array: rows are its elements
