@@ -35,7 +35,7 @@ from .ppo import Args, main, tiny_config_for
 from .report import current_command, write_report
 from .tiny_model import TinyModelConfig, tiny_model_path
 
-logger = logging.getLogger("agents.compare")  # not "__main__" under python -m
+logger = logging.getLogger(f"{__package__ or 'agents'}.compare")  # not "__main__" under -m
 
 COMPARE_TINY = TinyModelConfig(num_layers=4, steps=200, learning_rate=3e-3)
 """The compare command's tiny model: 4 layers (the fingerprint keeps 2) and 200 warm-up steps at a
@@ -175,7 +175,7 @@ if __name__ == "__main__":
     import tyro
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("agents").setLevel(logging.INFO)  # progress of the warm-up and the runs
+    logging.getLogger(__package__).setLevel(logging.INFO)  # progress of the warm-up and the runs
     compare_args = tyro.cli(CompareArgs)
     directory, results = compare(compare_args)
     print((directory / "report.md").read_text().split("\nSettings:")[0])

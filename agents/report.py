@@ -183,14 +183,25 @@ def training_cluster_ari(history: Sequence[Mapping[str, float]]) -> float:
 
 
 def current_command() -> str:
-    """This process's command line, as typed (``python -m agents.<script> ...`` for the scripts)."""
+    """This process's command line, as typed.
+
+    ``python -m agents.<script> ...`` for the scripts run from a clone, ``meds-gym-train ...``
+    (the bare name) for the installed console scripts.
+    """
     import shlex
     import sys
 
+    from . import SCRIPTS
+
     script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
-    head = (
-        ["python", "-m", f"agents.{script.stem}"]
-        if script.parent.name == "agents" and script.suffix == ".py"
-        else [str(script)]
-    )
+    typed = list(getattr(sys, "orig_argv", []))  # the interpreter's own arguments: "-m <module>"
+    module = typed[typed.index("-m") + 1] if "-m" in typed[:-1] else ""
+    if script.suffix == ".py" and module.rsplit(".", 1)[-1] == script.stem:
+        head = ["python", "-m", module]
+    elif script.parent.name in ("agents", "meds_gym_agents") and script.suffix == ".py":
+        head = ["python", "-m", f"{script.parent.name}.{script.stem}"]
+    elif script.name in SCRIPTS:
+        head = [script.name]
+    else:
+        head = [str(script)]
     return shlex.join(head + sys.argv[1:])

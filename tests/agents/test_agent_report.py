@@ -99,3 +99,14 @@ def test_current_command_names_the_module(monkeypatch):
     assert current_command() == "python -m agents.compare --seeds 3 'a b'"
     monkeypatch.setattr(sys, "argv", ["/usr/bin/pytest", "-q"])
     assert current_command() == "/usr/bin/pytest -q"
+
+
+def test_current_command_of_the_installed_package_and_console_scripts(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/meds-gym-train", "--iterations", "3"])
+    assert current_command() == "meds-gym-train --iterations 3"
+    monkeypatch.setattr(sys, "argv", ["/site-packages/meds_gym_agents/ppo.py", "--seed", "1"])
+    assert current_command() == "python -m meds_gym_agents.ppo --seed 1"
+    # The module name as typed wins over the folder it was found in (an editable install).
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "meds_gym_agents.ppo", "--seed", "1"])
+    monkeypatch.setattr(sys, "argv", ["/repo/agents/ppo.py", "--seed", "1"])
+    assert current_command() == "python -m meds_gym_agents.ppo --seed 1"
