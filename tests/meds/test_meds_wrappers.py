@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from meds_gym.errors import InvalidArgumentError
 from meds_gym.meds import (
@@ -15,6 +15,7 @@ from meds_gym.meds import (
     MEDSShaper,
     MEDSVectorRewardWrapper,
     Trajectory,
+    mixed_groups,
 )
 from meds_gym.meds.wrappers import DEFAULT_PROBLEM_ID
 
@@ -321,3 +322,39 @@ def test_vector_wrapper_mixed_actions_and_validation():
         env.step("00")
     env.training = False
     assert not env.shaper.training
+
+
+@pytest.mark.parametrize("vector_cls", [SyncVectorEnv, AsyncVectorEnv])
+def test_vector_wrapper_skips_uniform_groups_like_the_shaper_on_kept_groups(vector_cls):
+    """Sub-envs sharing a problem in one step are a group; all-right and all-wrong groups are
+    neither shaped nor stored, and the kept ones get exactly the shaper's penalties."""
+    n = 6
+    venv = vector_cls([lambda: TinyTextEnv(n_problems=2) for _ in range(n)])
+    env = MEDSVectorRewardWrapper(venv, MEDSConfig(), skip_uniform_groups=True)
+    oracle = MEDSShaper(MEDSConfig())
+    rng = np.random.default_rng(0)
+    skipped = shaped = 0
+    try:
+        for step in range(12):
+            env.reset(seed=step)  # every sub-env draws one of 2 problems: groups form
+            texts = [str(int(rng.integers(2))) for _ in range(n)]
+            feats = [deg(float(a)) for a in rng.uniform(0, 90, size=n)]
+            actions = [{"text": t, "features": f} for t, f in zip(texts, feats, strict=True)]
+            _, rewards, _, _, info = env.step(actions)
+            problem_ids = [str(p) for p in info["problem_id"]]
+            correct = np.array([bool(c) for c in info["correct"]])
+            kept = mixed_groups(problem_ids, correct)
+            want = oracle.shape(problem_ids, correct, correct.astype(float), feats, kept=kept)
+            np.testing.assert_array_equal(rewards, want.shaped_rewards)
+            np.testing.assert_array_equal(info["meds"]["penalty"], want.penalties)
+            np.testing.assert_array_equal(info["_meds"], kept)
+            skipped += int((~kept).sum())
+            shaped += int((want.penalties > 0).sum())
+        assert skipped > 0 and shaped > 0
+        assert sorted(env.shaper.memory.keys()) == sorted(oracle.memory.keys())
+        for key in oracle.memory.keys():
+            np.testing.assert_array_equal(
+                env.shaper.memory.bucket(*key).rows, oracle.memory.bucket(*key).rows
+            )
+    finally:
+        env.close()
