@@ -143,6 +143,23 @@ def test_other_anchors_ask_for_and_read_their_format(anchor, write):
 
 
 @needs_reasoning_gym
+@pytest.mark.parametrize("task", ["basic_arithmetic", "emoji_mystery", "word_sorting", "maze"])
+def test_reward_is_reasoning_gyms_own_score_of_the_extracted_answer(task):
+    from reasoning_gym import create_dataset
+
+    reference = create_dataset(task, size=4, seed=5)
+    env = make(task, size=4, seed=5, answer_anchor="answer_tag")
+    for index in range(4):
+        entry = reference[index]
+        for answer in (entry["answer"], entry["answer"] + "1", entry["answer"][:-1], "x"):
+            env.reset(options={"index": index})
+            _, reward, _, _, info = env.step(f"so <answer> {answer} </answer>")
+            expected = reference.score_answer(answer.strip(), entry)
+            assert reward == info["score"] == expected
+            assert info["correct"] is (expected == 1.0)
+
+
+@needs_reasoning_gym
 def test_partial_credit_is_the_reward_and_not_correct():
     env = make("emoji_mystery", size=4, correct_reward=2.0, incorrect_reward=-1.0)
     env.reset(seed=0)
@@ -426,9 +443,15 @@ def test_readme_section_runs(capsys):
     assert len(blocks) == 1
     exec(compile(blocks[0], str(README), "exec"), {})
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4
-    assert all(line.startswith("basic_arithmetic ") for line in lines)
-    assert lines[2].split()[1:] == ["1.0", "0.0", "1.0"]  # the gold answer: no penalty
+    # The lines the README says the snippet prints: a wrong answer, the same wrong answer again
+    # (penalised: one stored fingerprint, 0.1 * log 2), the gold answer, no anchor.
+    assert lines == [
+        "basic_arithmetic 0.0 0.0 0.0",
+        "basic_arithmetic 0.0 0.069 -0.069",
+        "basic_arithmetic 1.0 0.0 1.0",
+        "basic_arithmetic 0.0 0.0 0.0",
+    ]
+    assert all(f"(`{line}`" in " ".join(readme_section().split()) for line in lines[1:3])
 
 
 def test_readme_lists_the_tested_tasks():
