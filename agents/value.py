@@ -83,7 +83,8 @@ def value_head_for(model: Any) -> ValueHead:
     Raises:
         InvalidArgumentError: If the model has no output embedding (LM head) to hook.
     """
-    lm_head = model.get_output_embeddings()
+    get_lm_head = getattr(model, "get_output_embeddings", None)
+    lm_head = get_lm_head() if callable(get_lm_head) else None
     if lm_head is None or not hasattr(lm_head, "in_features"):
         raise InvalidArgumentError(
             "model",
