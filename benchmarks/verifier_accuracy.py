@@ -1,19 +1,33 @@
 r"""Verifier accuracy on the gold answers of the benchmark files.
 
 For every benchmark file, each gold answer is put in a response
-``"... The final answer is \boxed{<gold>}."`` and scored (share scored correct, goal >= 99%), then
-three perturbed answers are scored (share scored wrong, goal >= 99%):
+``"... The final answer is \boxed{<gold>}."`` and scored (share scored correct, goal >= 99%). Gold
+answers that are one equation ``a=b`` are also rewritten two ways that must still be accepted:
+
+* ``eq_swap``: ``b=a`` (sides swapped);
+* ``eq_scale``: ``2\cdot\left(a\right)=2\cdot\left(b\right)`` (both sides scaled; with
+  ``\cdot``, because math-verify reads ``2\left(5\right)`` as 7).
+
+Then three perturbed answers are scored (share scored wrong, goal >= 99%):
 
 * ``number``: 1 added to the first integer in the answer (answers without digits are skipped);
-* ``plus_one``: ``+1`` appended to the answer;
-* ``swap``: the gold answer of another problem of the same file whose answer differs as text.
+* ``plus_one``: ``+1`` appended to the answer (for an equation: ``a=b+1``);
+* ``swap``: the gold answer of another problem of the same file whose answer differs as text;
+* ``eq_one_side``: for a gold equation ``a=b``, ``2\cdot\left(a\right)=b`` (one side scaled;
+  skipped when a side is ``0``, where it is the same equation).
 
 A "failure" in the perturbed columns is a perturbed answer scored correct. Some can be right
 (``swap`` may pick an equivalent answer written differently, ``number`` may change a number that
-does not matter): the first failures are listed so they can be read.
+does not matter): the first failures are listed so they can be read. The summary gives, per file,
+the correct-acceptance rate (gold and equation rewrites accepted) and the wrong-rejection rate
+(all perturbed answers rejected), and counts comparisons refused by the guard or timed out.
+
+``--overhead`` also times the symbolic comparison of every MATH-500 gold against itself and
+against its ``plus_one`` perturbation, in this process and through the verifier worker process
+(parse caches warm in both), and prints the per-call cost of the worker round trip.
 
 Usage:
-    .venv/bin/python benchmarks/verifier_accuracy.py [DATA_DIR] [--show N]
+    .venv/bin/python benchmarks/verifier_accuracy.py [DATA_DIR] [--show N] [--overhead]
 """
 
 from __future__ import annotations
@@ -43,15 +57,38 @@ _FIRST_INTEGER = re.compile(r"\d+")
 
 
 class TimeoutCounter(logging.Handler):
-    """Counts math-verify's "Timeout during ..." warnings (it scores a timeout as wrong)."""
+    """Counts timed-out comparisons (scored wrong) and answers refused by the guard.
+
+    A timeout is math-verify's "Timeout during ..." warning (signal-based, older versions of the
+    verifier) or the verifier's own "did not finish within" warning (worker deadline).
+    """
 
     def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
+        super().__init__(level=logging.INFO)
         self.count = 0
+        self.refused = 0
 
     def emit(self, record: logging.LogRecord) -> None:  # noqa: D102
-        if record.getMessage().startswith("Timeout"):
+        message = record.getMessage()
+        if message.startswith("Timeout") or "did not finish within" in message:
             self.count += 1
+        elif "refused and scored wrong" in message:
+            self.refused += 1
+
+
+ACCEPT_COLUMNS = ("gold", "eq_swap", "eq_scale")
+REJECT_COLUMNS = ("number", "plus_one", "swap", "eq_one_side")
+_RELATION_MARKS = ("<", ">", "\\le", "\\ge", "\\ne", "\\approx", "\\equiv", ",", ";", "\\text")
+
+
+def equation_sides(answer: str) -> tuple[str, str] | None:
+    """``(a, b)`` for an answer that is a single equation ``a=b``, else ``None``."""
+    if answer.count("=") != 1 or any(mark in answer for mark in _RELATION_MARKS):
+        return None
+    lhs, rhs = (side.strip() for side in answer.split("="))
+    if not lhs or not rhs:
+        return None
+    return lhs, rhs
 
 
 def response_for(answer: str) -> str:
@@ -84,6 +121,9 @@ def main() -> int:
     parser.add_argument("data_dir", nargs="?", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--show", type=int, default=5, help="failures listed per column")
     parser.add_argument("--timeout", type=float, default=5.0, help="verifier timeout (s)")
+    parser.add_argument(
+        "--overhead", action="store_true", help="time the worker round trip on MATH-500"
+    )
     args = parser.parse_args()
 
     files = sorted(p for p in args.data_dir.glob("*") if p.stem in FILE_TO_BENCHMARK)
@@ -91,9 +131,11 @@ def main() -> int:
         print(f"no benchmark files in {args.data_dir}")
         return 1
     timeouts = TimeoutCounter()
-    math_verify_logger = logging.getLogger("math_verify")
-    math_verify_logger.addHandler(timeouts)
-    math_verify_logger.propagate = False
+    for logger_name in ("math_verify", "meds_gym.verifiers"):
+        counted_logger = logging.getLogger(logger_name)
+        counted_logger.addHandler(timeouts)
+        counted_logger.setLevel(logging.INFO)
+        counted_logger.propagate = False
     timed_out: list[str] = []
     rows = []
     failures: dict[tuple[str, str], list[str]] = {}
@@ -103,16 +145,24 @@ def main() -> int:
         source = load_benchmark(name, path)
         golds = [problem.answer for problem in source]
         counts = {}
-        for column in ("gold", "number", "plus_one", "swap"):
+        for column in ACCEPT_COLUMNS + REJECT_COLUMNS:
             failures[(name, column)] = []
             counts[column] = [0, 0]  # [scored as expected, total]
         for index, problem in enumerate(source):
             gold = problem.answer
+            sides = equation_sides(gold)
             candidates = {
                 "gold": gold,
+                "eq_swap": f"{sides[1]}={sides[0]}" if sides else None,
+                "eq_scale": f"2\\cdot\\left({sides[0]}\\right)=2\\cdot\\left({sides[1]}\\right)"
+                if sides
+                else None,
                 "number": bump_first_number(gold),
                 "plus_one": gold + "+1",
                 "swap": swap_partner(golds, index),
+                "eq_one_side": f"2\\cdot\\left({sides[0]}\\right)={sides[1]}"
+                if sides and "0" not in (sides[0], sides[1])
+                else None,
             }
             for column, candidate in candidates.items():
                 if candidate is None:
@@ -123,7 +173,7 @@ def main() -> int:
                 )
                 if timeouts.count > before:
                     timed_out.append(f"{problem.problem_id} / {column}: {candidate!r}")
-                expected = column == "gold"
+                expected = column in ACCEPT_COLUMNS
                 counts[column][1] += 1
                 if result.correct == expected:
                     counts[column][0] += 1
@@ -135,22 +185,32 @@ def main() -> int:
         rows.append((name, len(source), counts))
     elapsed = time.perf_counter() - started
 
-    header = f"{'dataset':<14}{'rows':>6}  {'gold correct':>18}"
-    for column in ("number", "plus_one", "swap"):
+    header = f"{'dataset':<14}{'rows':>6}"
+    for column in ACCEPT_COLUMNS:
+        header += f"  {column + ' correct':>20}"
+    for column in REJECT_COLUMNS:
         header += f"  {column + ' wrong':>20}"
     print(header)
     all_ok = True
     for name, n, counts in rows:
         line = f"{name:<14}{n:>6}"
-        for column in ("gold", "number", "plus_one", "swap"):
+        for column in ACCEPT_COLUMNS + REJECT_COLUMNS:
             ok, total = counts[column]
             share = 100.0 * ok / total if total else float("nan")
             all_ok &= total == 0 or share >= 99.0
-            width = 18 if column == "gold" else 20
-            line += f"  {f'{ok}/{total} {share:6.2f}%':>{width}}"
+            line += f"  {f'{ok}/{total} {share:6.2f}%':>20}"
+        print(line)
+    print(f"\n{'dataset':<14}{'correct accepted':>24}{'wrong rejected':>24}")
+    for name, _, counts in rows:
+        accepted = [sum(counts[c][i] for c in ACCEPT_COLUMNS) for i in (0, 1)]
+        rejected = [sum(counts[c][i] for c in REJECT_COLUMNS) for i in (0, 1)]
+        line = f"{name:<14}"
+        for ok, total in (accepted, rejected):
+            line += f"{f'{ok}/{total} {100.0 * ok / total:7.3f}%':>24}"
         print(line)
     print(f"\nall columns >= 99%: {all_ok}   ({elapsed:.1f} s)")
-    print(f"math-verify timeouts (scored wrong): {len(timed_out)}")
+    print(f"timed-out comparisons (scored wrong): {len(timed_out)}")
+    print(f"answers refused by the guard (scored wrong): {timeouts.refused}")
     for item in timed_out[: args.show]:
         print("  " + item)
     for (name, column), items in failures.items():
@@ -160,7 +220,47 @@ def main() -> int:
             )
             for item in items[: args.show]:
                 print("  " + item)
+    if args.overhead:
+        math500 = next((p for p in files if p.stem == "math500"), None)
+        if math500 is None:
+            print("\n--overhead needs math500.jsonl")
+        else:
+            print_overhead(math500, args.timeout)
     return 0
+
+
+def print_overhead(path: Path, timeout: float) -> None:
+    """Time the symbolic comparison in this process and through the worker (caches warm)."""
+    from meds_gym.verifiers import equivalence
+    from meds_gym.verifiers.symbolic_worker import default_pool
+
+    golds = [problem.answer for problem in load_benchmark("math500", path)]
+    pairs = [(gold, gold) for gold in golds] + [(gold + "+1", gold) for gold in golds]
+    pool = default_pool()
+
+    def in_process() -> None:
+        for predicted, gold in pairs:
+            equivalence.symbolic_equivalent(predicted, gold)
+
+    def in_worker() -> None:
+        for predicted, gold in pairs:
+            pool.compare(predicted, gold, timeout)
+
+    for run in (in_process, in_worker):
+        run()  # warm the parse caches (the worker keeps its own)
+    timings = {}
+    for run in (in_process, in_worker):
+        started = time.perf_counter()
+        run()
+        timings[run.__name__] = (time.perf_counter() - started) / len(pairs)
+    overhead = timings["in_worker"] - timings["in_process"]
+    print(f"\nsymbolic comparison, MATH-500 gold vs gold and vs plus_one ({len(pairs)} calls):")
+    print(f"  in process   {timings['in_process'] * 1e6:9.1f} us/call")
+    print(f"  in worker    {timings['in_worker'] * 1e6:9.1f} us/call")
+    print(
+        f"  overhead     {overhead * 1e6:9.1f} us/call "
+        f"(worker / in-process = {timings['in_worker'] / timings['in_process']:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ real solution compares equal (``x^2-2x+10=0`` "equals" ``x^2-2x+10=1``; ``x^2+1=
   ``x = 1/2``; a point excluded from the domain is not tracked).
 
 The verdict is definite only where the comparison is exact: when both numerators are polynomials
-in plain variables (a non-proportional pair is then a different equation). When functions appear
-(``\sin x``, ``e^{x}``, ``f(t)``), a proportional pair is still a match, but a non-proportional one
-may be the same equation through an identity (``\sin^2 x + \cos^2 x``), so the comparison returns
-"undecided" and math-verify's verdict stands. An assignment of a constant to a lone variable on
-both sides (``x = 5`` against ``k = 5``) is also left to math-verify, which compares the values.
+in variables, undefined functions (``f(x)``, ``x(t)``) and their derivatives, which obey no
+algebraic identity (a non-proportional pair is then a different equation). When known functions
+appear (``\sin x``, ``e^{x}``, ``\sqrt{x}``), a proportional pair is still a match, but a
+non-proportional one may be the same equation through an identity (``\sin^2 x + \cos^2 x = 1``),
+so the comparison returns "undecided" and math-verify's verdict stands. An assignment of a
+constant to a lone variable on both sides (``x = 5`` against ``k = 5``) is also left to
+math-verify, which compares the values.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import sympy
+from sympy.core.function import AppliedUndef
 from sympy.core.relational import Relational
 from sympy.polys.polyerrors import PolificationFailed, PolynomialError
 
@@ -80,25 +83,38 @@ def _close(first: Any, second: Any, tolerance: float) -> bool:
     return abs(a - b) <= tolerance * max(abs(a), abs(b))
 
 
-def _proportional(first: Any, second: Any) -> tuple[bool, Any] | None:
-    """``(proportional, factor)`` for two polynomials over common generators, or ``None``.
+def _independent(generator: Any) -> bool:
+    r"""Whether a polynomial generator obeys no algebraic identity with the others.
 
-    The factor ``k`` is such that ``first = k * second`` when proportional.
+    Variables, undefined functions (``f(x)``, ``x(t)``) and their derivatives qualify; known
+    functions (``\sin x``, ``e^{x}``, ``\sqrt{x}``) do not (``\sin^2 x + \cos^2 x = 1``).
+    """
+    if isinstance(generator, sympy.Derivative):
+        generator = generator.expr
+    return isinstance(generator, (sympy.Symbol, AppliedUndef))
+
+
+def _proportional(first: Any, second: Any) -> tuple[bool, Any, bool] | None:
+    """``(proportional, factor, exact)`` for two polynomials over common generators, or ``None``.
+
+    The factor ``k`` is such that ``first = k * second`` when proportional; ``exact`` says that the
+    generators are independent, so that "not proportional" means "different".
     """
     try:
         (poly_first, poly_second), _ = sympy.parallel_poly_from_expr([first, second])
     except (PolificationFailed, PolynomialError):
         return None
+    exact = all(_independent(generator) for generator in poly_first.gens)
     terms_first, terms_second = poly_first.as_dict(native=False), poly_second.as_dict(native=False)
     if not terms_first or not terms_second or terms_first.keys() != terms_second.keys():
-        return False, None
+        return False, None, exact
     tolerance = _RELATIVE_TOLERANCE if first.has(sympy.Float) or second.has(sympy.Float) else 0.0
     leading = max(terms_first)
     factor = terms_first[leading] / terms_second[leading]
     for monomial, coefficient in terms_first.items():
         if not _close(coefficient, factor * terms_second[monomial], tolerance):
-            return False, None
-    return True, factor
+            return False, None, exact
+    return True, factor, exact
 
 
 def compare_relations(gold: Any, predicted: Any) -> bool | None:
@@ -110,8 +126,9 @@ def compare_relations(gold: Any, predicted: Any) -> bool | None:
 
     Returns:
         ``True`` (same relation, proportional sides), ``False`` (a different relation, or
-        polynomials in plain variables that are not proportional) or ``None`` when the two are not
-        both relations or the comparison cannot decide (then math-verify's verdict stands).
+        polynomials in independent generators that are not proportional) or ``None`` when the
+        two are not both relations or the comparison cannot decide (math-verify's verdict then
+        stands).
 
     Example:
         >>> x = sympy.Symbol("x")
@@ -140,14 +157,9 @@ def compare_relations(gold: Any, predicted: Any) -> bool | None:
     outcome = _proportional(first, second)
     if outcome is None:
         return None
-    proportional, factor = outcome
-    plain_variables = all(
-        isinstance(atom, sympy.Symbol)
-        for atom in (first.free_symbols | second.free_symbols)
-        # free_symbols hides applied functions; a polynomial test in the symbols catches them.
-    ) and (first.is_polynomial(*first.free_symbols) and second.is_polynomial(*second.free_symbols))
+    proportional, factor, exact = outcome
     if not proportional:
-        return False if plain_variables else None
+        return False if exact else None
     if gold_kind in ("lt", "le"):
         sign = sympy.N(factor, 30)
         if not sign.is_real:

@@ -24,6 +24,8 @@ SAME = [
     pytest.param("-x>-2", "x<2", id="inequality-negated"),
     pytest.param("2x\\le 4", "x\\le 2", id="inequality-scaled"),
     pytest.param("x=5", "5", id="assignment-vs-value"),
+    pytest.param("2\\cdot f(x)=4x", "f(x)=2 x", id="function-equation-scaled"),
+    pytest.param("k x-a=\\frac{d x}{d t}", "\\frac{d x}{d t}=k x-a", id="differential-swapped"),
 ]
 
 # (predicted, gold): different relations that math-verify called equal.
@@ -37,6 +39,11 @@ DIFFERENT = [
     pytest.param("-2x<-4", "x<2", id="inequality-negated-not-flipped"),
     pytest.param("x\\le 2", "x<2", id="inequality-strictness"),
     pytest.param("x \\neq 2", "x=2", id="relation-kind"),
+    # Found by benchmarks/verifier_accuracy.py (eq_one_side) on Minerva.
+    pytest.param(
+        "2\\cdot\\frac{d x}{d t}=k x-a", "\\frac{d x}{d t}=k x-a", id="differential-one-side"
+    ),
+    pytest.param("2\\cdot f(x)=2x", "f(x)=2 x", id="function-equation-one-side"),
 ]
 
 

@@ -37,7 +37,21 @@ _LATEX_TOKENS = [
 ]  # fmt: skip
 
 latex_like = st.lists(st.sampled_from(_LATEX_TOKENS), max_size=40).map("".join)
-any_text = st.one_of(st.text(max_size=300), latex_like)
+_atoms = st.sampled_from(["x", "y", "n", "0", "1", "2", "3", "9", "10", "0.5", "\\pi", "e", "i"])
+# Well-formed expressions (balanced braces), which get past the cheap checks to sympy.
+expressions = st.recursive(
+    _atoms,
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(lambda ab: f"\\frac{{{ab[0]}}}{{{ab[1]}}}"),
+        st.tuples(inner, inner).map(lambda ab: f"{ab[0]}^{{{ab[1]}}}"),
+        st.tuples(inner, st.sampled_from("+-*/=<,"), inner).map("".join),
+        inner.map(lambda a: f"\\sqrt{{{a}}}"),
+        inner.map(lambda a: f"({a})"),
+        inner.map(lambda a: f"{a}!"),
+    ),
+    max_leaves=12,
+)
+any_text = st.one_of(st.text(max_size=300), latex_like, expressions)
 golds = st.one_of(
     st.sampled_from(
         [
@@ -59,6 +73,7 @@ golds = st.one_of(
         ]
     ),  # fmt: skip
     latex_like,
+    expressions,
 )
 
 
