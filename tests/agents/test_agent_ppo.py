@@ -93,8 +93,8 @@ def test_forward_logprobs_left_padding_matches_unpadded_forward():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["meds", "grpo"])
-def test_short_run_on_one_problem_raises_reward(tmp_path, algorithm):
+@pytest.mark.parametrize("algorithm,meds", [("meds", False), ("grpo", False), ("ppo", True)])
+def test_short_run_on_one_problem_raises_reward(tmp_path, algorithm, meds):
     tiny = TinyModelConfig(
         hidden_size=64,
         num_layers=2,
@@ -105,6 +105,7 @@ def test_short_run_on_one_problem_raises_reward(tmp_path, algorithm):
     )
     args = Args(
         algorithm=algorithm,
+        meds=meds,
         num_problems=1,
         tiny=tiny,
         cache_dir=str(tmp_path / "cache"),
@@ -129,9 +130,12 @@ def test_short_run_on_one_problem_raises_reward(tmp_path, algorithm):
     assert rows[0]["charts/reward_mean"] == rewards[0]
     assert any(k.startswith("losses/") for k in rows[0])
     assert list((tmp_path / "runs" / args.run_name).glob("events.out.tfevents.*"))
-    if algorithm == "meds":
+    if args.use_meds:
         assert "meds/memory_rows" in rows[-1] and rows[-1]["meds/memory_rows"] > 0
-    else:
+    if algorithm == "ppo":  # the critic learns: its loss is logged, the KL is in the reward
+        assert all("losses/value_loss" in row for row in rows)
+        assert rows[-1]["losses/kl"] != 0.0
+    elif algorithm == "grpo":
         # KL to the initial policy: zero before the first step, positive once the policy moved.
         assert all(row["losses/kl"] >= 0.0 for row in rows) and rows[-1]["losses/kl"] > 0.0
 
@@ -148,3 +152,110 @@ def test_cli_parses_into_args(capsys):
     with pytest.raises(SystemExit):
         tyro.cli(Args, args=["--group-size", "1"])
     assert "`group_size` must be an int >= 2" in capsys.readouterr().err
+
+
+# -- MEDS as a flag, PPO, dynamic sampling, held-out evaluation (issue 9) -------------------------
+
+
+def test_meds_is_a_flag_on_every_algorithm_and_meds_an_alias_of_dapo():
+    alias = Args(algorithm="meds")
+    assert alias.base_algorithm.value == "dapo" and alias.use_meds and alias.is_dapo_like
+    assert alias.label == "dapo+meds" == Args(algorithm="dapo", meds=True).label
+    for algorithm in ("grpo", "dapo", "ppo", "grpo_entropy"):
+        assert Args(algorithm=algorithm, meds=True).label == f"{algorithm}+meds"
+        assert not Args(algorithm=algorithm).use_meds
+    assert Args(algorithm="ppo", meds=True).run_name == "Arithmetic-v0__ppo+meds__0"
+    # PPO has a critic: a group of one is fine; the group-relative algorithms refuse it.
+    assert Args(algorithm="ppo", group_size=1).group_size == 1
+    with pytest.raises(InvalidArgumentError, match="max_generation_rounds"):
+        Args(max_generation_rounds=0)
+
+
+def test_cli_flags_of_the_second_edition():
+    import tyro
+
+    args = tyro.cli(
+        Args,
+        args=[
+            "--algorithm", "ppo", "--meds", "--critic.gae-lambda", "0.95",
+            "--meds-cluster", "single", "--fingerprint-layers", "all", "--track",
+            "--wandb.mode", "offline", "--eval-split", "train",
+        ],
+    )  # fmt: skip
+    assert args.label == "ppo+meds" and args.critic.gae_lambda == 0.95
+    assert (args.meds_cluster, args.fingerprint_layers, args.track) == ("single", "all", True)
+    assert args.wandb.mode == "offline" and args.eval_split == "train"
+
+
+def test_help_runs_as_a_module():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run(
+        [sys.executable, "-m", "agents.ppo", "--help"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for flag in ("--meds", "--critic.gae-lambda", "--meds-cluster", "--track", "--eval-split"):
+        assert flag in result.stdout
+
+
+MICRO_TINY = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, steps=3, batch_size=4)
+"""A barely trained model: fast, and (almost) never right, so dynamic sampling keeps nothing."""
+
+
+def _micro_run(tmp_path, **kwargs):
+    args = Args(
+        num_problems=4,
+        tiny=MICRO_TINY,
+        cache_dir=str(tmp_path / "cache"),
+        iterations=2,
+        prompts_per_iteration=2,
+        group_size=4,
+        max_new_tokens=24,
+        output_dir=str(tmp_path / "runs"),
+        device="cpu",
+        threads=1,
+        eval_n=2,
+        tensorboard=False,
+        **kwargs,
+    )
+    return args, main(args)
+
+
+@pytest.mark.parametrize(
+    "algorithm,meds",
+    [("ppo", True), ("ppo", False), ("grpo", True), ("grpo_entropy", True), ("dapo", False)],
+)
+def test_every_algorithm_runs_with_and_without_meds(tmp_path, algorithm, meds):
+    args, history = _micro_run(tmp_path, algorithm=algorithm, meds=meds, temperature=0.7)
+    run_dir = tmp_path / "runs" / args.run_name
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and rows == history
+    assert all(np.isfinite(v) for row in rows for v in row.values())
+    if algorithm == "ppo":
+        assert all("losses/value_loss" in row for row in rows)
+    if meds:
+        assert all("meds/memory_rows" in row for row in rows)
+    # The final evaluation is on held-out problems, and the report says so.
+    final = json.loads((run_dir / "eval.json").read_text())
+    assert final["evaluated_on"] == "test split (held-out problems)"
+    assert "test split (held-out problems)" in (run_dir / "report.md").read_text()
+
+
+def test_an_iteration_without_kept_groups_says_no_update_and_logs_no_nan(tmp_path, capsys):
+    # The barely trained model is never right: every group is all wrong, dynamic sampling keeps
+    # none within its rounds, and the iteration makes no update (issue 13, point 3).
+    args, history = _micro_run(tmp_path, algorithm="meds", max_generation_rounds=2)
+    assert [row["charts/kept_groups"] for row in history] == [0.0, 0.0]
+    assert [row["charts/generation_rounds"] for row in history] == [2.0, 2.0]
+    assert not any(key.startswith("losses/") for row in history for key in row)
+    text = (tmp_path / "runs" / args.run_name / "metrics.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    out = capsys.readouterr()
+    printed = out.out + out.err
+    assert printed.count("no update") == 2 and "nan" not in printed.split()
