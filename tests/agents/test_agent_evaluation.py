@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 
 from agents.evaluation import (
     adjusted_rand_index,
+    cluster_agreement,
     cluster_purity,
     distinct_answers,
     mean_pass_at_k,
     pass_at_k,
+    rollout_metrics,
     top1_eigen_ratio,
 )
 from meds_gym.errors import InvalidArgumentError
@@ -117,3 +119,33 @@ def test_error_mode_labels_and_dominant_share():
         error_mode_labels(["1"], [])
     with pytest.raises(InvalidArgumentError, match="labels"):
         dominant_mode_share(["a"], [])
+
+
+MODES = {"precedence": "20", "sign": "9"}
+
+
+def test_rollout_metrics_by_hand():
+    ids = ["p", "p", "p", "p", "q", "q"]
+    answers = ["14", "20", "20", "9", "5", None]
+    correct = [True, False, False, False, True, False]
+    metrics = rollout_metrics(ids, answers, correct, [1, 0, 0, 0, 1, 0], [MODES] * 6)
+    assert metrics["charts/reward_mean"] == pytest.approx(2 / 6)
+    assert metrics["charts/distinct_answers"] == pytest.approx((3 + 1) / 2)
+    # Wrong: p has precedence x2 and sign x1 (dominant 2), q has "other" x1: (2 + 1) / 4.
+    assert metrics["charts/dominant_error_share"] == pytest.approx(3 / 4)
+    all_right = rollout_metrics(["p"], ["14"], [True], [1.0], [MODES])
+    assert "charts/dominant_error_share" not in all_right  # no NaN: the key is left out
+
+
+def test_cluster_agreement_per_problem_and_without_unassigned():
+    ids = ["p", "p", "p", "q", "q"]
+    answers = ["20", "20", "9", "20", "9"]
+    # Clusters agree with modes within each problem; q's labels reuse p's numbers on purpose.
+    perfect = cluster_agreement(ids, answers, [MODES] * 5, [0, 0, 1, 1, 0])
+    assert perfect == pytest.approx(1.0)
+    expected = sklearn_metrics.adjusted_rand_score(
+        ["p20", "p20", "p9", "q20"], ["p0", "p1", "p1", "q1"]
+    )
+    mixed = cluster_agreement(ids, answers, [MODES] * 5, [0, 1, 1, 1, -2])  # -2: left out
+    assert mixed == pytest.approx(expected)
+    assert np.isnan(cluster_agreement(ids[:2], answers[:2], [MODES] * 2, [-2, 0]))
