@@ -290,7 +290,11 @@ _STATE_PATHS = [
 
 @st.composite
 def _mutated_state(draw, valid: dict) -> bytes:
-    kind = draw(st.sampled_from(["bytes", "json", "delete", "replace"]))
+    kind = draw(st.sampled_from(["bytes", "json", "delete", "replace", "harmless"]))
+    if kind == "harmless":  # other layout, an unknown extra key: still the same checkpoint
+        extra = {**valid, draw(st.text(max_size=8).filter(lambda k: k not in valid)): draw(_JSON)}
+        indent = draw(st.none() | st.integers(0, 4))
+        return json.dumps(extra, indent=indent, sort_keys=draw(st.booleans())).encode()
     if kind == "bytes":
         return draw(st.binary(max_size=300))
     if kind == "json":
@@ -331,6 +335,9 @@ _POINTERS = (
     | st.text(max_size=40).map(lambda s: s.encode("utf-8", "surrogatepass"))
     | st.binary(max_size=300)
     | st.integers(min_value=-3, max_value=10**20).map(lambda n: f"checkpoint-{n}".encode())
+    | st.tuples(*[st.text(alphabet=" \t\r\n", max_size=3)] * 2).map(
+        lambda space: f"{space[0]}checkpoint-1{space[1]}".encode()
+    )
 )
 
 
