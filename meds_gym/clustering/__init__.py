@@ -3,8 +3,13 @@
 The error memory of each problem (DESIGN.md section 2) is re-clustered every training step; these
 functions give the same partitions as the ``hdbscan`` package and scikit-learn's cosine
 nearest neighbours, without their per-call overhead.
+
+The kernels compile together on the first clustering call (seconds on an empty numba cache,
+well under a second from the cache); :func:`warm_up` does it earlier, optionally in the
+background, so that it overlaps other start-up work.
 """
 
+from meds_gym.clustering.compilation import warm_up
 from meds_gym.clustering.hdbscan import (
     extend_minimum_spanning_tree,
     hdbscan_labels,
@@ -24,4 +29,5 @@ __all__ = [
     "refit_buckets",
     "refit_many",
     "vote_kernel",
+    "warm_up",
 ]

@@ -15,23 +15,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-
-@njit(cache=True)
-def _root(parent: np.ndarray, x: int) -> int:
-    """Root of ``x`` in a forest stored as parent pointers (``-1`` at roots), compressing."""
-    root = x
-    while parent[root] != -1:
-        root = parent[root]
-    while parent[x] != -1 and parent[x] != root:
-        nxt = parent[x]
-        parent[x] = root
-        x = nxt
-    return root
+from meds_gym.clustering.disjoint_set import find_root
 
 
 @njit(cache=True)
 def single_linkage(edges: np.ndarray, n: int):
     """Binary single-linkage tree from MST edges taken in the given row order.
+
+    The points' disjoint sets (:mod:`meds_gym.clustering.disjoint_set`) track which points are
+    joined; ``node_of[root]`` names the tree node that currently holds a set.
 
     Args:
         edges: ``float64`` array of shape ``(n - 1, 3)``, rows ``(a, b, distance)`` already in
@@ -40,28 +32,27 @@ def single_linkage(edges: np.ndarray, n: int):
 
     Returns:
         ``(left, right, delta, size)``: ``int64``/``int64``/``float64``/``int64`` arrays of shape
-        ``(n - 1,)``; row ``r`` creates node ``n + r`` by merging the roots of ``a`` (left) and
-        ``b`` (right) at distance ``delta``.
+        ``(n - 1,)``; row ``r`` creates node ``n + r`` by merging the nodes holding ``a`` (left)
+        and ``b`` (right) at distance ``delta``.
     """
-    parent = np.full(2 * n - 1, -1, dtype=np.int64)
-    size = np.zeros(2 * n - 1, dtype=np.int64)
-    size[:n] = 1
+    forest = np.arange(n)
+    node_of = np.arange(n)
     m = n - 1
     left = np.empty(m, dtype=np.int64)
     right = np.empty(m, dtype=np.int64)
     delta = np.empty(m)
     count = np.empty(m, dtype=np.int64)
     for r in range(m):
-        aa = _root(parent, int(edges[r, 0]))
-        bb = _root(parent, int(edges[r, 1]))
-        node = n + r
+        ra = find_root(forest, int(edges[r, 0]))
+        rb = find_root(forest, int(edges[r, 1]))
+        aa = node_of[ra]
+        bb = node_of[rb]
         left[r] = aa
         right[r] = bb
         delta[r] = edges[r, 2]
-        count[r] = size[aa] + size[bb]
-        size[node] = count[r]
-        parent[aa] = node
-        parent[bb] = node
+        count[r] = (count[aa - n] if aa >= n else 1) + (count[bb - n] if bb >= n else 1)
+        forest[ra] = rb
+        node_of[rb] = n + r
     return left, right, delta, count
 
 

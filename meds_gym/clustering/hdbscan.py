@@ -1,5 +1,9 @@
 """Exact HDBSCAN for small buckets: labels, MSTs, incremental refits and batched refits.
 
+One kernel fits one bucket (:func:`_fit_bucket`); every function here validates its arguments
+and calls it, and :func:`refit_buckets` is the one batched refit (the trusted entry point the
+error memory uses; :func:`refit_many` validates, then calls it).
+
 The labels equal those of ``hdbscan.HDBSCAN(min_cluster_size, min_samples, metric="euclidean",
 cluster_selection_method, allow_single_cluster).fit(X).labels_`` whenever the package's own result
 does not depend on the order in which it merges tied edges (see "Ties" below). The pipeline is a
@@ -28,11 +32,14 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, types
 
 from meds_gym.clustering._validation import (
     as_finite_matrix,
@@ -40,8 +47,17 @@ from meds_gym.clustering._validation import (
     check_int,
     check_method,
 )
+from meds_gym.clustering.compilation import (
+    INDEX,
+    READ_INDEX,
+    READ_ROWS,
+    ROWS,
+    ensure_compiled,
+    register,
+)
 from meds_gym.clustering.condensed_tree import labels_from_ordered_edges
-from meds_gym.clustering.mst import core_distances_sq, extend_mst, prim_mst
+from meds_gym.clustering.disjoint_set import is_spanning_tree
+from meds_gym.clustering.mst import extend_mst, full_mst
 from meds_gym.errors import InvalidArgumentError, invalid_type
 
 __all__ = [
@@ -53,174 +69,91 @@ __all__ = [
     "refit_many",
 ]
 
-
-@njit(cache=True)
-def _full_mst(X: np.ndarray, min_samples: int) -> np.ndarray:
-    """Canonical MST of ``X`` (``float64`` ``(N, d)``, ``N >= 2``); ``(N - 1, 3)`` ``float64``."""
-    n = X.shape[0]
-    k = min(min_samples, n - 1)  # the package caps min_samples at N - 1
-    if k <= 1:
-        return prim_mst(X, np.zeros(n), False)
-    return prim_mst(X, core_distances_sq(X, k), True)
+register(types.boolean(READ_INDEX, READ_INDEX, types.int64))(is_spanning_tree)
+register(INDEX(ROWS, types.int64, types.int64, types.boolean, types.boolean))(
+    labels_from_ordered_edges
+)
 
 
-@njit(cache=True)
+@register(
+    types.Tuple((INDEX, ROWS))(
+        READ_ROWS, READ_ROWS, types.int64, types.int64, types.int64, types.boolean, types.boolean
+    )
+)
+@njit(cache=True, nogil=True)
 def _fit_bucket(
     X: np.ndarray,
-    prev_mst: np.ndarray,
+    previous_mst: np.ndarray,
     n_old: int,
     min_samples: int,
-    mcs: int,
+    min_cluster_size: int,
     leaf: bool,
     allow_single_cluster: bool,
 ):
-    """Labels and canonical MST of one bucket.
+    """Labels and canonical MST of one bucket; runs without the GIL.
 
     Args:
-        X: ``float64`` ``(N, d)`` rows of the bucket.
-        prev_mst: ``float64`` ``(n_old - 1, 3)`` MST of the first ``n_old`` rows, used only when
-            ``n_old >= 1`` and ``min_samples`` is effectively 1.
-        n_old: Rows covered by ``prev_mst``; ``0`` forces a full fit.
+        X: ``float64`` ``(N, d)`` rows of the bucket, C-contiguous.
+        previous_mst: ``float64`` ``(n_old - 1, 3)`` tree of the first ``n_old`` rows, used only
+            when ``n_old >= 1`` and ``min_samples`` is effectively 1 (ignored otherwise).
+        n_old: Rows covered by ``previous_mst``; ``0`` forces a full fit.
         min_samples: Core-distance neighbour rank (``>= 1``).
-        mcs: Minimum cluster size (``>= 2``).
+        min_cluster_size: Minimum cluster size (``>= 2``).
         leaf: Leaf selection instead of excess of mass.
         allow_single_cluster: Whether the root may be the only cluster.
 
     Returns:
-        ``(labels, mst)``: ``int64`` ``(N,)`` and ``float64`` ``(max(N - 1, 0), 3)``.
+        ``(labels, mst)``: ``int64`` ``(N,)`` and ``float64`` ``(max(N - 1, 0), 3)``, fresh.
     """
     n = X.shape[0]
     if n < 2:
-        return np.full(n, -1, dtype=np.int64), np.empty((0, 3))
+        labels = np.empty(n, dtype=np.int64)
+        labels[:] = -1
+        return labels, np.empty((0, 3))
     if n_old >= 1 and min(min_samples, n - 1) <= 1:
-        mst = extend_mst(X, prev_mst, n_old)
+        mst = extend_mst(X, previous_mst, n_old)
     else:
-        mst = _full_mst(X, min_samples)
-    labels = labels_from_ordered_edges(mst, n, mcs, leaf, allow_single_cluster)
-    return labels, mst
+        mst = full_mst(X, min_samples)
+    return labels_from_ordered_edges(mst, n, min_cluster_size, leaf, allow_single_cluster), mst
 
 
-@njit(cache=True)
-def _refit_one(
-    b: int,
-    X_all: np.ndarray,
-    row_offsets: np.ndarray,
-    prev_all: np.ndarray,
-    prev_offsets: np.ndarray,
-    n_old: np.ndarray,
-    mst_offsets: np.ndarray,
-    min_samples: int,
-    mcs: int,
-    leaf: bool,
-    allow_single_cluster: bool,
-    labels_all: np.ndarray,
-    mst_all: np.ndarray,
-) -> None:
-    """Fit bucket ``b`` and write its labels and MST into the output slices (see below)."""
-    # Contiguous copies keep the callee signatures equal to the single-bucket ones, so the
-    # kernels compiled (or cached) for hdbscan_labels are reused.
-    X = np.ascontiguousarray(X_all[row_offsets[b] : row_offsets[b + 1]])
-    prev = np.ascontiguousarray(prev_all[prev_offsets[b] : prev_offsets[b + 1]])
-    labels, mst = _fit_bucket(X, prev, n_old[b], min_samples, mcs, leaf, allow_single_cluster)
-    labels_all[row_offsets[b] : row_offsets[b + 1]] = labels
-    mst_all[mst_offsets[b] : mst_offsets[b + 1]] = mst
-
-
-@njit(cache=True, parallel=True)
-def _refit_many_parallel(
-    X_all: np.ndarray,
-    row_offsets: np.ndarray,
-    prev_all: np.ndarray,
-    prev_offsets: np.ndarray,
-    n_old: np.ndarray,
-    mst_offsets: np.ndarray,
-    min_samples: int,
-    mcs: int,
-    leaf: bool,
-    allow_single_cluster: bool,
-):
-    """Fit many buckets in parallel.
-
-    Args:
-        X_all: ``float64`` ``(sum N_b, d)`` rows of all buckets, bucket ``b`` at
-            ``row_offsets[b]:row_offsets[b + 1]``.
-        row_offsets: ``int64`` ``(B + 1,)``.
-        prev_all: ``float64`` ``(sum E_b, 3)`` previous MSTs, bucket ``b`` at
-            ``prev_offsets[b]:prev_offsets[b + 1]``.
-        prev_offsets: ``int64`` ``(B + 1,)``.
-        n_old: ``int64`` ``(B,)`` rows covered by the previous MST (``0``: full fit).
-        mst_offsets: ``int64`` ``(B + 1,)`` where each bucket's new MST goes in the output.
-        min_samples: Core-distance neighbour rank.
-        mcs: Minimum cluster size.
-        leaf: Leaf selection instead of excess of mass.
-        allow_single_cluster: Whether the root may be the only cluster.
-
-    Returns:
-        ``(labels_all, mst_all)``: ``int64`` ``(sum N_b,)`` and ``float64`` ``(sum E'_b, 3)``.
-    """
-    n_buckets = row_offsets.shape[0] - 1
-    labels_all = np.empty(X_all.shape[0], dtype=np.int64)
-    mst_all = np.empty((mst_offsets[n_buckets], 3))
-    # Buckets are independent: each reads its own rows and previous MST and writes disjoint
-    # slices of the two outputs.
-    for b in prange(n_buckets):
-        _refit_one(
-            b,
-            X_all,
-            row_offsets,
-            prev_all,
-            prev_offsets,
-            n_old,
-            mst_offsets,
-            min_samples,
-            mcs,
-            leaf,
-            allow_single_cluster,
-            labels_all,
-            mst_all,
-        )
-    return labels_all, mst_all
-
-
-@njit(cache=True)
-def _refit_many_serial(
-    X_all: np.ndarray,
-    row_offsets: np.ndarray,
-    prev_all: np.ndarray,
-    prev_offsets: np.ndarray,
-    n_old: np.ndarray,
-    mst_offsets: np.ndarray,
-    min_samples: int,
-    mcs: int,
-    leaf: bool,
-    allow_single_cluster: bool,
-):
-    """Same as :func:`_refit_many_parallel`, one bucket after the other (small batches)."""
-    n_buckets = row_offsets.shape[0] - 1
-    labels_all = np.empty(X_all.shape[0], dtype=np.int64)
-    mst_all = np.empty((mst_offsets[n_buckets], 3))
-    for b in range(n_buckets):
-        _refit_one(
-            b,
-            X_all,
-            row_offsets,
-            prev_all,
-            prev_offsets,
-            n_old,
-            mst_offsets,
-            min_samples,
-            mcs,
-            leaf,
-            allow_single_cluster,
-            labels_all,
-            mst_all,
-        )
-    return labels_all, mst_all
-
-
-# Below this much distance work (sum of N_b^2 x d multiply-adds, about a millisecond) waking the
-# worker threads costs more than it saves, so small batches run on the calling thread.
+# Below this much distance work (sum of N_b^2 x d multiply-adds, about a millisecond) handing
+# buckets to worker threads costs more than it saves, so small batches run on the calling thread.
 _PARALLEL_MIN_WORK = 2_000_000
+_NO_TREE = np.empty((0, 3))
+_NO_TREE.flags.writeable = False
+_pool: ThreadPoolExecutor | None = None
+_pool_key: tuple[int, int] = (0, 0)
+
+
+def _worker_pool(threads: int) -> ThreadPoolExecutor:
+    """The process's refit threads, rebuilt after a fork (its threads do not exist there)."""
+    global _pool, _pool_key
+    key = (os.getpid(), threads)
+    if _pool is None or _pool_key != key:
+        if _pool is not None and _pool_key[0] == key[0]:
+            _pool.shutdown(wait=False)
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="meds-gym-refit")
+        _pool_key = key
+    return _pool
+
+
+def _fit_one(
+    X: np.ndarray,
+    previous_mst: np.ndarray | None,
+    min_samples: int,
+    min_cluster_size: int,
+    leaf: bool,
+    allow_single_cluster: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_fit_bucket` on validated arguments, compiling the kernels on first use."""
+    ensure_compiled()
+    prev = _NO_TREE if previous_mst is None else previous_mst
+    n_old = 0 if previous_mst is None else previous_mst.shape[0] + 1
+    labels, mst = _fit_bucket(
+        X, prev, n_old, min_samples, min_cluster_size, leaf, allow_single_cluster
+    )
+    return labels, mst
 
 
 def _check_common(
@@ -263,8 +196,7 @@ def hdbscan_labels(
         min_cluster_size, cluster_selection_method, allow_single_cluster
     )
     ms = check_int("min_samples", min_samples, 1)
-    labels, _ = _fit_bucket(matrix, np.empty((0, 3)), 0, ms, mcs, leaf, single)
-    return labels
+    return _fit_one(matrix, None, ms, mcs, leaf, single)[0]
 
 
 def minimum_spanning_tree(X: Any, min_samples: int = 1) -> np.ndarray:
@@ -284,28 +216,7 @@ def minimum_spanning_tree(X: Any, min_samples: int = 1) -> np.ndarray:
     """
     matrix = as_finite_matrix("X", X)
     ms = check_int("min_samples", min_samples, 1)
-    if matrix.shape[0] < 2:
-        return np.empty((0, 3))
-    return _full_mst(matrix, ms)
-
-
-@njit(cache=True)
-def _is_spanning_tree(a: np.ndarray, b: np.ndarray, n: int) -> bool:
-    """Whether the ``n - 1`` edges ``(a[r], b[r])`` over ``0..n-1`` form a tree (no cycle)."""
-    parent = np.arange(n)
-    for r in range(a.shape[0]):
-        x = a[r]
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]  # path halving keeps finds short
-            x = parent[x]
-        y = b[r]
-        while parent[y] != y:
-            parent[y] = parent[parent[y]]
-            y = parent[y]
-        if x == y:
-            return False
-        parent[x] = y
-    return True
+    return _fit_one(matrix, None, ms, 2, False, False)[1]
 
 
 def _check_mst(mst: Any, n_old: int, name: str = "mst") -> np.ndarray:
@@ -335,7 +246,8 @@ def _check_mst(mst: Any, n_old: int, name: str = "mst") -> np.ndarray:
         )
     a = ends[:, 0].astype(np.int64)
     b = ends[:, 1].astype(np.int64)
-    if not _is_spanning_tree(a, b, n_old):
+    ensure_compiled()
+    if not is_spanning_tree(a, b, n_old):
         raise InvalidArgumentError(name, f"a spanning tree of {n_old} points (it has a cycle)", mst)
     return np.ascontiguousarray(array)
 
@@ -370,9 +282,7 @@ def extend_minimum_spanning_tree(X: Any, mst: Any, n_old: int) -> np.ndarray:
     if not 1 <= n_old <= max(n, 1):
         raise InvalidArgumentError("n_old", f"an int in [1, {n}] (the number of rows of X)", n_old)
     tree = _check_mst(mst, int(n_old))
-    if n < 2:
-        return np.empty((0, 3))
-    return extend_mst(matrix, tree, int(n_old))
+    return _fit_one(matrix, tree, 1, 2, False, False)[1]
 
 
 def labels_from_mst(
@@ -412,6 +322,7 @@ def labels_from_mst(
     if (tree[:, 2] < 0).any():
         raise InvalidArgumentError("mst", "non-negative distances in column 2", mst)
     ordered = np.ascontiguousarray(tree[np.argsort(tree[:, 2], kind="stable")])
+    ensure_compiled()
     return labels_from_ordered_edges(ordered, count, mcs, leaf, single)
 
 
@@ -430,8 +341,8 @@ def refit_many(
     ``min_samples`` is 1 and ``previous_msts[b]`` is the MST of its first
     ``len(previous_msts[b]) + 1`` rows; otherwise (``None``, or ``min_samples > 1``) it gets a
     full fit. Either way the labels equal :func:`hdbscan_labels` on the bucket. Buckets run in
-    parallel (numba ``prange`` over buckets) once the batch holds enough work to pay for waking
-    the worker threads; small batches run on the calling thread.
+    parallel on ``numba.get_num_threads()`` threads (the kernel releases the GIL) once the batch
+    holds enough work to pay for handing it out; small batches run on the calling thread.
 
     Args:
         buckets: Sequence of ``(N_b, d)`` arrays (all with the same ``d``).
@@ -474,11 +385,10 @@ def refit_many(
                 f"{width} columns like buckets[0] (got {m.shape[1]})",
                 buckets[b],
             )
-    prevs: list[np.ndarray] = []
-    n_old = np.zeros(len(matrices), dtype=np.int64)
+    prevs: list[np.ndarray | None] = []
     for b, (m, prev) in enumerate(zip(matrices, previous_msts, strict=True)):
         if prev is None:
-            prevs.append(np.empty((0, 3)))
+            prevs.append(None)
             continue
         shape = np.shape(prev)
         old = (shape[0] + 1) if len(shape) == 2 else -1
@@ -489,8 +399,14 @@ def refit_many(
                 prev,
             )
         prevs.append(_check_mst(prev, old, f"previous_msts[{b}]"))
-        n_old[b] = old
-    return _refit_checked(matrices, prevs, n_old, ms, mcs, leaf, single)
+    return refit_buckets(
+        matrices,
+        prevs,
+        min_cluster_size=mcs,
+        min_samples=ms,
+        leaf=leaf,
+        allow_single_cluster=single,
+    )
 
 
 def refit_buckets(
@@ -508,7 +424,8 @@ def refit_buckets(
     L2-normalised, trees this module returned for a prefix of the same rows); re-validating them
     (a cycle check per tree, a finiteness scan per bucket) would cost as much as a refit of a
     mid-sized bucket. Results are those of :func:`refit_many` on the same arguments; a bucket of
-    one row gets labels ``[-1]`` and an empty ``(0, 3)`` tree.
+    one row gets labels ``[-1]`` and an empty ``(0, 3)`` tree. Buckets run in parallel as
+    :func:`refit_many` describes.
 
     Args:
         datasets: Non-empty sequence of C-contiguous ``float64`` ``(N_b, d)`` arrays of finite
@@ -524,51 +441,46 @@ def refit_buckets(
         ``(labels, msts)`` as :func:`refit_many` returns them: per bucket, fresh ``int64``
         ``(N_b,)`` labels and ``float64`` ``(N_b - 1, 3)`` tree.
     """
-    empty = np.empty((0, 3))
-    prevs = [empty if prev is None else prev for prev in previous_msts]
-    n_old = np.array(
-        [0 if prev is None else prev.shape[0] + 1 for prev in previous_msts], dtype=np.int64
-    )
-    return _refit_checked(
-        list(datasets), prevs, n_old, min_samples, min_cluster_size, leaf, allow_single_cluster
-    )
+    ensure_compiled()
+    count = len(datasets)
+    labels: list[Any] = [None] * count
+    msts: list[Any] = [None] * count
+
+    def fit(buckets: Sequence[int]) -> None:
+        # Each bucket reads only its own rows and tree and writes only its own output slots.
+        for b in buckets:
+            prev = previous_msts[b]
+            labels[b], msts[b] = _fit_bucket(
+                datasets[b],
+                _NO_TREE if prev is None else prev,
+                0 if prev is None else prev.shape[0] + 1,
+                min_samples,
+                min_cluster_size,
+                leaf,
+                allow_single_cluster,
+            )
+
+    threads = numba.get_num_threads() if count > 1 else 1
+    if threads > 1:
+        work = np.array([x.shape[0] for x in datasets], dtype=np.float64) ** 2
+        if float(work.sum()) * datasets[0].shape[1] < _PARALLEL_MIN_WORK:
+            threads = 1
+    if threads == 1:
+        fit(range(count))
+    else:
+        # Largest buckets first, dealt round-robin into more chunks than threads: the pool
+        # hands the next chunk to whichever thread is free, which evens out the load.
+        by_work = np.argsort(-work, kind="stable").tolist()
+        chunks = min(count, 4 * threads)
+        pool = _worker_pool(threads)
+        for future in [pool.submit(fit, by_work[c::chunks]) for c in range(chunks)]:
+            future.result()
+    return labels, msts
 
 
 _refit_trusted = refit_buckets
 """Former private name of :func:`refit_buckets`, kept for existing imports."""
 
 
-def _refit_checked(
-    matrices: list[np.ndarray],
-    prevs: list[np.ndarray],
-    n_old: np.ndarray,
-    ms: int,
-    mcs: int,
-    leaf: bool,
-    single: bool,
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Pack validated buckets, run the batched kernel and split its outputs per bucket."""
-    width = matrices[0].shape[1]
-    sizes = np.array([m.shape[0] for m in matrices], dtype=np.int64)
-    row_offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=row_offsets[1:])
-    prev_offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
-    np.cumsum([p.shape[0] for p in prevs], out=prev_offsets[1:])
-    mst_offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
-    np.cumsum(np.maximum(sizes - 1, 0), out=mst_offsets[1:])
-    X_all = np.concatenate(matrices, axis=0)
-    prev_all = np.concatenate(prevs, axis=0)
-    work = int(np.sum(sizes.astype(np.float64) ** 2) * width)
-    kernel = (
-        _refit_many_parallel
-        if len(sizes) > 1 and work >= _PARALLEL_MIN_WORK
-        else _refit_many_serial
-    )
-    labels_all, mst_all = kernel(
-        X_all, row_offsets, prev_all, prev_offsets, n_old, mst_offsets, ms, mcs, leaf, single
-    )
-    rows = row_offsets.tolist()
-    edges = mst_offsets.tolist()
-    labels = [labels_all[rows[b] : rows[b + 1]].copy() for b in range(len(sizes))]
-    msts = [mst_all[edges[b] : edges[b + 1]].copy() for b in range(len(sizes))]
-    return labels, msts
+_refit_trusted = refit_buckets
+"""Former private name of :func:`refit_buckets`, kept for existing imports."""

@@ -16,39 +16,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from meds_gym.clustering._validation import as_finite_matrix, check_int
+from meds_gym.clustering.compilation import INDEX, READ_INDEX, READ_ROWS, ensure_compiled, register
 from meds_gym.errors import InvalidArgumentError
 
 __all__ = ["knn_vote", "vote_kernel"]
 
 
-@njit(cache=True)
-def _unit_rows(X: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm; all-zero rows stay zero (cosine distance 1 to anything).
-
-    Args:
-        X: ``float64`` ``(N, d)``.
-
-    Returns:
-        ``float64`` ``(N, d)``.
-    """
-    n, d = X.shape
-    out = np.zeros((n, d))
-    for i in range(n):
-        s = 0.0
-        for f in range(d):
-            s += X[i, f] * X[i, f]
-        if s > 0.0:
-            norm = np.sqrt(s)
-            for f in range(d):
-                out[i, f] = X[i, f] / norm
-    return out
-
-
-@njit(cache=True)
-def vote_kernel(
+@register(INDEX(READ_ROWS, READ_INDEX, READ_ROWS, types.int64, types.boolean))
+@njit(cache=True, nogil=True)
+def _vote(
     stored_rows: np.ndarray,
     stored_labels: np.ndarray,
     queries: np.ndarray,
@@ -57,11 +36,7 @@ def vote_kernel(
 ) -> np.ndarray:
     """Majority label of the ``k`` nearest stored rows of each query, by cosine distance.
 
-    Trusted: no input checks. Neighbours are ranked by ``(distance, stored row index)``. The
-    winning label is the one held by the most of the ``k`` neighbours; among labels tied on that
-    count, the smallest label wins when ``smallest_label_wins`` (the reference code's
-    ``np.unique(..., return_counts=True)`` then ``argmax``, so noise, ``-1``, wins every tie it is
-    in), otherwise the label of the nearest neighbour among them.
+    The kernel behind :func:`vote_kernel`, which states the rule; runs without the GIL.
 
     Args:
         stored_rows: ``float64`` ``(N, d)``, ``N >= 1``.
@@ -75,10 +50,27 @@ def vote_kernel(
     """
     n, d = stored_rows.shape
     q_count = queries.shape[0]
-    # Transposed (d, N) so that the dot products run over stored rows in the inner loop; each
-    # product is still summed feature by feature from 0.0, as a row-by-row loop would.
-    unit_mem = np.ascontiguousarray(_unit_rows(stored_rows).T)
-    unit_q = _unit_rows(queries)
+    # Rows divided by their L2 norm; all-zero rows stay zero (cosine distance 1 to anything).
+    # Stored rows transposed (d, N) so that the dot products run over them in the inner loop;
+    # each product is still summed feature by feature from 0.0, as a row-by-row loop would.
+    unit_mem = np.zeros((d, n))
+    for i in range(n):
+        s = 0.0
+        for f in range(d):
+            s += stored_rows[i, f] * stored_rows[i, f]
+        if s > 0.0:
+            norm = np.sqrt(s)
+            for f in range(d):
+                unit_mem[f, i] = stored_rows[i, f] / norm
+    unit_q = np.zeros((q_count, d))
+    for i in range(q_count):
+        s = 0.0
+        for f in range(d):
+            s += queries[i, f] * queries[i, f]
+        if s > 0.0:
+            norm = np.sqrt(s)
+            for f in range(d):
+                unit_q[i, f] = queries[i, f] / norm
     out = np.empty(q_count, dtype=np.int64)
     top_d = np.empty(k)
     top_i = np.empty(k, dtype=np.int64)
@@ -123,10 +115,40 @@ def vote_kernel(
     return out
 
 
+def vote_kernel(
+    stored_rows: np.ndarray,
+    stored_labels: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    smallest_label_wins: bool,
+) -> np.ndarray:
+    """Majority label of the ``k`` nearest stored rows of each query, by cosine distance.
+
+    Trusted: no input checks (:func:`knn_vote` is the validating entry point). Neighbours are
+    ranked by ``(distance, stored row index)``. The winning label is the one held by the most of
+    the ``k`` neighbours; among labels tied on that count, the smallest label wins when
+    ``smallest_label_wins`` (the reference code's ``np.unique(..., return_counts=True)`` then
+    ``argmax``, so noise, ``-1``, wins every tie it is in), otherwise the label of the nearest
+    neighbour among them.
+
+    Args:
+        stored_rows: ``float64`` ``(N, d)``, C-contiguous, ``N >= 1``.
+        stored_labels: ``int64`` ``(N,)``, C-contiguous.
+        queries: ``float64`` ``(Q, d)``, C-contiguous.
+        k: Number of neighbours, ``1 <= k <= N``.
+        smallest_label_wins: Tie rule, see above.
+
+    Returns:
+        ``int64`` ``(Q,)``.
+    """
+    ensure_compiled()
+    return _vote(stored_rows, stored_labels, queries, k, smallest_label_wins)
+
+
 def knn_vote_kernel(
     memory: np.ndarray, memory_labels: np.ndarray, queries: np.ndarray, k: int
 ) -> np.ndarray:
-    """Deprecated alias: :func:`vote_kernel` with the nearest-neighbour tie rule."""
+    """Former name, kept for existing imports: :func:`vote_kernel` with the nearest rule."""
     return vote_kernel(memory, memory_labels, queries, k, False)
 
 

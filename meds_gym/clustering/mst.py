@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from meds_gym.clustering.disjoint_set import union_if_disjoint
+
 
 @njit(cache=True, inline="always")
 def _edge_less(
@@ -36,70 +38,66 @@ def _edge_less(
 
 
 @njit(cache=True)
-def core_distances_sq(X: np.ndarray, min_samples: int) -> np.ndarray:
-    """Squared core distances, rounded like the ``hdbscan`` package does.
+def full_mst(X: np.ndarray, min_samples: int) -> np.ndarray:
+    """Canonical MST of the mutual-reachability graph of all rows of ``X`` (dense Prim).
+
+    With ``k = min(min_samples, N - 1)`` (the ``hdbscan`` package caps it so), the squared core
+    distance of a row is ``fl(sqrt(s_k)) ** 2`` where ``s_k`` is its ``(k + 1)``-th smallest
+    squared distance to all rows, itself included; squaring the rounded root (not reusing
+    ``s_k``) is what the package does. With ``k = 1`` the core distance never exceeds a pair
+    distance, so mutual reachability is the plain distance and core distances are skipped.
 
     Args:
-        X: ``float64`` array of shape ``(N, d)``, C-contiguous, ``N >= 2``.
-        min_samples: Neighbour rank, already capped at ``N - 1`` by the caller (``>= 1``).
+        X: ``float64`` ``(N, d)``, C-contiguous, ``N >= 2``.
+        min_samples: Core-distance neighbour rank (``>= 1``).
 
     Returns:
-        ``float64`` array of shape ``(N,)``: ``fl(sqrt(s_k)) ** 2`` where ``s_k`` is the
-        ``(min_samples + 1)``-th smallest squared distance from the row to all rows, itself
-        included. Squaring the rounded root (not reusing ``s_k``) is what the package does.
+        ``float64`` ``(N - 1, 3)``: rows ``(a, b, distance)`` with ``a < b``, sorted in the
+        canonical edge order.
     """
     n, d = X.shape
-    k = min_samples
-    XT = np.ascontiguousarray(X.T)
-    acc = np.empty(n)
-    top = np.empty(k + 1)  # the k+1 smallest squared distances seen so far, ascending
-    out = np.empty(n)
-    for i in range(n):
-        acc[:] = 0.0
-        for f in range(d):
-            xi = X[i, f]
+    k = min(min_samples, n - 1)
+    use_core = k > 1
+    core_sq = np.zeros(n)
+    if use_core:
+        XT = np.empty((d, n))
+        for i in range(n):
+            for f in range(d):
+                XT[f, i] = X[i, f]
+        acc = np.empty(n)
+        top = np.empty(k + 1)  # the k+1 smallest squared distances seen so far, ascending
+        for i in range(n):
+            acc[:] = 0.0
+            for f in range(d):
+                xi = X[i, f]
+                for j in range(n):
+                    diff = xi - XT[f, j]
+                    acc[j] += diff * diff
+            top[:] = np.inf
             for j in range(n):
-                diff = xi - XT[f, j]
-                acc[j] += diff * diff
-        top[:] = np.inf
-        for j in range(n):
-            v = acc[j]
-            if v < top[k]:
-                p = k
-                while p > 0 and top[p - 1] > v:
-                    top[p] = top[p - 1]
-                    p -= 1
-                top[p] = v
-        core = np.sqrt(top[k])
-        out[i] = core * core
+                v = acc[j]
+                if v < top[k]:
+                    p = k
+                    while p > 0 and top[p - 1] > v:
+                        top[p] = top[p - 1]
+                        p -= 1
+                    top[p] = v
+            core = np.sqrt(top[k])
+            core_sq[i] = core * core
+    ea, eb, ew, es = _prim_edges(X, core_sq)
+    order = edge_order(ea, eb, ew, es)
+    out = np.empty((n - 1, 3))
+    for r in range(n - 1):
+        i = order[r]
+        out[r, 0] = ea[i]
+        out[r, 1] = eb[i]
+        out[r, 2] = np.sqrt(ew[i])  # mutual reachability (the raw distance when k = 1)
     return out
 
 
 @njit(cache=True)
-def prim_mst(X: np.ndarray, core_sq: np.ndarray, use_core: bool) -> np.ndarray:
-    """Dense O(N^2 d) Prim MST of the mutual-reachability graph, in canonical edge order.
-
-    Args:
-        X: ``float64`` array of shape ``(N, d)``, C-contiguous, ``N >= 2``.
-        core_sq: ``float64`` array of shape ``(N,)`` from :func:`core_distances_sq` (ignored when
-            ``use_core`` is false).
-        use_core: ``False`` for ``min_samples=1``, where mutual reachability equals distance.
-
-    Returns:
-        ``float64`` array of shape ``(N - 1, 3)``: rows ``(a, b, distance)`` with ``a < b``,
-        sorted in the canonical edge order.
-    """
-    ea, eb, ew, es = _prim_edges(X, core_sq, use_core)
-    if use_core:
-        return _sorted_edges(ea, eb, ew, es)
-    # Without core distances the key is (es, ea, eb): the one-pass check and the insertion sort
-    # for short lists are much cheaper than four stable sorts on the many tiny buckets.
-    return _packed_edges(ea, eb, es, _key_sorted(ea, eb, es))
-
-
-@njit(cache=True)
-def _prim_edges(X: np.ndarray, core_sq: np.ndarray, use_core: bool):
-    """The edges of the dense Prim MST (see :func:`prim_mst`), unsorted, with both keys.
+def _prim_edges(X: np.ndarray, core_sq: np.ndarray):
+    """The edges of the dense Prim MST (see :func:`full_mst`), unsorted, with both keys.
 
     Distances are computed on the fly (no N x N matrix): the columns of the points not yet in the
     tree are kept compacted in a ``(d, m)`` buffer so the inner loop vectorises over points while
@@ -107,9 +105,8 @@ def _prim_edges(X: np.ndarray, core_sq: np.ndarray, use_core: bool):
 
     Args:
         X: ``float64`` array of shape ``(N, d)``, C-contiguous, ``N >= 2``.
-        core_sq: ``float64`` array of shape ``(N,)`` from :func:`core_distances_sq` (ignored when
-            ``use_core`` is false).
-        use_core: ``False`` for ``min_samples=1``, where mutual reachability equals distance.
+        core_sq: ``float64`` array of shape ``(N,)``, squared core distances; all zeros for
+            ``min_samples=1``, where mutual reachability is the plain distance.
 
     Returns:
         ``(ea, eb, ew, es)``: ``int64`` ``(N - 1,)`` smaller and larger endpoints and ``float64``
@@ -117,11 +114,16 @@ def _prim_edges(X: np.ndarray, core_sq: np.ndarray, use_core: bool):
         added the edges.
     """
     n, d = X.shape
-    XT = np.ascontiguousarray(X.T)  # (d, m) compacted columns of the points outside the tree
+    XT = np.empty((d, n))  # (d, m) compacted columns of the points outside the tree
+    for i in range(n):
+        for f in range(d):
+            XT[f, i] = X[i, f]
     rem = np.arange(n)  # original index of each compacted column
-    best_w = np.full(n, np.inf)  # best mutual-reachability^2 to the tree, per compacted column
-    best_s = np.full(n, np.inf)  # raw squared distance of that best edge
-    best_t = np.full(n, -1)  # tree endpoint of that best edge
+    best_w = np.empty(n)  # best mutual-reachability^2 to the tree, per compacted column
+    best_s = np.empty(n)  # raw squared distance of that best edge
+    best_t = np.empty(n, dtype=np.int64)  # tree endpoint of that best edge (-1: none yet)
+    for p in range(n):
+        best_t[p] = -1
     acc = np.empty(n)
     ea = np.empty(n - 1, dtype=np.int64)
     eb = np.empty(n - 1, dtype=np.int64)
@@ -142,18 +144,16 @@ def _prim_edges(X: np.ndarray, core_sq: np.ndarray, use_core: bool):
             for p in range(m):
                 diff = xu - XT[f, p]
                 acc[p] += diff * diff
-        cu = core_sq[u] if use_core else 0.0
+        cu = core_sq[u]
         arg = 0
         for p in range(m):
             s = acc[p]
-            w = s
-            if use_core:
-                cj = core_sq[rem[p]]
-                if cu > w:
-                    w = cu
-                if cj > w:
-                    w = cj
+            w = s  # mutual reachability: max(distance, both core distances), all squared
+            if cu > w:
+                w = cu
             j = rem[p]
+            if core_sq[j] > w:
+                w = core_sq[j]
             a = min(u, j)
             b = max(u, j)
             t = best_t[p]
@@ -196,44 +196,74 @@ def _prim_edges(X: np.ndarray, core_sq: np.ndarray, use_core: bool):
 
 
 @njit(cache=True)
-def _sorted_edges(ea: np.ndarray, eb: np.ndarray, ew: np.ndarray, es: np.ndarray) -> np.ndarray:
-    """Sort edges in the canonical order and pack them as ``(a, b, sqrt(w))`` rows.
+def edge_order(ea: np.ndarray, eb: np.ndarray, ew: np.ndarray, es: np.ndarray) -> np.ndarray:
+    """Permutation listing edges in the canonical order ``(ew, es, ea, eb)``.
+
+    The order is strict and total on the edges of a graph without parallel edges, so the
+    permutation is unique. Already sorted input (the usual case for a stored tree) costs one
+    pass; otherwise insertion-sorted runs of 16 are merged bottom-up.
 
     Args:
         ea: ``int64`` ``(E,)`` smaller endpoints.
         eb: ``int64`` ``(E,)`` larger endpoints.
-        ew: ``float64`` ``(E,)`` squared mutual-reachability distances.
+        ew: ``float64`` ``(E,)`` squared mutual-reachability distances (for ``min_samples=1``
+            pass the raw squared distances, the same array as ``es``).
         es: ``float64`` ``(E,)`` raw squared distances.
 
     Returns:
-        ``float64`` array of shape ``(E, 3)``.
+        ``int64`` ``(E,)``.
     """
-    return _packed_edges(ea, eb, ew, _canonical_order(ea, eb, ew, es))
-
-
-@njit(cache=True)
-def _packed_edges(ea: np.ndarray, eb: np.ndarray, ew: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """``(a, b, sqrt(w))`` rows of the edges taken in ``order``; ``(E, 3)`` ``float64``.
-
-    ``ew`` holds the squared distances the rows report (mutual reachability, which for
-    ``min_samples=1`` is the raw squared distance).
-    """
-    out = np.empty((order.shape[0], 3))
-    for r in range(order.shape[0]):
-        i = order[r]
-        out[r, 0] = ea[i]
-        out[r, 1] = eb[i]
-        out[r, 2] = np.sqrt(ew[i])
-    return out
-
-
-@njit(cache=True)
-def _canonical_order(ea: np.ndarray, eb: np.ndarray, ew: np.ndarray, es: np.ndarray) -> np.ndarray:
-    """Permutation sorting edges by ``(ew, es, ea, eb)``: least significant key first, stable."""
-    order = np.argsort(eb, kind="mergesort")
-    order = order[np.argsort(ea[order], kind="mergesort")]
-    order = order[np.argsort(es[order], kind="mergesort")]
-    order = order[np.argsort(ew[order], kind="mergesort")]
+    m = ea.shape[0]
+    order = np.arange(m)
+    in_order = True
+    for r in range(1, m):
+        if _edge_less(ew[r], es[r], ea[r], eb[r], ew[r - 1], es[r - 1], ea[r - 1], eb[r - 1]):
+            in_order = False
+            break
+    if in_order:
+        return order
+    run = 16
+    for lo in range(0, m, run):
+        hi = min(lo + run, m)
+        for r in range(lo + 1, hi):
+            x = order[r]
+            p = r
+            while p > lo:
+                y = order[p - 1]
+                if not _edge_less(ew[x], es[x], ea[x], eb[x], ew[y], es[y], ea[y], eb[y]):
+                    break
+                order[p] = y
+                p -= 1
+            order[p] = x
+    buf = np.empty(m, dtype=np.int64)
+    width = run
+    while width < m:
+        for lo in range(0, m, 2 * width):
+            mid = min(lo + width, m)
+            hi = min(lo + 2 * width, m)
+            i = lo
+            j = mid
+            o = lo
+            while i < mid and j < hi:
+                x = order[i]
+                y = order[j]
+                if _edge_less(ew[y], es[y], ea[y], eb[y], ew[x], es[x], ea[x], eb[x]):
+                    buf[o] = y
+                    j += 1
+                else:
+                    buf[o] = x
+                    i += 1
+                o += 1
+            while i < mid:
+                buf[o] = order[i]
+                i += 1
+                o += 1
+            while j < hi:
+                buf[o] = order[j]
+                j += 1
+                o += 1
+        order, buf = buf, order
+        width *= 2
     return order
 
 
@@ -245,66 +275,6 @@ def _key_less(s1: float, a1: int, b1: int, s2: float, a2: int, b2: int) -> bool:
     if a1 != a2:
         return a1 < a2
     return b1 < b2
-
-
-@njit(cache=True)
-def _edge_keys(X: np.ndarray, mst: np.ndarray):
-    """Endpoints and raw squared distances of tree edges, recomputed from ``X``.
-
-    Args:
-        X: ``float64`` ``(N, d)`` rows.
-        mst: ``float64`` ``(E, 3)`` rows ``(i, j, distance)`` with integer endpoints below ``N``.
-
-    Returns:
-        ``(ta, tb, ts)``: ``int64`` ``(E,)`` smaller and larger endpoints and ``float64`` ``(E,)``
-        squared distances, summed feature by feature like every other kernel here.
-    """
-    d = X.shape[1]
-    m = mst.shape[0]
-    ta = np.empty(m, dtype=np.int64)
-    tb = np.empty(m, dtype=np.int64)
-    ts = np.empty(m)
-    for r in range(m):
-        i = int(mst[r, 0])
-        j = int(mst[r, 1])
-        s = 0.0
-        for f in range(d):
-            diff = X[i, f] - X[j, f]
-            s += diff * diff
-        ta[r] = min(i, j)
-        tb[r] = max(i, j)
-        ts[r] = s
-    return ta, tb, ts
-
-
-@njit(cache=True)
-def _key_sorted(ea: np.ndarray, eb: np.ndarray, es: np.ndarray) -> np.ndarray:
-    """Permutation sorting ``min_samples=1`` edges by :func:`_key_less` (a strict total order).
-
-    Already sorted input (the usual case for a stored tree) costs one pass; short lists use an
-    insertion sort, long ones the stable multi-pass sort.
-    """
-    m = ea.shape[0]
-    in_order = True
-    for r in range(1, m):
-        if _key_less(es[r], ea[r], eb[r], es[r - 1], ea[r - 1], eb[r - 1]):
-            in_order = False
-            break
-    if in_order:
-        return np.arange(m)
-    if m > 32:
-        return _canonical_order(ea, eb, es, es)
-    order = np.arange(m)
-    for r in range(1, m):
-        x = order[r]
-        p = r
-        while p > 0 and _key_less(
-            es[x], ea[x], eb[x], es[order[p - 1]], ea[order[p - 1]], eb[order[p - 1]]
-        ):
-            order[p] = order[p - 1]
-            p -= 1
-        order[p] = x
-    return order
 
 
 @njit(cache=True)
@@ -340,8 +310,9 @@ def _rooted_tree(ta: np.ndarray, tb: np.ndarray, n: int):
         nbr_edge[fill[tb[e]]] = e
         fill[tb[e]] += 1
     order = np.empty(n, dtype=np.int64)
-    parent = np.full(n, -1, dtype=np.int64)
-    parent_edge = np.full(n, -1, dtype=np.int64)
+    parent = np.empty(n, dtype=np.int64)
+    parent_edge = np.empty(n, dtype=np.int64)
+    parent[0] = -1  # every other entry is written when its vertex is first seen
     stack = fill  # the fill cursors are spent: reuse the buffer (size n) as the DFS stack
     stack[0] = 0
     top = 1
@@ -363,8 +334,10 @@ def _rooted_tree(ta: np.ndarray, tb: np.ndarray, n: int):
                 parent_edge[w] = nbr_edge[q]
                 stack[top] = w
                 top += 1
-    parent_pos = np.full(n, -1, dtype=np.int64)
-    edge_at = np.full(n, -1, dtype=np.int64)
+    parent_pos = np.empty(n, dtype=np.int64)
+    edge_at = np.empty(n, dtype=np.int64)
+    parent_pos[0] = -1  # the root
+    edge_at[0] = -1
     for p in range(1, n):
         u = order[p]
         parent_pos[p] = position[parent[u]]
@@ -470,7 +443,8 @@ def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
     2. Likewise, among the edges joining two new rows only those of the new rows' own MST (dense
        Prim) can be in the final tree.
     3. Kruskal over the old tree edges (in canonical order) merged with those few candidates
-       (sorted by the same order) with a union-find: the accepted edges come out in canonical
+       (sorted by the same order) with the disjoint sets of
+       :mod:`meds_gym.clustering.disjoint_set`: the accepted edges come out in canonical
        order, so no final sort is needed.
 
     Edge keys are recomputed from ``X``, so the result depends only on the rows and on the edge
@@ -487,23 +461,32 @@ def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
     """
     n, d = X.shape
     k = n - n_old  # new rows
+    m_old = mst.shape[0]
+    ta = np.empty(m_old, dtype=np.int64)
+    tb = np.empty(m_old, dtype=np.int64)
+    ts = np.empty(m_old)
+    for r in range(m_old):
+        i = int(mst[r, 0])
+        j = int(mst[r, 1])
+        ta[r] = min(i, j)
+        tb[r] = max(i, j)
+    # Candidate edges: from new rows to old rows (step 1), then the k - 1 edges of the new rows'
+    # own tree (step 2), for which room is always kept at the end.
     cap = 4 * k + 16
     ca = np.empty(cap, dtype=np.int64)
     cb = np.empty(cap, dtype=np.int64)
     cs = np.empty(cap)
     nc = 0
     if k == 0:
-        ta, tb, ts = _edge_keys(X, mst)
+        # No new rows: only the tree's own edge keys are needed, recomputed from X.
+        for r in range(m_old):
+            s = 0.0
+            for f in range(d):
+                diff = X[ta[r], f] - X[tb[r], f]
+                s += diff * diff
+            ts[r] = s
     else:
         # 1. Candidate edges from each new row to the old rows.
-        m_old = mst.shape[0]
-        ta = np.empty(m_old, dtype=np.int64)
-        tb = np.empty(m_old, dtype=np.int64)
-        for r in range(m_old):
-            i = int(mst[r, 0])
-            j = int(mst[r, 1])
-            ta[r] = min(i, j)
-            tb[r] = max(i, j)
         order, position, parent_pos, edge_at = _rooted_tree(ta, tb, n_old)
         # Everything the walk reads, laid out by depth-first position. The rows are read in
         # storage order (they are usually not in cache yet; a sequential read is prefetched).
@@ -518,7 +501,6 @@ def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
             for p in range(1, n_old):
                 diff = XT[f, p] - XT[f, parent_pos[p]]
                 up_s[p] += diff * diff
-        ts = np.empty(m_old)
         up_a = np.zeros(n_old, dtype=np.int64)
         up_b = np.zeros(n_old, dtype=np.int64)
         for p in range(1, n_old):
@@ -536,27 +518,27 @@ def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
                 XT, X[z], z, order, parent_pos, up_s, up_a, up_b,
                 work_s, work_a, work_b, found_a, found_s,
             )  # fmt: skip
-            if nc + found > cap:
-                cap = 2 * (nc + found)
-                ca = _grown(ca, cap)
-                cb = _grown(cb, cap)
-                cs = _grown_float(cs, cap)
+            if nc + found + k > cap:
+                cap = 2 * (nc + found + k)
+                grown_a = np.empty(cap, dtype=np.int64)
+                grown_b = np.empty(cap, dtype=np.int64)
+                grown_s = np.empty(cap)
+                for r in range(nc):
+                    grown_a[r] = ca[r]
+                    grown_b[r] = cb[r]
+                    grown_s[r] = cs[r]
+                ca, cb, cs = grown_a, grown_b, grown_s
             for r in range(found):
                 ca[nc] = found_a[r]
                 cb[nc] = z
                 cs[nc] = found_s[r]
                 nc += 1
 
-    old_order = _key_sorted(ta, tb, ts)
+    old_order = edge_order(ta, tb, ts, ts)
 
     # 2. Candidate edges between new rows: their own MST.
     if k >= 2:
-        na, nb, _, ns = _prim_edges(np.ascontiguousarray(X[n_old:]), np.zeros(k), False)
-        if nc + k - 1 > cap:
-            cap = nc + k - 1
-            ca = _grown(ca, cap)
-            cb = _grown(cb, cap)
-            cs = _grown_float(cs, cap)
+        na, nb, _, ns = _prim_edges(X[n_old:], np.zeros(k))
         for r in range(k - 1):
             ca[nc] = na[r] + n_old
             cb[nc] = nb[r] + n_old
@@ -565,12 +547,11 @@ def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
     ca = ca[:nc]
     cb = cb[:nc]
     cs = cs[:nc]
-    cand_order = _key_sorted(ca, cb, cs)
+    cand_order = edge_order(ca, cb, cs, cs)
 
     # 3. Kruskal over the two sorted lists.
     out = np.empty((n - 1, 3))
-    root = np.arange(n)
-    m_old = ta.shape[0]
+    forest = np.arange(n)
     i = 0
     j = 0
     taken = 0
@@ -593,35 +574,10 @@ def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
             e = cand_order[j]
             a, b, s = ca[e], cb[e], cs[e]
             j += 1
-        x = a
-        while root[x] != x:
-            root[x] = root[root[x]]  # path halving
-            x = root[x]
-        y = b
-        while root[y] != y:
-            root[y] = root[root[y]]
-            y = root[y]
-        if x == y:
+        if not union_if_disjoint(forest, a, b):
             continue  # the largest edge of a cycle
-        root[x] = y
         out[taken, 0] = a
         out[taken, 1] = b
         out[taken, 2] = np.sqrt(s)
         taken += 1
-    return out
-
-
-@njit(cache=True)
-def _grown(values: np.ndarray, size: int) -> np.ndarray:
-    """``int64`` copy of ``values`` with room for ``size`` entries."""
-    out = np.empty(size, dtype=np.int64)
-    out[: values.shape[0]] = values
-    return out
-
-
-@njit(cache=True)
-def _grown_float(values: np.ndarray, size: int) -> np.ndarray:
-    """``float64`` copy of ``values`` with room for ``size`` entries."""
-    out = np.empty(size)
-    out[: values.shape[0]] = values
     return out

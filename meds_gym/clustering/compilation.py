@@ -1,0 +1,105 @@
+"""Compile the clustering kernels once, together, for one fixed set of signatures (issue 12).
+
+Every numba kernel that Python calls directly is registered here with its explicit signatures:
+C-contiguous ``float64`` rows and ``int64`` indices, inputs typed read-only so that frozen arrays
+(the error memory's) and writable ones share one compiled version. The first call of any
+clustering function compiles them all (or loads them from numba's on-disk cache) and then
+forbids further specialisations, so no later call compiles anything, whatever its batch size.
+
+:func:`warm_up` does the same ahead of time, optionally on a background thread: start it while
+the first rollouts are generated and the compilation is off the critical path.
+
+Example:
+    >>> from meds_gym.clustering import warm_up
+    >>> thread = warm_up(background=True)  # returns at once
+    >>> thread.join()  # or just call any clustering function: it waits for the compilation
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from numba import types
+
+logger = logging.getLogger(__name__)
+
+READ_ROWS = types.Array(types.float64, 2, "C", readonly=True)
+"""Numba type of an input matrix: read-only C-contiguous ``float64`` ``(N, d)``."""
+READ_INDEX = types.Array(types.int64, 1, "C", readonly=True)
+"""Numba type of an input index or label vector: read-only C-contiguous ``int64`` ``(N,)``."""
+ROWS = types.Array(types.float64, 2, "C")
+"""Numba type of a matrix a kernel returns: C-contiguous ``float64``."""
+INDEX = types.Array(types.int64, 1, "C")
+"""Numba type of an index or label vector a kernel returns: C-contiguous ``int64``."""
+
+_kernels: list[tuple[Any, tuple[Any, ...]]] = []
+_lock = threading.Lock()
+_ready = False
+
+
+def register(*signatures: Any) -> Any:
+    """Decorator: compile this dispatcher for exactly ``signatures`` in :func:`ensure_compiled`.
+
+    Args:
+        signatures: Numba signatures (``return_type(arg_types...)``).
+
+    Returns:
+        A decorator that records the dispatcher and returns it unchanged.
+    """
+
+    def record(dispatcher: Any) -> Any:
+        _kernels.append((dispatcher, signatures))
+        return dispatcher
+
+    return record
+
+
+def ensure_compiled() -> None:
+    """Compile (or load from the on-disk cache) every registered kernel, once per process.
+
+    Cheap after the first call. Thread-safe: a call made while :func:`warm_up` runs on another
+    thread waits for it instead of compiling a second time.
+    """
+    global _ready
+    if _ready:
+        return
+    with _lock:
+        if _ready:
+            return
+        start = time.perf_counter()
+        for dispatcher, signatures in _kernels:
+            for signature in signatures:
+                dispatcher.compile(signature)
+            # Any other argument types are a bug of the caller, not a reason to compile again
+            # in the middle of a training run.
+            dispatcher.disable_compile()
+        _ready = True
+        logger.info(
+            "clustering kernels ready in %.1f s (compiled, or loaded from numba's cache)",
+            time.perf_counter() - start,
+        )
+
+
+def warm_up(background: bool = False) -> threading.Thread | None:
+    """Compile the clustering kernels now instead of on the first MEDS step.
+
+    On an empty numba cache (a fresh install, a CI run, a new node) the kernels take seconds to
+    compile; afterwards they load from the cache in well under a second. Call this early, for
+    example before generating the first rollouts, with ``background=True`` so that the
+    compilation overlaps that work; any clustering call made before it finishes waits for it.
+
+    Args:
+        background: Compile on a daemon thread and return at once.
+
+    Returns:
+        The started thread when ``background`` is true (join it to wait), else ``None``.
+    """
+    if not background:
+        ensure_compiled()
+        return None
+    thread = threading.Thread(target=ensure_compiled, name="meds-gym-warm-up", daemon=True)
+    thread.start()
+    return thread
