@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 from meds_gym.errors import InvalidArgumentError
+from meds_gym.meds import MEDSShaper, MEDSVectorRewardWrapper
 
 from .fingerprint import FingerprintCapture, boxed_brace_token_in_ids
 from .losses import dynamic_sampling_mask, token_logprobs
@@ -468,48 +471,56 @@ def logprob_pass(
     )
 
 
-def shape_mixed_groups(
-    shaper: Any,
-    problem_ids: list[str],
-    correct: list[bool],
-    rewards: np.ndarray,
-    fingerprints: np.ndarray,
-    group_size: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """MEDS-shape the groups that hold both higher and lower rewards; leave the others as they are.
+class MEDSScorer:
+    """Scores rollouts and MEDS-shapes their rewards by stepping the wrapped env, as users do.
 
-    The reference clusters after DAPO's dynamic-sampling filter, so a group whose rollouts are all
-    right or all wrong is neither shaped nor stored in the memory (DESIGN.md section 2, step 5),
-    whatever the base algorithm. The groups are one :meth:`MEDSShaper.shape` batch.
+    The rollouts of a batch are the sub-envs of a :class:`gymnasium.vector.SyncVectorEnv` of the
+    training env, wrapped in :class:`~meds_gym.meds.MEDSVectorRewardWrapper` with
+    ``skip_uniform_groups=True``: each sub-env is reset on its rollout's problem and stepped with
+    ``{"text": response, "features": fingerprint}``. The env gives the reward and the verdict;
+    the wrapper groups the rollouts by problem id, leaves groups whose rollouts are all right or
+    all wrong unshaped and out of the memory (the reference's order: DAPO's filter, then MEDS), and
+    shapes the rest as one batch. One shaper (one memory) serves every batch size.
 
     Args:
-        shaper: The :class:`~meds_gym.meds.MEDSShaper`.
-        problem_ids: (B,) problem of each rollout, ``group_size`` consecutive rows per group.
-        correct: (B,) the env's verdicts.
-        rewards: (B,) the env's rewards.
-        fingerprints: (B, L) answer fingerprints (NaN rows: none).
-        group_size: Rollouts per group.
-
-    Returns:
-        ``(shaped_rewards, clusters, penalties)``, each (B,): clusters are -2 and penalties 0 for
-        the rollouts MEDS did not see.
+        make_env: Makes one training env (a sub-env of the vector env).
+        shaper: The MEDS shaper whose memory the wrapper uses.
     """
-    groups = len(problem_ids) // group_size
-    mixed = dynamic_sampling_mask(torch.as_tensor(rewards).view(groups, group_size))
-    rows = np.flatnonzero(mixed.repeat_interleave(group_size).numpy())
-    shaped = np.array(rewards, dtype=np.float64)
-    clusters = np.full(len(problem_ids), -2)
-    penalties = np.zeros(len(problem_ids))
-    if rows.size:
-        out = shaper.shape(
-            [problem_ids[i] for i in rows],
-            np.asarray(correct)[rows],
-            shaped[rows],
-            fingerprints[rows],
-        )
-        shaped[rows], clusters[rows], penalties[rows] = (
-            out.shaped_rewards,
-            out.clusters,
-            out.penalties,
-        )
-    return shaped, clusters, penalties
+
+    def __init__(self, make_env: Callable[[], Any], shaper: MEDSShaper) -> None:
+        self.shaper = shaper
+        self._make_env = make_env
+        self._wrappers: dict[int, MEDSVectorRewardWrapper] = {}
+
+    def step(
+        self, problem_ids: list[str], texts: list[str], fingerprints: np.ndarray
+    ) -> tuple[np.ndarray, list[bool], dict[str, np.ndarray]]:
+        """Score and shape one batch of rollouts.
+
+        Args:
+            problem_ids: (B,) problem of each rollout.
+            texts: (B,) responses.
+            fingerprints: (B, L) answer fingerprints; a row with NaN means no fingerprint.
+
+        Returns:
+            ``(shaped_rewards, correct, meds_info)``: (B,) shaped rewards, the env's verdicts, and
+            the wrapper's ``info["meds"]`` ((B,) ``raw_reward``, ``penalty``, ``cluster`` (-2:
+            not shaped), ``cluster_size``, ``shaped_reward``).
+        """
+        wrapper = self._wrappers.get(len(texts))
+        if wrapper is None:
+            vector = gym.vector.SyncVectorEnv(
+                [self._make_env] * len(texts), autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+            )
+            wrapper = MEDSVectorRewardWrapper(vector, self.shaper.config, skip_uniform_groups=True)
+            self._wrappers[len(texts)] = wrapper
+        wrapper.shaper = self.shaper  # the one memory, also after a resume replaced the shaper
+        for sub_env, pid in zip(wrapper.env.envs, problem_ids, strict=True):  # type: ignore[attr-defined]
+            sub_env.reset(options={"problem_id": pid})
+        actions = [
+            {"text": text, "features": None if np.isnan(row).any() else row}
+            for text, row in zip(texts, fingerprints, strict=True)
+        ]
+        _, shaped, _, _, info = wrapper.step(actions)
+        final = info["final_info"]  # single-turn envs finish (and auto-reset) on every step
+        return np.asarray(shaped), [bool(c) for c in final["correct"]], info["meds"]

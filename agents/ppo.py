@@ -82,11 +82,11 @@ from .losses import (
     token_entropy,
 )
 from .policy import (
+    MEDSScorer,
     collect_rollouts,
     forward_logprobs,
     load_policy,
     logprob_pass,
-    shape_mixed_groups,
 )
 from .report import current_command, training_cluster_ari, write_report
 from .tiny_model import TinyModelConfig, tiny_model_path
@@ -340,6 +340,9 @@ def main(args: Args) -> list[dict[str, float]]:
         start = last + 1
         lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
         kept_lines = [line for line in lines if json.loads(line)["iteration"] <= last]
+    scorer = (
+        MEDSScorer(lambda: gym.make(args.env_id, **env_kwargs), shaper) if args.use_meds else None
+    )
     settings = {**dataclasses.asdict(args), "model_path": model_path}
     (out_dir / "args.json").write_text(json.dumps(settings, default=str, indent=1))
     wandb = args.wandb if args.track else None
@@ -402,13 +405,10 @@ def main(args: Args) -> list[dict[str, float]]:
         old_logprobs, ref_logprobs, old_values = old.logprobs, old.ref_logprobs, old.values
 
         # -- rewards -> advantages: MEDS shaping, overlong penalty, then GAE or group-normalised --
-        shaped, clusters, penalties = (
-            shape_mixed_groups(
-                shaper, rollout_ids, correct, rewards, old.fingerprints, args.group_size
-            )
-            if args.use_meds
-            else (rewards, np.full(len(texts), -2), np.zeros(len(texts)))
-        )
+        shaped, clusters, penalties = rewards, np.full(len(texts), -2), np.zeros(len(texts))
+        if scorer is not None:  # MEDS: score and shape by stepping the env in the MEDS wrapper
+            shaped, correct, meds_info = scorer.step(rollout_ids, texts, old.fingerprints)
+            clusters, penalties = meds_info["cluster"], meds_info["penalty"]
         shaped_t = torch.as_tensor(shaped, dtype=torch.float32)
         if buffer > 0:
             shaped_t = shaped_t + overlong_penalty(lengths.cpu(), args.max_new_tokens, buffer)

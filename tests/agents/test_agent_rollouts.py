@@ -12,14 +12,14 @@ pytest.importorskip("transformers")
 import agents.policy as policy  # noqa: E402
 import meds_gym  # noqa: E402, F401
 from agents.policy import (  # noqa: E402
+    MEDSScorer,
     SampledBatch,
     collect_rollouts,
     concat_batches,
     select_rows,
-    shape_mixed_groups,
 )
 from agents.tiny_model import build_char_tokenizer  # noqa: E402
-from meds_gym.meds import MEDSConfig, MEDSShaper  # noqa: E402
+from meds_gym.meds import MEDSConfig, MEDSShaper, mixed_groups  # noqa: E402
 
 torch.set_num_threads(1)
 PAD = 0
@@ -131,17 +131,40 @@ def test_concat_batches_re_pads_left_prompts_and_right_responses():
     assert select_rows(joined, [2, 0]).texts == ["c", "a"]
 
 
-def test_meds_shapes_and_stores_only_mixed_groups():
-    # Group 0 is all wrong, group 1 mixed: only group 1 reaches the memory (DESIGN.md 2.5).
-    ids = ["p"] * 3 + ["q"] * 3
-    correct = [False, False, False, True, False, False]
-    rewards = np.array([0.0, 0, 0, 1, 0, 0])
-    features = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
-    shaper = MEDSShaper(MEDSConfig())
-    for _ in range(2):  # the second visit is penalised by the first one's memory
-        shaped, clusters, penalties = shape_mixed_groups(
-            shaper, ids, correct, rewards, features, group_size=3
-        )
-    assert shaper.stats().rows == 6  # q's three rollouts, twice; nothing of p
-    assert shaped[:3].tolist() == [0.0, 0.0, 0.0] and (clusters[:3] == -2).all()
-    assert (penalties[4:] > 0).all() and shaped[3] == 1.0
+def test_the_wrapper_path_gives_the_shapers_penalties_on_the_kept_groups(env):
+    # The agent scores and shapes by stepping the env in MEDSVectorRewardWrapper; the oracle is
+    # the shaper called directly on the same rollouts with DAPO's kept mask (mixed groups only).
+    source = env.unwrapped.source
+    rng = np.random.default_rng(1)
+    config = MEDSConfig()
+    scorer = MEDSScorer(
+        lambda: gym.make("meds_gym/Arithmetic-v0", num_problems=20, seed=3), MEDSShaper(config)
+    )
+    direct = MEDSShaper(config)
+    group_size, seen_penalty = 4, False
+    for step in range(4):
+        problems = [source[int(i)] for i in rng.choice(4, size=3, replace=False)]
+        ids, texts, correct = [], [], []
+        for g, problem in enumerate(problems):
+            right = [0, 2, 4][(g + step) % 3]  # one all-wrong, one mixed, one all-right group
+            for r in range(group_size):
+                ok = r < right
+                answer = problem.answer if ok else str(int(problem.answer) + 1 + r % 2)
+                ids.append(problem.problem_id)
+                texts.append(f"x \\boxed{{{answer}}}")
+                correct.append(ok)
+        features = rng.normal(size=(len(texts), 3)).astype(np.float32)
+        features[rng.random(len(texts)) < 0.2] = np.nan  # some rollouts have no fingerprint
+        shaped, verdicts, info = scorer.step(ids, texts, features)
+        assert verdicts == correct
+        rewards = np.asarray(correct, dtype=np.float64)
+        rows = [None if np.isnan(f).any() else f for f in features]
+        expected = direct.shape(ids, correct, rewards, rows, kept=mixed_groups(ids, correct))
+        kept = mixed_groups(ids, correct)
+        np.testing.assert_allclose(info["penalty"][kept], expected.penalties[kept])
+        np.testing.assert_array_equal(info["cluster"][kept], expected.clusters[kept])
+        np.testing.assert_allclose(shaped[kept], expected.shaped_rewards[kept])
+        assert (info["cluster"][~kept] == -2).all() and (shaped[~kept] == rewards[~kept]).all()
+        seen_penalty |= bool((info["penalty"] > 0).any())
+    assert seen_penalty  # the memory acted, so the parity is not between two zero vectors
+    assert scorer.shaper.stats().rows == direct.stats().rows > 0
