@@ -192,35 +192,23 @@ def test_fuzz_json_arrays(items, indent):
 # ---------------------------------------------------------------------------------------------
 # Prompt templates over arbitrary row fields
 
-TEMPLATE_PIECES = st.sampled_from(
-    [
-        "{Body}",
-        "{Question}",
-        "{question}",
-        "{answer}",
-        "{id}",
-        "{}",
-        "{0}",
-        "{Body!r}",
-        "{id:d}",
-        "{Body:>3}",
-        "{{",
-        "}}",
-        "{",
-        "}",
-        "{Body.x}",
-        "{Body[0]}",
-        " ",
-        "Q: ",
-    ]
+VALID_PIECES = st.sampled_from(
+    ["{Body}", "{Question}", "{answer}", "{id}", "{Body!r}", "{id:d}", "{Body:>3}", "{{", "}}"]
+) | st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=5)
+INVALID_PIECES = st.sampled_from(
+    ["{}", "{0}", "{", "}", "{Body.x}", "{Body[0]}", "{Body!z}", "{Body:{w}}"]
 ) | st.text(max_size=5)
+TEMPLATES = st.builds("".join, st.lists(VALID_PIECES, min_size=1, max_size=5)) | st.builds(
+    "".join, st.lists(VALID_PIECES | INVALID_PIECES, max_size=6)
+)
+TEMPLATE_ROWS = st.fixed_dictionaries(
+    {"Body": TEXT | st.integers() | st.floats(), "Question": TEXT, "answer": st.integers() | TEXT},
+    optional={"id": st.integers() | TEXT | st.none()},
+)
 
 
 @settings(max_examples=FUZZ_EXAMPLES)
-@given(
-    template=st.builds("".join, st.lists(TEMPLATE_PIECES, max_size=6)),
-    rows=st.lists(USABLE_ROWS | ROWS, min_size=1, max_size=6),
-)
+@given(template=TEMPLATES, rows=st.lists(TEMPLATE_ROWS | ROWS, min_size=1, max_size=6))
 def test_fuzz_prompt_templates(template, rows):
     text = "".join(json.dumps(row) + "\n" for row in rows)
     with written(text.encode(), ".jsonl") as path:
