@@ -280,6 +280,23 @@ def _check_model_state(path: Path, saved: Any, model: Any) -> None:
             )
 
 
+def _same_kind(saved: Any, current: Any) -> bool:
+    """A saved hyperparameter can stand in for the current one: a number for a number, ..."""
+    if current is None or isinstance(current, bool):  # flags such as foreach: None or a bool
+        return saved is None or isinstance(saved, bool)
+    if isinstance(current, str):
+        return isinstance(saved, str)
+    if isinstance(current, int | float):
+        return isinstance(saved, int | float) and not isinstance(saved, bool)
+    if isinstance(current, list | tuple):
+        return (
+            isinstance(saved, list | tuple)
+            and len(saved) == len(current)
+            and all(_same_kind(a, b) for a, b in zip(saved, current, strict=True))
+        )
+    return True  # tensors (a tensor lr) and other objects: torch's own load checks them
+
+
 def _check_optimizer_state(path: Path, saved: Any, optimizer: torch.optim.Optimizer) -> None:
     expected = optimizer.state_dict()
     if (
@@ -293,12 +310,13 @@ def _check_optimizer_state(path: Path, saved: Any, optimizer: torch.optim.Optimi
         isinstance(group, dict)
         and isinstance(group.get("params"), list)
         and len(group["params"]) == len(want["params"])
-        and set(group) == set(want)
+        and all(_same_kind(group[key], want[key]) for key in set(group) & set(want) - {"params"})
         for group, want in zip(groups, expected["param_groups"], strict=False)
     ):
         raise CorruptFileError(
             f"{path}: the optimiser's parameter groups do not match the optimiser's "
-            f"({len(expected['param_groups'])} group(s) of the same sizes and options)."
+            f"({len(expected['param_groups'])} group(s) of the same sizes, options of the same "
+            "types)."
         )
     # Optimizer.load_state_dict maps saved ids to parameters in group order.
     params = [p for group in optimizer.param_groups for p in group["params"]]

@@ -144,6 +144,9 @@ def test_wrong_shapes_and_rng_states_are_rejected(tmp_path):
     _rewrite_trainer(directory, bad_moment)
     _assert_rejected_unchanged(tmp_path, "optimiser state 'exp_avg'")
     (directory / "trainer.pt").write_bytes(original)
+    _rewrite_trainer(directory, lambda t: t["optimizer"]["param_groups"][0].update(lr="fast"))
+    _assert_rejected_unchanged(tmp_path, "parameter groups do not match")
+    (directory / "trainer.pt").write_bytes(original)
     _rewrite_trainer(directory, lambda t: t.update(torch_rng=torch.zeros(3, dtype=torch.uint8)))
     _assert_rejected_unchanged(tmp_path, "invalid RNG state")
 
