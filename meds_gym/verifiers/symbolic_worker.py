@@ -17,8 +17,10 @@ minutes (issue 11). So every symbolic comparison runs in a small worker process:
   callers wait for a free one), closed at interpreter exit, and exit by themselves when their
   parent dies (their stdin closes). A process forked after workers were started does not use its
   parent's workers; it starts its own;
-* each worker caps its address space at :data:`WORKER_MEMORY_LIMIT_BYTES` where the platform
-  allows (POSIX ``RLIMIT_AS``).
+* each worker caps its address space at its start-up size plus
+  :data:`WORKER_MEMORY_HEADROOM_BYTES` where the platform allows (``RLIMIT_AS`` and
+  ``/proc/self/statm``), and exits within about a second of finding its parent gone (a parent
+  killed with SIGKILL while a comparison runs).
 
 The per-call cost is one round trip over a pipe plus JSON encoding (see
 ``benchmarks/verifier_accuracy.py --overhead``). Starting a worker (importing sympy and
@@ -49,10 +51,18 @@ MAX_WORKERS = max(1, os.cpu_count() or 1)
 """Most worker processes alive at a time; more concurrent callers wait for a free one."""
 STARTUP_TIMEOUT_SECONDS = 120.0
 """Time allowed to a new worker to import sympy and math-verify and say it is ready."""
-WORKER_MEMORY_LIMIT_BYTES = 4 * 1024**3
-"""Address-space limit of each worker (POSIX only): an answer that needs more is not equal."""
+WORKER_MEMORY_HEADROOM_BYTES = 4 * 1024**3
+"""Address space a worker may grow by after start-up (where ``RLIMIT_AS`` and ``/proc`` exist):
+a comparison that needs more fails with ``MemoryError`` inside it and counts as not equal."""
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
+_ORPHAN_CHECK_SECONDS = 1.0
 _BOOT = "from meds_gym.verifiers.symbolic_worker import serve; serve()"
 
 
@@ -63,12 +73,16 @@ class _Worker:
         environment = dict(os.environ)
         path = environment.get("PYTHONPATH")
         environment["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
+        # The worker does no linear algebra: one BLAS/OpenMP thread keeps it small.
+        environment.update({name: "1" for name in _THREAD_VARIABLES})
         self.process = subprocess.Popen(
             [sys.executable, "-c", _BOOT],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=environment,
+            # Its own session: Ctrl-C in a terminal interrupts the caller, not idle workers.
+            start_new_session=True,
         )
         self.replies: queue.Queue[bytes | None] = queue.Queue()
         self.next_id = 0
@@ -177,8 +191,12 @@ class WorkerPool:
         with self._condition:
             while not self._idle and self._count >= self.max_workers:
                 self._condition.wait()
-            if self._idle:
-                return self._idle.pop()
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.alive:
+                    return worker
+                self._count -= 1  # died while idle (killed from outside): start another
+                self._all.discard(worker)
             self._count += 1
         try:
             worker = _Worker()
@@ -270,18 +288,30 @@ if hasattr(os, "register_at_fork"):
 
 
 def _limit_memory() -> None:
+    """Cap the address space at the current size plus the headroom (Linux-like systems only)."""
     try:
         import resource
-    except ImportError:  # not POSIX
-        return
-    try:
+
+        with open("/proc/self/statm") as statm:
+            current = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        limit = WORKER_MEMORY_LIMIT_BYTES
+        limit = current + WORKER_MEMORY_HEADROOM_BYTES
         if hard != resource.RLIM_INFINITY:
             limit = min(limit, hard)
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (ValueError, OSError):  # a platform that refuses the limit: run without it
-        pass
+    except (ImportError, OSError, ValueError, AttributeError):
+        pass  # no RLIMIT_AS or no /proc: run without the cap
+
+
+def _exit_when_orphaned() -> None:
+    """Exit as soon as the parent is gone, even in the middle of a long comparison."""
+    import time
+
+    parent = os.getppid()
+    while True:
+        time.sleep(_ORPHAN_CHECK_SECONDS)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 def serve() -> None:
@@ -294,10 +324,11 @@ def serve() -> None:
     os.dup2(2, 1)
     warnings.simplefilter("ignore")
     logging.getLogger().addHandler(logging.NullHandler())
-    _limit_memory()
+    threading.Thread(target=_exit_when_orphaned, name="orphan-check", daemon=True).start()
     from meds_gym.verifiers.equivalence import symbolic_equivalent, warm_up
 
     warm_up()
+    _limit_memory()
 
     def send(message: dict[str, Any]) -> None:
         protocol.write(json.dumps(message).encode("ascii") + b"\n")
@@ -308,7 +339,7 @@ def serve() -> None:
         request = json.loads(line)
         try:
             equal = symbolic_equivalent(request["predicted"], request["gold"])
-        except MemoryError:  # past WORKER_MEMORY_LIMIT_BYTES: too costly, scored not equal
+        except MemoryError:  # past WORKER_MEMORY_HEADROOM_BYTES: too costly, scored not equal
             equal = False
         except Exception:  # relayed to the caller, which raises VerifierError
             send({"id": request["id"], "error": traceback.format_exc(limit=20)})
