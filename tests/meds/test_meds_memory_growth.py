@@ -16,6 +16,25 @@ from meds_gym.meds import MEDSConfig, MEDSShaper
 from meds_gym.meds.memory import unit_rows
 
 
+@pytest.fixture(autouse=True)
+def keep_every_tree(monkeypatch):
+    """Keep the spanning tree of every bucket, however small, so that the incremental refit
+    (which only buckets of TREE_MIN_ROWS rows or more use) is exercised by these small cases."""
+    monkeypatch.setattr(memory_module, "TREE_MIN_ROWS", 0)
+
+
+def test_small_buckets_keep_no_tree_and_still_refit_exactly(monkeypatch):
+    monkeypatch.setattr(memory_module, "TREE_MIN_ROWS", 12)
+    memory = Memory(MEDSConfig())
+    for pids, flags, rows in batches(7, steps=30, problems=2):
+        memory.add(pids, flags, rows)
+        for key in memory.keys():
+            bucket = memory.bucket(*key)
+            assert bucket.mst.shape == ((len(bucket) - 1, 3) if len(bucket) >= 12 else (0, 3))
+            np.testing.assert_array_equal(bucket.labels, hdbscan_labels(unit_rows(bucket.rows)))
+    assert max(len(memory.bucket(*key)) for key in memory.keys()) > 24
+
+
 def stored(rows: np.ndarray) -> np.ndarray:
     """The rows as the memory stores them: float32, as given."""
     return np.asarray(rows, dtype=np.float32)
@@ -99,14 +118,14 @@ def test_memory_failed_refit_leaves_memory_unchanged_and_next_add_is_exact(monke
     def broken(*args, **kwargs):
         raise RuntimeError("refit failed")
 
-    monkeypatch.setattr(memory_module, "refit_buckets", broken)
-    with pytest.raises(RuntimeError, match="refit failed"):
-        memory.add(*steps[10])
+    with monkeypatch.context() as patch:
+        patch.setattr(memory_module, "refit_buckets", broken)
+        with pytest.raises(RuntimeError, match="refit failed"):
+            memory.add(*steps[10])
     for key, arrays in before.items():
         for got, want in zip((memory.bucket(*key).rows, memory.bucket(*key).labels,
                               memory.bucket(*key).mst), arrays, strict=True):  # fmt: skip
             np.testing.assert_array_equal(got, want)
-    monkeypatch.undo()
     # The spare rows written by the failed call are overwritten by the next append.
     memory.add(*steps[11])
     for key in memory.keys():
