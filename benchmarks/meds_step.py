@@ -22,16 +22,21 @@ differ, the package is refitted with its other algorithms (``generic``, ``prims_
 duplicate rows create tied merge distances, and on some buckets the package's own algorithms then
 disagree with each other.
 
+A second workload, ``--big-step`` (issue 12's warm goal), times one kind of step only: 512
+buckets (256 problems, wrong and correct) of 16..900 stored rows each, filled in one call, then
+steps that add 8 new rows to every bucket (16 rollouts a problem, 8 wrong); ours against the
+reference path on each step, labels compared with the package on every bucket.
+
 Usage:
     .venv/bin/python benchmarks/meds_step.py                      # default, a few minutes
     .venv/bin/python benchmarks/meds_step.py --visits 20 --num-problems 128   # quick
+    .venv/bin/python benchmarks/meds_step.py --big-step           # the 512-bucket step, goal 200x
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +77,10 @@ class Args:
     dump_dir: str | None = None
     """If set, write the rows of every bucket whose labels differ from the package's there
     (``<problem>-<correct>.npy``, L2-normalised float64), to reproduce the difference."""
+    big_step: bool = False
+    """Run the 512-bucket step workload instead (see the module docstring)."""
+    big_step_repeats: int = 5
+    """Steps timed in the 512-bucket workload."""
 
 
 class Workload:
@@ -105,17 +114,22 @@ class Workload:
 
 
 def reference_step(rows_before, labels_before, pids, correct, feats, k=3):
-    """The reference code's step: per-rollout cosine kNN vote, then per-bucket package refits."""
+    """The reference code's step: per-rollout cosine kNN vote, then per-bucket package refits.
+
+    A one-row bucket is labelled ``[-1]`` (noise), as in the reference code.
+    """
     t0 = time.perf_counter()
     penalties = np.zeros(len(pids))
     for i, (pid, ok) in enumerate(zip(pids, correct, strict=True)):
         key = (pid, bool(ok))
-        if ok or key not in rows_before or len(rows_before[key]) < 2:
+        if ok or key not in rows_before:
             continue
         stored, labels = rows_before[key], labels_before[key]
         nn = NearestNeighbors(n_neighbors=min(k, len(stored)), metric="cosine").fit(stored)
         _, idx = nn.kneighbors(feats[i : i + 1])
-        label = Counter(labels[idx[0]].tolist()).most_common(1)[0][0]
+        # The reference's vote: np.unique sorts the labels, argmax takes the first of a tie.
+        values, counts = np.unique(labels[idx[0]], return_counts=True)
+        label = values[np.argmax(counts)]
         n = int(np.sum(labels == label))
         penalties[i] = min(0.1 * np.log(n + 1), 0.2)
     t_vote = time.perf_counter() - t0
@@ -188,8 +202,95 @@ def compare_labels(
     return equal, differ, ambiguous
 
 
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows L2-normalised in float64, as the memory stores them for clustering."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def big_step(args: Args) -> None:
+    """512 buckets of 16..900 rows, then steps of 8 new rows per bucket: ours vs the reference."""
+    goal = 200.0
+    rng = np.random.default_rng(args.seed)
+    n_problems, d = 256, args.dim
+    modes = [rng.normal(size=(int(rng.integers(2, 5)), d)) for _ in range(n_problems)]
+
+    def rows(problem: int, count: int) -> np.ndarray:
+        centre = modes[problem][rng.integers(0, len(modes[problem]), size=count)]
+        out = centre + rng.normal(scale=0.12, size=(count, d))
+        noise = rng.random(count) < args.noise_share
+        out[noise] = rng.normal(size=(int(noise.sum()), d)) * 1.5
+        dup = rng.random(count) < args.duplicate_share
+        out[dup] = out[rng.integers(0, count, size=int(dup.sum()))]
+        return out.astype(np.float32)
+
+    pids, flags, feats = [], [], []
+    for p in range(n_problems):
+        for ok in (False, True):
+            count = int(rng.integers(16, 901))
+            pids += [f"problem-{p}"] * count
+            flags.append(np.full(count, ok))
+            feats.append(rows(p, count))
+    print(
+        f"512-bucket step: filling {len(pids)} rows into 512 buckets of 16..900 rows, d={d} ...",
+        flush=True,
+    )
+    shaper = MEDSShaper(MEDSConfig(warn_bucket_size=10**9))
+    correct = np.concatenate(flags)
+    features = np.concatenate(feats)
+    shaper.shape(pids, correct, correct.astype(np.float64), features)
+    # The reference keeps its own rows and labels (L2-normalised float64, package labels).
+    ref_rows: dict = {}
+    for key in dict.fromkeys(zip(pids, correct.tolist(), strict=True)):
+        mask = (np.array(pids) == key[0]) & (correct == key[1])
+        ref_rows[key] = unit(features[mask])
+    ref_labels = {
+        k: hdbscan.HDBSCAN(min_cluster_size=2, min_samples=1).fit(x).labels_
+        for k, x in ref_rows.items()
+    }
+    ratios = []
+    for rep in range(args.big_step_repeats + 1):
+        pids, flags, feats = [], [], []
+        for p in range(n_problems):
+            pids += [f"problem-{p}"] * 16
+            flags.append(np.arange(16) % 2 == 1)  # 8 wrong, 8 right: 8 new rows per bucket
+            feats.append(rows(p, 16))
+        correct = np.concatenate(flags)
+        features = np.concatenate(feats)
+        t0 = time.perf_counter()
+        out = shaper.shape(pids, correct, correct.astype(np.float64), features)
+        t_ours = time.perf_counter() - t0
+        t_ref, t_vote, t_refit, package, after = reference_step(
+            ref_rows, ref_labels, pids, correct, features.astype(np.float64)
+        )
+        ref_rows, ref_labels = after, package
+        ours_labels = {k: shaper.memory.bucket(*k).labels for k in package}
+        eq, diff, dep = compare_labels(ours_labels, package, after)
+        sizes = [len(x) for x in after.values()]
+        note = " (first step, not counted)" if rep == 0 else ""
+        print(
+            f"  step {rep}: buckets {len(sizes)} of {min(sizes)}..{max(sizes)} rows | ours "
+            f"{t_ours * 1e3:7.1f} ms | reference {t_ref * 1e3:8.1f} ms (vote {t_vote * 1e3:.0f} + "
+            f"refit {t_refit * 1e3:.0f}) | {t_ref / t_ours:6.1f}x | labels equal on "
+            f"{eq}/{eq + diff} ({dep} of the rest where the package's own algorithms disagree) | "
+            "mean penalty "
+            f"{out.penalties.mean():.4f}{note}",
+            flush=True,
+        )
+        if rep > 0:
+            ratios.append(t_ref / t_ours)
+    ratio = float(np.median(ratios))
+    print(
+        f"GOAL 512-bucket step, reference / ours, median of {len(ratios)}: {ratio:.1f}x "
+        f"(goal >= {goal:.0f}x) {'MET' if ratio >= goal else 'NOT MET'}"
+    )
+
+
 def main(args: Args) -> None:
     warnings.simplefilter("ignore", FutureWarning)  # sklearn/hdbscan deprecation chatter
+    if args.big_step:
+        big_step(args)
+        return
     work = Workload(args)
     pid_names = [f"problem-{i}" for i in range(args.num_problems)]
     steps_per_epoch = -(-args.num_problems // args.visits_per_step)
