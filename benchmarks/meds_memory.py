@@ -30,6 +30,8 @@ from meds_gym.meds import MEDSConfig, MEDSShaper
 
 @dataclass
 class Args:
+    """Size of the memory to grow."""
+
     rows: int = 1_000_000
     """Fingerprints to store."""
     dim: int = 14
@@ -52,10 +54,14 @@ def main(args: Args) -> None:
     rng = np.random.default_rng(args.seed)
     centres = rng.normal(size=(args.buckets, 3, args.dim)).astype(np.float32)
     shaper = MEDSShaper(MEDSConfig())
-    # Compile and warm up on a throwaway shaper so that numba's code is not counted as memory.
+    # Compile every path (one bucket, and a full 512-bucket step, which takes the parallel path)
+    # on a throwaway shaper first, so that numba's compiled code is not counted as memory.
     warm = MEDSShaper(MEDSConfig())
-    for _ in range(3):
-        warm.shape(["w"] * 16, [False] * 16, [0.0] * 16, rng.normal(size=(16, args.dim)))
+    for size in (1, args.per_step):
+        n = size * args.rows_per_bucket_step
+        pids = [f"w{i // args.rows_per_bucket_step}" for i in range(n)]
+        for _ in range(2):
+            warm.shape(pids, np.zeros(n, bool), np.zeros(n), rng.normal(size=(n, args.dim)))
     del warm
     before = rss()
     step_rows = args.per_step * args.rows_per_bucket_step
