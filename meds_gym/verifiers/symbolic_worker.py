@@ -113,7 +113,10 @@ class _Worker:
             return None
         if line is None:
             return None
-        message: dict[str, Any] = json.loads(line)
+        try:
+            message: dict[str, Any] = json.loads(line)
+        except ValueError:
+            message = {"error": f"unreadable reply {line[:200]!r}"}
         return message
 
     @property

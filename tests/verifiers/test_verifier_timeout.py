@@ -6,7 +6,6 @@ timed out keeps a thread busy for minutes); no test asserts how fast a call is.
 
 import concurrent.futures
 import multiprocessing
-import os
 import sys
 import threading
 
@@ -131,7 +130,7 @@ def test_deadline_holds_in_a_daemonic_child_process(method):
     assert is_equivalent("\\frac{1}{2}", "0.5") is True
 
 
-def test_worker_error_raises_instead_of_scoring(monkeypatch):
+def test_worker_error_raises_instead_of_scoring():
     pool = WorkerPool(max_workers=1)
     try:
         # A request the worker cannot read as a comparison makes it raise inside the worker.
@@ -159,4 +158,16 @@ def test_pool_close_stops_its_workers():
     (worker,) = pool._idle
     pool.close()
     assert worker.process.poll() is not None
-    assert os.name != "posix" or worker.process.returncode is not None
+
+
+def test_worker_killed_while_idle_is_replaced_not_scored_wrong():
+    pool = WorkerPool(max_workers=1)
+    try:
+        assert pool.compare("\\frac{1}{2}", "0.5", 5.0) is True
+        (worker,) = pool._idle
+        worker.process.kill()  # the OOM killer, or an operator
+        worker.process.wait()
+        assert pool.compare("\\frac{1}{2}", "0.5", 5.0) is True
+        assert pool._idle[0] is not worker
+    finally:
+        pool.close()
