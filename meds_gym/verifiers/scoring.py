@@ -34,15 +34,17 @@ def verify_response(
     r"""Extract the final answer of ``response`` and check it against ``gold``.
 
     A response without a final answer, or with one that cannot be parsed, is wrong; so is one
-    whose comparison times out. Bad arguments raise (they are bugs, not answers).
+    that the guard refuses as too costly (``9^{9^{9}}``) and one whose comparison times out. The
+    deadline holds in any thread and any process. Bad arguments raise (they are bugs, not
+    answers), and so does a failure of the checker itself (never turned into a score).
 
     Args:
         response: The model's full response text.
         gold: The gold final answer (already extracted from the reference solution).
         extractor: How the final answer is read from ``response``: ``"boxed"`` (last
             ``\boxed{}``), ``"gsm8k"`` (after the last ``####``) or ``"raw"`` (whole text).
-        timeout_seconds: Time allowed to each symbolic parse and comparison; see
-            :func:`meds_gym.verifiers.is_equivalent`.
+        timeout_seconds: Time allowed to the symbolic comparison (in a worker process, which is
+            killed past it); see :func:`meds_gym.verifiers.is_equivalent`.
 
     Returns:
         The verdict and the parsed answer.
@@ -50,6 +52,7 @@ def verify_response(
     Raises:
         TypeError: If ``response`` or ``gold`` is not a ``str``.
         InvalidArgumentError: If ``extractor`` or ``timeout_seconds`` is invalid.
+        VerifierError: If the verifier worker cannot start or the comparison raised inside it.
     """
     if not isinstance(response, str):
         raise invalid_type("response", "a str", response)
