@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Any
 
+import numba
 from numba import types
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,9 @@ def ensure_compiled() -> None:
             # Any other argument types are a bug of the caller, not a reason to compile again
             # in the middle of a training run.
             dispatcher.disable_compile()
+        # The batched refit asks numba how many threads to use; the first such question starts
+        # numba's threading layer, which belongs to start-up too, not to a later, larger step.
+        numba.get_num_threads()
         _ready = True
         logger.info(
             "clustering kernels ready in %.1f s (compiled, or loaded from numba's cache)",

@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -124,18 +125,20 @@ _NO_TREE = np.empty((0, 3))
 _NO_TREE.flags.writeable = False
 _pool: ThreadPoolExecutor | None = None
 _pool_key: tuple[int, int] = (0, 0)
+_pool_lock = threading.Lock()
 
 
 def _worker_pool(threads: int) -> ThreadPoolExecutor:
     """The process's refit threads, rebuilt after a fork (its threads do not exist there)."""
     global _pool, _pool_key
     key = (os.getpid(), threads)
-    if _pool is None or _pool_key != key:
-        if _pool is not None and _pool_key[0] == key[0]:
-            _pool.shutdown(wait=False)
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="meds-gym-refit")
-        _pool_key = key
-    return _pool
+    with _pool_lock:
+        if _pool is None or _pool_key != key:
+            if _pool is not None and _pool_key[0] == key[0]:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="meds-gym-refit")
+            _pool_key = key
+        return _pool
 
 
 def _fit_one(

@@ -1,0 +1,66 @@
+"""The kernels compile once, for one fixed set of signatures, whatever the callers pass (issue 12).
+
+A new specialisation (a read-only array, an int32 label vector, a parallel path) would compile in
+the middle of a training run; these tests check that every public path reuses the registered
+signatures and that ``warm_up`` prepares them all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from meds_gym.clustering import (
+    compilation,
+    extend_minimum_spanning_tree,
+    hdbscan_labels,
+    knn_vote,
+    labels_from_mst,
+    minimum_spanning_tree,
+    refit_buckets,
+    refit_many,
+    vote_kernel,
+    warm_up,
+)
+
+
+def test_warm_up_in_the_background_prepares_every_kernel():
+    thread = warm_up(background=True)
+    assert thread is not None
+    thread.join(timeout=600)
+    assert not thread.is_alive()
+    assert warm_up() is None  # already done: returns at once
+    for dispatcher, signatures in compilation._kernels:
+        assert len(dispatcher.overloads) == len(signatures), dispatcher.py_func.__name__
+
+
+def test_every_public_path_reuses_the_registered_signatures(monkeypatch):
+    import meds_gym.clustering.hdbscan as module
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5))
+    frozen = X.copy()
+    frozen.flags.writeable = False
+    labels = rng.integers(-1, 3, size=40).astype(np.int32)
+    hdbscan_labels(X.astype(np.float32), 2, 2, "leaf", True)
+    hdbscan_labels(np.asfortranarray(frozen))
+    mst = minimum_spanning_tree(frozen)
+    extend_minimum_spanning_tree(X, minimum_spanning_tree(X[:30]), 30)
+    labels_from_mst(mst, 40)
+    knn_vote(frozen, labels, frozen[:3], tie_break="nearest")
+    vote_kernel(frozen, labels.astype(np.int64), X[:3], 3, True)
+    refit_many([frozen, X[:7]], [minimum_spanning_tree(X[:10]), None])
+    monkeypatch.setattr(module, "_PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(module.numba, "get_num_threads", lambda: 2)
+    tree = minimum_spanning_tree(X[:20])
+    tree.flags.writeable = False
+    refit_buckets([frozen, X], [tree, None], min_cluster_size=3, min_samples=2, leaf=False)
+    for dispatcher, signatures in compilation._kernels:
+        assert len(dispatcher.overloads) == len(signatures), dispatcher.py_func.__name__
+
+
+def test_trusted_kernels_refuse_other_types_instead_of_compiling():
+    warm_up()
+    rows = np.ones((3, 2))
+    with pytest.raises(TypeError):
+        vote_kernel(rows.astype(np.float32), np.zeros(3, dtype=np.int64), rows, 1, True)
