@@ -192,6 +192,66 @@ def test_valid_checkpoint_still_restores_everything(tmp_path):
     assert rng.random() == expected.random()
 
 
+_LOAD_EACH = """
+import sys
+from pathlib import Path
+import numpy as np, torch
+from agents.checkpoint import load_checkpoint
+from meds_gym.errors import CorruptFileError
+for run_dir in sys.argv[1:]:
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    try:
+        load_checkpoint(run_dir, model, optimizer, np.random.default_rng(0))
+        print(Path(run_dir).name, "loaded")
+    except CorruptFileError as error:
+        print(Path(run_dir).name, "rejected", str(error).split(":")[0].rsplit("/", 1)[-1])
+"""
+
+
+def test_crafted_checkpoints_are_rejected_by_a_process_that_exits_normally(tmp_path):
+    crafted = {}
+
+    def craft(name, edit):
+        run_dir = tmp_path / name
+        edit(_write_run(run_dir))
+        crafted[name] = run_dir
+
+    def truncate(directory, keep):
+        data = (directory / "trainer.pt").read_bytes()
+        (directory / "trainer.pt").write_bytes(data[: int(len(data) * keep)])
+
+    def flip(directory):  # every 97th byte of the archive, headers and tensor data alike
+        data = bytearray((directory / "trainer.pt").read_bytes())
+        for i in range(0, len(data), 97):
+            data[i] ^= 0xFF
+        (directory / "trainer.pt").write_bytes(bytes(data))
+
+    craft("no-optimizer", lambda d: _rewrite_trainer(d, lambda t: t.pop("optimizer")))
+    craft("half", lambda d: truncate(d, 0.5))
+    craft("header-only", lambda d: truncate(d, 0.05))
+    craft("flipped", flip)
+    craft("pickle", lambda d: (d / "trainer.pt").write_bytes(pickle.dumps(Path("/"), protocol=2)))
+    craft("empty-memory", lambda d: (d / "meds.npz").write_bytes(b""))
+    craft("pointer", lambda d: (d.parent / "latest").write_text("../../.."))
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_EACH, *map(str, crafted.values())],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    verdicts = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert set(verdicts) == set(crafted)
+    for name, verdict in verdicts.items():
+        assert verdict.startswith("rejected"), (name, verdict)
+    assert verdicts["pointer"] == "rejected latest"
+    assert "meds.npz" in verdicts["empty-memory"] and "trainer.pt" in verdicts["half"]
+
+
 # -- interrupted saves (issue 11) ------------------------------------------------------------------
 
 _KILLED_SAVE = """
