@@ -33,13 +33,12 @@ from .evaluate import evaluate_policy
 from .policy import load_policy
 from .ppo import Args, main, tiny_config_for
 from .report import current_command, write_report
-from .tiny_model import TinyModelConfig, tiny_model_path
+from .tiny_model import SMALL_TINY, tiny_model_path
 
 logger = logging.getLogger(f"{__package__ or 'agents'}.compare")  # not "__main__" under -m
 
-COMPARE_TINY = TinyModelConfig(num_layers=4, steps=200, learning_rate=3e-3)
-"""The compare command's tiny model: 4 layers (the fingerprint keeps 2) and 200 warm-up steps at a
-higher learning rate, about 40% of the default model's warm-up cost."""
+COMPARE_TINY = SMALL_TINY
+"""The compare command's tiny model (see :data:`agents.tiny_model.SMALL_TINY`)."""
 
 
 def default_train_args() -> Args:

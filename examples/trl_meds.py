@@ -16,11 +16,12 @@ Deviations from the paper's recipe (DESIGN.md section 2): the defaults are sized
 dynamic sampling. The fingerprint is computed by one extra no-grad forward of the policy (TRL's
 reward functions do not see its log-prob pass).
 
-Model: ``--model-path`` loads any local causal LM; without it the script builds a tiny random
-Qwen2 model and a character tokenizer in code (nothing is downloaded). A random model rarely
-writes ``\boxed{}``, so its rewards are 0 and MEDS has nothing to shape: use ``--warm-start`` for
-the project's warmed-up tiny model (built and cached on first use, a few minutes on a CPU), whose
-answers follow recurrent buggy procedures.
+Model: ``--model-path`` loads any local causal LM. Without it the script uses the project's
+warmed-up tiny model (agents/tiny_model.py: built in code, warmed up on the toy tasks and cached
+on first use, which takes a few minutes on a CPU; nothing is downloaded), whose answers follow
+recurrent buggy procedures, so MEDS has wrong answers to cluster and penalise from the second
+visit of a problem on. ``--random-init`` takes a random tiny model instead: it rarely writes
+``\boxed{}``, so its rewards are 0 and MEDS has nothing to shape (the script says so at the end).
 
 Run (CPU, tiny):      python examples/trl_meds.py --use-cpu
 Run (multi-GPU):      accelerate launch --config_file examples/accelerate_config.yaml \
@@ -56,9 +57,9 @@ class Args:
 
     model_path: str | None = None
     """Local directory of a causal LM (and its tokenizer); default: a tiny model built in code."""
-    warm_start: bool = False
-    """Without --model-path: the warmed-up tiny model (agents/tiny_model.py), not a random one."""
-    num_problems: int = 32
+    random_init: bool = False
+    """Without --model-path: a random tiny model instead of the warmed-up one (nothing to shape)."""
+    num_problems: int = 8
     """Problems of the arithmetic task in the training set."""
     difficulty: int = 1
     """Difficulty of the task (1-5)."""
@@ -101,15 +102,10 @@ def load_policy(args: Args) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(args.model_path)
         return model, tokenizer
     sys.path.insert(0, str(REPO))  # the agent package lives beside the library in a clone
-    from agents.tiny_model import (
-        TinyModelConfig,
-        build_char_tokenizer,
-        load_tokenizer,
-        tiny_model_path,
-    )
+    from agents.tiny_model import SMALL_TINY, build_char_tokenizer, load_tokenizer, tiny_model_path
 
-    if args.warm_start:
-        path = tiny_model_path(TinyModelConfig())
+    if not args.random_init:
+        path = tiny_model_path(SMALL_TINY)  # the model agents.compare uses: one cache entry
         return AutoModelForCausalLM.from_pretrained(path), load_tokenizer(path)
     tokenizer = build_char_tokenizer()
     config = Qwen2Config(
@@ -197,6 +193,13 @@ def main(args: Args) -> None:
             f"penalised_fraction={penalised:.4f} memory_rows={stats.rows} "
             f"buckets={stats.buckets} clusters={stats.clusters}"
         )
+        if penalised == 0.0:
+            print(
+                "MEDS penalised nothing: it needs wrong answers with a \\boxed{} (a fingerprint) "
+                "in groups that also hold a right answer, on a problem visited before. A random "
+                "model rarely writes \\boxed{}; use the warmed-up model (drop --random-init), "
+                "more steps, or fewer problems (--num-problems)."
+            )
 
 
 if __name__ == "__main__":
