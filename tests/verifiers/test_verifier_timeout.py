@@ -111,6 +111,7 @@ def _check_in_child(queue):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="daemonic fork-based children are POSIX")
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")
 @pytest.mark.parametrize("method", ["spawn", "fork"])
 def test_deadline_holds_in_a_daemonic_child_process(method):
     # Data loader workers are daemonic processes, which may not start multiprocessing children.
