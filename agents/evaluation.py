@@ -288,3 +288,39 @@ def cluster_agreement(
     true = [f"{pid}:{m}" for pid, m in zip(problem_ids, modes, strict=True)]
     pred = [f"{pid}:{c}" for pid, c in zip(problem_ids, labels, strict=True)]
     return adjusted_rand_index(np.asarray(true)[voted], np.asarray(pred)[voted])
+
+
+def meds_metrics(
+    problem_ids: Sequence[str],
+    answers: Sequence[str | None],
+    correct: Sequence[bool],
+    error_modes: Sequence[Mapping[str, str]],
+    clusters: npt.ArrayLike,
+    penalties: npt.ArrayLike,
+) -> dict[str, float]:
+    """The training log's ``meds/`` metrics of one batch that MEDS shaped.
+
+    Args:
+        problem_ids: (B,) problem of each rollout.
+        answers: (B,) parsed final answers.
+        correct: (B,) the env's verdicts.
+        error_modes: (B,) each rollout's problem table, error mode -> wrong answer.
+        clusters: (B,) MEDS clusters (-2: not shaped).
+        penalties: (B,) MEDS penalties.
+
+    Returns:
+        ``meds/penalty_mean_wrong``, ``meds/penalised_share`` and ``meds/cluster_ari`` (the
+        :func:`cluster_agreement` of the wrong rollouts; NaN when undefined).
+    """
+    wrong = [i for i, ok in enumerate(correct) if not ok]
+    penalty = np.asarray(penalties, dtype=np.float64)
+    return {
+        "meds/penalty_mean_wrong": float(penalty[wrong].mean()) if wrong else 0.0,
+        "meds/penalised_share": float((penalty > 0).mean()),
+        "meds/cluster_ari": cluster_agreement(
+            [problem_ids[i] for i in wrong],
+            [answers[i] for i in wrong],
+            [error_modes[i] for i in wrong],
+            np.asarray(clusters)[wrong],
+        ),
+    }

@@ -69,7 +69,7 @@ from meds_gym.meds.config import ClusterMethod
 
 from .checkpoint import check_resume_arguments, load_checkpoint, save_checkpoint
 from .evaluate import evaluate_policy
-from .evaluation import cluster_agreement, rollout_metrics
+from .evaluation import meds_metrics, rollout_metrics
 from .losses import (
     LossAggregation,
     aggregate_loss,
@@ -128,8 +128,7 @@ class Args:
     data_path: str | None = None
     """Local data file of a benchmark env id."""
     model_path: str | None = None
-    """A directory (or Hub name in the local cache) for ``AutoModelForCausalLM.from_pretrained``;
-    None builds (or reuses from the cache) the warmed-up tiny model on the env's toy task."""
+    """A local model directory (``from_pretrained``); None: the warmed-up tiny model (cached)."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     """The tiny model's architecture and warm-up (its task fields follow the env's)."""
     cache_dir: str | None = None
@@ -157,20 +156,17 @@ class Args:
     clip_high: float | None = None
     """Upper clip range; None: 0.28 (clip-higher) for dapo/meds, 0.2 otherwise."""
     kl_coef: float | None = None
-    """KL to the initial model; None: 0.001 for grpo and grpo_entropy (k3, in the loss) and ppo
-    (in the reward), 0 for dapo."""
+    """KL to the initial model; None: 0.001 (grpo*: k3 in the loss; ppo: in the reward), dapo 0."""
     critic: CriticConfig = field(default_factory=CriticConfig)
     """PPO: the critic (value head), GAE lambda, value clipping and the value loss's weight."""
     max_generation_rounds: int = 4
-    """Dynamic sampling: at most this many generation rounds per iteration to fill the batch
-    with kept groups (DAPO's ``max_num_gen_batches``)."""
+    """Dynamic sampling: cap on generation rounds per batch (DAPO's ``max_num_gen_batches``)."""
     entropy_coef: float = 0.4
     """GRPO+Entropy coefficient of the detached entropy term."""
     entropy_kappa: float = 2.0
     """GRPO+Entropy: the term is at most |A| / kappa."""
     overlong_buffer: int | None = None
-    """DAPO overlong buffer in tokens; None: max_new_tokens // 6 for dapo/meds (DAPO's 512 of
-    3072), off otherwise."""
+    """DAPO overlong buffer; None: max_new_tokens // 6 for dapo (DAPO's 512 of 3072), else off."""
     dynamic_sampling: bool | None = None
     """Drop all-right / all-wrong groups; None: on for dapo/meds."""
     meds_alpha: float = 0.1
@@ -178,8 +174,7 @@ class Args:
     meds_beta: float = 0.2
     """MEDS penalty cap."""
     meds_cluster: Literal["hdbscan", "single"] = "hdbscan"
-    """MEDS clustering: HDBSCAN (the paper), or ``single``: every wrong rollout of a problem in
-    one cluster, a uniform penalty by count (ablation control)."""
+    """MEDS clustering: ``hdbscan`` (paper); ``single``: one cluster per problem (control)."""
     fingerprint_layers: Literal["last_half", "all", "last_k", "diff"] = "last_half"
     """Decoder layers of the fingerprint."""
     fingerprint_k: int = 4
@@ -292,9 +287,16 @@ def main(args: Args) -> list[dict[str, float]]:
     token_mean = args.is_dapo_like or algo is Algorithm.PPO  # veRL's PPO default: token-mean
     aggregation = LossAggregation.TOKEN_MEAN if token_mean else LossAggregation.SEQUENCE_MEAN
     dynamic = args.dynamic_sampling if args.dynamic_sampling is not None else args.is_dapo_like
+    rounds = args.max_generation_rounds if dynamic else 1
     buffer = args.overlong_buffer
     if buffer is None:
         buffer = max(1, args.max_new_tokens // 6) if args.is_dapo_like else 0
+    groups, n, micro, temperature = (
+        args.prompts_per_iteration,
+        args.group_size,
+        args.micro_batch_size,
+        args.temperature,
+    )
 
     # -- environment, policy, critic, reference, MEDS ------------------------------------------
     toy = args.env_id in TOY_ENV_IDS
@@ -305,6 +307,11 @@ def main(args: Args) -> list[dict[str, float]]:
     )
     env = gym.make(args.env_id, **env_kwargs)  # toy tasks: the train split
     source: Any = env.unwrapped.source  # type: ignore[attr-defined]
+
+    def modes_of(problem_ids: list[str]) -> list[Any]:
+        """Each rollout's known error modes (toy tasks know them; benchmarks do not)."""
+        return [source.get(pid).error_modes if toy else {} for pid in problem_ids]
+
     model_path = args.model_path
     if model_path is None:
         model_path = str(tiny_model_path(tiny_config_for(args), args.cache_dir))
@@ -353,18 +360,8 @@ def main(args: Args) -> list[dict[str, float]]:
         started = time.perf_counter()
         # -- rollout: groups of responses scored by the env; dynamic sampling refills the batch --
         model.eval()
-        rollouts = collect_rollouts(
-            model,
-            tokenizer,
-            env,
-            rng,
-            args.prompts_per_iteration,
-            args.group_size,
-            args.max_new_tokens,
-            args.temperature,
-            dynamic_sampling=dynamic,
-            max_rounds=args.max_generation_rounds if dynamic else 1,
-        )
+        sampling = (args.max_new_tokens, temperature, dynamic, rounds)
+        rollouts = collect_rollouts(model, tokenizer, env, rng, groups, n, *sampling)
         row: dict[str, float] = {
             "iteration": iteration,
             **rollout_metrics(
@@ -372,10 +369,10 @@ def main(args: Args) -> list[dict[str, float]]:
                 rollouts.sampled_parsed,
                 rollouts.sampled_correct,
                 rollouts.sampled_rewards,
-                [source.get(pid).error_modes if toy else {} for pid in rollouts.sampled_ids],
+                modes_of(rollouts.sampled_ids),
             ),
             "charts/generation_rounds": rollouts.rounds,
-            "charts/kept_groups": len(rollouts.kept) / args.group_size,
+            "charts/kept_groups": len(rollouts.kept) / n,
         }
         if rollouts.batch is None:  # no group with both right and wrong answers: nothing to learn
             row["charts/seconds"] = time.perf_counter() - started
@@ -391,16 +388,9 @@ def main(args: Args) -> list[dict[str, float]]:
         attention = torch.cat([batch.prompt_mask, response_mask.long()], dim=1)
 
         # -- log-prob pass, which also takes the MEDS fingerprint and the critic's values --------
+        layers = (args.fingerprint_layers, args.fingerprint_k)
         old = logprob_pass(
-            model,
-            tokenizer,
-            batch,
-            args.micro_batch_size,
-            args.temperature,
-            args.fingerprint_layers,
-            args.fingerprint_k,
-            reference,
-            value_head,
+            model, tokenizer, batch, micro, temperature, *layers, reference, value_head
         )
         old_logprobs, ref_logprobs, old_values = old.logprobs, old.ref_logprobs, old.values
 
@@ -415,17 +405,12 @@ def main(args: Args) -> list[dict[str, float]]:
         loss_mask = response_mask  # (B, T)
         returns = kl_in_reward = None
         if old_values is not None:  # PPO: KL-penalised token rewards, GAE, whitened
+            scores, lam = shaped_t, args.critic.gae_lambda
             advantages, returns, kl_in_reward = ppo_advantages(
-                shaped_t,
-                old_logprobs,
-                ref_logprobs,
-                old_values,
-                loss_mask,
-                kl_coef,
-                args.critic.gae_lambda,
+                scores, old_logprobs, ref_logprobs, old_values, loss_mask, kl_coef, lam
             )
         else:
-            grouped = shaped_t.view(-1, args.group_size)  # (G, n)
+            grouped = shaped_t.view(-1, n)  # (G, n)
             advantages = group_advantages(grouped).flatten().to(old_logprobs.device)  # (B,)
 
         # -- update ------------------------------------------------------------------------------
@@ -435,14 +420,14 @@ def main(args: Args) -> list[dict[str, float]]:
         total_sequences = float((loss_mask.sum(dim=1) > 0).sum())
         for _ in range(args.update_epochs):
             optimizer.zero_grad(set_to_none=True)
-            for s in range(0, len(texts), args.micro_batch_size):
-                sl = slice(s, s + args.micro_batch_size)
+            for s in range(0, len(texts), micro):
+                sl = slice(s, s + micro)
                 mask = loss_mask[sl]
                 if mask.sum() == 0:
                     continue
                 with capture_values(model, value_head, prompt_width) as critic:
                     logprobs, logits, _ = forward_logprobs(
-                        model, sequences[sl], attention[sl], prompt_width, None, args.temperature
+                        model, sequences[sl], attention[sl], prompt_width, None, temperature
                     )
                 adv: torch.Tensor = advantages[sl]
                 entropy = token_entropy(logits.detach())  # (b, T), for logging and GRPO+Entropy
@@ -456,13 +441,9 @@ def main(args: Args) -> list[dict[str, float]]:
                 loss = policy_loss
                 kl = torch.zeros(())
                 if critic and old_values is not None and returns is not None:  # PPO: KL in reward
+                    values, targets = critic.values(), (old_values[sl], returns[sl])
                     value_loss, value_clip_fraction = clipped_value_loss(
-                        critic.values(),
-                        old_values[sl],
-                        returns[sl],
-                        mask,
-                        args.critic.value_clip,
-                        aggregation,
+                        values, *targets, mask, args.critic.value_clip, aggregation
                     )
                     loss = loss + args.critic.vf_coef * value_loss
                 elif ref_logprobs is not None:
@@ -503,20 +484,15 @@ def main(args: Args) -> list[dict[str, float]]:
                 },
             }
         )
-        wrong = [i for i, ok in enumerate(correct) if not ok]
-        if args.use_meds:
-            # How well MEDS clusters agree with the true error modes (DESIGN.md section 6).
-            wrong_ids = [rollout_ids[i] for i in wrong]
-            row["meds/cluster_ari"] = cluster_agreement(
-                wrong_ids,
-                [rollouts.parsed[i] for i in wrong],
-                [source.get(pid).error_modes if toy else {} for pid in wrong_ids],
-                clusters[wrong],
+        if args.use_meds:  # penalties, and how well clusters match true error modes (DESIGN.md 6)
+            parsed = rollouts.parsed
+            row.update(
+                meds_metrics(
+                    rollout_ids, parsed, correct, modes_of(rollout_ids), clusters, penalties
+                )
             )
             memory = shaper.stats()
             ratios = [v for v in memory.top1_eigen_ratio.values() if np.isfinite(v)]
-            row["meds/penalty_mean_wrong"] = float(penalties[wrong].mean()) if wrong else 0.0
-            row["meds/penalised_share"] = float((penalties > 0).mean())
             row["meds/memory_rows"], row["meds/clusters"] = memory.rows, memory.clusters
             row["meds/top1_eigen_ratio"] = float(np.mean(ratios)) if ratios else float("nan")
         finish_iteration(row, args, tracker, history, trainable, optimizer, shaper, rng, out_dir)
