@@ -214,7 +214,7 @@ def read_npz(
         raise FileNotFoundError(f"No saved MEDS state at {where!r}: the file does not exist.")
     try:
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise CorruptFileError(
             f"{where!r} is not a readable MEDS state file (.npz written by save()): {exc}"
         ) from exc
@@ -245,7 +245,9 @@ def read_npz(
             }
     except CorruptFileError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # zipfile, zlib and the .npy header parser raise many kinds
         raise CorruptFileError(
             f"{where!r} is truncated or corrupt and cannot be read: {exc}"
         ) from exc
