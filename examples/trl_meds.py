@@ -4,14 +4,14 @@ The dataset holds problems of :class:`meds_gym.tasks.ArithmeticTask` (integer ex
 operator-precedence trap) as conversational prompts, with ``answer`` and ``problem_id`` columns.
 The only reward function is :class:`meds_gym.integrations.trl.MEDSRewardFunction`: 1 for a right
 answer (meds-gym's verifier), ``-min(alpha * log(n + 1), beta)`` for a wrong one that falls into a
-cluster of n past wrong answers of the same problem (DESIGN.md section 2). TRL then normalises the
+cluster of n past wrong answers of the same problem (docs/design.md section 2). TRL then normalises the
 rewards within each group of ``num_generations`` completions.
 
 Everything TRL offers for scale works unchanged, because MEDS lives in a reward function: run it
 with ``accelerate launch`` on several GPUs (one error memory shared by all processes), DeepSpeed,
 or vLLM generation (``--use-vllm``).
 
-Deviations from the paper's recipe (DESIGN.md section 2): the defaults are sized for a laptop
+Deviations from the paper's recipe (docs/design.md section 2): the defaults are sized for a laptop
 (few steps, short completions, 4 generations instead of 16) and use TRL's GRPO loss, not DAPO's
 dynamic sampling. The fingerprint is computed by one extra no-grad forward of the policy (TRL's
 reward functions do not see its log-prob pass).

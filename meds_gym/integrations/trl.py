@@ -6,7 +6,7 @@ TRL supports (accelerate multi-GPU, DeepSpeed, vLLM generation) without touching
 each call it
 
 1. grades the process's completions with the verifier (gold answer from a dataset column),
-2. computes each completion's MEDS answer fingerprint (DESIGN.md section 2, step 1) with the
+2. computes each completion's MEDS answer fingerprint (docs/design.md section 2, step 1) with the
    policy model,
 3. gathers problem ids, correctness, rewards and fingerprints from all processes in rank order
    (the order in which TRL gathers the rewards),

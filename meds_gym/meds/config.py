@@ -13,7 +13,7 @@ from meds_gym.errors import InvalidArgumentError
 class PenaltyTarget(Enum):
     """Which rollouts the memory penalises.
 
-    The paper penalises wrong rollouts only (DESIGN.md section 2, step 4). The other choices are for
+    The paper penalises wrong rollouts only (docs/design.md section 2, step 4). The other choices are for
     ablations: ``CORRECT`` pushes apart repeated correct solutions, ``BOTH`` does both, ``NONE``
     keeps the memory (and its statistics) without changing any reward.
     """
@@ -35,7 +35,7 @@ class PenaltyTarget(Enum):
 class NoiseVote(Enum):
     """What a rollout whose nearest stored neighbours vote for noise (label -1) is charged.
 
-    ``COUNT_NOISE`` is the reference-code behaviour (DESIGN.md section 2, step 5): the cluster size
+    ``COUNT_NOISE`` is the reference-code behaviour (docs/design.md section 2, step 5): the cluster size
     is the number of stored noise rows, so a bucket full of scattered errors still penalises.
     ``NO_PENALTY`` treats noise as "no recurring mode" and charges nothing.
     """
@@ -47,7 +47,7 @@ class NoiseVote(Enum):
 class TieBreak(Enum):
     """Which label wins when several labels get the same number of the k nearest neighbours' votes.
 
-    ``SMALLEST_LABEL`` is the reference code's rule (DESIGN.md section 2, step 3): it takes
+    ``SMALLEST_LABEL`` is the reference code's rule (docs/design.md section 2, step 3): it takes
     ``np.unique(labels, return_counts=True)`` and the first argmax, so the smallest tied label
     wins and noise (-1) wins any tie it is in. ``NEAREST`` gives the tie to the label of the
     nearest neighbour among the tied ones.

@@ -1,4 +1,4 @@
-"""The MEDS penalty: a pure function of the cluster size (DESIGN.md section 2, step 4)."""
+"""The MEDS penalty: a pure function of the cluster size (docs/design.md section 2, step 4)."""
 
 from __future__ import annotations
 

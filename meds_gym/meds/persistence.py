@@ -1,4 +1,4 @@
-"""Atomic, pickle-free ``.npz`` files for the MEDS state (DESIGN.md section 5).
+"""Atomic, pickle-free ``.npz`` files for the MEDS state (docs/design.md section 5).
 
 A file holds a JSON ``meta`` string and a few numeric arrays. Reading is defensive, because users
 load memories that others made: only the members the reader asks for are read, each one's

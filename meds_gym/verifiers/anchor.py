@@ -1,6 +1,6 @@
 r"""The answer anchor: where a response's final answer starts, for extraction and fingerprints.
 
-MEDS fingerprints the token that opens the final answer (paper section 3; DESIGN section 2). With
+MEDS fingerprints the token that opens the final answer (paper section 3; docs/design.md section 2). With
 math prompts that is the ``{`` of the last ``\boxed{``; tasks whose prompts ask for
 ``<answer>...</answer>`` tags, or any other format, need another anchor. An
 :class:`AnswerAnchor` is that setting, shared by everything that reads a response:
