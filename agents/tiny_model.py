@@ -3,9 +3,9 @@
 Nothing is downloaded. The tokenizer is built in code over a fixed character set (printable ASCII
 and newline) with pad/bos/eos and role tokens and a plain chat template. The model is a small
 Qwen2-architecture ``AutoModelForCausalLM`` built from a config. The warm-up is supervised training
-on worked solutions of a toy task, drawn from a *mixture* of procedures (docs/design.md section 6): on
-each problem a share of the solutions is correct and the rest follow buggy procedures, one of which
-dominates, so that RL starts from a policy with recurrent, structured error modes and a pass@1
+on worked solutions of a toy task, drawn from a *mixture* of procedures (docs/design.md section 6):
+on each problem a share of the solutions is correct and the rest follow buggy procedures, one of
+which dominates, so that RL starts from a policy with recurrent, structured error modes and a pass@1
 between the extremes. The result is cached on disk under a directory keyed by what determines the
 weights (architecture, optimisation, seed, a digest of the warm-up texts and of the tokenizer, and
 the torch / transformers versions), so every run that needs the same model reuses one entry,

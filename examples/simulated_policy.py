@@ -3,9 +3,9 @@
 The policy is a table of logits per problem over its candidate final answers: the gold answer, the
 answer of each known error mode of the toy task (precedence ignored, carry dropped, ...), and an
 "unstructured slip" (a random wrong number). At the start one buggy procedure dominates, as after a
-warm-up on a mixture of procedures (docs/design.md section 6). Each answer has a fixed latent vector and
-a rollout's fingerprint is that vector plus noise, standing in for the logit-lens fingerprint of a
-language model; slips get a fresh random fingerprint each time.
+warm-up on a mixture of procedures (docs/design.md section 6). Each answer has a fixed latent vector
+and a rollout's fingerprint is that vector plus noise, standing in for the logit-lens fingerprint of
+a language model; slips get a fresh random fingerprint each time.
 
 Every iteration samples a group of rollouts per problem, scores them with the environment (the
 reward comes from the verifier, not from the policy's bookkeeping), optionally reshapes the rewards

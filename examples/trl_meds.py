@@ -4,8 +4,8 @@ The dataset holds problems of :class:`meds_gym.tasks.ArithmeticTask` (integer ex
 operator-precedence trap) as conversational prompts, with ``answer`` and ``problem_id`` columns.
 The only reward function is :class:`meds_gym.integrations.trl.MEDSRewardFunction`: 1 for a right
 answer (meds-gym's verifier), ``-min(alpha * log(n + 1), beta)`` for a wrong one that falls into a
-cluster of n past wrong answers of the same problem (docs/design.md section 2). TRL then normalises the
-rewards within each group of ``num_generations`` completions.
+cluster of n past wrong answers of the same problem (docs/design.md section 2). TRL then
+normalises the rewards within each group of ``num_generations`` completions.
 
 Everything TRL offers for scale works unchanged, because MEDS lives in a reward function: run it
 with ``accelerate launch`` on several GPUs (one error memory shared by all processes), DeepSpeed,

@@ -1,9 +1,9 @@
 """Episode fingerprints for non-text envs: ``feature_fn(trajectory) -> 1-D float vector``.
 
-MEDS clusters the fingerprints of failed episodes (docs/design.md section 2). For a language model the
-fingerprint is read from its hidden states; for any other env these functions turn a finished
-episode (a :class:`~meds_gym.meds.Trajectory`: observations ``o_0 .. o_T``, actions, rewards,
-infos) into a vector, so that episodes that failed the same way land close together:
+MEDS clusters the fingerprints of failed episodes (docs/design.md section 2). For a language model
+the fingerprint is read from its hidden states; for any other env these functions turn a finished
+episode (a :class:`~meds_gym.meds.Trajectory`: observations ``o_0 .. o_T``, actions, rewards, infos)
+into a vector, so that episodes that failed the same way land close together:
 
 - :func:`terminal_state_features`: where the episode ended (the flattened terminal observation),
 - :func:`visitation_histogram`: which states it went through (discrete observation spaces),

@@ -13,9 +13,9 @@ from meds_gym.errors import InvalidArgumentError
 class PenaltyTarget(Enum):
     """Which rollouts the memory penalises.
 
-    The paper penalises wrong rollouts only (docs/design.md section 2, step 4). The other choices are for
-    ablations: ``CORRECT`` pushes apart repeated correct solutions, ``BOTH`` does both, ``NONE``
-    keeps the memory (and its statistics) without changing any reward.
+    The paper penalises wrong rollouts only (docs/design.md section 2, step 4). The other choices
+    are for ablations: ``CORRECT`` pushes apart repeated correct solutions, ``BOTH`` does both,
+    ``NONE`` keeps the memory (and its statistics) without changing any reward.
     """
 
     WRONG = "wrong"
@@ -35,8 +35,8 @@ class PenaltyTarget(Enum):
 class NoiseVote(Enum):
     """What a rollout whose nearest stored neighbours vote for noise (label -1) is charged.
 
-    ``COUNT_NOISE`` is the reference-code behaviour (docs/design.md section 2, step 5): the cluster size
-    is the number of stored noise rows, so a bucket full of scattered errors still penalises.
+    ``COUNT_NOISE`` is the reference-code behaviour (docs/design.md section 2, step 3): the cluster
+    size is the number of stored noise rows, so a bucket full of scattered errors still penalises.
     ``NO_PENALTY`` treats noise as "no recurring mode" and charges nothing.
     """
 

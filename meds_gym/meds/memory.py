@@ -1,8 +1,8 @@
 """The error memory behind :class:`~meds_gym.meds.MEDSShaper`: one bucket per (problem, correct?).
 
-docs/design.md section 2, steps 2, 3 and 5. Each bucket holds the fingerprints stored for it (float32,
-as given, oldest first), the labels of its last clustering and, for HDBSCAN, the minimum spanning
-tree of that fit (so the next refit extends it instead of starting over). Only the rows are
+docs/design.md section 2, steps 2, 3 and 5. Each bucket holds the fingerprints stored for it
+(float32, as given, oldest first), the labels of its last clustering and, for HDBSCAN, the minimum
+spanning tree of that fit (so the next refit extends it instead of starting over). Only the rows are
 state; labels and trees are derived from them and rebuilt on load.
 
 This store trusts its input: :func:`meds_gym.meds.batch.validate_batch` is the boundary in front

@@ -1,4 +1,4 @@
-"""The framework-free MEDS core: one ``shape`` call is one training step (docs/design.md section 2)."""
+"""The framework-free MEDS core: one ``shape`` call is one training step (docs/design.md, 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Gymnasium wrappers that put MEDS reward shaping in front of any env (docs/design.md sections 1, 4)."""
+"""Gymnasium wrappers that put MEDS reward shaping in front of any env (docs/design.md, 1 and 4)."""
 
 from __future__ import annotations
 

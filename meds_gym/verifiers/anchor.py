@@ -1,7 +1,7 @@
 r"""The answer anchor: where a response's final answer starts, for extraction and fingerprints.
 
-MEDS fingerprints the token that opens the final answer (paper section 3; docs/design.md section 2). With
-math prompts that is the ``{`` of the last ``\boxed{``; tasks whose prompts ask for
+MEDS fingerprints the token that opens the final answer (paper section 3; docs/design.md section
+2). With math prompts that is the ``{`` of the last ``\boxed{``; tasks whose prompts ask for
 ``<answer>...</answer>`` tags, or any other format, need another anchor. An
 :class:`AnswerAnchor` is that setting, shared by everything that reads a response:
 
