@@ -1,23 +1,92 @@
-"""The README's quickstart runs as printed."""
+"""Every Python snippet of the README runs as printed, on files a user would have.
 
+Snippets are run section by section, in order, in one namespace per section, in a temporary
+working directory that holds the small files the snippets name (written here). Sections whose
+snippets train something are slow tests; the reasoning-gym section has its own test in
+``tests/envs/test_reasoning_gym_env.py``.
+"""
+
+from __future__ import annotations
+
+import json
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
+COVERED_ELSEWHERE = {"reasoning-gym tasks"}
+"""Sections whose snippets another test runs (with its own assertions on their output)."""
 
-def quickstart_blocks() -> list[str]:
-    section = README.read_text().split("## Quickstart", 1)[1].split("\n## ", 1)[0]
-    # The first two blocks need nothing on disk; the third reads benchmark files by name.
-    return re.findall(r"```python\n(.*?)```", section, flags=re.S)[:2]
+SLOW = {"MEDS beyond text: stable-baselines3", "Scaling out: MEDS in TRL (multi-GPU GRPO)"}
+"""Sections whose snippets train a model."""
 
 
-def test_quickstart_runs(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # the example saves meds_memory.npz in the working directory
-    blocks = quickstart_blocks()
-    assert len(blocks) == 2
-    exec(compile("\n".join(blocks), str(README), "exec"), {})
+def python_snippets() -> dict[str, list[str]]:
+    """Section title -> its ```python blocks, in README order."""
+    sections: dict[str, list[str]] = {}
+    for part in re.split(r"\n## ", README.read_text())[1:]:
+        title, _, body = part.partition("\n")
+        blocks = re.findall(r"```python\n(.*?)```", body, flags=re.S)
+        if blocks:
+            sections[title.strip()] = blocks
+    return sections
+
+
+def write_user_files(directory: Path) -> None:
+    """The files the snippets name, as a user would have them (two rows each)."""
+    math = [
+        {"problem": "What is $1+1$?", "solution": "$1+1=\\boxed{2}$", "unique_id": "a/1.json"},
+        {"problem": "What is $2+3$?", "solution": "$2+3=\\boxed{5}$", "unique_id": "a/2.json"},
+    ]
+    gsm = [
+        {"question": "Ann has 2 apples and buys 3. How many?", "answer": "2+3=5\n#### 5"},
+        {"question": "Bob has 4 pens and loses 1. How many?", "answer": "4-1=3\n#### 3"},
+    ]
+    mine = [
+        {"Body": "Ann has 3 apples.", "Question": "How many?", "Answer": "3"},
+        {"Body": "Bob has no answer.", "Question": "How many?", "Answer": ""},  # a bad row
+    ]
+    for name, rows in (("math500.jsonl", math), ("gsm8k.jsonl", gsm), ("mine.jsonl", mine)):
+        (directory / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def run_section(title: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    write_user_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__readme__"}
+    code = "\n".join(python_snippets()[title])
+    exec(compile(code, f"{README} ({title})", "exec"), namespace)
+    return namespace
+
+
+def test_the_readme_has_the_sections_this_test_knows() -> None:
+    titles = set(python_snippets())
+    assert "Quickstart" in titles
+    assert COVERED_ELSEWHERE | SLOW <= titles
+
+
+def test_quickstart_runs_as_printed(tmp_path, monkeypatch, capsys):
+    namespace = run_section("Quickstart", tmp_path, monkeypatch)
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "1.0 True 2 2"  # the value the README's comment promises
+    assert out[0] == "1.0 True 47 47"  # the value the README's comment promises
     assert "shaped_reward" in out[1]
+    assert out[-1] == "1 rows skipped"
+    assert namespace["out"].penalties.tolist() == [0.0] * 4  # first visit: nothing stored
     assert (tmp_path / "meds_memory.npz").is_file()
+    assert sorted(namespace["shaper"].memory.keys()) == [("p0", False), ("p0", True)]
+
+
+@pytest.mark.parametrize(
+    "title",
+    sorted(t for t in python_snippets() if t not in COVERED_ELSEWHERE | SLOW | {"Quickstart"}),
+)
+def test_other_sections_run(title, tmp_path, monkeypatch):
+    run_section(title, tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("title", sorted(SLOW))
+def test_training_sections_run(title, tmp_path, monkeypatch):
+    run_section(title, tmp_path, monkeypatch)
