@@ -14,6 +14,10 @@ the first one wrote (what every later run sees) and reports the same difference,
 of loading the kernels from disk. Import time counts too: the cold process's import minus the
 cached process's import.
 
+A third variant starts ``warm_up(background=True)`` at start-up and waits ``--generation-s``
+seconds (the first rollouts being generated, CPU idle as with a GPU) before the same run: what is
+left of the compilation on the critical path.
+
 Goals (issue 12): compilation overhead <= 10 s in total over the shaper run, and no step after the
 second paying more than 0.5 s.
 
@@ -63,8 +67,11 @@ class Args:
     """Fingerprint length."""
     seed: int = 0
     """Seed of the synthetic fingerprints."""
+    generation_s: float = 10.0
+    """Seconds of rollout generation simulated before the first step in the background variant
+    (the CPU is left idle, as while a GPU generates)."""
     child: str = ""
-    """Internal: run one measuring process ("shaper" or "functions") and print JSON."""
+    """Internal: run one measuring process ("shaper", "background" or "functions")."""
 
 
 def shaper_batches(dim: int, seed: int) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
@@ -149,8 +156,14 @@ def child(args: Args) -> None:
 
     import_s = time.perf_counter() - t0
     result: dict[str, object] = {"import_s": import_s, "module": meds_gym.clustering.__file__}
-    if args.child == "shaper":
+    if args.child in ("shaper", "background"):
         batches = shaper_batches(args.dim, args.seed)
+        if args.child == "background":
+            # What a training script can do: start the compilation at start-up, then generate
+            # the first rollouts while it runs.
+            if hasattr(meds_gym.clustering, "warm_up"):  # absent before issue 12
+                meds_gym.clustering.warm_up(background=True)
+            time.sleep(args.generation_s)
         result["cold"], result["cold_cpu"] = run_shaper(batches)
         result["warm"], result["warm_cpu"] = run_shaper(batches)
     else:
@@ -171,6 +184,7 @@ def run_child(args: Args, role: str, cache_dir: str, workdir: str) -> dict:
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     command = [sys.executable, os.path.abspath(__file__), "--child", role]
     command += ["--dim", str(args.dim), "--seed", str(args.seed)]
+    command += ["--generation-s", str(args.generation_s)]
     # Run outside the checkout so that PYTHONPATH decides which meds_gym is measured.
     out = subprocess.run(command, env=env, cwd=workdir, capture_output=True, text=True)
     if out.returncode != 0:
@@ -220,7 +234,7 @@ def main(args: Args) -> None:
         return
     results = {}
     with tempfile.TemporaryDirectory(prefix="meds_cold_") as tmp:
-        for role in ("shaper", "functions"):
+        for role in ("shaper", "functions", "background"):
             cache_dir = os.path.join(tmp, f"cache-{role}")
             os.makedirs(cache_dir)
             fresh = run_child(args, role, cache_dir, tmp)
@@ -233,6 +247,14 @@ def main(args: Args) -> None:
     total, late = report("MEDSShaper.shape run (fresh shaper, empty cache)", steps, fresh, cached)
     fresh_f, cached_f = results["functions"]
     report("public clustering functions (empty cache)", fresh_f["names"], fresh_f, cached_f)
+    fresh_b, cached_b = results["background"]
+    hidden, _ = report(
+        f"MEDSShaper.shape run after warm_up(background=True) and {args.generation_s:.0f} s of "
+        "rollout generation (empty cache)",
+        steps,
+        fresh_b,
+        cached_b,
+    )
     print(
         f"\nGOAL compilation overhead of the shaper run: {total:.2f} s (goal <= {TOTAL_GOAL_S} s) "
         f"{'MET' if total <= TOTAL_GOAL_S else 'NOT MET'}"
@@ -240,6 +262,11 @@ def main(args: Args) -> None:
     print(
         f"GOAL largest compilation of a step after the second: {late:.2f} s "
         f"(goal <= {STEP_GOAL_S} s) {'MET' if late <= STEP_GOAL_S else 'NOT MET'}"
+    )
+    print(
+        f"with warm_up(background=True) during {args.generation_s:.0f} s of generation, the "
+        f"compilation left on the critical path: {hidden:.2f} s "
+        f"(goal <= {TOTAL_GOAL_S} s) {'MET' if hidden <= TOTAL_GOAL_S else 'NOT MET'}"
     )
 
 

@@ -64,3 +64,35 @@ def test_trusted_kernels_refuse_other_types_instead_of_compiling():
     rows = np.ones((3, 2))
     with pytest.raises(TypeError):
         vote_kernel(rows.astype(np.float32), np.zeros(3, dtype=np.int64), rows, 1, True)
+
+
+def _parallel_refit_in_child(queue) -> None:
+    import meds_gym.clustering.hdbscan as module
+
+    module._PARALLEL_MIN_WORK = 0
+    rng = np.random.default_rng(3)
+    buckets = [rng.normal(size=(30, 4)) for _ in range(6)]
+    labels, _ = refit_many(buckets, [None] * 6)
+    queue.put([lab.tolist() for lab in labels])
+
+
+def test_parallel_refit_after_fork_does_not_hang(monkeypatch):
+    # A forked child (SubprocVecEnv, DataLoader workers) inherits the parent's thread pool
+    # object but none of its threads; the refit must build a new pool there.
+    import multiprocessing
+
+    import meds_gym.clustering.hdbscan as module
+
+    monkeypatch.setattr(module, "_PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(module.numba, "get_num_threads", lambda: 2)
+    rng = np.random.default_rng(3)
+    buckets = [rng.normal(size=(30, 4)) for _ in range(6)]
+    want = [lab.tolist() for lab in refit_many(buckets, [None] * 6)[0]]  # the parent's pool
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_parallel_refit_in_child, args=(queue,))
+    child.start()
+    got = queue.get(timeout=120)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert got == want
