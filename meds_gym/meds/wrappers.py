@@ -98,7 +98,7 @@ class MEDSRewardWrapper(
     **Text mode** (``feature_fn=None``), for the text envs of :mod:`meds_gym.envs`: an action is
     ``{"text": response, "features": fingerprint}`` (a float (L,) vector or ``None``) or a plain
     string (no fingerprint, so no penalty). The text goes to the wrapped env; ``problem_id`` and
-    correctness come from the env's step info (``info["correct"]``, else ``info["is_success"]``,
+    correctness come from the env's step info (``info["is_success"]``, else ``info["correct"]``,
     or ``is_correct(reward, info)``); each step is a batch of one, so the memory updates after
     every step. Unless ``feature_dim`` is given, the action space stays the wrapped env's ``Text``
     space (dict actions are accepted but not part of it); with ``feature_dim`` it becomes
