@@ -1,0 +1,799 @@
+"""Reproduce the MEDS paper's claims at toy scale, on held-out problems (issue 10).
+
+For every toy task family, seed and method, the bundled agent (``agents.ppo.main``) trains the
+warmed-up tiny model of that family at one budget shared by all methods (same iterations, prompts
+per iteration and group size, same initial weights and same seed); the final policy is then
+evaluated on the family's held-out *test* problems and on its training problems, reported apart.
+The initial policy is evaluated the same way, per seed, as a row of its own.
+
+Methods: GRPO, DAPO, GRPO+Entropy, PPO, DAPO+MEDS, PPO+MEDS, and three ablations of DAPO+MEDS:
+all layers in the fingerprint (instead of the last half), a single cluster per problem (a uniform
+penalty by count: ``ClusterMethod.SINGLE``), and a random fingerprint (each fingerprint replaced by
+Gaussian noise before MEDS sees it, so that clusters carry no information about the answer).
+
+Metrics, each as mean and 95% Student-t interval over seeds (``benchmarks/reproduce_metrics.py``):
+unbiased pass@k for k = 1, 2, 4, ... <= ``eval_n``; distinct wrong answers per problem; share of
+the dominant true error mode among wrong answers (the toy tasks label every wrong answer with the
+buggy procedures that produce it), at the end of training and over training; for MEDS runs, the
+top-1 eigen ratio of the memory (``MEDSShaper.stats()``) and the agreement of the clusters MEDS
+voted wrong rollouts into with their true error modes (ARI, purity, and the paper's pairwise
+agreement), averaged over training iterations.
+
+How the runs are observed: ``agents.ppo.main`` is called unchanged, with two observers patched
+into its module for the duration of a run: one keeps the policy it loads (training updates that
+object in place, so it is the final policy when ``main`` returns), the other wraps its MEDS scorer
+to record each batch's wrong rollouts and clusters and, for the random-fingerprint control, to
+replace the fingerprints by noise.
+
+Outputs in ``--output-dir``: ``runs/<family>__<method>__<seed>.json`` (one per finished run; a
+rerun skips them, so an interrupted reproduction resumes), ``results.json``, ``report.md`` and
+the plots ``pass_at_k_<family>_<split>.png``, ``dominant_error_share.png`` and
+``cluster_agreement.png``.
+
+Usage:
+    python -m benchmarks.reproduce --quick                 # 1 seed, DAPO vs DAPO+MEDS, minutes
+    python -m benchmarks.reproduce                         # the issue's configuration
+    python -m benchmarks.reproduce --families meds_gym/AddSub-v0   # one family (run in parallel)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+from unittest import mock
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
+from agents import ppo
+from agents.evaluation import mean_pass_at_k
+from agents.policy import prompt_text, sample_responses, score_responses
+from agents.report import current_command
+from agents.tiny_model import SMALL_TINY, tiny_model_path
+from benchmarks.reproduce_metrics import (
+    cluster_agreement_scores,
+    error_mode_label,
+    error_summary,
+    finite_or_none,
+    format_interval,
+    interval95,
+    intervals_disjoint,
+)
+from meds_gym.envs import TOY_ENV_IDS
+from meds_gym.errors import InvalidArgumentError
+from meds_gym.verifiers import extract_answer
+
+logger = logging.getLogger("benchmarks.reproduce")
+
+MethodName = Literal[
+    "grpo",
+    "dapo",
+    "grpo_entropy",
+    "ppo",
+    "dapo_meds",
+    "ppo_meds",
+    "dapo_meds_all_layers",
+    "dapo_meds_single_cluster",
+    "dapo_meds_random_fingerprint",
+]
+METHODS: dict[str, dict[str, Any]] = {
+    "grpo": {"algorithm": "grpo"},
+    "dapo": {"algorithm": "dapo"},
+    "grpo_entropy": {"algorithm": "grpo_entropy"},
+    "ppo": {"algorithm": "ppo"},
+    "dapo_meds": {"algorithm": "dapo", "meds": True},
+    "ppo_meds": {"algorithm": "ppo", "meds": True},
+    "dapo_meds_all_layers": {"algorithm": "dapo", "meds": True, "fingerprint_layers": "all"},
+    "dapo_meds_single_cluster": {"algorithm": "dapo", "meds": True, "meds_cluster": "single"},
+    "dapo_meds_random_fingerprint": {"algorithm": "dapo", "meds": True},
+}
+"""Method name -> the ``agents.ppo.Args`` fields that make it (the random control adds noise)."""
+LABELS = {
+    "initial": "initial policy",
+    "grpo": "GRPO",
+    "dapo": "DAPO",
+    "grpo_entropy": "GRPO+Entropy",
+    "ppo": "PPO",
+    "dapo_meds": "DAPO+MEDS",
+    "ppo_meds": "PPO+MEDS",
+    "dapo_meds_all_layers": "DAPO+MEDS, all layers",
+    "dapo_meds_single_cluster": "DAPO+MEDS, single cluster",
+    "dapo_meds_random_fingerprint": "DAPO+MEDS, random fingerprint",
+}
+MEDS_VARIANTS = ("dapo_meds", "dapo_meds_all_layers", "dapo_meds_single_cluster")
+"""The cluster-agreement ordering the paper reports: last half > all layers > single cluster."""
+SPLITS = ("test", "train")
+QUICK_METHODS: tuple[MethodName, ...] = ("dapo", "dapo_meds")
+
+
+@dataclass
+class Args:
+    """Command-line arguments (``tyro``)."""
+
+    output_dir: str = "runs/reproduce"
+    """Results, report and plots; finished runs found here are not run again."""
+    families: tuple[str, ...] = ("meds_gym/Arithmetic-v0", "meds_gym/AddSub-v0")
+    """Toy task env ids (at least 2 for the issue)."""
+    methods: tuple[MethodName, ...] = get_args(MethodName)
+    """Methods to train (the initial policy is always evaluated)."""
+    seeds: int = 5
+    """Seeds per method: ``first_seed``, ``first_seed + 1``, ..."""
+    first_seed: int = 0
+    """The first seed."""
+    num_problems: int = 16
+    """Training problems per family (the tiny model is warmed up on them)."""
+    test_problems: int = 16
+    """Held-out problems per family (the ``test`` split of the same family and difficulty)."""
+    difficulty: int = 1
+    """Difficulty of every family."""
+    iterations: int = 16
+    """Training iterations of every run."""
+    prompts_per_iteration: int = 4
+    """Problems per iteration."""
+    group_size: int = 8
+    """Responses per problem in training."""
+    learning_rate: float = 1e-4
+    """AdamW learning rate of every method (``agents.compare``'s default for this model)."""
+    max_new_tokens: int = 64
+    """Longest response, in training and evaluation."""
+    meds_alpha: float = 0.1
+    """MEDS penalty slope (the paper's)."""
+    meds_beta: float = 0.2
+    """MEDS penalty cap (the paper's)."""
+    eval_n: int = 64
+    """Responses sampled per problem in evaluation (pass@k for k = 1, 2, 4, ... <= eval_n)."""
+    threads: int = 1
+    """CPU threads for torch and numba in this process."""
+    quick: bool = False
+    """Smoke configuration: 1 seed, DAPO and DAPO+MEDS, the first family, a small budget."""
+
+    def __post_init__(self) -> None:
+        if self.quick:
+            self.seeds, self.methods = 1, QUICK_METHODS
+            self.families = self.families[:1]
+            self.iterations, self.num_problems, self.test_problems = 4, 8, 8
+            self.eval_n = min(self.eval_n, 16)
+        unknown = [f for f in self.families if f not in TOY_ENV_IDS]
+        if unknown or not self.families:
+            raise InvalidArgumentError(
+                "families", f"toy env ids among {sorted(TOY_ENV_IDS)}", self.families
+            )
+        for name in ("seeds", "num_problems", "test_problems", "iterations", "eval_n"):
+            if getattr(self, name) < 1:
+                raise InvalidArgumentError(name, "an int >= 1", getattr(self, name))
+        if not self.methods or len(set(self.methods)) != len(self.methods):
+            raise InvalidArgumentError("methods", "a non-empty tuple of distinct methods", None)
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds every method runs with."""
+        return [self.first_seed + i for i in range(self.seeds)]
+
+    @property
+    def ks(self) -> list[int]:
+        """The k of every reported pass@k."""
+        return [2**i for i in range(int(math.log2(self.eval_n)) + 1)]
+
+
+def family_name(env_id: str) -> str:
+    """``meds_gym/AddSub-v0`` -> ``AddSub``."""
+    return env_id.split("/")[-1].removesuffix("-v0")
+
+
+def run_file(out: Path, family: str, method: str, seed: int) -> Path:
+    """The results file of one run (its presence marks the run as done)."""
+    return out / "runs" / f"{family_name(family)}__{method}__{seed}.json"
+
+
+# -- observing agents.ppo.main -------------------------------------------------------------------
+
+
+@dataclass
+class RunProbe:
+    """What a run's observers saw: the policy ``main`` loaded, and every MEDS batch."""
+
+    policy: tuple[Any, Any] | None = None
+    batches: list[dict[str, list[Any]]] = field(default_factory=list)
+
+
+@contextmanager
+def observed_run(noise_seed: int | None = None) -> Iterator[RunProbe]:
+    """Patch observers into ``agents.ppo`` for one call of ``main``.
+
+    Args:
+        noise_seed: For the random-fingerprint control, the seed of the noise that replaces every
+            fingerprint (rows without a fingerprint stay without one); None leaves them alone.
+
+    Yields:
+        The probe, filled while ``main`` runs.
+    """
+    probe = RunProbe()
+    load_policy = ppo.load_policy
+    noise = np.random.default_rng(noise_seed) if noise_seed is not None else None
+
+    def load_and_keep(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        probe.policy = load_policy(*args, **kwargs)
+        return probe.policy
+
+    scorer_class = ppo.MEDSScorer
+
+    class ObservedScorer:
+        """The agent's scorer, with the batches recorded and, for the control, noisy features."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.inner = scorer_class(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def step(
+            self, problem_ids: list[str], texts: list[str], fingerprints: np.ndarray
+        ) -> tuple[np.ndarray, list[bool], dict[str, np.ndarray]]:
+            if noise is not None:  # same shape, same missing rows, no information about answers
+                present = ~np.isnan(fingerprints).any(axis=1)
+                fingerprints = np.array(fingerprints, dtype=np.float32, copy=True)
+                drawn = noise.standard_normal((int(present.sum()), fingerprints.shape[1]))
+                fingerprints[present] = drawn.astype(np.float32)
+            shaped, correct, info = self.inner.step(problem_ids, texts, fingerprints)
+            probe.batches.append(
+                {
+                    "problem_ids": list(problem_ids),
+                    "answers": [extract_answer(text) for text in texts],
+                    "correct": [bool(c) for c in correct],
+                    "clusters": [int(c) for c in np.asarray(info["cluster"])],
+                }
+            )
+            return shaped, correct, info
+
+    with (
+        mock.patch.object(ppo, "load_policy", load_and_keep),
+        mock.patch.object(ppo, "MEDSScorer", ObservedScorer),
+    ):
+        yield probe
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate_split(
+    model: Any, tokenizer: Any, env: Any, n: int, max_new_tokens: int, seed: int
+) -> dict[str, Any]:
+    """Sample ``n`` responses (temperature 1) to every problem of ``env`` and score them.
+
+    Returns:
+        ``problems``, ``pass@k`` for k = 1, 2, 4, ... <= n, and :func:`error_summary`'s metrics
+        with the true error mode of each wrong answer.
+    """
+    torch.manual_seed(seed)
+    model.eval()
+    source: Any = env.unwrapped.source
+    counts: list[int] = []
+    ids: list[str] = []
+    answers: list[str | None] = []
+    verdicts: list[bool] = []
+    modes: list[str | None] = []
+    for index in range(len(source)):
+        obs, info = env.reset(options={"index": index})
+        pid = info["problem_id"]
+        prompt = prompt_text(tokenizer, obs, info)
+        batch = sample_responses(model, tokenizer, [prompt], n, max_new_tokens, 1.0)
+        _, correct, parsed = score_responses(env, [pid] * n, batch.texts)
+        problem = source.get(pid)
+        counts.append(sum(correct))
+        ids += [pid] * n
+        answers += parsed
+        verdicts += correct
+        modes += [
+            None if ok else error_mode_label(problem, a)
+            for a, ok in zip(parsed, correct, strict=True)
+        ]
+    metrics: dict[str, Any] = {"problems": len(source)}
+    k = 1
+    while k <= n:
+        metrics[f"pass@{k}"] = mean_pass_at_k(counts, n, k)
+        k *= 2
+    metrics.update(error_summary(ids, answers, verdicts, modes))
+    return metrics
+
+
+def training_cluster_agreement(batches: Sequence[dict[str, list[Any]]], source: Any) -> dict:
+    """Cluster agreement of each MEDS batch's wrong rollouts, then the mean over batches.
+
+    Cluster numbers change meaning when a bucket is refitted, so rollouts are compared within one
+    batch (one assignment against one state of the memory), never across batches.
+    """
+    per_batch: dict[str, list[float]] = {"ari": [], "purity": [], "pairwise": []}
+    for batch in batches:
+        wrong = [i for i, ok in enumerate(batch["correct"]) if not ok]
+        ids = [batch["problem_ids"][i] for i in wrong]
+        modes = [
+            error_mode_label(source.get(p), batch["answers"][i])
+            for p, i in zip(ids, wrong, strict=True)
+        ]
+        scores = cluster_agreement_scores(ids, modes, [batch["clusters"][i] for i in wrong])
+        for key in per_batch:
+            per_batch[key].append(scores[key])
+    return {
+        key: float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        for key, values in per_batch.items()
+    }
+
+
+# -- one run -------------------------------------------------------------------------------------
+
+
+def toy_env(args: Args, family: str, split: str) -> Any:
+    """The family's env on one split (the test split has ``test_problems`` problems)."""
+    size = args.num_problems if split == "train" else args.test_problems
+    return gym.make(family, num_problems=size, difficulty=args.difficulty, seed=0, split=split)
+
+
+def train_args(args: Args, family: str, method: str, seed: int, model_path: str, out: Path) -> Any:
+    """The ``agents.ppo.Args`` of one run: the shared budget plus the method's own fields."""
+    return ppo.Args(
+        **{
+            "env_id": family,
+            "seed": seed,
+            "num_problems": args.num_problems,
+            "difficulty": args.difficulty,
+            "model_path": model_path,
+            "tiny": SMALL_TINY,
+            "iterations": args.iterations,
+            "prompts_per_iteration": args.prompts_per_iteration,
+            "group_size": args.group_size,
+            "learning_rate": args.learning_rate,
+            "max_new_tokens": args.max_new_tokens,
+            "meds_alpha": args.meds_alpha,
+            "meds_beta": args.meds_beta,
+            "output_dir": str(out / "train" / method),
+            "tensorboard": False,
+            "threads": args.threads,
+            "device": "cpu",
+            "eval_n": 0,  # evaluated here, on both splits
+            **METHODS[method],
+        }
+    )
+
+
+def run_method(
+    args: Args, family: str, method: str, seed: int, model_path: str, out: Path
+) -> dict[str, Any]:
+    """Train one method from the family's initial model (or not, for ``initial``) and evaluate."""
+    from agents.policy import load_policy
+
+    started = time.perf_counter()
+    result: dict[str, Any] = {"family": family, "method": method, "seed": seed}
+    if method == "initial":
+        model, tokenizer = load_policy(model_path, "cpu")
+    else:
+        noise_seed = 10_000 + seed if method == "dapo_meds_random_fingerprint" else None
+        with observed_run(noise_seed) as probe:
+            history = ppo.main(train_args(args, family, method, seed, model_path, out))
+        assert probe.policy is not None  # main always loads its policy
+        model, tokenizer = probe.policy
+        result["dominant_error_share_training"] = [
+            row.get("charts/dominant_error_share", float("nan")) for row in history
+        ]
+        result["reward_training"] = [row.get("charts/reward_mean", float("nan")) for row in history]
+        ratios = [row["meds/top1_eigen_ratio"] for row in history if "meds/top1_eigen_ratio" in row]
+        result["top1_eigen_ratio"] = ratios[-1] if ratios else float("nan")
+        if probe.batches:
+            source = toy_env(args, family, "train").unwrapped.source
+            result["cluster_agreement"] = training_cluster_agreement(probe.batches, source)
+    result["eval"] = {}
+    for split in SPLITS:
+        env = toy_env(args, family, split)
+        result["eval"][split] = evaluate_split(
+            model, tokenizer, env, args.eval_n, args.max_new_tokens, seed
+        )
+        env.close()
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+# -- aggregation, report, plots ------------------------------------------------------------------
+
+
+def collect(results: Sequence[dict[str, Any]], family: str, method: str, key: Any) -> list[float]:
+    """One metric of every seed of (family, method); ``key`` reads it from a run's results."""
+    values = []
+    for run in results:
+        if run["family"] == family and run["method"] == method:
+            value = key(run)
+            values.append(float("nan") if value is None else float(value))
+    return values
+
+
+def eval_key(split: str, metric: str) -> Any:
+    return lambda run: run["eval"][split].get(metric)
+
+
+def agreement_key(metric: str) -> Any:
+    return lambda run: run.get("cluster_agreement", {}).get(metric)
+
+
+def summarise(args: Args, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and 95% interval over seeds of every metric, per family, split and method."""
+    methods = ["initial", *args.methods]
+    metrics = [f"pass@{k}" for k in args.ks] + [
+        "distinct_wrong_answers",
+        "dominant_error_share",
+        "wrong_share",
+    ]
+    summary: dict[str, Any] = {}
+    for family in args.families:
+        name = family_name(family)
+        summary[name] = {"eval": {}, "training": {}}
+        for split in SPLITS:
+            summary[name]["eval"][split] = {
+                m: {
+                    metric: interval95(collect(results, family, m, eval_key(split, metric)))
+                    for metric in metrics
+                }
+                for m in methods
+            }
+        for m in args.methods:
+            summary[name]["training"][m] = {
+                "final_dominant_error_share": interval95(
+                    collect(results, family, m, lambda r: r["dominant_error_share_training"][-1])
+                ),
+                "top1_eigen_ratio": interval95(
+                    collect(results, family, m, lambda r: r.get("top1_eigen_ratio"))
+                ),
+                **{
+                    f"cluster_{metric}": interval95(
+                        collect(results, family, m, agreement_key(metric))
+                    )
+                    for metric in ("ari", "purity", "pairwise")
+                },
+            }
+    return summary
+
+
+def goal_checks(args: Args, results: Sequence[dict[str, Any]]) -> list[str]:
+    """The issue's goals, each stated as measured (never tuned to): one line per family."""
+    lines = []
+    for family in args.families:
+        name = family_name(family)
+        if "dapo" in args.methods and "dapo_meds" in args.methods:
+            for k in [k for k in args.ks if k >= 8]:
+                meds = collect(results, family, "dapo_meds", eval_key("test", f"pass@{k}"))
+                dapo = collect(results, family, "dapo", eval_key("test", f"pass@{k}"))
+                above = interval95(meds)[0] > interval95(dapo)[0]
+                disjoint = intervals_disjoint(meds, dapo)
+                verdict = "above" if above else "not above"
+                overlap = {True: "do not overlap", False: "overlap", None: "n/a"}[disjoint]
+                lines.append(
+                    f"{name}: DAPO+MEDS {verdict} DAPO on held-out pass@{k} "
+                    f"({format_interval(meds)} vs {format_interval(dapo)}; 95% intervals "
+                    f"{overlap})"
+                )
+            meds = collect(results, family, "dapo_meds", eval_key("test", "dominant_error_share"))
+            dapo = collect(results, family, "dapo", eval_key("test", "dominant_error_share"))
+            lower = interval95(meds)[0] < interval95(dapo)[0]
+            lines.append(
+                f"{name}: held-out dominant error-mode share of DAPO+MEDS "
+                f"{'lower' if lower else 'not lower'} than DAPO's "
+                f"({format_interval(meds)} vs {format_interval(dapo)})"
+            )
+        variants = [v for v in MEDS_VARIANTS if v in args.methods]
+        if len(variants) > 1:
+            means = {
+                v: interval95(collect(results, family, v, agreement_key("pairwise")))[0]
+                for v in variants
+            }
+            order = sorted(variants, key=lambda v: -means[v] if math.isfinite(means[v]) else 1.0)
+            lines.append(
+                f"{name}: pairwise cluster agreement ordered "
+                + " > ".join(f"{LABELS[v]} ({means[v]:.3f})" for v in order)
+                + (" (the paper's order)" if order == variants else " (not the paper's order)")
+            )
+        if "dapo_meds_random_fingerprint" in args.methods and "dapo" in args.methods:
+            k = args.ks[-1]
+            rand = collect(
+                results, family, "dapo_meds_random_fingerprint", eval_key("test", f"pass@{k}")
+            )
+            dapo = collect(results, family, "dapo", eval_key("test", f"pass@{k}"))
+            better = intervals_disjoint(rand, dapo) and interval95(rand)[0] > interval95(dapo)[0]
+            verdict = "better than" if better else "no better than"
+            lines.append(
+                f"{name}: random-fingerprint control {verdict} DAPO on held-out pass@{k} "
+                f"({format_interval(rand)} vs {format_interval(dapo)})"
+            )
+    return lines
+
+
+def markdown_tables(args: Args, results: Sequence[dict[str, Any]]) -> list[str]:
+    """Per family: pass@k on each split, error diversity, and the MEDS memory and clusters."""
+    parts: list[str] = []
+    methods = ["initial", *args.methods]
+    shown_ks = [k for k in args.ks if k in (1, 4, 16, 64) or k == args.ks[-1]]
+    for family in args.families:
+        name = family_name(family)
+        for split in SPLITS:
+            where = "held-out problems" if split == "test" else "training problems"
+            parts += [f"### {name}: {where} ({split} split)", ""]
+            columns = [f"pass@{k}" for k in shown_ks] + [
+                "distinct wrong answers / problem",
+                "dominant error-mode share",
+            ]
+            keys = [f"pass@{k}" for k in shown_ks] + [
+                "distinct_wrong_answers",
+                "dominant_error_share",
+            ]
+            parts.append("| method | seeds | " + " | ".join(columns) + " |")
+            parts.append("|" + "---|" * (len(columns) + 2))
+            for m in methods:
+                cells = [
+                    format_interval(collect(results, family, m, eval_key(split, k))) for k in keys
+                ]
+                seeds = len(collect(results, family, m, lambda r: 0.0))
+                parts.append(f"| {LABELS[m]} | {seeds} | " + " | ".join(cells) + " |")
+            parts.append("")
+        parts += [f"### {name}: training and the MEDS memory", ""]
+        columns = [
+            "dominant error-mode share, last iteration",
+            "top-1 eigen ratio",
+            "cluster ARI",
+            "cluster purity",
+            "pairwise agreement",
+        ]
+        parts.append("| method | " + " | ".join(columns) + " |")
+        parts.append("|" + "---|" * (len(columns) + 1))
+        for m in args.methods:
+            cells = [
+                format_interval(
+                    collect(results, family, m, lambda r: r["dominant_error_share_training"][-1])
+                ),
+                format_interval(collect(results, family, m, lambda r: r.get("top1_eigen_ratio"))),
+                *[
+                    format_interval(collect(results, family, m, agreement_key(metric)))
+                    for metric in ("ari", "purity", "pairwise")
+                ],
+            ]
+            parts.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
+        parts.append("")
+    return parts
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pass_at_k(args: Args, results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    """One plot per family and split: mean pass@k against k, 95% intervals as error bars."""
+    plt = _pyplot()
+    paths = []
+    for family in args.families:
+        for split in SPLITS:
+            figure, axes = plt.subplots(figsize=(6.5, 4.5))
+            for m in ["initial", *args.methods]:
+                stats = [
+                    interval95(collect(results, family, m, eval_key(split, f"pass@{k}")))
+                    for k in args.ks
+                ]
+                means = np.array([s[0] for s in stats])
+                low = np.nan_to_num(means - np.array([s[1] for s in stats]))
+                high = np.nan_to_num(np.array([s[2] for s in stats]) - means)
+                axes.errorbar(
+                    args.ks, means, yerr=[low, high], marker="o", capsize=3, label=LABELS[m]
+                )
+            axes.set_xscale("log", base=2)
+            axes.set_xticks(args.ks, [str(k) for k in args.ks])
+            axes.set_xlabel("k")
+            axes.set_ylabel("pass@k (unbiased), 95% interval over seeds")
+            axes.set_ylim(0.0, 1.02)
+            axes.set_title(f"{family_name(family)}, {split} split")
+            axes.grid(alpha=0.3)
+            axes.legend(fontsize=7)
+            figure.tight_layout()
+            path = out / f"pass_at_k_{family_name(family)}_{split}.png"
+            figure.savefig(path, dpi=110)
+            plt.close(figure)
+            paths.append(path)
+    return paths
+
+
+def plot_dominant_share(args: Args, results: Sequence[dict[str, Any]], out: Path) -> Path:
+    """Dominant error-mode share of the training rollouts per iteration, mean over seeds."""
+    plt = _pyplot()
+    figure, axes_row = plt.subplots(1, len(args.families), figsize=(6 * len(args.families), 4.2))
+    for axes, family in zip(np.atleast_1d(axes_row), args.families, strict=True):
+        for m in args.methods:
+            curves = [
+                r["dominant_error_share_training"]
+                for r in results
+                if r["family"] == family and r["method"] == m
+            ]
+            if not curves:
+                continue
+            width = min(len(c) for c in curves)
+            matrix = np.array(
+                [[np.nan if v is None else v for v in c[:width]] for c in curves], dtype=float
+            )
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(matrix, axis=0) if np.isfinite(matrix).any() else matrix[0]
+            axes.plot(range(width), mean, label=LABELS[m])
+        axes.set_xlabel("training iteration")
+        axes.set_ylabel("dominant error-mode share (mean over seeds)")
+        axes.set_ylim(0.0, 1.02)
+        axes.set_title(family_name(family))
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+    figure.tight_layout()
+    path = out / "dominant_error_share.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_cluster_agreement(args: Args, results: Sequence[dict[str, Any]], out: Path) -> Path:
+    """Pairwise agreement, ARI and purity of each MEDS method's clusters, 95% intervals."""
+    plt = _pyplot()
+    variants = [m for m in args.methods if METHODS[m].get("meds")]
+    figure, axes_row = plt.subplots(1, len(args.families), figsize=(6 * len(args.families), 4.2))
+    metrics = ("pairwise", "ari", "purity")
+    for axes, family in zip(np.atleast_1d(axes_row), args.families, strict=True):
+        x = np.arange(len(variants))
+        for j, metric in enumerate(metrics):
+            stats = [
+                interval95(collect(results, family, v, agreement_key(metric))) for v in variants
+            ]
+            means = np.nan_to_num(np.array([s[0] for s in stats]))
+            errors = [
+                np.nan_to_num(means - np.array([s[1] for s in stats])),
+                np.nan_to_num(np.array([s[2] for s in stats]) - means),
+            ]
+            axes.bar(x + (j - 1) * 0.27, means, 0.27, yerr=errors, capsize=3, label=metric)
+        axes.set_xticks(
+            x, [LABELS[v].replace("DAPO+MEDS, ", "") for v in variants], rotation=20, fontsize=7
+        )
+        axes.set_ylabel("agreement with true error modes")
+        axes.set_title(family_name(family))
+        axes.legend(fontsize=7)
+        axes.grid(alpha=0.3, axis="y")
+    figure.tight_layout()
+    path = out / "cluster_agreement.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_outputs(
+    args: Args, results: list[dict[str, Any]], out: Path, wall_seconds: float, command: str
+) -> Path:
+    """``results.json``, ``report.md`` and the plots; returns the report's path."""
+    summary = summarise(args, results)
+    run_seconds = sum(r["seconds"] for r in results)
+    settings = dataclasses.asdict(args)
+    (out / "results.json").write_text(
+        json.dumps(
+            finite_or_none(
+                {
+                    "command": command,
+                    "settings": settings,
+                    "wall_seconds_this_invocation": wall_seconds,
+                    "run_seconds_total": run_seconds,
+                    "summary": summary,
+                    "runs": results,
+                }
+            ),
+            indent=1,
+            default=str,
+        )
+    )
+    plots = [*plot_pass_at_k(args, results, out), plot_dominant_share(args, results, out)]
+    if any(METHODS[m].get("meds") for m in args.methods):
+        plots.append(plot_cluster_agreement(args, results, out))
+    budget = (
+        f"{args.iterations} iterations x {args.prompts_per_iteration} prompts x "
+        f"{args.group_size} responses per run (DAPO's dynamic sampling draws up to 4 rounds to "
+        f"fill its batch), learning rate {args.learning_rate}, {args.num_problems} training and "
+        f"{args.test_problems} held-out problems per family (difficulty {args.difficulty}), "
+        f"{args.eval_n} samples per problem in evaluation, MEDS alpha {args.meds_alpha}, "
+        f"beta {args.meds_beta}"
+    )
+    lines = [
+        "# MEDS at toy scale: held-out reproduction",
+        "",
+        "Command:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"- Budget: {budget}.",
+        f"- Seeds: {args.seed_list}; every method of a seed starts from the same warmed-up tiny "
+        "model (one per family) and samples its evaluation with the same seed.",
+        "- Cells: mean [95% Student-t interval] over seeds; one value when there is one seed.",
+        f"- Wall time: {wall_seconds:.0f} s this invocation; {run_seconds:.0f} s summed over the "
+        f"{len(results)} runs (a resumed reproduction's runs may come from several invocations), "
+        f"{args.threads} torch thread(s) per process.",
+        "- Dominant error-mode share: share of wrong answers in their problem's most frequent "
+        "true error mode; cluster ARI, purity and pairwise agreement compare the cluster MEDS "
+        "voted each wrong training rollout into with its true error mode, per batch, averaged "
+        "over training.",
+        "",
+        "## Goals of issue 10, as measured",
+        "",
+        *[f"- {line}" for line in goal_checks(args, results)],
+        "",
+        "## Tables",
+        "",
+        *markdown_tables(args, results),
+        "## Plots",
+        "",
+        *[f"![{p.stem}]({p.name})" for p in plots],
+        "",
+    ]
+    report = out / "report.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def reproduce(args: Args) -> Path:
+    """Run every missing (family, method, seed), then write the results; returns ``report.md``."""
+    import numba
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    out = Path(args.output_dir)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    models = {}
+    for family in args.families:  # one warmed-up model per family, shared by every method
+        tiny = dataclasses.replace(
+            SMALL_TINY,
+            task=TOY_ENV_IDS[family],
+            num_problems=args.num_problems,
+            difficulty=args.difficulty,
+            task_seed=0,
+        )
+        models[family] = str(tiny_model_path(tiny))
+    plan = [
+        (family, method, seed)
+        for seed in args.seed_list
+        for family in args.families
+        for method in ["initial", *args.methods]
+    ]
+    todo = [p for p in plan if not run_file(out, *p).is_file()]
+    logger.info("%d runs planned, %d already done", len(plan), len(plan) - len(todo))
+    for family, method, seed in tqdm(todo, desc="reproduce", unit="run"):
+        result = run_method(args, family, method, seed, models[family], out)
+        path = run_file(out, family, method, seed)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(finite_or_none(result), indent=1))
+        tmp.replace(path)  # a killed run leaves no results file, so it runs again next time
+        tqdm.write(
+            f"{family_name(family)} {method} seed {seed}: held-out pass@1 "
+            f"{result['eval']['test']['pass@1']:.3f}, pass@{args.ks[-1]} "
+            f"{result['eval']['test'][f'pass@{args.ks[-1]}']:.3f} ({result['seconds']:.0f} s)"
+        )
+    results = [json.loads(run_file(out, *p).read_text()) for p in plan]
+    return write_outputs(args, results, out, time.perf_counter() - started, current_command())
+
+
+if __name__ == "__main__":
+    import tyro
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logger.setLevel(logging.INFO)
+    report_path = reproduce(tyro.cli(Args))
+    print(report_path.read_text().split("## Plots")[0])
+    print(f"report: {report_path}")

@@ -1,0 +1,220 @@
+"""benchmarks/reproduce.py: its metrics against hand-computed values and scikit-learn, and a quick
+end-to-end run whose outputs are checked for structure and range."""
+
+import json
+import math
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from benchmarks.reproduce_metrics import (
+    UNKNOWN_MODE,
+    cluster_agreement_scores,
+    error_mode_label,
+    error_summary,
+    finite_or_none,
+    format_interval,
+    interval95,
+    intervals_disjoint,
+    pairwise_agreement,
+)
+from meds_gym.errors import InvalidArgumentError
+from meds_gym.tasks.base import Problem
+
+PROBLEM = Problem(
+    problem_id="demo/0",
+    question="What is 2+3*4?",
+    answer="14",
+    error_modes={"precedence_ignored": "20", "sign_flip": "20", "carry_dropped": "4"},
+)
+
+
+def test_error_mode_label_joins_every_mode_that_gives_the_answer():
+    assert error_mode_label(PROBLEM, "20") == "precedence_ignored+sign_flip"
+    assert error_mode_label(PROBLEM, " 04") == "carry_dropped"
+    assert error_mode_label(PROBLEM, "99") == UNKNOWN_MODE
+    assert error_mode_label(PROBLEM, "x") == UNKNOWN_MODE
+    assert error_mode_label(PROBLEM, None) == UNKNOWN_MODE
+
+
+def test_pairwise_agreement_by_hand():
+    # pairs of (true a a b b, pred 0 0 0 1): (0,1) same/same agree, (0,2) diff/same no,
+    # (0,3) diff/diff agree, (1,2) diff/same no, (1,3) diff/diff agree, (2,3) same/diff no.
+    assert pairwise_agreement(["a", "a", "b", "b"], [0, 0, 0, 1]) == pytest.approx(3 / 6)
+    assert pairwise_agreement(["a", "b", "c"], [5, 6, 7]) == 1.0
+    assert pairwise_agreement(["a", "a", "a"], [0, 0, 0]) == 1.0
+    # one cluster: agreement is the share of same-mode pairs (the paper's single-cluster control)
+    assert pairwise_agreement(["a", "a", "b"], [0, 0, 0]) == pytest.approx(1 / 3)
+    assert math.isnan(pairwise_agreement(["a"], [0]))
+    with pytest.raises(InvalidArgumentError, match="labels_pred"):
+        pairwise_agreement(["a", "b"], [0])
+
+
+def test_pairwise_agreement_is_the_rand_index_of_scikit_learn():
+    from sklearn.metrics import rand_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(2, 30))
+        true, pred = rng.integers(0, 3, n), rng.integers(-1, 4, n)
+        assert pairwise_agreement(true, pred) == pytest.approx(rand_score(true, pred))
+
+
+def test_cluster_agreement_scores_by_hand_and_against_scikit_learn():
+    from sklearn.metrics import adjusted_rand_score
+
+    ids = ["p", "p", "p", "p", "q", "q", "q"]
+    modes = ["carry", "carry", "sign", "sign", "carry", "carry", "other"]
+    clusters = [0, 0, 0, 1, 0, 0, -2]  # the last rollout was never assigned: left out
+    scores = cluster_agreement_scores(ids, modes, clusters)
+    true = [f"{p}:{m}" for p, m in zip(ids[:6], modes[:6], strict=True)]
+    pred = [f"{p}:{c}" for p, c in zip(ids[:6], clusters[:6], strict=True)]
+    assert scores["ari"] == pytest.approx(adjusted_rand_score(true, pred))
+    # p:0 holds carry, carry, sign (majority 2), p:1 holds sign (1), q:0 holds carry, carry (2)
+    assert scores["purity"] == pytest.approx(5 / 6)
+    # problem p: 3 of 6 pairs agree (hand example above); problem q: its 1 pair agrees
+    assert scores["pairs"] == 7
+    assert scores["pairwise"] == pytest.approx((3 + 1) / 7)
+
+
+def test_cluster_agreement_scores_edge_cases():
+    nan = cluster_agreement_scores(["p", "p"], ["a", "a"], [-2, 0])
+    assert math.isnan(nan["ari"]) and math.isnan(nan["pairwise"]) and nan["pairs"] == 0
+    # two problems, one rollout each: ARI and purity exist, no same-problem pair does
+    lone = cluster_agreement_scores(["p", "q"], ["a", "a"], [0, 0])
+    assert lone["purity"] == 1.0 and math.isnan(lone["pairwise"])
+    with pytest.raises(InvalidArgumentError, match="clusters"):
+        cluster_agreement_scores(["p"], ["a", "b"], [0, 0])
+
+
+def test_error_summary_by_hand():
+    ids = ["p", "p", "p", "p", "q", "q"]
+    answers = ["14", "20", "20", "4", "7", None]
+    correct = [True, False, False, False, True, False]
+    modes = [None, "prec", "prec", "carry", None, UNKNOWN_MODE]
+    summary = error_summary(ids, answers, correct, modes)
+    assert summary["wrong_share"] == pytest.approx(4 / 6)
+    # p: wrong answers {20, 4}; q: none parsed (no answer is not an answer)
+    assert summary["distinct_wrong_answers"] == pytest.approx((2 + 0) / 2)
+    # p: 2 of its 3 wrong in "prec"; q: its 1 wrong in "other"
+    assert summary["dominant_error_share"] == pytest.approx((2 + 1) / 4)
+    never_wrong = error_summary(["p"], ["14"], [True], [None])
+    assert never_wrong["distinct_wrong_answers"] == 0 and math.isnan(
+        never_wrong["dominant_error_share"]
+    )
+    with pytest.raises(InvalidArgumentError, match="answers"):
+        error_summary(["p"], [], [True], [None])
+
+
+def test_interval95_by_hand():
+    # values 1, 2, 3: mean 2, s = 1, t(0.975, 2) = 4.302652729911275, half = t / sqrt(3)
+    mean, low, high = interval95([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
+    # five seeds, NaN left out: 0.1, 0.2, 0.3, 0.4 -> s = 0.1291, t(0.975, 3) = 3.182446305
+    mean, low, high = interval95([0.1, 0.2, float("nan"), 0.3, 0.4])
+    half = 3.182446305284263 * np.std([0.1, 0.2, 0.3, 0.4], ddof=1) / 2
+    assert (mean, low, high) == pytest.approx((0.25, 0.25 - half, 0.25 + half))
+    assert interval95([5.0, 5.0]) == (5.0, 5.0, 5.0)
+    one = interval95([0.5])
+    assert one[0] == 0.5 and math.isnan(one[1]) and math.isnan(one[2])
+    assert all(math.isnan(x) for x in interval95([float("nan")]))
+    half = 4.302652729911275 / math.sqrt(3)
+    assert format_interval([1.0, 2.0, 3.0], 2) == f"2.00 [{2 - half:.2f}, {2 + half:.2f}]"
+    assert format_interval([0.5]) == "0.500" and format_interval([]) == "n/a"
+
+
+def test_intervals_disjoint():
+    assert intervals_disjoint([0.0, 0.1, 0.2], [0.9, 1.0, 1.1]) is True
+    assert intervals_disjoint([0.0, 0.5, 1.0], [0.4, 0.5, 0.6]) is False
+    assert intervals_disjoint([0.0], [1.0, 2.0]) is None
+
+
+def test_finite_or_none_makes_json_safe_values():
+    value = {"a": float("nan"), "b": [1.0, float("inf")], "c": (2, "x")}
+    assert finite_or_none(value) == {"a": None, "b": [1.0, None], "c": [2, "x"]}
+
+
+def test_random_fingerprint_observer_replaces_only_present_fingerprints():
+    pytest.importorskip("torch")
+    import agents.ppo as ppo
+    from benchmarks.reproduce import observed_run
+
+    seen = []
+
+    class Recorder:
+        def __init__(self, make_env, shaper):
+            self.shaper = shaper
+
+        def step(self, problem_ids, texts, fingerprints):
+            seen.append(fingerprints)
+            n = len(texts)
+            info = {"cluster": np.full(n, -2)}
+            return np.zeros(n), [False, True, False], info
+
+    fingerprints = np.array([[1.0, 2.0], [np.nan, np.nan], [3.0, 4.0]], dtype=np.float32)
+    with mock.patch.object(ppo, "MEDSScorer", Recorder):
+        with observed_run(noise_seed=0) as probe:
+            ppo.MEDSScorer("make_env", "shaper").step(
+                ["p", "p", "p"], ["\\boxed{20}", "x", "\\boxed{4}"], fingerprints
+            )
+        with observed_run(noise_seed=None):
+            ppo.MEDSScorer("make_env", "shaper").step(["p"] * 3, ["a", "b", "c"], fingerprints)
+        assert ppo.MEDSScorer is Recorder  # the observers are gone after the run
+    noisy, plain = seen
+    assert np.isnan(noisy[1]).all() and np.isfinite(noisy[[0, 2]]).all()
+    assert not np.allclose(noisy[[0, 2]], fingerprints[[0, 2]])
+    assert np.array_equal(plain, fingerprints, equal_nan=True)
+    assert probe.batches == [
+        {
+            "problem_ids": ["p", "p", "p"],
+            "answers": ["20", None, "4"],
+            "correct": [False, True, False],
+            "clusters": [-2, -2, -2],
+        }
+    ]
+
+
+@pytest.mark.slow
+def test_quick_reproduction_writes_finite_results(tmp_path):
+    from benchmarks.reproduce import Args, reproduce
+
+    args = Args(output_dir=str(tmp_path), quick=True)
+    report = reproduce(args)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert report == tmp_path / "report.md"
+    text = report.read_text()
+    assert "## Goals of issue 10, as measured" in text and "held-out problems" in text
+    for name in ("pass_at_k_Arithmetic_test", "pass_at_k_Arithmetic_train"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+    assert (tmp_path / "dominant_error_share.png").is_file()
+    assert (tmp_path / "cluster_agreement.png").is_file()
+    runs = results["runs"]
+    assert {(r["method"], r["seed"]) for r in runs} == {
+        ("initial", 0),
+        ("dapo", 0),
+        ("dapo_meds", 0),
+    }
+    for run in runs:
+        for split in ("test", "train"):
+            metrics = run["eval"][split]
+            curve = [metrics[f"pass@{k}"] for k in (1, 2, 4, 8, 16)]
+            assert all(0.0 <= v <= 1.0 for v in curve)
+            assert curve == sorted(curve)  # pass@k never falls as k grows
+            assert metrics["distinct_wrong_answers"] >= 0.0
+            share = metrics["dominant_error_share"]
+            assert share is None or 0.0 < share <= 1.0
+        if run["method"] != "initial":
+            assert len(run["dominant_error_share_training"]) == args.iterations
+    meds = next(r for r in runs if r["method"] == "dapo_meds")
+    assert 0.0 <= meds["top1_eigen_ratio"] <= 1.0
+    for metric in ("purity", "pairwise"):
+        value = meds["cluster_agreement"][metric]
+        assert value is None or 0.0 <= value <= 1.0
+    summary = results["summary"]["Arithmetic"]["eval"]["test"]["dapo_meds"]["pass@1"]
+    assert summary[0] == pytest.approx(meds["eval"]["test"]["pass@1"])
+    # a rerun resumes: every run is found on disk and none is trained again
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()}
+    reproduce(args)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()} == before
