@@ -18,7 +18,7 @@ from numba import njit
 from meds_gym.clustering.disjoint_set import find_root
 
 
-@njit
+@njit(cache=True)
 def single_linkage(edges: np.ndarray, n: int):
     """Binary single-linkage tree from MST edges taken in the given row order.
 
@@ -56,7 +56,7 @@ def single_linkage(edges: np.ndarray, n: int):
     return left, right, delta, count
 
 
-@njit
+@njit(cache=True)
 def condense_tree(
     left: np.ndarray, right: np.ndarray, delta: np.ndarray, count: np.ndarray, n: int, mcs: int
 ):
@@ -158,7 +158,7 @@ def condense_tree(
     )
 
 
-@njit
+@njit(cache=True)
 def select_and_label(
     parent: np.ndarray,
     child: np.ndarray,

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 
-@njit
+@njit(cache=True)
 def find_root(parent: np.ndarray, x: int) -> int:
     """Root of ``x``, halving the path on the way.
 
@@ -32,7 +32,7 @@ def find_root(parent: np.ndarray, x: int) -> int:
     return x
 
 
-@njit
+@njit(cache=True)
 def union_if_disjoint(parent: np.ndarray, a: int, b: int) -> bool:
     """Merge the sets of ``a`` and ``b`` unless they are one set already.
 

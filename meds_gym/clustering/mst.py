@@ -23,7 +23,7 @@ from numba import njit
 from meds_gym.clustering.disjoint_set import union_if_disjoint
 
 
-@njit
+@njit(cache=True)
 def _edge_less(
     w1: float, s1: float, a1: int, b1: int, w2: float, s2: float, a2: int, b2: int
 ) -> bool:
@@ -37,7 +37,7 @@ def _edge_less(
     return b1 < b2
 
 
-@njit
+@njit(cache=True)
 def full_mst(X: np.ndarray, min_samples: int) -> np.ndarray:
     """Canonical MST of the mutual-reachability graph of all rows of ``X`` (dense Prim).
 
@@ -95,7 +95,7 @@ def full_mst(X: np.ndarray, min_samples: int) -> np.ndarray:
     return out
 
 
-@njit
+@njit(cache=True)
 def _prim_edges(X: np.ndarray, core_sq: np.ndarray):
     """The edges of the dense Prim MST (see :func:`full_mst`), unsorted, with both keys.
 
@@ -195,7 +195,7 @@ def _prim_edges(X: np.ndarray, core_sq: np.ndarray):
     return ea, eb, ew, es
 
 
-@njit
+@njit(cache=True)
 def edge_order(ea: np.ndarray, eb: np.ndarray, ew: np.ndarray, es: np.ndarray) -> np.ndarray:
     """Permutation listing edges in the canonical order ``(ew, es, ea, eb)``.
 
@@ -267,7 +267,7 @@ def edge_order(ea: np.ndarray, eb: np.ndarray, ew: np.ndarray, es: np.ndarray) -
     return order
 
 
-@njit
+@njit(cache=True)
 def _key_less(s1: float, a1: int, b1: int, s2: float, a2: int, b2: int) -> bool:
     """Canonical order for ``min_samples=1`` edges: squared distance, then endpoints (a < b)."""
     if s1 != s2:
@@ -277,7 +277,7 @@ def _key_less(s1: float, a1: int, b1: int, s2: float, a2: int, b2: int) -> bool:
     return b1 < b2
 
 
-@njit
+@njit(cache=True)
 def _rooted_tree(ta: np.ndarray, tb: np.ndarray, n: int):
     """A depth-first order of a tree over ``0..n-1`` from vertex 0, with parent links.
 
@@ -345,7 +345,7 @@ def _rooted_tree(ta: np.ndarray, tb: np.ndarray, n: int):
     return order, position, parent_pos, edge_at
 
 
-@njit
+@njit(cache=True)
 def _insertion_candidates(
     XT: np.ndarray,
     xz: np.ndarray,
@@ -424,7 +424,7 @@ def _insertion_candidates(
     return found
 
 
-@njit
+@njit(cache=True)
 def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
     """MST of all rows of ``X`` from a spanning tree of its first ``n_old`` rows (min_samples=1).
 
