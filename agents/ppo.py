@@ -6,10 +6,12 @@ verdicts come from the env, never recomputed here); with dynamic sampling, sampl
 until the batch holds that many groups with both right and wrong answers (``agents/policy.py``);
 run the log-prob pass, which also captures the MEDS answer fingerprint through forward hooks (no
 extra forward, ``agents/fingerprint.py``) and, for PPO, the critic's values (``agents/value.py``);
-shape the rewards with MEDS (``--meds``); turn rewards into advantages (group-normalised, or GAE
-for PPO); take clipped policy-gradient steps; log (a progress bar, one summary line per iteration,
-``metrics.jsonl``, TensorBoard scalars under ``charts/``, ``losses/`` and ``meds/``, and Weights &
-Biases with ``--track``, ``agents/tracking.py``). ``--checkpoint-every`` and ``--resume`` resume
+with ``--meds``, score and shape the kept rollouts by stepping the env wrapped in
+``MEDSVectorRewardWrapper`` (``{"text", "features"}`` actions, the path the library offers its
+users); turn rewards into advantages (group-normalised, or GAE for PPO); take clipped
+policy-gradient steps; log (a progress bar, one summary line per iteration, ``metrics.jsonl``,
+TensorBoard scalars under ``charts/``, ``losses/`` and ``meds/``, and Weights & Biases with
+``--track``, ``agents/tracking.py``). ``--checkpoint-every`` and ``--resume`` resume
 bit-exact (``agents/checkpoint.py``). The run ends by evaluating the final policy (``--eval-n``
 samples per problem) on the toy task's held-out *test* split into ``eval.json``, ``report.md`` and
 ``pass_at_k.png`` (``agents/report.py``).
