@@ -156,12 +156,15 @@ class Args:
     """CPU threads for torch and numba in this process."""
     quick: bool = False
     """Smoke configuration: 1 seed, DAPO and DAPO+MEDS, the first family, a small budget."""
+    report_only: bool = False
+    """Train nothing: write the results, report and plots from the runs already on disk."""
 
     def __post_init__(self) -> None:
         if self.quick:
             self.seeds, self.methods = 1, QUICK_METHODS
             self.families = self.families[:1]
-            self.iterations, self.num_problems, self.test_problems = 4, 8, 8
+            # The training problems stay: the warmed-up model of the full run (cached) serves both.
+            self.iterations, self.test_problems = 4, 8
             self.eval_n = min(self.eval_n, 16)
         unknown = [f for f in self.families if f not in TOY_ENV_IDS]
         if unknown or not self.families:
@@ -746,6 +749,18 @@ def write_outputs(
     return report
 
 
+def initial_model(args: Args, family: str) -> str:
+    """The family's warmed-up tiny model (``agents.compare``'s), built on first use and cached."""
+    tiny = dataclasses.replace(
+        SMALL_TINY,
+        task=TOY_ENV_IDS[family],
+        num_problems=args.num_problems,
+        difficulty=args.difficulty,
+        task_seed=0,
+    )
+    return str(tiny_model_path(tiny))
+
+
 def reproduce(args: Args) -> Path:
     """Run every missing (family, method, seed), then write the results; returns ``report.md``."""
     import numba
@@ -756,16 +771,7 @@ def reproduce(args: Args) -> Path:
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     out = Path(args.output_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    models = {}
-    for family in args.families:  # one warmed-up model per family, shared by every method
-        tiny = dataclasses.replace(
-            SMALL_TINY,
-            task=TOY_ENV_IDS[family],
-            num_problems=args.num_problems,
-            difficulty=args.difficulty,
-            task_seed=0,
-        )
-        models[family] = str(tiny_model_path(tiny))
+    models: dict[str, str] = {}  # one warmed-up model per family, shared by every method
     plan = [
         (family, method, seed)
         for seed in args.seed_list
@@ -774,7 +780,11 @@ def reproduce(args: Args) -> Path:
     ]
     todo = [p for p in plan if not run_file(out, *p).is_file()]
     logger.info("%d runs planned, %d already done", len(plan), len(plan) - len(todo))
+    if args.report_only:
+        todo = []
     for family, method, seed in tqdm(todo, desc="reproduce", unit="run"):
+        if family not in models:
+            models[family] = initial_model(args, family)
         result = run_method(args, family, method, seed, models[family], out)
         path = run_file(out, family, method, seed)
         tmp = path.with_suffix(".tmp")
@@ -785,7 +795,8 @@ def reproduce(args: Args) -> Path:
             f"{result['eval']['test']['pass@1']:.3f}, pass@{args.ks[-1]} "
             f"{result['eval']['test'][f'pass@{args.ks[-1]}']:.3f} ({result['seconds']:.0f} s)"
         )
-    results = [json.loads(run_file(out, *p).read_text()) for p in plan]
+    done = [run_file(out, *p) for p in plan if run_file(out, *p).is_file()]
+    results = [json.loads(path.read_text()) for path in done]
     return write_outputs(args, results, out, time.perf_counter() - started, current_command())
 
 

@@ -1,4 +1,4 @@
-"""PPO (stable-baselines3) on TrapGrid, with and without MEDS reward shaping, on a CPU.
+"""PPO (stable-baselines3) on TrapGrid or FrozenLake, with and without MEDS reward shaping.
 
 TrapGrid (:class:`meds_gym.envs.trap_grid.TrapGridEnv`) ends every episode in success or in one
 of four failure modes: lava, pit, a decoy "wrong exit" near the start that pays a little, or a
@@ -14,6 +14,11 @@ hits the cap within a few episodes and the penalty becomes a flat cost of failin
 here keep a bounded, recent memory per layout (``bucket_capacity``) and a slower slope, so that the
 penalty still grows with how often a mode recurs. Change them on the command line.
 
+``--env frozenlake`` runs the same comparison on Gymnasium's ``FrozenLake-v1`` (4x4, slippery):
+an episode succeeds when it pays a reward (``is_correct=lambda r, info: r > 0``), and fails in a
+hole (each hole is one failure mode) or by timing out; the fingerprint is the terminal state
+(one-hot), and all episodes share one MEDS bucket (one map, one "problem").
+
 Both arms use the same seeds, the same budget and the same hyper-parameters. After training, each
 policy is evaluated (actions sampled from the policy, on the same layouts and episode seeds) and
 the table gives, as mean +- std over seeds: the success rate, each failure mode's share of the
@@ -26,8 +31,11 @@ Run: python examples/sb3_meds.py --help
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Literal
 
+import gymnasium as gym
 import numba
 import numpy as np
 import torch
@@ -47,6 +55,8 @@ from meds_gym.meds import MEDSConfig, Trajectory
 class Args:
     """Command-line arguments."""
 
+    env: Literal["trapgrid", "frozenlake"] = "trapgrid"
+    """The environment: TrapGrid, or Gymnasium's FrozenLake-v1 (4x4, slippery)."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     """Training seeds; every arm runs each of them."""
     total_timesteps: int = 30_000
@@ -62,11 +72,11 @@ class Args:
     ent_coef: float = 0.01
     """PPO entropy bonus."""
     grid_size: int = 7
-    """Side of the grid."""
+    """TrapGrid: side of the grid."""
     num_layouts: int = 4
-    """Layouts in the pool; each is one MEDS bucket (its "problem")."""
+    """TrapGrid: layouts in the pool; each is one MEDS bucket (its "problem")."""
     layout_seed: int = 0
-    """Seed of the layout pool (the same for every run)."""
+    """TrapGrid: seed of the layout pool (the same for every run)."""
     alpha: float = 0.05
     """MEDS penalty slope."""
     beta: float = 0.25
@@ -84,10 +94,41 @@ class Args:
     """If set, SB3's scalars (with ``meds/*`` for the MEDS arm) go to CSV files under it."""
 
 
-def make_env(args: Args) -> TrapGridEnv:
+def make_env(args: Args) -> gym.Env[Any, Any]:
+    if args.env == "frozenlake":
+        return gym.make("FrozenLake-v1", map_name="4x4", is_slippery=True)
     return TrapGridEnv(
         size=args.grid_size, num_layouts=args.num_layouts, layout_seed=args.layout_seed
     )
+
+
+def frozenlake_holes() -> tuple[int, ...]:
+    """The states of FrozenLake's 4x4 map that are holes."""
+    desc = gym.make("FrozenLake-v1", map_name="4x4").unwrapped.desc  # type: ignore[attr-defined]
+    return tuple(int(i) for i in np.flatnonzero(np.asarray(desc).reshape(-1) == b"H"))
+
+
+def outcomes_of(args: Args) -> tuple[str, ...]:
+    """Every outcome of an episode: success first, then the env's failure modes."""
+    if args.env == "frozenlake":
+        return ("success", *(f"hole_{s}" for s in frozenlake_holes()), "timeout")
+    return OUTCOMES
+
+
+def episode_outcome(args: Args, obs: Any, reward: float, truncated: bool, info: dict) -> str:
+    """The outcome of a finished episode (TrapGrid names it in ``info["failure_mode"]``)."""
+    if args.env == "trapgrid":
+        return str(info["failure_mode"])
+    if reward > 0:
+        return "success"
+    return "timeout" if truncated else f"hole_{int(obs)}"
+
+
+def meds_wrapper_options(args: Args) -> dict[str, Callable[..., Any]]:
+    """How the MEDS wrapper reads success and the bucket of an episode on this env."""
+    if args.env == "frozenlake":  # one map: every episode in one bucket; success pays reward 1
+        return {"is_correct": lambda r, info: r > 0}
+    return {"problem_id_fn": lambda info: info["problem_id"]}
 
 
 def train(args: Args, seed: int, use_meds: bool) -> PPO:
@@ -109,9 +150,7 @@ def train(args: Args, seed: int, use_meds: bool) -> PPO:
             feature_fn = policy_features
         else:
             feature_fn = terminal_state_features(venv.observation_space)
-        model_env = MEDSVecEnvWrapper(
-            venv, feature_fn, config, problem_id_fn=lambda info: info["problem_id"]
-        )
+        model_env = MEDSVecEnvWrapper(venv, feature_fn, config, **meds_wrapper_options(args))
     model = PPO(
         "MlpPolicy",
         model_env,
@@ -133,7 +172,7 @@ def train(args: Args, seed: int, use_meds: bool) -> PPO:
 
 
 def evaluate(args: Args, model: PPO, seed: int) -> np.ndarray:
-    """Outcome counts (order of OUTCOMES) over eval_episodes sampled episodes."""
+    """Outcome counts (order of :func:`outcomes_of`) over eval_episodes sampled episodes."""
     env = make_env(args)
     rng = np.random.default_rng(10_000 + seed)
     torch.manual_seed(10_000 + seed)
@@ -142,11 +181,14 @@ def evaluate(args: Args, model: PPO, seed: int) -> np.ndarray:
         obs, _ = env.reset(seed=int(rng.integers(2**31)) if episode == 0 else None)
         while True:
             action, _ = model.predict(obs, deterministic=False)
-            obs, _, terminated, truncated, info = env.step(int(action))
+            obs, reward, terminated, truncated, info = env.step(int(action))
             if terminated or truncated:
-                modes.append(info["failure_mode"])
+                modes.append(episode_outcome(args, obs, float(reward), truncated, info))
                 break
-    return failure_mode_counts(modes)
+    if args.env == "trapgrid":
+        return failure_mode_counts(modes)
+    outcomes = outcomes_of(args)
+    return np.array([modes.count(o) for o in outcomes], dtype=np.int64)
 
 
 def failure_entropy_bits(counts: np.ndarray) -> float:
@@ -157,16 +199,18 @@ def failure_entropy_bits(counts: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def summary_rows(counts_per_seed: list[np.ndarray]) -> dict[str, tuple[float, float]]:
+def summary_rows(
+    counts_per_seed: list[np.ndarray], failure_modes: tuple[str, ...] = FAILURE_MODES
+) -> dict[str, tuple[float, float]]:
     rows: dict[str, list[float]] = {"success rate": []}
-    for mode in FAILURE_MODES:
+    for mode in failure_modes:
         rows[f"share of failures: {mode}"] = []
     rows["failure-mode entropy (bits)"] = []
     for counts in counts_per_seed:
         total = counts.sum()
         failures = counts[1:].sum()
         rows["success rate"].append(counts[0] / total)
-        for k, mode in enumerate(FAILURE_MODES, start=1):
+        for k, mode in enumerate(failure_modes, start=1):
             share = counts[k] / failures if failures else float("nan")
             rows[f"share of failures: {mode}"].append(share)
         rows["failure-mode entropy (bits)"].append(failure_entropy_bits(counts))
@@ -179,6 +223,7 @@ def main(args: Args) -> dict[str, dict[str, tuple[float, float]]]:
     # One thread each: on a small CPU, idle numba workers spinning next to torch slow both down.
     torch.set_num_threads(args.threads)
     numba.set_num_threads(args.threads)
+    outcomes = outcomes_of(args)
     results: dict[str, list[np.ndarray]] = {"PPO": [], "PPO+MEDS": []}
     runs = [(arm, seed) for seed in args.seeds for arm in results]
     start = time.perf_counter()
@@ -186,13 +231,18 @@ def main(args: Args) -> dict[str, dict[str, tuple[float, float]]]:
         model = train(args, seed, use_meds=arm == "PPO+MEDS")
         counts = evaluate(args, model, seed)
         results[arm].append(counts)
-        shares = ", ".join(f"{o}={c}" for o, c in zip(OUTCOMES, counts, strict=True))
+        shares = ", ".join(f"{o}={c}" for o, c in zip(outcomes, counts, strict=True))
         tqdm.write(f"{arm:9s} seed {seed}: {shares}")
     elapsed = time.perf_counter() - start
 
-    table = {arm: summary_rows(counts) for arm, counts in results.items()}
+    table = {arm: summary_rows(counts, outcomes[1:]) for arm, counts in results.items()}
+    where = (
+        "FrozenLake-v1 4x4 (slippery)"
+        if args.env == "frozenlake"
+        else f"TrapGrid {args.grid_size}x{args.grid_size}, {args.num_layouts} layouts"
+    )
     print(
-        f"\nTrapGrid {args.grid_size}x{args.grid_size}, {args.num_layouts} layouts, "
+        f"\n{where}, "
         f"{len(args.seeds)} seeds x {args.total_timesteps} steps per arm, "
         f"{args.eval_episodes} sampled eval episodes per run; MEDS alpha={args.alpha}, "
         f"beta={args.beta}, bucket_capacity={args.bucket_capacity}, features={args.features}"

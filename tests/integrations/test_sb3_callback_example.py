@@ -114,3 +114,10 @@ def test_example_runs_with_tiny_budgets():
         ).stdout
         assert "success rate" in out and "failure-mode entropy (bits)" in out
         assert "PPO+MEDS" in out and f"features={features}" in out
+    out = subprocess.run(
+        [*command, "--env", "frozenlake"], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
+    assert "FrozenLake-v1 4x4" in out and "PPO+MEDS" in out
+    # success, the four holes of the 4x4 map, timeout
+    for mode in ("hole_5", "hole_7", "hole_11", "hole_12", "timeout"):
+        assert f"share of failures: {mode}" in out
