@@ -442,7 +442,7 @@ def main(args: Args) -> list[dict[str, float]]:
                 )
                 loss = policy_loss
                 kl = torch.zeros(())
-                if critic and old_values is not None and returns is not None:  # PPO: KL in reward
+                if critic is not None and old_values is not None and returns is not None:  # PPO
                     values, targets = critic.values(), (old_values[sl], returns[sl])
                     value_loss, value_clip_fraction = clipped_value_loss(
                         values, *targets, mask, args.critic.value_clip, aggregation
@@ -461,7 +461,7 @@ def main(args: Args) -> list[dict[str, float]]:
                 stats["policy_loss"] += policy_loss.item() * weight
                 stats["clip_fraction"] += float(clip_fraction) * weight
                 stats["entropy"] += float(aggregate_loss(entropy, mask)) * weight
-                if critic and kl_in_reward is not None:
+                if critic is not None and kl_in_reward is not None:  # PPO: KL in the reward
                     stats["value_loss"] += value_loss.item() * weight
                     stats["value_clip_fraction"] += float(value_clip_fraction) * weight
                     stats["kl"] += kl_in_reward * weight
