@@ -48,16 +48,16 @@ def _run_script(module: str) -> None:
         sys.modules["__main__"] = saved
 
 
-def train() -> None:
+def train_cli() -> None:
     """``meds-gym-train``: the training script (``python -m agents.ppo``)."""
     _run_script("ppo")
 
 
-def compare() -> None:
+def compare_cli() -> None:
     """``meds-gym-compare``: the main job (``python -m agents.compare``)."""
     _run_script("compare")
 
 
-def evaluate() -> None:
+def evaluate_cli() -> None:
     """``meds-gym-evaluate``: pass@k and error modes of a model (``python -m agents.evaluate``)."""
     _run_script("evaluate")

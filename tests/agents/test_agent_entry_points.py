@@ -23,6 +23,10 @@ def _pyproject() -> dict:
 
 
 def test_console_scripts_are_declared_and_point_at_the_agent_package():
+    import agents.compare  # noqa: F401  (a submodule must not shadow its console function)
+    import agents.evaluate  # noqa: F401
+    import agents.ppo  # noqa: F401
+
     project = _pyproject()
     scripts = project["project"]["scripts"]
     assert set(scripts) == set(agents.SCRIPTS) >= {"meds-gym-train", "meds-gym-compare"}
@@ -50,7 +54,7 @@ def test_entry_function_runs_the_script_as_main(monkeypatch, capsys):
     level = logging.root.level
     try:
         with pytest.raises(SystemExit) as stop:
-            agents.train()
+            agents.train_cli()
     finally:
         logging.root.setLevel(level)
     assert stop.value.code == 0
