@@ -4,6 +4,8 @@
 dependency. :mod:`meds_gym.integrations.sb3` needs the ``sb3`` extra and
 :mod:`meds_gym.integrations.trl` the ``trl`` extra; their names are importable from here too,
 lazily, so that ``import meds_gym.integrations`` never imports stable-baselines3, TRL or torch.
+:mod:`meds_gym.integrations.hf` holds the answer fingerprint of a Hugging Face causal LM, shared
+by the bundled agent and the TRL reward function (needs torch).
 """
 
 from __future__ import annotations
