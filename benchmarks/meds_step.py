@@ -385,7 +385,7 @@ def main(args: Args) -> None:
         if checkpoint:
             keys = dict.fromkeys(zip(pids, correct.tolist(), strict=True))
             before_rows = {
-                k: shaper.memory.bucket(*k).rows.copy() for k in keys if k in shaper.memory
+                k: unit(shaper.memory.bucket(*k).rows) for k in keys if k in shaper.memory
             }
             before_labels = {k: shaper.memory.bucket(*k).labels.copy() for k in before_rows}
         t0 = time.perf_counter()
@@ -465,7 +465,7 @@ def main(args: Args) -> None:
         package = {}
         rows = {}
         for key in keys:
-            rows[key] = shaper.memory.bucket(*key).rows.copy()
+            rows[key] = unit(shaper.memory.bucket(*key).rows)  # stored as given
             package[key] = hdbscan.HDBSCAN(min_cluster_size=2, min_samples=1).fit(rows[key]).labels_
         ours_labels = {k: shaper.memory.bucket(*k).labels for k in keys}
         eq, diff, dep = compare_labels(ours_labels, package, rows, args.dump_dir)
