@@ -71,6 +71,12 @@ def ensure_compiled() -> None:
         if _ready:
             return
         start = time.perf_counter()
+        # Said once, before the pause: on an empty numba cache (a fresh install, a CI run, a new
+        # node) this takes seconds; afterwards it loads from the cache in well under a second.
+        logger.info(
+            "preparing the clustering kernels (compiled by numba on first use, then loaded from "
+            "its on-disk cache)"
+        )
         for dispatcher, signatures in _kernels:
             for signature in signatures:
                 dispatcher.compile(signature)

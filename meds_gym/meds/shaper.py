@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from meds_gym.clustering import warm_up
 from meds_gym.errors import CorruptFileError, InvalidArgumentError
 from meds_gym.meds.batch import Batch, BucketKey, FeaturesLike, validate_batch, validate_features
-from meds_gym.meds.config import MEDSConfig
+from meds_gym.meds.config import ClusterMethod, MEDSConfig
 from meds_gym.meds.memory import NOT_ASSIGNED, ErrorMemory, MemoryStats
 from meds_gym.meds.penalty import meds_penalty
 from meds_gym.meds.persistence import atomic_savez, read_npz
@@ -21,6 +22,9 @@ from meds_gym.meds.persistence import atomic_savez, read_npz
 logger = logging.getLogger(__name__)
 
 _KIND = "MEDSShaper"
+
+_warm_up_started = False
+"""Whether this process has started compiling the clustering kernels in the background."""
 
 _MEMBERS: dict[str, tuple[tuple[str, ...], int]] = {
     "rows": (("f4", "f8"), 2),  # float64 in format version 1
@@ -83,6 +87,12 @@ class MEDSShaper:
         self.config = config
         self._memory = ErrorMemory(config)
         self._training = True
+        global _warm_up_started
+        if config.cluster_method is ClusterMethod.HDBSCAN and not _warm_up_started:
+            # Compile (or load) the clustering kernels while the caller builds models and
+            # generates the first rollouts; the first shape() waits for it if it is not done.
+            _warm_up_started = True
+            warm_up(background=True)
 
     @property
     def memory(self) -> ErrorMemory:
