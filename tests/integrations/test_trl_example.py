@@ -22,6 +22,7 @@ def test_trl_example_runs_and_saves_the_memory(tmp_path: Path) -> None:
         sys.executable,
         str(REPO / "examples" / "trl_meds.py"),
         "--use-cpu",
+        "--random-init",
         "--max-steps", "1",
         "--num-problems", "2",
         "--num-generations", "4",
@@ -36,8 +37,31 @@ def test_trl_example_runs_and_saves_the_memory(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "steps=1 " in done.stdout
+    assert "MEDS penalised nothing" in done.stdout  # a random model: said, with the reason
     assert memory.is_file()
 
     from meds_gym.meds import MEDSShaper
 
     MEDSShaper.load(memory)  # a valid memory file
+
+
+@pytest.mark.slow
+def test_trl_example_with_its_defaults_penalises_repeated_errors(tmp_path: Path) -> None:
+    """As printed in the README (only fewer steps): the warmed-up tiny model makes recurring
+    wrong answers, and MEDS penalises some of them."""
+    command = [
+        sys.executable,
+        str(REPO / "examples" / "trl_meds.py"),
+        "--use-cpu",
+        "--max-steps", "8",
+        "--output-dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=1800, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = next(line for line in done.stdout.splitlines() if line.startswith("steps=8 "))
+    fields = dict(item.split("=") for item in summary.split())
+    assert float(fields["penalised_fraction"]) > 0.0, summary
+    assert int(fields["memory_rows"]) > 0 and "MEDS penalised nothing" not in done.stdout
