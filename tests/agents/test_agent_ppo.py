@@ -212,21 +212,21 @@ MICRO_TINY = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, steps=3,
 
 
 def _micro_run(tmp_path, **kwargs):
-    args = Args(
-        num_problems=4,
-        tiny=MICRO_TINY,
-        cache_dir=str(tmp_path / "cache"),
-        iterations=2,
-        prompts_per_iteration=2,
-        group_size=4,
-        max_new_tokens=24,
-        output_dir=str(tmp_path / "runs"),
-        device="cpu",
-        threads=1,
-        eval_n=2,
-        tensorboard=False,
-        **kwargs,
-    )
+    settings = {
+        "num_problems": 4,
+        "tiny": MICRO_TINY,
+        "cache_dir": str(tmp_path / "cache"),
+        "iterations": 2,
+        "prompts_per_iteration": 2,
+        "group_size": 4,
+        "max_new_tokens": 24,
+        "output_dir": str(tmp_path / "runs"),
+        "device": "cpu",
+        "threads": 1,
+        "eval_n": 2,
+        "tensorboard": False,
+    }
+    args = Args(**{**settings, **kwargs})
     return args, main(args)
 
 
@@ -314,3 +314,19 @@ def test_ablation_flags_reach_the_fingerprint_and_the_memory(tmp_path, monkeypat
     )
     assert shapers and shapers[0].config.cluster_method is ClusterMethod.SINGLE
     assert widths == [2, 2]  # all 2 decoder layers of the micro model, not the last half (1)
+
+
+def test_ppo_resumes_bit_exact_with_its_critic(tmp_path):
+    # The checkpoint holds the value head beside the policy: a resumed PPO run is the same run.
+    def rows(out, **kwargs):
+        args, _ = _micro_run(tmp_path / out, algorithm="ppo", meds=True, eval_n=0, **kwargs)
+        lines = (tmp_path / out / "runs" / args.run_name / "metrics.jsonl").read_text()
+        return [
+            {k: v for k, v in json.loads(line).items() if k != "charts/seconds"}
+            for line in lines.splitlines()
+        ]
+
+    straight = rows("straight", iterations=3)
+    assert len(rows("resumed", iterations=1, checkpoint_every=1)) == 1
+    resumed = rows("resumed", iterations=3, checkpoint_every=1, resume=True)
+    assert resumed == straight and all("losses/value_loss" in row for row in resumed)
