@@ -4,7 +4,9 @@ For every toy task family, seed and method, the bundled agent (``agents.ppo.main
 warmed-up tiny model of that family at one budget shared by all methods (same iterations, prompts
 per iteration and group size, same initial weights and same seed); the final policy is then
 evaluated on the family's held-out *test* problems and on its training problems, reported apart.
-The initial policy is evaluated the same way, per seed, as a row of its own.
+The initial policy is evaluated the same way, per seed, as a row of its own. The tiny model is
+warmed up on many more problems (``--warmup-problems``) than RL trains on: one warmed up on the RL
+problems alone learns their answers, not the procedures, and never solves a held-out problem.
 
 Methods: GRPO, DAPO, GRPO+Entropy, PPO, DAPO+MEDS, PPO+MEDS, and three ablations of DAPO+MEDS:
 all layers in the fingerprint (instead of the last half), a single cluster per problem (a uniform
@@ -59,7 +61,7 @@ from agents import ppo
 from agents.evaluation import mean_pass_at_k
 from agents.policy import prompt_text, sample_responses, score_responses
 from agents.report import current_command
-from agents.tiny_model import SMALL_TINY, tiny_model_path
+from agents.tiny_model import SMALL_TINY, TinyModelConfig, tiny_model_path
 from benchmarks.reproduce_metrics import (
     cluster_agreement_scores,
     error_mode_label,
@@ -131,7 +133,12 @@ class Args:
     first_seed: int = 0
     """The first seed."""
     num_problems: int = 16
-    """Training problems per family (the tiny model is warmed up on them)."""
+    """Training problems per family: RL trains on the first ``num_problems`` of the warm-up's."""
+    warmup_problems: int = 256
+    """Problems the tiny model is warmed up on (train split): enough that it learns the
+    procedures rather than the answers, so that held-out problems are within its reach."""
+    warmup_steps: int = 1500
+    """Warm-up optimiser steps of the tiny model (``agents.compare``'s small model otherwise)."""
     test_problems: int = 16
     """Held-out problems per family (the ``test`` split of the same family and difficulty)."""
     difficulty: int = 1
@@ -170,6 +177,12 @@ class Args:
         if unknown or not self.families:
             raise InvalidArgumentError(
                 "families", f"toy env ids among {sorted(TOY_ENV_IDS)}", self.families
+            )
+        if self.warmup_problems < self.num_problems:
+            raise InvalidArgumentError(
+                "warmup_problems",
+                f"an int >= num_problems={self.num_problems}",
+                self.warmup_problems,
             )
         for name in ("seeds", "num_problems", "test_problems", "iterations", "eval_n"):
             if getattr(self, name) < 1:
@@ -350,7 +363,7 @@ def train_args(args: Args, family: str, method: str, seed: int, model_path: str,
             "num_problems": args.num_problems,
             "difficulty": args.difficulty,
             "model_path": model_path,
-            "tiny": SMALL_TINY,
+            "tiny": tiny_config(args, family),
             "iterations": args.iterations,
             "prompts_per_iteration": args.prompts_per_iteration,
             "group_size": args.group_size,
@@ -707,7 +720,9 @@ def write_outputs(
         f"{args.iterations} iterations x {args.prompts_per_iteration} prompts x "
         f"{args.group_size} responses per run (DAPO's dynamic sampling draws up to 4 rounds to "
         f"fill its batch), learning rate {args.learning_rate}, {args.num_problems} training and "
-        f"{args.test_problems} held-out problems per family (difficulty {args.difficulty}), "
+        f"{args.test_problems} held-out problems per family (difficulty {args.difficulty}); the "
+        f"tiny model ({SMALL_TINY.num_layers} layers) warmed up for {args.warmup_steps} steps on "
+        f"{args.warmup_problems} training problems (the RL problems among them), "
         f"{args.eval_n} samples per problem in evaluation, MEDS alpha {args.meds_alpha}, "
         f"beta {args.meds_beta}"
     )
@@ -749,16 +764,25 @@ def write_outputs(
     return report
 
 
-def initial_model(args: Args, family: str) -> str:
-    """The family's warmed-up tiny model (``agents.compare``'s), built on first use and cached."""
-    tiny = dataclasses.replace(
+def tiny_config(args: Args, family: str) -> TinyModelConfig:
+    """The family's tiny model: ``agents.compare``'s architecture, warmed up on more problems.
+
+    Problem ``i`` of a split does not depend on the split's size, so the RL problems (the first
+    ``num_problems``) are among the warm-up's, and the held-out ones are not.
+    """
+    return dataclasses.replace(
         SMALL_TINY,
         task=TOY_ENV_IDS[family],
-        num_problems=args.num_problems,
+        num_problems=args.warmup_problems,
         difficulty=args.difficulty,
         task_seed=0,
+        steps=args.warmup_steps,
     )
-    return str(tiny_model_path(tiny))
+
+
+def initial_model(args: Args, family: str) -> str:
+    """The family's warmed-up tiny model, built on first use and cached."""
+    return str(tiny_model_path(tiny_config(args, family)))
 
 
 def reproduce(args: Args) -> Path:
