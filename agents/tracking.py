@@ -51,12 +51,12 @@ class MetricsLogger:
         run_dir: The run directory (``metrics.jsonl`` and the TensorBoard files go there).
         kept_lines: Lines of an earlier ``metrics.jsonl`` to keep (a resumed run).
         tensorboard: Also write TensorBoard scalars.
-        wandb: Also log to Weights & Biases, there; None: not.
+        wandb: Where to log to Weights & Biases as well; None: not at all.
         run_name: Name of the run (the W&B run name).
         config: The run's arguments (the W&B config).
 
     Raises:
-        MissingExtraError: If ``track`` is set and ``wandb`` is not installed.
+        MissingExtraError: If ``wandb`` is given and the ``wandb`` package is not installed.
     """
 
     def __init__(
