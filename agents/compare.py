@@ -120,6 +120,10 @@ def compare(args: CompareArgs) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
         if train.env_id in TOY_ENV_IDS
         else {"data_path": train.data_path}
     )
+    toy = train.env_id in TOY_ENV_IDS
+    # The same problems as the trained arms' final evaluation: the held-out split by default.
+    if toy:
+        env_kwargs["split"] = train.eval_split
     env = gym.make(train.env_id, **env_kwargs)
     logger.info("Evaluating the initial policy (%d samples per problem)", train.eval_n)
     for seed in seeds:  # the same sampling seed as the trained arms' final evaluation
@@ -149,8 +153,14 @@ def compare(args: CompareArgs) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
     notes = [
         f"Budget: {budget}; evaluation: {train.eval_n} samples per problem on all "
         f"{arms['initial'][0]['problems']} problems, temperature {train.temperature}, the same "
-        "sampling seed for every policy. The problems are the ones the model was warmed up and "
-        "trained on: this measures how RL reshapes a policy's answers, not generalisation.",
+        "sampling seed for every policy. "
+        + (
+            f"The problems are the held-out ({train.eval_split}) split of the task: none of them "
+            "was seen in the warm-up or in RL."
+            if toy and train.eval_split == "test"
+            else "The problems are ones the model was trained on: this measures how RL reshapes "
+            "a policy's answers, not generalisation."
+        ),
         "Single seed, not significant: rerun with --seeds 3 or more for mean ± std."
         if args.seeds == 1
         else f"Mean ± sample std over {args.seeds} seeds ({seeds}) of problem order and "
@@ -166,6 +176,9 @@ def compare(args: CompareArgs) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
         "train": {**dataclasses.asdict(train), "algorithm": "per arm", "seed": "per run"},
     }
     title = " vs ".join(args.arms) + f" on {train.env_id}"
+    if toy:
+        which = "held-out test" if train.eval_split == "test" else "training"
+        title += f", evaluated on its {which} problems"
     write_report(out, title, current_command(), settings, arms, notes)
     return out, arms
 

@@ -67,10 +67,12 @@ def test_compare_end_to_end(tmp_path):
     rows = [line.split("|")[1].strip() for line in report.splitlines() if line.startswith("| ")]
     assert rows == ["policy", "initial", "meds", "dapo"]
     assert "Single seed, not significant" in report and "```" in report
+    assert "evaluated on its held-out test problems" in report
+    assert "none of them was seen in the warm-up or in RL" in report
     assert (out / "pass_at_k.png").read_bytes()[:4] == b"\x89PNG"
     # Each training run left its own report and the evaluation the table was made from.
-    for algorithm in ("meds", "dapo"):
-        run_dir = out / f"Arithmetic-v0__{algorithm}__0"
+    for algorithm, label in (("meds", "dapo+meds"), ("dapo", "dapo")):
+        run_dir = out / f"Arithmetic-v0__{label}__0"
         assert (run_dir / "report.md").is_file() and (run_dir / "pass_at_k.png").is_file()
         saved = json.loads((run_dir / "eval.json").read_text())
         assert saved["pass@1"] == arms[algorithm][0]["pass@1"]
