@@ -122,6 +122,7 @@ def compare(args: CompareArgs) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
     )
     toy = train.env_id in TOY_ENV_IDS
     # The same problems as the trained arms' final evaluation: the held-out split by default.
+    env_kwargs["answer_anchor"] = train.answer_anchor
     if toy:
         env_kwargs["split"] = train.eval_split
     env = gym.make(train.env_id, **env_kwargs)

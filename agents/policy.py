@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from meds_gym.errors import InvalidArgumentError
+from meds_gym.integrations.hf import BOXED_ANCHOR
 from meds_gym.meds import MEDSShaper, MEDSVectorRewardWrapper
+from meds_gym.verifiers import AnswerAnchor
 
 from .fingerprint import FingerprintCapture, boxed_brace_token_in_ids
 from .losses import dynamic_sampling_mask, token_logprobs
@@ -414,6 +416,7 @@ def logprob_pass(
     fingerprint_k: int = 4,
     reference: Any = None,
     value_head: Any = None,
+    anchor: AnswerAnchor = BOXED_ANCHOR,
 ) -> LogProbPass:
     """One no-grad forward pass over the batch: old log-probs, fingerprints, values, reference.
 
@@ -431,6 +434,8 @@ def logprob_pass(
         fingerprint_k: Number of layers for ``last_k``.
         reference: The reference model, or None.
         value_head: The critic's value head, or None.
+        anchor: Where each response's final answer starts (the env's setting): the fingerprint
+            is read at the token that carries it.
 
     Returns:
         The pass's outputs, one row per rollout.
@@ -439,7 +444,7 @@ def logprob_pass(
     sequences = torch.cat([batch.prompt_ids, responses], dim=1)  # (B, P + T)
     attention = torch.cat([batch.prompt_mask, batch.response_mask.long()], dim=1)
     brace = [
-        boxed_brace_token_in_ids(tokenizer, responses[i].tolist(), texts[i])
+        boxed_brace_token_in_ids(tokenizer, responses[i].tolist(), texts[i], anchor)
         for i in range(len(texts))
     ]
     brace_positions = torch.tensor([-1 if b is None else prompt_width + b for b in brace])

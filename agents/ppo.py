@@ -129,6 +129,10 @@ class Args:
     """Seed of the toy task's problem set (toy env ids only)."""
     data_path: str | None = None
     """Local data file of a benchmark env id."""
+    answer_anchor: str = "boxed"
+    """Where the final answer starts: ``boxed`` (the last ``\\boxed{``), ``answer_tag``
+    (``<answer>...</answer>``) or a regex with one group; shared by the env's prompt and answer
+    extraction and by the MEDS fingerprint, which reads the token that carries the anchor."""
     model_path: str | None = None
     """A local model directory (``from_pretrained``); None: the warmed-up tiny model (cached)."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
@@ -307,8 +311,10 @@ def main(args: Args) -> list[dict[str, float]]:
         if toy
         else {"data_path": args.data_path}
     )
+    env_kwargs["answer_anchor"] = args.answer_anchor
     env = gym.make(args.env_id, **env_kwargs)  # toy tasks: the train split
     source: Any = env.unwrapped.source  # type: ignore[attr-defined]
+    anchor = env.unwrapped.answer_anchor  # type: ignore[attr-defined]
 
     def modes_of(problem_ids: list[str]) -> list[Any]:
         """Each rollout's known error modes (toy tasks know them; benchmarks do not)."""
@@ -392,7 +398,7 @@ def main(args: Args) -> list[dict[str, float]]:
         # -- log-prob pass, which also takes the MEDS fingerprint and the critic's values --------
         layers = (args.fingerprint_layers, args.fingerprint_k)
         old = logprob_pass(
-            model, tokenizer, batch, micro, temperature, *layers, reference, value_head
+            model, tokenizer, batch, micro, temperature, *layers, reference, value_head, anchor
         )
         old_logprobs, ref_logprobs, old_values = old.logprobs, old.ref_logprobs, old.values
 

@@ -280,3 +280,39 @@ def test_answer_tag_anchor_matches_output_hidden_states_and_the_trl_path(arch):
     targets = [rows[i][int(positions[i]) + 1] for i in range(2)]
     trl = answer_fingerprints(model, sequences, targets, pad_token_id=tok.pad_token_id)
     np.testing.assert_allclose(trl, fast[:2], rtol=1e-5, atol=1e-5)
+
+
+def test_the_agents_log_prob_pass_reads_the_fingerprint_at_the_envs_anchor():
+    """agents.ppo passes the env's answer anchor to its log-prob pass: with `<answer>` tags the
+    fingerprint sits on the tag's `>`, and a boxed-only response has none."""
+    from agents.policy import SampledBatch, logprob_pass
+    from meds_gym.verifiers import parse_anchor
+
+    tok = build_char_tokenizer()
+    model = _model("qwen2", tok, layers=4)
+    texts = ["so <answer>14</answer>", "so \\boxed{14}"]
+    prompt = tok("<|user|>What is 2+3*4?\n<|assistant|>", add_special_tokens=False).input_ids
+    rows = [tok(t, add_special_tokens=False).input_ids for t in texts]
+    width = max(map(len, rows))
+    responses = torch.full((2, width), tok.pad_token_id)
+    mask = torch.zeros((2, width))
+    for i, row in enumerate(rows):
+        responses[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    batch = SampledBatch(
+        prompt_ids=torch.tensor([prompt, prompt]),
+        prompt_mask=torch.ones((2, len(prompt)), dtype=torch.long),
+        responses=responses,
+        response_mask=mask,
+        texts=texts,
+    )
+    tagged = logprob_pass(model, tok, batch, 2, anchor=parse_anchor("answer_tag")).fingerprints
+    boxed = logprob_pass(model, tok, batch, 2).fingerprints
+    assert not np.isnan(tagged[0]).any() and np.isnan(tagged[1]).all()
+    assert np.isnan(boxed[0]).all() and not np.isnan(boxed[1]).any()
+    # The oracle: hooks at the tag's ">" in the full sequence.
+    position = len(prompt) + texts[0].index("<answer>") + len("<answer>") - 1
+    ids = torch.tensor([prompt + rows[0]])
+    with FingerprintCapture(model, torch.tensor([position])) as capture:
+        logits = model(input_ids=ids).logits
+    np.testing.assert_allclose(tagged[0], capture.features(logits, ids)[0], rtol=1e-5, atol=1e-5)
