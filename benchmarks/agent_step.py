@@ -18,17 +18,17 @@ the cache) and a realistic batch (8 prompts x 8 responses by default), each time
 Goals: MEDS shaping <= 1% of the step; fingerprint <= 2% of the log-prob pass.
 
 Part 2, throughput against TRL: the same model and batch trained for the same number of steps by
-``agents.ppo.main`` (``--algorithm meds``: fingerprint and shaping included; dynamic sampling off so
-that both do the update on every group) and by TRL's ``GRPOTrainer`` (a dataset of the same toy
-prompts, a reward function calling ``meds_gym.verifiers.verify_response``, no MEDS). The budgets
-match: ``per_device_train_batch_size`` = prompts x responses completions with ``num_generations`` =
-responses, so one generation per ``num_iterations`` optimiser steps, and ``num_iterations`` =
-our ``update_epochs``; ``max_completion_length`` = our ``max_new_tokens``; clip 0.2/0.28, no KL,
-token-mean (``dapo``) loss, pure sampling (``top_k=0``, ``top_p=1``), bf16 off, no saving, no
-logging. TRL gets the character tokenizer as ``processing_class=`` and conversational prompts, so it
-applies the same chat template as we do. Printed: rollouts per second of each and the ratio ours /
-TRL. Our time is the whole ``main`` call (model loading and env set-up included); TRL's is
-``trainer.train()`` only (its set-up excluded), which favours TRL.
+``agents.ppo.main`` (DAPO+MEDS and PPO+MEDS with its critic: fingerprint and shaping included;
+dynamic sampling off so that both do the update on every group) and by TRL's ``GRPOTrainer`` (a
+dataset of the same toy prompts, a reward function calling ``meds_gym.verifiers.verify_response``,
+no MEDS). The budgets match: ``per_device_train_batch_size`` = prompts x responses completions with
+``num_generations`` = responses, so one generation per ``num_iterations`` optimiser steps, and
+``num_iterations`` = our ``update_epochs``; ``max_completion_length`` = our ``max_new_tokens``; clip
+0.2/0.28, no KL, token-mean (``dapo``) loss, pure sampling (``top_k=0``, ``top_p=1``), bf16 off, no
+saving, no logging. TRL gets the character tokenizer as ``processing_class=`` and conversational
+prompts, so it applies the same chat template as we do. Printed: rollouts per second of each and the
+ratio ours / TRL. Our time is the whole ``main`` call (model loading and env set-up included); TRL's
+is ``trainer.train()`` only (its set-up excluded), which favours TRL.
 
 Run from the repository root (``agents`` is a top-level package of the clone):
 ``python -m benchmarks.agent_step [--repeats 5 --steps 5 --skip-trl]`` (about a minute on an idle
@@ -286,36 +286,42 @@ def main() -> None:
         f"of the log-prob pass (goal <= 2%: {'met' if fingerprint_share <= 0.02 else 'NOT met'})"
     )
 
-    with tempfile.TemporaryDirectory() as out:
-        ours_args = Args(
-            algorithm="meds",
-            model_path=model_path,
-            iterations=args.steps,
-            prompts_per_iteration=args.prompts,
-            group_size=args.group_size,
-            max_new_tokens=args.max_new_tokens,
-            update_epochs=args.update_epochs,
-            micro_batch_size=args.prompts * args.group_size,
-            dynamic_sampling=False,
-            output_dir=out,
-            tensorboard=False,
-            eval_n=0,
-            threads=args.threads,
-        )
-        start = time.perf_counter()
-        train_ours(ours_args)
-        ours = args.steps * args.prompts * args.group_size / (time.perf_counter() - start)
+    ours: dict[str, float] = {}
+    for algorithm in ("dapo", "ppo"):  # DAPO+MEDS and PPO+MEDS (with its critic)
+        with tempfile.TemporaryDirectory() as out:
+            ours_args = Args(
+                algorithm=algorithm,
+                meds=True,
+                model_path=model_path,
+                iterations=args.steps,
+                prompts_per_iteration=args.prompts,
+                group_size=args.group_size,
+                max_new_tokens=args.max_new_tokens,
+                update_epochs=args.update_epochs,
+                micro_batch_size=args.prompts * args.group_size,
+                dynamic_sampling=False,
+                output_dir=out,
+                tensorboard=False,
+                eval_n=0,
+                threads=args.threads,
+            )
+            start = time.perf_counter()
+            train_ours(ours_args)
+            elapsed = time.perf_counter() - start
+            ours[algorithm] = args.steps * args.prompts * args.group_size / elapsed
     print(f"\npart 2: {args.steps} training steps of {args.prompts * args.group_size} rollouts")
-    print(f"{'trainer':<24}{'rollouts/s':>12}")
-    print(f"{'ours (agents.ppo, meds)':<24}{ours:>12.2f}")
+    print(f"{'trainer':<28}{'rollouts/s':>12}")
+    for algorithm, rate in ours.items():
+        print(f"{f'ours (agents.ppo, {algorithm}+meds)':<28}{rate:>12.2f}")
     if args.skip_trl:
         return
     theirs = trl_rollouts_per_second(model_path, tiny, args)
-    print(f"{'TRL GRPOTrainer':<24}{theirs:>12.2f}")
-    print(
-        f"ratio ours / TRL: {ours / theirs:.2f} "
-        f"(goal >= 1: {'met' if ours >= theirs else 'NOT met'})"
-    )
+    print(f"{'TRL GRPOTrainer':<28}{theirs:>12.2f}")
+    for algorithm, rate in ours.items():
+        print(
+            f"ratio ours ({algorithm}+meds) / TRL: {rate / theirs:.2f} "
+            f"(goal >= 1: {'met' if rate >= theirs else 'NOT met'})"
+        )
 
 
 if __name__ == "__main__":
