@@ -646,6 +646,7 @@ def plot_dominant_share(args: Args, results: Sequence[dict[str, Any]], out: Path
                 mean = np.nanmean(matrix, axis=0) if np.isfinite(matrix).any() else matrix[0]
             axes.plot(range(width), mean, label=LABELS[m])
         axes.set_xlabel("training iteration")
+        axes.xaxis.get_major_locator().set_params(integer=True)
         axes.set_ylabel("dominant error-mode share (mean over seeds)")
         axes.set_ylim(0.0, 1.02)
         axes.set_title(family_name(family))
