@@ -26,6 +26,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import torch
 
+from meds_gym.clustering import warm_up
 from meds_gym.envs import TOY_ENV_IDS
 from meds_gym.errors import InvalidArgumentError
 
@@ -97,6 +98,8 @@ def compare(args: CompareArgs) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
         The comparison directory and, per arm (``initial`` first), the evaluation of each seed.
     """
     started = time.perf_counter()
+    if "meds" in args.arms:  # MEDS's kernels compile while the initial policy is evaluated
+        warm_up(background=True)
     if args.train.threads is not None:
         torch.set_num_threads(args.train.threads)
     out = Path(args.output_dir) / f"compare-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"

@@ -64,6 +64,7 @@ import numpy as np
 import torch
 
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
+from meds_gym.clustering import warm_up
 from meds_gym.envs import TOY_ENV_IDS
 from meds_gym.errors import InvalidArgumentError
 from meds_gym.meds import MEDSConfig, MEDSShaper
@@ -285,6 +286,8 @@ def main(args: Args) -> list[dict[str, float]]:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.use_meds:  # compile MEDS's kernels while the model loads and the first rollouts run
+        warm_up(background=True)
     algo = args.base_algorithm
     clip_high = (
         args.clip_high if args.clip_high is not None else (0.28 if args.is_dapo_like else 0.2)
