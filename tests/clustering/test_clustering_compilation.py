@@ -96,3 +96,29 @@ def test_parallel_refit_after_fork_does_not_hang(monkeypatch):
     child.join(timeout=60)
     assert child.exitcode == 0
     assert got == want
+
+
+def test_the_first_clustering_call_says_so_on_the_log_before_the_pause():
+    """A fresh process logs that it is preparing the kernels before it compiles (or loads)
+    them, once, so a user sees why the first MEDS step pauses."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import logging, numpy as np
+        logging.basicConfig(level=logging.INFO, format="%(name)s|%(message)s")
+        from meds_gym.clustering import hdbscan_labels
+        print("BEFORE", flush=True)
+        hdbscan_labels(np.eye(3))
+        hdbscan_labels(np.eye(4))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if "clustering" in line]
+    assert len(lines) == 2, done.stderr[-2000:]  # said once before, once after; not per call
+    assert "preparing the clustering kernels" in lines[0] and "ready in" in lines[1]
