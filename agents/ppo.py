@@ -495,7 +495,8 @@ def main(args: Args) -> list[dict[str, float]]:
                 },
             }
         )
-        if args.use_meds:  # penalties, and how well clusters match true error modes (DESIGN.md 6)
+        # MEDS: penalties, and how well clusters match true error modes (docs/design.md section 6).
+        if args.use_meds:
             parsed = rollouts.parsed
             row.update(
                 meds_metrics(

@@ -6,7 +6,7 @@ timeout. A policy trained with plain PPO tends to settle on the decoy: a recurri
 The MEDS arm wraps the same vectorised env in :class:`meds_gym.integrations.sb3.MEDSVecEnvWrapper`:
 each failed episode is fingerprinted (by default its terminal observation), clustered with the
 past failures of its layout, and its terminal reward lowered by ``min(alpha*log(n+1), beta)``
-where n is the size of its cluster (DESIGN.md section 2).
+where n is the size of its cluster (docs/design.md section 2).
 
 Deviation from the paper's setting, and why: a grid run produces thousands of failures per
 layout, not 16 rollouts per prompt, so with the paper's alpha=0.1, beta=0.2 every recurring mode

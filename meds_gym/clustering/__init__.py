@@ -1,7 +1,7 @@
 """Numba kernels for MEDS clustering: exact HDBSCAN on small buckets and the kNN vote.
 
-The error memory of each problem (DESIGN.md section 2) is re-clustered every training step; these
-functions give the same partitions as the ``hdbscan`` package and scikit-learn's cosine
+The error memory of each problem (docs/design.md section 2) is re-clustered every training step;
+these functions give the same partitions as the ``hdbscan`` package and scikit-learn's cosine
 nearest neighbours, without their per-call overhead.
 
 The kernels compile together on the first clustering call (seconds on an empty numba cache,

@@ -4,7 +4,7 @@ A procedural task family describes a problem by a small frozen *spec* (the numbe
 draws that spec from a random generator seeded by ``(seed, difficulty, index, family constant)``,
 and solves it with one correct procedure and several *buggy* procedures (error modes). Every buggy
 procedure is a deterministic solver, so the wrong answer of each mode is known for every problem
-(DESIGN.md section 6).
+(docs/design.md section 6).
 
 Every family splits its problems into a ``"train"`` and a ``"test"`` set, disjoint by
 construction: a question belongs to the split named by one bit of a hash of its text

@@ -1,7 +1,7 @@
 r"""The procedural toy tasks, their registry, error-mode labelling and worked solutions.
 
-The toy tasks give MEDS something to act on (DESIGN.md section 6): every problem knows the wrong
-answer of each common mistake of its family, so a wrong rollout can be labelled with its true
+The toy tasks give MEDS something to act on (docs/design.md section 6): every problem knows the
+wrong answer of each common mistake of its family, so a wrong rollout can be labelled with its true
 error mode, and :func:`render_solution` writes the correct or a buggy worked solution to warm a
 small model up on a mixture of procedures.
 
