@@ -25,7 +25,7 @@ from meds_gym.meds.adapter import (
 )
 from meds_gym.meds.batch import mixed_groups, validate_features
 from meds_gym.meds.config import MEDSConfig
-from meds_gym.meds.shaper import MEDSShaper, ShapeResult
+from meds_gym.meds.shaper import MEDSShaper
 
 logger = logging.getLogger(__name__)
 
@@ -347,23 +347,12 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
         correct = np.array(flags, dtype=bool)
         kept = mixed_groups(pids, correct) if self.skip_uniform_groups else None
         result = self.shaper.shape(pids, correct, raw[idx], [features[i] for i in idx], kept=kept)
-        shaped = np.asarray(idx, dtype=np.int64)
-        if kept is not None:
-            shaped = shaped[kept]
-            result = _rows_of(result, kept)
+        stepped_envs = np.asarray(idx, dtype=np.int64)
         infos = dict(infos)
-        infos["meds"] = meds_info(raw, result, shaped)
+        # Rollouts outside `kept` come back from the shaper unshaped, as meds_info reports them.
+        infos["meds"] = meds_info(raw, result, stepped_envs)
+        shaped = stepped_envs if kept is None else stepped_envs[kept]
         mask = np.zeros(self.num_envs, dtype=bool)
         mask[shaped] = True
         infos["_meds"] = mask
         return obs, infos["meds"]["shaped_reward"].copy(), terminated, truncated, infos
-
-
-def _rows_of(result: ShapeResult, rows: npt.NDArray[np.bool_]) -> ShapeResult:
-    """The rows ``rows`` of a shaper result."""
-    return ShapeResult(
-        shaped_rewards=result.shaped_rewards[rows],
-        penalties=result.penalties[rows],
-        clusters=result.clusters[rows],
-        cluster_sizes=result.cluster_sizes[rows],
-    )
