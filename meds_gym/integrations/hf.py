@@ -212,14 +212,13 @@ def anchor_token(
         The token index, or None when the response has no anchor.
     """
     ids = [int(t) for t in token_ids]
-    pieces = _token_pieces(tokenizer, ids)
-    joined = "".join(pieces)
     if text is None:
         text = tokenizer.decode(ids, skip_special_tokens=True)
     char = anchor.locate(text)
     if char is None:
         return None
-    if joined == text:
+    pieces = _token_pieces(tokenizer, ids)
+    if "".join(pieces) == text:
         ends = np.cumsum([len(p) for p in pieces])  # (T,) end offset of each token's text
         index = int(np.searchsorted(ends, char, side="right"))
         return index if index < len(ids) else None
