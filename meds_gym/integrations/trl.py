@@ -542,9 +542,10 @@ class MEDSRewardFunction:
         targets: list[int | None] = []
         for prompt, completion, text in zip(prompt_ids, completion_ids, texts, strict=True):
             ids = [int(t) for t in completion]
-            has_answer = answer_has_token(text, self.answer_anchor)
-            position = anchor_token(self.tokenizer, ids, None, self.answer_anchor)
-            if not has_answer or position is None or position + 1 >= len(ids):
+            position = None
+            if answer_has_token(text, self.answer_anchor):  # else no token to search for
+                position = anchor_token(self.tokenizer, ids, None, self.answer_anchor)
+            if position is None or position + 1 >= len(ids):
                 sequences.append(None)  # no anchor, or the text ends on it: no answer token
                 targets.append(None)
                 continue
