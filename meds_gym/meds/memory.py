@@ -89,6 +89,19 @@ class Bucket:
     mst: npt.NDArray[np.float64]
     n_clusters: int
 
+    @classmethod
+    def of_fit(
+        cls,
+        rows: npt.NDArray[np.float32],
+        labels: npt.NDArray[np.int64],
+        mst: npt.NDArray[np.float64],
+    ) -> Bucket:
+        """The bucket after a fit: arrays frozen, the tree kept only from TREE_MIN_ROWS rows."""
+        if len(rows) < TREE_MIN_ROWS:
+            mst = _EMPTY_TREE
+        n_clusters = int(labels.max()) + 1 if labels.size else 0
+        return cls(_frozen(rows), _frozen(labels), _frozen(mst), n_clusters)
+
     def __len__(self) -> int:
         return int(self.rows.shape[0])
 
@@ -355,10 +368,7 @@ class ErrorMemory:
         for key, data, lab, mst, store in zip(
             touched, datasets, labels, msts, storage, strict=True
         ):
-            if len(data) < TREE_MIN_ROWS:
-                mst = _EMPTY_TREE
-            n_clusters = int(lab.max()) + 1 if lab.size else 0
-            self._buckets[key] = Bucket(_frozen(data), _frozen(lab), _frozen(mst), n_clusters)
+            self._buckets[key] = Bucket.of_fit(data, lab, mst)
             self._storage[key] = store
             self._eigen_cache.pop(key, None)
         if self._dim is None:
@@ -411,10 +421,7 @@ class ErrorMemory:
         datasets = [rows[starts[b] : starts[b + 1]].copy() for b in range(len(keys))]
         labels, msts = memory._fit(datasets, [None] * len(datasets))
         for key, data, lab, mst in zip(keys, datasets, labels, msts, strict=True):
-            if len(data) < TREE_MIN_ROWS:
-                mst = _EMPTY_TREE
-            n_clusters = int(lab.max()) + 1 if lab.size else 0
-            memory._buckets[key] = Bucket(_frozen(data), _frozen(lab), _frozen(mst), n_clusters)
+            memory._buckets[key] = Bucket.of_fit(data, lab, mst)
             memory._storage[key] = data
         memory._dim = int(rows.shape[1])
         return memory
