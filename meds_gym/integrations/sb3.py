@@ -32,6 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised by simulating a missi
 from meds_gym.meds.adapter import (
     DEFAULT_PROBLEM_ID,
     HoldsShaper,
+    check_adapter_arguments,
     meds_info,
     meds_info_at,
     read_outcome,
@@ -115,12 +116,7 @@ class MEDSVecEnvWrapper(HoldsShaper, VecEnvWrapper):
             raise invalid_type(
                 "feature_fn", "a callable trajectory -> 1-D float vector", feature_fn
             )
-        if not isinstance(config, MEDSConfig):
-            raise InvalidArgumentError("config", "a MEDSConfig", config)
-        if is_correct is not None and not callable(is_correct):
-            raise invalid_type(
-                "is_correct", "a callable (reward, info) -> bool, or None", is_correct
-            )
+        check_adapter_arguments(config, is_correct)
         if problem_id_fn is not None and not callable(problem_id_fn):
             raise invalid_type("problem_id_fn", "a callable info -> str, or None", problem_id_fn)
         super().__init__(venv)

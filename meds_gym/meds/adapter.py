@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from meds_gym.errors import InvalidArgumentError
+from meds_gym.errors import InvalidArgumentError, invalid_type
 from meds_gym.meds.config import MEDSConfig
 from meds_gym.meds.memory import NOT_ASSIGNED
 from meds_gym.meds.shaper import MEDSShaper, ShapeResult
@@ -34,6 +34,19 @@ IsCorrectFn = Callable[[float, Mapping[str, Any]], bool]
 
 MEDS_INFO_KEYS = ("raw_reward", "penalty", "cluster", "cluster_size", "shaped_reward")
 """The entries of ``info["meds"]``."""
+
+
+def check_adapter_arguments(config: Any, is_correct: Any) -> None:
+    """The arguments every adapter takes: a :class:`MEDSConfig` and an optional success rule.
+
+    Raises:
+        InvalidArgumentError: If ``config`` is not a MEDSConfig.
+        TypeError: If ``is_correct`` is neither None nor callable.
+    """
+    if not isinstance(config, MEDSConfig):
+        raise InvalidArgumentError("config", "a MEDSConfig", config)
+    if is_correct is not None and not callable(is_correct):
+        raise invalid_type("is_correct", "a callable (reward, info) -> bool, or None", is_correct)
 
 
 def read_outcome(

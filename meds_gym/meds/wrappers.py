@@ -18,6 +18,7 @@ from meds_gym.meds.adapter import (
     DEFAULT_PROBLEM_ID,
     HoldsShaper,
     IsCorrectFn,
+    check_adapter_arguments,
     meds_info,
     meds_info_at,
     read_outcome,
@@ -141,14 +142,9 @@ class MEDSRewardWrapper(
     ) -> None:
         if not isinstance(env, gym.Env):
             raise invalid_type("env", "a gymnasium.Env", env)
-        if not isinstance(config, MEDSConfig):
-            raise InvalidArgumentError("config", "a MEDSConfig", config)
+        check_adapter_arguments(config, is_correct)
         if feature_fn is not None and not callable(feature_fn):
             raise invalid_type("feature_fn", "a callable trajectory -> vector, or None", feature_fn)
-        if is_correct is not None and not callable(is_correct):
-            raise invalid_type(
-                "is_correct", "a callable (reward, info) -> bool, or None", is_correct
-            )
         if feature_dim is not None:
             if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
                 raise InvalidArgumentError("feature_dim", "an integer >= 1 or None", feature_dim)
@@ -267,12 +263,7 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
     ) -> None:
         if not isinstance(env, VectorEnv):
             raise invalid_type("env", "a gymnasium.vector.VectorEnv", env)
-        if not isinstance(config, MEDSConfig):
-            raise InvalidArgumentError("config", "a MEDSConfig", config)
-        if is_correct is not None and not callable(is_correct):
-            raise invalid_type(
-                "is_correct", "a callable (reward, info) -> bool, or None", is_correct
-            )
+        check_adapter_arguments(config, is_correct)
         if not isinstance(skip_uniform_groups, bool):
             raise InvalidArgumentError("skip_uniform_groups", "a bool", skip_uniform_groups)
         super().__init__(env)
