@@ -19,41 +19,51 @@ from meds_gym.clustering.disjoint_set import find_root
 
 
 @njit(cache=True)
-def single_linkage(edges: np.ndarray, n: int):
-    """Binary single-linkage tree from MST edges taken in the given row order.
+def single_linkage(a: np.ndarray, b: np.ndarray, n: int):
+    """Binary single-linkage tree from edges taken in the given order (Kruskal's merge).
 
     The points' disjoint sets (:mod:`meds_gym.clustering.disjoint_set`) track which points are
-    joined; ``node_of[root]`` names the tree node that currently holds a set.
+    joined and ``node_of[root]`` names the tree node that holds a set. An edge whose endpoints are
+    joined already closes a cycle and is skipped, so ``a`` and ``b`` may hold more than the
+    ``n - 1`` edges of a spanning tree: given edges in canonical order, the edges taken are the
+    minimum spanning tree's.
 
     Args:
-        edges: ``float64`` array of shape ``(n - 1, 3)``, rows ``(a, b, distance)`` already in
-            merge order.
-        n: Number of points.
+        a: ``(E,)`` first endpoint of each edge, in merge order.
+        b: ``(E,)`` second endpoint.
+        n: Number of points; the edges must connect them all.
 
     Returns:
-        ``(left, right, delta, size)``: ``int64``/``int64``/``float64``/``int64`` arrays of shape
-        ``(n - 1,)``; row ``r`` creates node ``n + r`` by merging the nodes holding ``a`` (left)
-        and ``b`` (right) at distance ``delta``.
+        ``(left, right, count, taken)``: ``int64`` arrays of shape ``(n - 1,)``; merge ``r``
+        creates node ``n + r`` of ``count[r]`` points by joining the nodes holding ``a[e]``
+        (left) and ``b[e]`` (right) for edge ``e = taken[r]``; nodes below ``n`` are points.
     """
     forest = np.arange(n)
     node_of = np.arange(n)
-    m = n - 1
-    left = np.empty(m, dtype=np.int64)
-    right = np.empty(m, dtype=np.int64)
-    delta = np.empty(m)
-    count = np.empty(m, dtype=np.int64)
-    for r in range(m):
-        ra = find_root(forest, int(edges[r, 0]))
-        rb = find_root(forest, int(edges[r, 1]))
-        aa = node_of[ra]
-        bb = node_of[rb]
-        left[r] = aa
-        right[r] = bb
-        delta[r] = edges[r, 2]
-        count[r] = (count[aa - n] if aa >= n else 1) + (count[bb - n] if bb >= n else 1)
-        forest[ra] = rb
-        node_of[rb] = n + r
-    return left, right, delta, count
+    left = np.empty(n - 1, dtype=np.int64)
+    right = np.empty(n - 1, dtype=np.int64)
+    count = np.empty(n - 1, dtype=np.int64)
+    taken = np.empty(n - 1, dtype=np.int64)
+    r = 0
+    # Written inline: a helper taking these arrays, called per edge, runs several times slower.
+    for e in range(a.shape[0]):
+        if r == n - 1:
+            break
+        x = find_root(forest, a[e])
+        y = find_root(forest, b[e])
+        if x != y:
+            left[r] = node_of[x]
+            right[r] = node_of[y]
+            size_x = count[left[r] - n] if left[r] >= n else 1
+            size_y = count[right[r] - n] if right[r] >= n else 1
+            count[r] = size_x + size_y
+            if size_x > size_y:  # union by size keeps the forest shallow
+                x, y = y, x
+            forest[x] = y
+            node_of[y] = n + r
+            taken[r] = e
+            r += 1
+    return left, right, count, taken
 
 
 @njit(cache=True)
@@ -271,6 +281,38 @@ def select_and_label(
 
 
 @njit(cache=True)
+def labels_from_linkage(
+    left: np.ndarray,
+    right: np.ndarray,
+    delta: np.ndarray,
+    count: np.ndarray,
+    n: int,
+    mcs: int,
+    leaf: bool,
+    allow_single_cluster: bool,
+) -> np.ndarray:
+    """HDBSCAN labels from a single-linkage tree (see :func:`single_linkage`).
+
+    Args:
+        left: ``int64`` ``(n - 1,)`` first child of each merge.
+        right: ``int64`` ``(n - 1,)`` second child.
+        delta: ``float64`` ``(n - 1,)`` merge distance.
+        count: ``int64`` ``(n - 1,)`` size of each merged node.
+        n: Number of points (``>= 2``).
+        mcs: Minimum cluster size (``>= 2``).
+        leaf: Leaf selection instead of excess of mass.
+        allow_single_cluster: Whether the root may be the only cluster.
+
+    Returns:
+        ``int64`` array of shape ``(n,)``.
+    """
+    parent, child, lam, child_size, n_clusters = condense_tree(left, right, delta, count, n, mcs)
+    return select_and_label(
+        parent, child, lam, child_size, n, n_clusters, leaf, allow_single_cluster
+    )
+
+
+@njit(cache=True)
 def labels_from_ordered_edges(
     edges: np.ndarray, n: int, mcs: int, leaf: bool, allow_single_cluster: bool
 ) -> np.ndarray:
@@ -286,8 +328,12 @@ def labels_from_ordered_edges(
     Returns:
         ``int64`` array of shape ``(n,)``.
     """
-    left, right, delta, count = single_linkage(edges, n)
-    parent, child, lam, child_size, n_clusters = condense_tree(left, right, delta, count, n, mcs)
-    return select_and_label(
-        parent, child, lam, child_size, n, n_clusters, leaf, allow_single_cluster
-    )
+    a = np.empty(n - 1, dtype=np.int64)
+    b = np.empty(n - 1, dtype=np.int64)
+    delta = np.empty(n - 1)
+    for r in range(n - 1):
+        a[r] = int(edges[r, 0])
+        b[r] = int(edges[r, 1])
+        delta[r] = edges[r, 2]
+    left, right, count, _ = single_linkage(a, b, n)
+    return labels_from_linkage(left, right, delta, count, n, mcs, leaf, allow_single_cluster)

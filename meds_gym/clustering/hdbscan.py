@@ -32,13 +32,9 @@ Example:
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numba
 import numpy as np
 from numba import njit, types
 
@@ -59,6 +55,7 @@ from meds_gym.clustering.compilation import (
 from meds_gym.clustering.condensed_tree import labels_from_ordered_edges
 from meds_gym.clustering.disjoint_set import is_spanning_tree
 from meds_gym.clustering.mst import extend_mst, full_mst
+from meds_gym.clustering.parallel import for_each_bucket
 from meds_gym.errors import InvalidArgumentError, invalid_type
 
 __all__ = [
@@ -118,27 +115,8 @@ def _fit_bucket(
     return labels_from_ordered_edges(mst, n, min_cluster_size, leaf, allow_single_cluster), mst
 
 
-# Below this much distance work (sum of N_b^2 x d multiply-adds, about a millisecond) handing
-# buckets to worker threads costs more than it saves, so small batches run on the calling thread.
-_PARALLEL_MIN_WORK = 2_000_000
 _NO_TREE = np.empty((0, 3))
 _NO_TREE.flags.writeable = False
-_pool: ThreadPoolExecutor | None = None
-_pool_key: tuple[int, int] = (0, 0)
-_pool_lock = threading.Lock()
-
-
-def _worker_pool(threads: int) -> ThreadPoolExecutor:
-    """The process's refit threads, rebuilt after a fork (its threads do not exist there)."""
-    global _pool, _pool_key
-    key = (os.getpid(), threads)
-    with _pool_lock:
-        if _pool is None or _pool_key != key:
-            if _pool is not None and _pool_key[0] == key[0]:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="meds-gym-refit")
-            _pool_key = key
-        return _pool
 
 
 def _fit_one(
@@ -463,26 +441,9 @@ def refit_buckets(
                 allow_single_cluster,
             )
 
-    threads = numba.get_num_threads() if count > 1 else 1
-    if threads > 1:
-        work = np.array([x.shape[0] for x in datasets], dtype=np.float64) ** 2
-        if float(work.sum()) * datasets[0].shape[1] < _PARALLEL_MIN_WORK:
-            threads = 1
-    if threads == 1:
-        fit(range(count))
-    else:
-        # Largest buckets first, dealt round-robin into more chunks than threads: the pool
-        # hands the next chunk to whichever thread is free, which evens out the load.
-        by_work = np.argsort(-work, kind="stable").tolist()
-        chunks = min(count, 4 * threads)
-        pool = _worker_pool(threads)
-        for future in [pool.submit(fit, by_work[c::chunks]) for c in range(chunks)]:
-            future.result()
+    width = datasets[0].shape[1] if count else 0
+    for_each_bucket(fit, np.array([x.shape[0] ** 2 * width for x in datasets], dtype=np.float64))
     return labels, msts
-
-
-_refit_trusted = refit_buckets
-"""Former private name of :func:`refit_buckets`, kept for existing imports."""
 
 
 _refit_trusted = refit_buckets

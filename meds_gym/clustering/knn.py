@@ -20,70 +20,58 @@ from numba import njit, types
 
 from meds_gym.clustering._validation import as_finite_matrix, check_int
 from meds_gym.clustering.compilation import INDEX, READ_INDEX, READ_ROWS, ensure_compiled, register
+from meds_gym.clustering.mst import squared_distances, transposed
 from meds_gym.errors import InvalidArgumentError
 
 __all__ = ["knn_vote", "vote_kernel"]
 
 
-@register(INDEX(READ_ROWS, READ_INDEX, READ_ROWS, types.int64, types.boolean))
-@njit(cache=True, nogil=True)
-def _vote(
-    stored_rows: np.ndarray,
-    stored_labels: np.ndarray,
-    queries: np.ndarray,
-    k: int,
-    smallest_label_wins: bool,
-) -> np.ndarray:
-    """Majority label of the ``k`` nearest stored rows of each query, by cosine distance.
+@njit(cache=True)
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    """``float64`` ``(N, d)`` rows divided by their L2 norm; all-zero rows stay zero.
 
-    The kernel behind :func:`vote_kernel`, which states the rule; runs without the GIL.
+    The norm is summed feature by feature from 0.0 and each entry divided by it, in ``float64``
+    (``float32`` input is widened exactly first): every kernel that needs unit rows uses this, so
+    they all see the same numbers.
+    """
+    n, d = rows.shape
+    out = np.zeros((n, d))
+    for i in range(n):
+        s = 0.0
+        for f in range(d):
+            v = np.float64(rows[i, f])
+            s += v * v
+        if s > 0.0:
+            norm = np.sqrt(s)
+            for f in range(d):
+                out[i, f] = np.float64(rows[i, f]) / norm
+    return out
+
+
+@njit(cache=True)
+def votes_from_distances(D: np.ndarray, labels: np.ndarray, k: int, smallest_label_wins: bool):
+    """Majority label of the ``k`` nearest stored rows of each query, from the distances.
+
+    The rule is :func:`vote_kernel`'s.
 
     Args:
-        stored_rows: ``float64`` ``(N, d)``, ``N >= 1``.
-        stored_labels: ``int64`` ``(N,)``.
-        queries: ``float64`` ``(Q, d)``.
+        D: ``float64`` ``(Q, N)`` distances (any monotone function of the cosine distance) from
+            each query to each stored row.
+        labels: ``(N,)`` label of each stored row.
         k: Number of neighbours, ``1 <= k <= N``.
-        smallest_label_wins: Tie rule, see above.
+        smallest_label_wins: Tie rule.
 
     Returns:
         ``int64`` ``(Q,)``.
     """
-    n, d = stored_rows.shape
-    q_count = queries.shape[0]
-    # Rows divided by their L2 norm; all-zero rows stay zero (cosine distance 1 to anything).
-    # Stored rows transposed (d, N) so that the dot products run over them in the inner loop;
-    # each product is still summed feature by feature from 0.0, as a row-by-row loop would.
-    unit_mem = np.zeros((d, n))
-    for i in range(n):
-        s = 0.0
-        for f in range(d):
-            s += stored_rows[i, f] * stored_rows[i, f]
-        if s > 0.0:
-            norm = np.sqrt(s)
-            for f in range(d):
-                unit_mem[f, i] = stored_rows[i, f] / norm
-    unit_q = np.zeros((q_count, d))
-    for i in range(q_count):
-        s = 0.0
-        for f in range(d):
-            s += queries[i, f] * queries[i, f]
-        if s > 0.0:
-            norm = np.sqrt(s)
-            for f in range(d):
-                unit_q[i, f] = queries[i, f] / norm
+    q_count, n = D.shape
     out = np.empty(q_count, dtype=np.int64)
     top_d = np.empty(k)
     top_i = np.empty(k, dtype=np.int64)
-    dots = np.empty(n)
     for q in range(q_count):
-        dots[:] = 0.0
-        for f in range(d):
-            uq = unit_q[q, f]
-            for i in range(n):
-                dots[i] += uq * unit_mem[f, i]
         filled = 0
         for i in range(n):
-            dist = 1.0 - dots[i]
+            dist = D[q, i]
             # Keep the k best by (distance, index); i only grows, so ties keep earlier rows.
             if filled < k:
                 p = filled
@@ -98,13 +86,13 @@ def _vote(
                 p -= 1
             top_d[p] = dist
             top_i[p] = i
-        best_label = stored_labels[top_i[0]]
+        best_label = labels[top_i[0]]
         best_count = 0
         for a in range(k):  # nearest first
-            label = stored_labels[top_i[a]]
+            label = labels[top_i[a]]
             c = 0
             for b in range(k):
-                if stored_labels[top_i[b]] == label:
+                if labels[top_i[b]] == label:
                     c += 1
             # Strictly more votes always wins; on equal votes a nearer neighbour's label has
             # already been seen, so only the smallest-label rule can replace it.
@@ -113,6 +101,46 @@ def _vote(
                 best_label = label
         out[q] = best_label
     return out
+
+
+@register(INDEX(READ_ROWS, READ_INDEX, READ_ROWS, types.int64, types.boolean))
+@njit(cache=True, nogil=True)
+def _vote(
+    stored_rows: np.ndarray,
+    stored_labels: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    smallest_label_wins: bool,
+) -> np.ndarray:
+    """Majority label of the ``k`` nearest stored rows of each query, by cosine distance.
+
+    The kernel behind :func:`vote_kernel`, which states the rule; runs without the GIL. For unit
+    rows the squared Euclidean distance is twice the cosine distance, so neighbours are ranked by
+    the squared distance between the unit rows (summed feature by feature, as the clustering
+    kernels do); an all-zero row is at cosine distance 1 (squared distance 2) from everything.
+
+    Args:
+        stored_rows: ``float64`` ``(N, d)``, ``N >= 1``.
+        stored_labels: ``int64`` ``(N,)``.
+        queries: ``float64`` ``(Q, d)``.
+        k: Number of neighbours, ``1 <= k <= N``.
+        smallest_label_wins: Tie rule, see above.
+
+    Returns:
+        ``int64`` ``(Q,)``.
+    """
+    n = stored_rows.shape[0]
+    unit_q = unit_rows(queries)
+    D = squared_distances(transposed(unit_rows(stored_rows), n), unit_q)
+    zero_stored = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        zero_stored[i] = not (stored_rows[i] != 0.0).any()
+    for q in range(queries.shape[0]):
+        zero_query = not (queries[q] != 0.0).any()
+        for i in range(n):
+            if zero_query or zero_stored[i]:
+                D[q, i] = 2.0
+    return votes_from_distances(D, stored_labels, k, smallest_label_wins)
 
 
 def vote_kernel(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from meds_gym.clustering.disjoint_set import union_if_disjoint
+from meds_gym.clustering.condensed_tree import single_linkage
 
 
 @njit(cache=True)
@@ -41,6 +41,28 @@ def _edge_less(
 def full_mst(X: np.ndarray, min_samples: int) -> np.ndarray:
     """Canonical MST of the mutual-reachability graph of all rows of ``X`` (dense Prim).
 
+    Args:
+        X: ``float64`` ``(N, d)``, C-contiguous, ``N >= 2``.
+        min_samples: Core-distance neighbour rank (``>= 1``).
+
+    Returns:
+        ``float64`` ``(N - 1, 3)``: rows ``(a, b, distance)`` with ``a < b``, sorted in the
+        canonical edge order (see :func:`full_sorted_tree`).
+    """
+    n = X.shape[0]
+    ta, tb, tw = full_sorted_tree(X, min_samples)
+    out = np.empty((n - 1, 3))
+    for r in range(n - 1):
+        out[r, 0] = ta[r]
+        out[r, 1] = tb[r]
+        out[r, 2] = np.sqrt(tw[r])  # mutual reachability (the raw distance when k = 1)
+    return out
+
+
+@njit(cache=True)
+def full_sorted_tree(X: np.ndarray, min_samples: int):
+    """Canonical MST of the mutual-reachability graph of all rows of ``X``, as sorted arrays.
+
     With ``k = min(min_samples, N - 1)`` (the ``hdbscan`` package caps it so), the squared core
     distance of a row is ``fl(sqrt(s_k)) ** 2`` where ``s_k`` is its ``(k + 1)``-th smallest
     squared distance to all rows, itself included; squaring the rounded root (not reusing
@@ -52,18 +74,14 @@ def full_mst(X: np.ndarray, min_samples: int) -> np.ndarray:
         min_samples: Core-distance neighbour rank (``>= 1``).
 
     Returns:
-        ``float64`` ``(N - 1, 3)``: rows ``(a, b, distance)`` with ``a < b``, sorted in the
-        canonical edge order.
+        ``(ta, tb, tw)``: ``int64`` ``(N - 1,)`` smaller and larger endpoints and ``float64``
+        ``(N - 1,)`` squared mutual-reachability distances, in the canonical edge order.
     """
     n, d = X.shape
     k = min(min_samples, n - 1)
-    use_core = k > 1
     core_sq = np.zeros(n)
-    if use_core:
-        XT = np.empty((d, n))
-        for i in range(n):
-            for f in range(d):
-                XT[f, i] = X[i, f]
+    if k > 1:
+        XT = transposed(X, n)
         acc = np.empty(n)
         top = np.empty(k + 1)  # the k+1 smallest squared distances seen so far, ascending
         for i in range(n):
@@ -86,13 +104,7 @@ def full_mst(X: np.ndarray, min_samples: int) -> np.ndarray:
             core_sq[i] = core * core
     ea, eb, ew, es = _prim_edges(X, core_sq)
     order = edge_order(ea, eb, ew, es)
-    out = np.empty((n - 1, 3))
-    for r in range(n - 1):
-        i = order[r]
-        out[r, 0] = ea[i]
-        out[r, 1] = eb[i]
-        out[r, 2] = np.sqrt(ew[i])  # mutual reachability (the raw distance when k = 1)
-    return out
+    return ea[order], eb[order], ew[order]
 
 
 @njit(cache=True)
@@ -114,10 +126,7 @@ def _prim_edges(X: np.ndarray, core_sq: np.ndarray):
         added the edges.
     """
     n, d = X.shape
-    XT = np.empty((d, n))  # (d, m) compacted columns of the points outside the tree
-    for i in range(n):
-        for f in range(d):
-            XT[f, i] = X[i, f]
+    XT = transposed(X, n)  # (d, m) compacted columns of the points outside the tree
     rem = np.arange(n)  # original index of each compacted column
     best_w = np.empty(n)  # best mutual-reachability^2 to the tree, per compacted column
     best_s = np.empty(n)  # raw squared distance of that best edge
@@ -278,177 +287,251 @@ def _key_less(s1: float, a1: int, b1: int, s2: float, a2: int, b2: int) -> bool:
 
 
 @njit(cache=True)
-def _rooted_tree(ta: np.ndarray, tb: np.ndarray, n: int):
-    """A depth-first order of a tree over ``0..n-1`` from vertex 0, with parent links.
-
-    Args:
-        ta: ``int64`` ``(n - 1,)`` one endpoint of each edge.
-        tb: ``int64`` ``(n - 1,)`` the other endpoint.
-        n: Number of vertices (``>= 1``).
-
-    Returns:
-        ``(order, position, parent_pos, parent_edge)``: ``int64`` ``(n,)`` each. ``order`` lists
-        every vertex after its parent and ``position`` inverts it; entry ``p`` of the last two
-        describes vertex ``order[p]``: the position of its parent in ``order`` and the index of
-        the edge to it (``-1`` for the root).
-    """
-    n_edges = ta.shape[0]
-    start = np.zeros(n + 1, dtype=np.int64)  # CSR adjacency
-    for e in range(n_edges):
-        start[ta[e] + 1] += 1
-        start[tb[e] + 1] += 1
-    for u in range(n):
-        start[u + 1] += start[u]
-    fill = start[:n].copy()
-    nbr = np.empty(2 * n_edges, dtype=np.int64)
-    nbr_edge = np.empty(2 * n_edges, dtype=np.int64)
-    for e in range(n_edges):
-        nbr[fill[ta[e]]] = tb[e]
-        nbr_edge[fill[ta[e]]] = e
-        fill[ta[e]] += 1
-        nbr[fill[tb[e]]] = ta[e]
-        nbr_edge[fill[tb[e]]] = e
-        fill[tb[e]] += 1
-    order = np.empty(n, dtype=np.int64)
-    parent = np.empty(n, dtype=np.int64)
-    parent_edge = np.empty(n, dtype=np.int64)
-    parent[0] = -1  # every other entry is written when its vertex is first seen
-    stack = fill  # the fill cursors are spent: reuse the buffer (size n) as the DFS stack
-    stack[0] = 0
-    top = 1
-    seen = np.zeros(n, dtype=np.bool_)
-    seen[0] = True
-    position = np.empty(n, dtype=np.int64)
-    count = 0
-    while top > 0:
-        top -= 1
-        u = stack[top]
-        order[count] = u
-        position[u] = count
-        count += 1
-        for q in range(start[u], start[u + 1]):
-            w = nbr[q]
-            if not seen[w]:
-                seen[w] = True
-                parent[w] = u
-                parent_edge[w] = nbr_edge[q]
-                stack[top] = w
-                top += 1
-    parent_pos = np.empty(n, dtype=np.int64)
-    edge_at = np.empty(n, dtype=np.int64)
-    parent_pos[0] = -1  # the root
-    edge_at[0] = -1
-    for p in range(1, n):
-        u = order[p]
-        parent_pos[p] = position[parent[u]]
-        edge_at[p] = parent_edge[u]
-    return order, position, parent_pos, edge_at
+def transposed(X: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` rows of ``X`` (N, d) as a C-contiguous ``float64`` ``(d, n)`` matrix."""
+    d = X.shape[1]
+    XT = np.empty((d, n))
+    for i in range(n):
+        for f in range(d):
+            XT[f, i] = X[i, f]
+    return XT
 
 
 @njit(cache=True)
-def _insertion_candidates(
-    XT: np.ndarray,
-    xz: np.ndarray,
-    z: int,
-    order: np.ndarray,
-    parent_pos: np.ndarray,
-    up_s: np.ndarray,
-    up_a: np.ndarray,
-    up_b: np.ndarray,
-    best_s: np.ndarray,
-    best_a: np.ndarray,
-    best_b: np.ndarray,
-    found_a: np.ndarray,
-    found_s: np.ndarray,
-) -> int:
-    """Edges from a new row ``z`` to the old rows that survive its insertion into the old tree.
+def squared_distances(XT: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """``(k, n)`` squared distances from each row of ``Z`` (k, d) to each column of ``XT`` (d, n).
 
-    Vertex insertion (Chin and Houck, 1978), O(n_old d): walk the old tree from the leaves up;
-    ``best[u]`` is the lightest pending edge joining ``u``'s subtree to ``z``, first the direct
-    edge ``(u, z)``. Of ``best[u]`` and the tree edge from ``u`` up to its parent the lighter stays
-    in the MST of the old tree plus ``z``'s edges, and the heavier becomes a candidate for
-    ``best[parent]``; at the root the pending edge stays. Every dropped edge is the heaviest on a
-    cycle. All per-vertex arrays are indexed by position in the depth-first order, so the walk
-    reads them sequentially.
+    Each distance is summed feature by feature from 0.0 in ``float64``, like every distance here,
+    so it equals the one a pairwise loop over the two rows gives; the loops run over ``XT``'s
+    columns innermost, which vectorises.
+    """
+    d, n = XT.shape
+    out = np.zeros((Z.shape[0], n))
+    for j in range(Z.shape[0]):
+        row = out[j]
+        for f in range(d):
+            z = Z[j, f]
+            for i in range(n):
+                diff = XT[f, i] - z
+                row[i] += diff * diff
+    return out
+
+
+@njit(cache=True)
+def _surviving_edges(
+    D: np.ndarray,
+    ta: np.ndarray,
+    tb: np.ndarray,
+    ts: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    n_old: int,
+):
+    """Edges from each new row to the old rows that survive its insertion into the old tree.
+
+    The old tree's edges, taken in canonical order, build a single-linkage dendrogram: merge
+    ``r`` joins the nodes ``left[r]`` and ``right[r]`` (point ``u < n_old`` or merge ``n_old + r'``)
+    at edge ``r``. An edge ``(u, z)`` from new row ``z`` stays in the MST of the old tree plus
+    ``z``'s edges exactly when no path from ``z`` to ``u`` uses only lighter edges (the cycle
+    property under a strict order). Such a path is an edge ``(z, x)`` lighter than ``(u, z)`` and
+    a tree path from ``x`` to ``u`` over lighter edges, so ``x`` lies in the largest dendrogram
+    node that holds ``u`` and was merged below ``(u, z)``. Hence ``(u, z)`` survives exactly when
+    ``u`` is the row nearest to ``z`` (ties by index) in that node. One pass over the merges in
+    order finds them all: each node carries the nearest row below it; at a merge, the farther of
+    the two children's nearest rows is decided (it survives if the merge edge is heavier than its
+    edge to ``z``, otherwise a lighter path reaches it through the other child) and the nearer one
+    moves up; the root's nearest row survives. O(n_old) per new row after the distances, reading
+    the merges sequentially, with no traversal of the tree.
+
+    Any edge dropped here is the heaviest on a cycle of the full graph too, so only the returned
+    edges can join the old tree's edges in the final tree.
 
     Args:
-        XT: ``float64`` ``(d, n_old)`` old rows, transposed, columns in depth-first order.
-        xz: ``float64`` ``(d,)`` the new row.
-        z: Index of the new row (``>= n_old``).
-        order: ``int64`` ``(n_old,)`` vertex at each position, every vertex after its parent.
-        parent_pos: ``int64`` ``(n_old,)`` position of the parent (``-1`` at the root, unread).
-        up_s: ``float64`` ``(n_old,)`` squared length of the edge up to the parent.
-        up_a: ``int64`` ``(n_old,)`` its smaller endpoint.
-        up_b: ``int64`` ``(n_old,)`` its larger endpoint.
-        best_s: ``float64`` ``(n_old,)`` scratch.
-        best_a: ``int64`` ``(n_old,)`` scratch.
-        best_b: ``int64`` ``(n_old,)`` scratch.
-        found_a: ``int64`` ``(n_old,)`` receives the old endpoint of each surviving edge.
-        found_s: ``float64`` ``(n_old,)`` receives its squared length.
+        D: ``float64`` ``(k, n_old)`` squared distances from new row ``j`` (index ``n_old + j``)
+            to the old rows.
+        ta: ``(n_old - 1,)`` smaller endpoint of each old tree edge, in canonical order.
+        tb: ``(n_old - 1,)`` larger endpoint.
+        ts: ``float64`` ``(n_old - 1,)`` squared length.
+        left: ``(n_old - 1,)`` first dendrogram child of each merge.
+        right: ``(n_old - 1,)`` second child.
+        n_old: Number of old rows (``>= 1``).
 
     Returns:
-        The number of surviving edges written to ``found_a`` and ``found_s``.
+        ``(ca, cb, cs)``: ``int64``, ``int64`` and ``float64`` arrays of the surviving edges
+        (old endpoint, new endpoint, squared length), in no particular order.
     """
-    d, n_old = XT.shape
-    for p in range(n_old):
-        best_s[p] = 0.0
-    for f in range(d):
-        x = xz[f]
-        for p in range(n_old):
-            diff = XT[f, p] - x
-            best_s[p] += diff * diff
-    for p in range(n_old):
-        best_a[p] = order[p]
-        best_b[p] = z
-    found = 0
-    for p in range(n_old - 1, 0, -1):  # children before parents, the root last
-        r = parent_pos[p]
-        if _key_less(best_s[p], best_a[p], best_b[p], up_s[p], up_a[p], up_b[p]):
-            # The pending edge stays; an edge to z is a candidate (a tree edge is in the merge
-            # anyway), and the tree edge becomes the pending edge above.
-            if best_b[p] == z:
-                found_a[found] = best_a[p]
-                found_s[found] = best_s[p]
-                found += 1
-            heavy_s, heavy_a, heavy_b = up_s[p], up_a[p], up_b[p]
+    k = D.shape[0]
+    nodes = 2 * n_old - 1
+    # Per node and new row: the squared distance to the nearest row below the node, and that row.
+    near_s = np.empty((nodes, k))
+    near_u = np.empty((nodes, k), dtype=np.int64)
+    for u in range(n_old):
+        for j in range(k):
+            near_s[u, j] = D[j, u]
+            near_u[u, j] = u
+    # Per merge and new row: the row decided there and whether its edge survives.
+    far_s = np.empty((n_old - 1, k))
+    far_u = np.empty((n_old - 1, k), dtype=np.int64)
+    survives = np.empty((n_old - 1, k), dtype=np.bool_)
+    for r in range(n_old - 1):
+        x = left[r]
+        y = right[r]
+        up = n_old + r
+        # All new rows at once, without branches (the comparisons are unpredictable).
+        for j in range(k):
+            sx = near_s[x, j]
+            ux = near_u[x, j]
+            sy = near_s[y, j]
+            uy = near_u[y, j]
+            y_nearer = (sy < sx) | ((sy == sx) & (uy < ux))
+            near_s[up, j] = sy if y_nearer else sx
+            near_u[up, j] = uy if y_nearer else ux
+            hs = sx if y_nearer else sy
+            hu = ux if y_nearer else uy
+            far_s[r, j] = hs
+            far_u[r, j] = hu
+            # Whether (hu, z) precedes merge r's edge in the canonical order (hu < z always).
+            survives[r, j] = (hs < ts[r]) | (
+                (hs == ts[r]) & ((hu < ta[r]) | ((hu == ta[r]) & (n_old + j < tb[r])))
+            )
+    nc = k
+    for r in range(n_old - 1):
+        for j in range(k):
+            nc += survives[r, j]
+    ca = np.empty(nc, dtype=np.int64)
+    cb = np.empty(nc, dtype=np.int64)
+    cs = np.empty(nc)
+    e = 0
+    for j in range(k):  # the root's nearest row survives
+        ca[e] = near_u[nodes - 1, j]
+        cb[e] = n_old + j
+        cs[e] = near_s[nodes - 1, j]
+        e += 1
+    for r in range(n_old - 1):
+        for j in range(k):
+            if survives[r, j]:
+                ca[e] = far_u[r, j]
+                cb[e] = n_old + j
+                cs[e] = far_s[r, j]
+                e += 1
+    return ca, cb, cs
+
+
+@njit(cache=True)
+def _merge_with_candidates(
+    ta: np.ndarray,
+    tb: np.ndarray,
+    ts: np.ndarray,
+    ca: np.ndarray,
+    cb: np.ndarray,
+    cs: np.ndarray,
+    n: int,
+):
+    """Kruskal over the old tree (sorted) and the candidate edges, building single linkage too.
+
+    The two lists are merged in canonical order and handed to
+    :func:`~meds_gym.clustering.condensed_tree.single_linkage`, which skips the edges that close
+    a cycle: the edges it takes are the new tree, in canonical order, and its merges are the new
+    tree's dendrogram.
+
+    Returns:
+        ``(na, nb, ns, left, right, count)``: ``int64`` ``(n - 1,)`` endpoints and ``float64``
+        squared lengths of the new tree in canonical order, and its dendrogram.
+    """
+    m_old = ta.shape[0]
+    nc = ca.shape[0]
+    cand_order = edge_order(ca, cb, cs, cs)
+    ma = np.empty(m_old + nc, dtype=np.int64)
+    mb = np.empty(m_old + nc, dtype=np.int64)
+    ms = np.empty(m_old + nc)
+    i = 0
+    j = 0
+    for e in range(m_old + nc):
+        if j < nc:
+            c = cand_order[j]
+            old_first = i < m_old and _key_less(ts[i], ta[i], tb[i], cs[c], ca[c], cb[c])
         else:
-            heavy_s, heavy_a, heavy_b = best_s[p], best_a[p], best_b[p]
-        if _key_less(heavy_s, heavy_a, heavy_b, best_s[r], best_a[r], best_b[r]):
-            best_s[r] = heavy_s
-            best_a[r] = heavy_a
-            best_b[r] = heavy_b
-    if best_b[0] == z:
-        found_a[found] = best_a[0]
-        found_s[found] = best_s[0]
-        found += 1
-    return found
+            old_first = True
+        if old_first:
+            ma[e] = ta[i]
+            mb[e] = tb[i]
+            ms[e] = ts[i]
+            i += 1
+        else:
+            ma[e] = ca[c]
+            mb[e] = cb[c]
+            ms[e] = cs[c]
+            j += 1
+    left, right, count, taken = single_linkage(ma, mb, n)
+    return ma[taken], mb[taken], ms[taken], left, right, count
+
+
+@njit(cache=True)
+def extend_sorted_tree(
+    X: np.ndarray,
+    D: np.ndarray,
+    ta: np.ndarray,
+    tb: np.ndarray,
+    ts: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    n_old: int,
+):
+    """The canonical MST of all rows of ``X`` from a sorted tree of its first rows and its linkage.
+
+    With ``T`` the old tree and ``Z`` the new rows, the result is the minimum spanning tree of
+    ``T`` plus every edge incident to a row of ``Z`` under the canonical edge order (the
+    canonical MST of all rows when ``T`` is the canonical MST of the old ones):
+
+    1. per new row, the edges to old rows that survive its insertion into ``T``
+       (:func:`_surviving_edges`, from the distances ``D`` and ``T``'s dendrogram);
+    2. among the edges between new rows, only those of the new rows' own MST (dense Prim);
+    3. Kruskal over ``T``'s edges merged with those candidates, with single linkage built on the
+       way (:func:`_merge_with_candidates`).
+
+    Args:
+        X: ``float64`` ``(N, d)`` C-contiguous rows, old ones first, ``N > n_old >= 1``.
+        D: ``float64`` ``(N - n_old, n_old)`` squared distances from the new rows to the old ones
+            (:func:`squared_distances`).
+        ta: ``(n_old - 1,)`` smaller endpoints of ``T``'s edges, in canonical order.
+        tb: ``(n_old - 1,)`` larger endpoints.
+        ts: ``float64`` ``(n_old - 1,)`` squared lengths (the canonical keys).
+        left: ``(n_old - 1,)`` dendrogram of ``T``: first child of each merge.
+        right: ``(n_old - 1,)`` second child.
+        n_old: Rows spanned by ``T``.
+
+    Returns:
+        As :func:`_merge_with_candidates`.
+    """
+    n = X.shape[0]
+    k = n - n_old
+    ca, cb, cs = _surviving_edges(D, ta, tb, ts, left, right, n_old)
+    if k >= 2:
+        na, nb, _, ns = _prim_edges(X[n_old:], np.zeros(k))
+        nc = ca.shape[0]
+        all_a = np.empty(nc + k - 1, dtype=np.int64)
+        all_b = np.empty(nc + k - 1, dtype=np.int64)
+        all_s = np.empty(nc + k - 1)
+        all_a[:nc] = ca
+        all_b[:nc] = cb
+        all_s[:nc] = cs
+        for r in range(k - 1):
+            all_a[nc + r] = na[r] + n_old
+            all_b[nc + r] = nb[r] + n_old
+            all_s[nc + r] = ns[r]
+        ca, cb, cs = all_a, all_b, all_s
+    return _merge_with_candidates(ta, tb, ts, ca, cb, cs, n)
 
 
 @njit(cache=True)
 def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
     """MST of all rows of ``X`` from a spanning tree of its first ``n_old`` rows (min_samples=1).
 
-    With ``T`` the given tree and ``Z`` the new rows, the result is the minimum spanning tree of
-    ``T`` plus every edge incident to a row of ``Z`` (the graph whose MST inserting the new rows
-    one at a time would give), under the canonical edge order. When ``T`` is the canonical MST of
-    the old rows this is the canonical MST of all rows. It is built in three steps:
-
-    1. For each new row ``z``, vertex insertion into the *old* tree (Chin and Houck, 1978) finds
-       the edges incident to ``z`` in the MST of ``T`` plus ``z``'s edges to the old rows: walk
-       the tree from the leaves up keeping, per vertex ``u``, the lightest pending edge joining
-       ``u``'s subtree to ``z``; of that edge and the tree edge above ``u`` the heavier is the
-       largest on a cycle and so is dropped. Any edge from ``z`` to an old row dropped there is
-       the largest on a cycle of the full graph too, so it cannot be in the final tree. The old
-       tree and its traversal order are shared by all new rows: O(n_old d) per new row.
-    2. Likewise, among the edges joining two new rows only those of the new rows' own MST (dense
-       Prim) can be in the final tree.
-    3. Kruskal over the old tree edges (in canonical order) merged with those few candidates
-       (sorted by the same order) with the disjoint sets of
-       :mod:`meds_gym.clustering.disjoint_set`: the accepted edges come out in canonical
-       order, so no final sort is needed.
-
-    Edge keys are recomputed from ``X``, so the result depends only on the rows and on the edge
-    set of ``mst``, not on its distances or row order.
+    The result is the minimum spanning tree of the given tree ``T`` plus every edge incident to a
+    new row, under the canonical edge order (see :func:`extend_sorted_tree`); when ``T`` is the
+    canonical MST of the old rows it is the canonical MST of all rows. ``T``'s edge keys are
+    recomputed from ``X`` and its edges sorted and linked first, so the result depends only on
+    the rows and on the edge set of ``mst``, not on its distances or row order.
 
     Args:
         X: ``float64`` array of shape ``(N, d)``, C-contiguous, ``N >= 2``.
@@ -460,124 +543,31 @@ def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
         ``float64`` array of shape ``(N - 1, 3)`` in canonical edge order.
     """
     n, d = X.shape
-    k = n - n_old  # new rows
     m_old = mst.shape[0]
-    ta = np.empty(m_old, dtype=np.int64)
-    tb = np.empty(m_old, dtype=np.int64)
-    ts = np.empty(m_old)
+    ua = np.empty(m_old, dtype=np.int64)
+    ub = np.empty(m_old, dtype=np.int64)
+    us = np.zeros(m_old)
     for r in range(m_old):
         i = int(mst[r, 0])
         j = int(mst[r, 1])
-        ta[r] = min(i, j)
-        tb[r] = max(i, j)
-    # Candidate edges: from new rows to old rows (step 1), then the k - 1 edges of the new rows'
-    # own tree (step 2), for which room is always kept at the end.
-    cap = 4 * k + 16
-    ca = np.empty(cap, dtype=np.int64)
-    cb = np.empty(cap, dtype=np.int64)
-    cs = np.empty(cap)
-    nc = 0
-    if k == 0:
-        # No new rows: only the tree's own edge keys are needed, recomputed from X.
-        for r in range(m_old):
-            s = 0.0
-            for f in range(d):
-                diff = X[ta[r], f] - X[tb[r], f]
-                s += diff * diff
-            ts[r] = s
-    else:
-        # 1. Candidate edges from each new row to the old rows.
-        order, position, parent_pos, edge_at = _rooted_tree(ta, tb, n_old)
-        # Everything the walk reads, laid out by depth-first position. The rows are read in
-        # storage order (they are usually not in cache yet; a sequential read is prefetched).
-        XT = np.empty((d, n_old))  # (d, n_old): the distance loops run over rows
-        for u in range(n_old):
-            p = position[u]
-            for f in range(d):
-                XT[f, p] = X[u, f]
-        # Squared length of each tree edge, summed feature by feature as everywhere else.
-        up_s = np.zeros(n_old)
+        ua[r] = min(i, j)
+        ub[r] = max(i, j)
         for f in range(d):
-            for p in range(1, n_old):
-                diff = XT[f, p] - XT[f, parent_pos[p]]
-                up_s[p] += diff * diff
-        up_a = np.zeros(n_old, dtype=np.int64)
-        up_b = np.zeros(n_old, dtype=np.int64)
-        for p in range(1, n_old):
-            e = edge_at[p]
-            ts[e] = up_s[p]
-            up_a[p] = ta[e]
-            up_b[p] = tb[e]
-        work_s = np.empty(n_old)
-        work_a = np.empty(n_old, dtype=np.int64)
-        work_b = np.empty(n_old, dtype=np.int64)
-        found_a = np.empty(n_old, dtype=np.int64)
-        found_s = np.empty(n_old)
-        for z in range(n_old, n):
-            found = _insertion_candidates(
-                XT, X[z], z, order, parent_pos, up_s, up_a, up_b,
-                work_s, work_a, work_b, found_a, found_s,
-            )  # fmt: skip
-            if nc + found + k > cap:
-                cap = 2 * (nc + found + k)
-                grown_a = np.empty(cap, dtype=np.int64)
-                grown_b = np.empty(cap, dtype=np.int64)
-                grown_s = np.empty(cap)
-                for r in range(nc):
-                    grown_a[r] = ca[r]
-                    grown_b[r] = cb[r]
-                    grown_s[r] = cs[r]
-                ca, cb, cs = grown_a, grown_b, grown_s
-            for r in range(found):
-                ca[nc] = found_a[r]
-                cb[nc] = z
-                cs[nc] = found_s[r]
-                nc += 1
-
-    old_order = edge_order(ta, tb, ts, ts)
-
-    # 2. Candidate edges between new rows: their own MST.
-    if k >= 2:
-        na, nb, _, ns = _prim_edges(X[n_old:], np.zeros(k))
-        for r in range(k - 1):
-            ca[nc] = na[r] + n_old
-            cb[nc] = nb[r] + n_old
-            cs[nc] = ns[r]
-            nc += 1
-    ca = ca[:nc]
-    cb = cb[:nc]
-    cs = cs[:nc]
-    cand_order = edge_order(ca, cb, cs, cs)
-
-    # 3. Kruskal over the two sorted lists.
+            diff = X[ua[r], f] - X[ub[r], f]
+            us[r] += diff * diff
+    order = edge_order(ua, ub, us, us)
+    ta = ua[order]
+    tb = ub[order]
+    ts = us[order]
+    if n == n_old:
+        na, nb, ns = ta, tb, ts
+    else:
+        left, right, _, _ = single_linkage(ta, tb, n_old)
+        D = squared_distances(transposed(X, n_old), X[n_old:])
+        na, nb, ns, _, _, _ = extend_sorted_tree(X, D, ta, tb, ts, left, right, n_old)
     out = np.empty((n - 1, 3))
-    forest = np.arange(n)
-    i = 0
-    j = 0
-    taken = 0
-    while taken < n - 1:
-        if j >= nc or (
-            i < m_old
-            and _key_less(
-                ts[old_order[i]],
-                ta[old_order[i]],
-                tb[old_order[i]],
-                cs[cand_order[j]],
-                ca[cand_order[j]],
-                cb[cand_order[j]],
-            )
-        ):
-            e = old_order[i]
-            a, b, s = ta[e], tb[e], ts[e]
-            i += 1
-        else:
-            e = cand_order[j]
-            a, b, s = ca[e], cb[e], cs[e]
-            j += 1
-        if not union_if_disjoint(forest, a, b):
-            continue  # the largest edge of a cycle
-        out[taken, 0] = a
-        out[taken, 1] = b
-        out[taken, 2] = np.sqrt(s)
-        taken += 1
+    for r in range(n - 1):
+        out[r, 0] = na[r]
+        out[r, 1] = nb[r]
+        out[r, 2] = np.sqrt(ns[r])
     return out

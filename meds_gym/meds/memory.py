@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from meds_gym.clustering.hdbscan import refit_buckets
+from meds_gym.clustering.buckets import NO_LENGTHS, NO_LINKS, update_buckets
 from meds_gym.clustering.knn import vote_kernel
 from meds_gym.errors import UnknownProblemError
 from meds_gym.meds.batch import BucketKey
@@ -39,10 +39,6 @@ TREE_MIN_ROWS = 128
 refit extends it (O(N * new) instead of O(N^2)). Smaller buckets are refitted from their rows,
 which costs well under a millisecond and saves 24 bytes a row: a memory of many small buckets
 stays within twice the size of its raw float32 fingerprints."""
-
-_EMPTY_TREE = np.zeros((0, 3))
-_EMPTY_TREE.flags.writeable = False
-
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,9 +61,15 @@ def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 
 def unit_rows(rows: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
-    """(N, L) rows divided by their L2 norm, in float64 (rows must be finite and non-zero)."""
+    """(N, L) rows divided by their L2 norm, in float64, exactly as the clustering kernels do it.
+
+    The norm is summed feature by feature, as :func:`meds_gym.clustering.knn.unit_rows` does.
+    """
     out = np.array(rows, dtype=np.float64)  # (N, L), a fresh C-contiguous copy
-    out /= np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
+    norms = np.zeros(out.shape[0])
+    for column in out.T:
+        norms += column * column
+    out /= np.sqrt(norms)[:, None]
     return out
 
 
@@ -78,15 +80,19 @@ class Bucket:
     Attributes:
         rows: (N, L) float32, the stored fingerprints as given, oldest first.
         labels: (N,) int64 labels of the last fit (-1 = noise).
-        mst: (N - 1, 3) float64 minimum spanning tree of the last HDBSCAN fit over the
-            L2-normalised rows, rows ``(i, j, distance)``, kept for buckets of at least
-            :data:`TREE_MIN_ROWS` rows; empty otherwise and for the single-cluster method.
+        links: (N - 1, 4) int32 minimum spanning tree of the last HDBSCAN fit over the
+            L2-normalised rows with its single-linkage merges (see
+            :class:`~meds_gym.clustering.buckets.BucketUpdate`), kept for buckets of at least
+            :data:`TREE_MIN_ROWS` rows so the next fit extends it; (0, 4) otherwise and for the
+            single-cluster method.
+        lengths: (N - 1,) float64 squared length of each tree edge ((0,) without a tree).
         n_clusters: Number of clusters (labels >= 0).
     """
 
     rows: npt.NDArray[np.float32]
     labels: npt.NDArray[np.int64]
-    mst: npt.NDArray[np.float64]
+    links: npt.NDArray[np.int32]
+    lengths: npt.NDArray[np.float64]
     n_clusters: int
 
     @classmethod
@@ -94,16 +100,28 @@ class Bucket:
         cls,
         rows: npt.NDArray[np.float32],
         labels: npt.NDArray[np.int64],
-        mst: npt.NDArray[np.float64],
+        links: npt.NDArray[np.int32] = NO_LINKS,
+        lengths: npt.NDArray[np.float64] = NO_LENGTHS,
     ) -> Bucket:
         """The bucket after a fit: arrays frozen, the tree kept only from TREE_MIN_ROWS rows."""
         if len(rows) < TREE_MIN_ROWS:
-            mst = _EMPTY_TREE
+            links, lengths = NO_LINKS, NO_LENGTHS
         n_clusters = int(labels.max()) + 1 if labels.size else 0
-        return cls(_frozen(rows), _frozen(labels), _frozen(mst), n_clusters)
+        return cls(_frozen(rows), _frozen(labels), _frozen(links), _frozen(lengths), n_clusters)
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
+
+    @property
+    def mst(self) -> npt.NDArray[np.float64]:
+        """(N - 1, 3) float64 tree of the last fit, rows ``(i, j, distance)`` in merge order.
+
+        As :func:`~meds_gym.clustering.minimum_spanning_tree` returns it; (0, 3) without a tree.
+        """
+        out = np.empty((self.links.shape[0], 3))
+        out[:, :2] = self.links[:, :2]
+        np.sqrt(self.lengths, out=out[:, 2])
+        return out
 
     def cluster_sizes(self) -> npt.NDArray[np.int64]:
         """Stored rows per label: entry 0 counts noise (-1), entry ``c + 1`` cluster ``c``."""
@@ -251,7 +269,7 @@ class ErrorMemory:
         ``[-1]``, so a row there votes noise with size 1, as in the reference code. Rows of a
         bucket with nothing stored get ``NOT_ASSIGNED`` and size 0. With
         ``NoiseVote.NO_PENALTY`` a noise vote has size 0. With ``ClusterMethod.SINGLE`` every row
-        gets label 0 and the bucket's size.
+        gets label 0 and the bucket's size. :meth:`update` gives the same votes.
 
         Args:
             keys: (Q,) bucket key of each row.
@@ -263,17 +281,12 @@ class ErrorMemory:
         q = len(keys)
         labels = np.full(q, NOT_ASSIGNED, dtype=np.int64)
         sizes = np.zeros(q, dtype=np.int64)
-        groups: dict[BucketKey, list[int]] = {}
-        for i, key in enumerate(keys):
-            groups.setdefault(key, []).append(i)
         config = self.config
         single = config.cluster_method is ClusterMethod.SINGLE
-        smallest_wins = config.tie_break is TieBreak.SMALLEST_LABEL
-        for key, idx in groups.items():
+        for key, index in _rows_by_bucket(keys).items():
             stored = self._buckets.get(key)
             if stored is None:
                 continue
-            index = np.asarray(idx, dtype=np.int64)
             if single:
                 labels[index] = 0
                 sizes[index] = len(stored)
@@ -283,77 +296,155 @@ class ErrorMemory:
                 stored.labels,
                 rows[index].astype(np.float64),
                 min(config.k, len(stored)),
-                smallest_wins,
+                config.tie_break is TieBreak.SMALLEST_LABEL,
             )
-            got = stored.cluster_sizes()[votes + 1]
-            if config.noise_vote is NoiseVote.NO_PENALTY:
-                got = np.where(votes == -1, 0, got)
             labels[index] = votes
-            sizes[index] = got
-        return labels, sizes
+            sizes[index] = stored.cluster_sizes()[votes + 1]
+        return labels, self._noise_sizes(labels, sizes)
+
+    def _noise_sizes(
+        self, labels: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        if self.config.noise_vote is NoiseVote.NO_PENALTY:
+            sizes[labels == -1] = 0
+        return sizes
 
     # ------------------------------------------------------------------ update
-    def commit(self, keys: Sequence[BucketKey], rows: npt.NDArray[np.float32]) -> None:
-        """Append validated rows to their buckets and refit every touched bucket once.
+    def update(
+        self,
+        keys: Sequence[BucketKey],
+        rows: npt.NDArray[np.float32],
+        voted: npt.NDArray[np.bool_],
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Vote the ``voted`` rows as :meth:`assign` does, then append all rows and refit.
 
-        All touched buckets are built and refitted before any is committed, and the size warning
-        is issued before the commit too, so an error (or a warning turned into one) leaves the
-        memory unchanged.
+        One training step: the votes see the memory as it stood before the step. Every touched
+        bucket is refitted once (from its stored tree when it has one), and the vote shares that
+        work, so a step costs about what the refit alone costs. ``voted`` must be the same for
+        every row of a bucket (it follows from the bucket's correct flag). All touched buckets are
+        built and refitted before any is committed, and the size warning is issued before the
+        commit too, so an error (or a warning turned into one) leaves the memory unchanged.
 
         Args:
             keys: (Q,) bucket key of each row.
             rows: (Q, L) float32 validated rows.
+            voted: (Q,) bool, the rows to vote.
+
+        Returns:
+            ``(labels, sizes)``, both (Q,) int64, as :meth:`assign` gives them for the voted rows;
+            ``NOT_ASSIGNED`` and 0 for the others.
         """
-        if len(keys) == 0:
-            return
-        # Group the rows by bucket (buckets in order of first appearance, rows in batch order).
-        touched = list(dict.fromkeys(keys))
-        position = {key: b for b, key in enumerate(touched)}
-        inverse = np.fromiter(map(position.__getitem__, keys), dtype=np.int64, count=len(keys))
-        grouped = rows[np.argsort(inverse, kind="stable")]  # (Q, L)
-        starts = np.zeros(len(touched) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(inverse, minlength=len(touched)), out=starts[1:])
-        bounds = starts.tolist()
-        capacity = self.config.bucket_capacity
-        incremental = self.config.min_samples == 1
-        datasets: list[npt.NDArray[np.float32]] = []
-        previous: list[npt.NDArray[np.float64] | None] = []
-        storage: list[npt.NDArray[np.float32]] = []
-        for b, key in enumerate(touched):
-            new = grouped[bounds[b] : bounds[b + 1]]
+        q = len(keys)
+        labels = np.full(q, NOT_ASSIGNED, dtype=np.int64)
+        sizes = np.zeros(q, dtype=np.int64)
+        if q == 0:
+            return labels, sizes
+        config = self.config
+        groups = _rows_by_bucket(keys)
+        if config.cluster_method is ClusterMethod.SINGLE:
+            if voted.any():
+                labels[voted], sizes[voted] = self.assign(
+                    [keys[i] for i in np.flatnonzero(voted).tolist()], rows[voted]
+                )
+            self._store(groups, rows)
+            return labels, sizes
+        # Per touched bucket: its rows after the step, and what the kernel needs of its past.
+        touched = list(groups)
+        plans = [self._appended(key, rows[groups[key]]) for key in touched]
+        incremental = config.min_samples == 1
+        vote_in_kernel = []
+        for key, (_, _, n_old) in zip(touched, plans, strict=True):
+            index = groups[key]
+            wanted = bool(voted[index[0]])
             old = self._buckets.get(key)
-            size = 0 if old is None else len(old)
-            total = size + new.shape[0]
-            prev_mst = None
-            if old is not None and incremental and old.mst.shape[0] == size - 1 and size > 1:
-                prev_mst = old.mst
-            reusable = self._storage.get(key)
-            if old is None or reusable is None or reusable.shape[0] < total:
-                reusable = None
-            if capacity is not None and total > capacity:
-                # FIFO: the oldest rows leave first. The tree of the old prefix no longer
-                # describes a prefix, so the bucket gets a full fit.
-                parts = [new] if old is None else [old.rows, new]
-                store = np.concatenate(parts, axis=0)[-capacity:].copy()
-                prev_mst = None
-                total = capacity
-            elif reusable is not None:
-                # Writes only behind the bucket's rows: nothing visible changes until the
-                # commit below, so a failed refit leaves the memory as it was.
-                reusable[size:total] = new
-                store = reusable
-            else:
-                # Room for an eighth more rows (at least 8), so a bucket is copied about once
-                # every size / 8 appended rows rather than on every step.
-                store = np.empty((total + max(total // 8, 8), new.shape[1]), dtype=np.float32)
-                if old is not None:
-                    store[:size] = old.rows
-                store[size:total] = new
-            datasets.append(store[:total])
-            storage.append(store)
-            previous.append(prev_mst)
-        labels, msts = self._fit(datasets, previous)
-        largest = max(len(d) for d in datasets)
+            if wanted and old is not None and n_old != len(old):
+                # The capacity dropped old rows: vote against the bucket as it stood first.
+                labels[index], sizes[index] = self.assign([key] * len(index), rows[index])
+                wanted = False
+            vote_in_kernel.append(wanted and old is not None)
+        no_labels = np.zeros(0, dtype=np.int64)
+        results = update_buckets(
+            [data for data, _, _ in plans],
+            [n_old for _, _, n_old in plans],
+            [
+                self._buckets[key].links if n_old and incremental else NO_LINKS
+                for key, (_, _, n_old) in zip(touched, plans, strict=True)
+            ],
+            [
+                self._buckets[key].lengths if n_old and incremental else NO_LENGTHS
+                for key, (_, _, n_old) in zip(touched, plans, strict=True)
+            ],
+            [
+                self._buckets[key].labels if wanted else no_labels
+                for key, wanted in zip(touched, vote_in_kernel, strict=True)
+            ],
+            vote_in_kernel,
+            k=config.k,
+            smallest_label_wins=config.tie_break is TieBreak.SMALLEST_LABEL,
+            min_samples=config.min_samples,
+            min_cluster_size=config.min_cluster_size,
+            leaf=config.cluster_selection_method == "leaf",
+        )
+        for key, wanted, result in zip(touched, vote_in_kernel, results, strict=True):
+            if wanted:
+                index = groups[key]
+                labels[index] = result.votes
+                sizes[index] = result.sizes
+        self._warn_size(max(len(data) for data, _, _ in plans))
+        for key, (data, storage, _), result in zip(touched, plans, results, strict=True):
+            self._buckets[key] = Bucket.of_fit(data, result.labels, result.links, result.lengths)
+            self._storage[key] = storage
+            self._eigen_cache.pop(key, None)
+        if self._dim is None:
+            self._dim = int(rows.shape[1])
+        return labels, self._noise_sizes(labels, sizes)
+
+    def _appended(
+        self, key: BucketKey, new: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], int]:
+        """The bucket's rows after appending ``new``: ``(rows, storage, n_old)``.
+
+        ``rows`` is a view of ``storage``; ``n_old`` counts the old rows in their old places (0
+        when the capacity dropped some). Writes only behind the bucket's current rows, so nothing
+        visible changes.
+        """
+        old = self._buckets.get(key)
+        size = 0 if old is None else len(old)
+        total = size + new.shape[0]
+        capacity = self.config.bucket_capacity
+        if capacity is not None and total > capacity:
+            # FIFO: the oldest rows leave first, so the old rows no longer form a prefix.
+            parts = [new] if old is None else [old.rows, new]
+            store = np.concatenate(parts, axis=0)[-capacity:].copy()
+            return store, store, 0
+        reusable = self._storage.get(key)
+        if old is not None and reusable is not None and reusable.shape[0] >= total:
+            reusable[size:total] = new
+            return reusable[:total], reusable, size
+        # Room for an eighth more rows (at least 8), so a bucket is copied about once every
+        # size / 8 appended rows rather than on every step.
+        store = np.empty((total + max(total // 8, 8), new.shape[1]), dtype=np.float32)
+        if old is not None:
+            store[:size] = old.rows
+        store[size:total] = new
+        return store[:total], store, size
+
+    def _store(
+        self,
+        groups: dict[BucketKey, npt.NDArray[np.int64]],
+        rows: npt.NDArray[np.float32],
+    ) -> None:
+        """Append rows without clustering (the single-cluster method: every row is cluster 0)."""
+        plans = {key: self._appended(key, rows[index]) for key, index in groups.items()}
+        self._warn_size(max(len(data) for data, _, _ in plans.values()))
+        for key, (data, storage, _) in plans.items():
+            self._buckets[key] = Bucket.of_fit(data, np.zeros(len(data), dtype=np.int64))
+            self._storage[key] = storage
+            self._eigen_cache.pop(key, None)
+        if self._dim is None:
+            self._dim = int(rows.shape[1])
+
+    def _warn_size(self, largest: int) -> None:
         if largest > self.config.warn_bucket_size and not self._warned_size:
             warnings.warn(
                 f"A MEDS memory bucket holds {largest} rows (warn_bucket_size="
@@ -365,32 +456,6 @@ class ErrorMemory:
                 stacklevel=_outside_package_stacklevel(),
             )
             self._warned_size = True
-        for key, data, lab, mst, store in zip(
-            touched, datasets, labels, msts, storage, strict=True
-        ):
-            self._buckets[key] = Bucket.of_fit(data, lab, mst)
-            self._storage[key] = store
-            self._eigen_cache.pop(key, None)
-        if self._dim is None:
-            self._dim = int(rows.shape[1])
-
-    def _fit(
-        self,
-        datasets: list[npt.NDArray[np.float32]],
-        previous: list[npt.NDArray[np.float64] | None],
-    ) -> tuple[list[npt.NDArray[np.int64]], list[npt.NDArray[np.float64]]]:
-        """Labels and trees of each dataset (a full or incremental HDBSCAN fit, or one cluster)."""
-        if self.config.cluster_method is ClusterMethod.SINGLE:
-            return [np.zeros(len(d), dtype=np.int64) for d in datasets], [_EMPTY_TREE] * len(
-                datasets
-            )
-        return refit_buckets(
-            [unit_rows(d) for d in datasets],
-            previous,
-            min_cluster_size=self.config.min_cluster_size,
-            min_samples=self.config.min_samples,
-            leaf=self.config.cluster_selection_method == "leaf",
-        )
 
     # ------------------------------------------------------------------ state
     def state(self) -> tuple[list[BucketKey], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
@@ -419,9 +484,27 @@ class ErrorMemory:
             return memory
         starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
         datasets = [rows[starts[b] : starts[b + 1]].copy() for b in range(len(keys))]
-        labels, msts = memory._fit(datasets, [None] * len(datasets))
-        for key, data, lab, mst in zip(keys, datasets, labels, msts, strict=True):
-            memory._buckets[key] = Bucket.of_fit(data, lab, mst)
+        if config.cluster_method is ClusterMethod.SINGLE:
+            fits = [(np.zeros(len(d), dtype=np.int64), NO_LINKS, NO_LENGTHS) for d in datasets]
+        else:
+            results = update_buckets(
+                datasets, [0] * len(datasets), [NO_LINKS] * len(datasets),
+                [NO_LENGTHS] * len(datasets), [np.zeros(0, dtype=np.int64)] * len(datasets),
+                [False] * len(datasets), k=config.k, smallest_label_wins=False,
+                min_samples=config.min_samples, min_cluster_size=config.min_cluster_size,
+                leaf=config.cluster_selection_method == "leaf",
+            )  # fmt: skip
+            fits = [(r.labels, r.links, r.lengths) for r in results]
+        for key, data, (lab, links, lengths) in zip(keys, datasets, fits, strict=True):
+            memory._buckets[key] = Bucket.of_fit(data, lab, links, lengths)
             memory._storage[key] = data
         memory._dim = int(rows.shape[1])
         return memory
+
+
+def _rows_by_bucket(keys: Sequence[BucketKey]) -> dict[BucketKey, npt.NDArray[np.int64]]:
+    """Row indices of each bucket key, buckets in order of first appearance, rows in order."""
+    groups: dict[BucketKey, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return {key: np.asarray(index, dtype=np.int64) for key, index in groups.items()}

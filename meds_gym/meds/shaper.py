@@ -171,16 +171,21 @@ class MEDSShaper:
                 present_flags, target.penalises(True), target.penalises(False)
             )  # (M,) bool
             keys = batch.keys
-            if penalised.any():
-                which = batch.present[penalised]
-                labels, counts = self._memory.assign(
-                    [keys[i] for i in which.tolist()], batch.rows[penalised]
-                )
-                clusters[which] = labels
-                sizes[which] = counts
-                penalties[which] = meds_penalty(counts, self.config.alpha, self.config.beta)
+            present_keys = [keys[i] for i in batch.present.tolist()]
             if self._training:
-                self._memory.commit([keys[i] for i in batch.present.tolist()], batch.rows)
+                labels, counts = self._memory.update(present_keys, batch.rows, penalised)
+                labels, counts = labels[penalised], counts[penalised]
+            elif penalised.any():
+                labels, counts = self._memory.assign(
+                    [k for k, p in zip(present_keys, penalised.tolist(), strict=True) if p],
+                    batch.rows[penalised],
+                )
+            else:
+                labels = counts = np.zeros(0, dtype=np.int64)
+            which = batch.present[penalised]
+            clusters[which] = labels
+            sizes[which] = counts
+            penalties[which] = meds_penalty(counts, self.config.alpha, self.config.beta)
         return ShapeResult(
             shaped_rewards=batch.rewards - penalties,
             penalties=penalties,

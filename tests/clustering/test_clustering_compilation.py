@@ -35,7 +35,7 @@ def test_warm_up_in_the_background_prepares_every_kernel():
 
 
 def test_every_public_path_reuses_the_registered_signatures(monkeypatch):
-    import meds_gym.clustering.hdbscan as module
+    import meds_gym.clustering.parallel as module
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 5))
@@ -50,7 +50,7 @@ def test_every_public_path_reuses_the_registered_signatures(monkeypatch):
     knn_vote(frozen, labels, frozen[:3], tie_break="nearest")
     vote_kernel(frozen, labels.astype(np.int64), X[:3], 3, True)
     refit_many([frozen, X[:7]], [minimum_spanning_tree(X[:10]), None])
-    monkeypatch.setattr(module, "_PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(module, "PARALLEL_MIN_WORK", 0)
     monkeypatch.setattr(module.numba, "get_num_threads", lambda: 2)
     tree = minimum_spanning_tree(X[:20])
     tree.flags.writeable = False
@@ -67,9 +67,9 @@ def test_trusted_kernels_refuse_other_types_instead_of_compiling():
 
 
 def _parallel_refit_in_child(queue) -> None:
-    import meds_gym.clustering.hdbscan as module
+    import meds_gym.clustering.parallel as module
 
-    module._PARALLEL_MIN_WORK = 0
+    module.PARALLEL_MIN_WORK = 0
     rng = np.random.default_rng(3)
     buckets = [rng.normal(size=(30, 4)) for _ in range(6)]
     labels, _ = refit_many(buckets, [None] * 6)
@@ -81,9 +81,9 @@ def test_parallel_refit_after_fork_does_not_hang(monkeypatch):
     # object but none of its threads; the refit must build a new pool there.
     import multiprocessing
 
-    import meds_gym.clustering.hdbscan as module
+    import meds_gym.clustering.parallel as module
 
-    monkeypatch.setattr(module, "_PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(module, "PARALLEL_MIN_WORK", 0)
     monkeypatch.setattr(module.numba, "get_num_threads", lambda: 2)
     rng = np.random.default_rng(3)
     buckets = [rng.normal(size=(30, 4)) for _ in range(6)]

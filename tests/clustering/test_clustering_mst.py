@@ -234,9 +234,9 @@ def test_clustering_mst_rejects_bad_input():
 
 @pytest.mark.parametrize("ms", [1, 2])
 def test_clustering_refit_many_parallel_path(ms, monkeypatch):
-    import meds_gym.clustering.hdbscan as module
+    import meds_gym.clustering.parallel as module
 
-    monkeypatch.setattr(module, "_PARALLEL_MIN_WORK", 0)  # force the worker threads
+    monkeypatch.setattr(module, "PARALLEL_MIN_WORK", 0)  # force the worker threads
     monkeypatch.setattr(module.numba, "get_num_threads", lambda: 3)  # even on a 1-core runner
     rng = np.random.default_rng(7)
     buckets, previous = [], []

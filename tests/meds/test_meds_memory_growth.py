@@ -119,7 +119,7 @@ def test_memory_failed_refit_leaves_memory_unchanged_and_next_add_is_exact(monke
         raise RuntimeError("refit failed")
 
     with monkeypatch.context() as patch:
-        patch.setattr(memory_module, "refit_buckets", broken)
+        patch.setattr(memory_module, "update_buckets", broken)
         with pytest.raises(RuntimeError, match="refit failed"):
             memory.add(*steps[10])
     for key, arrays in before.items():

@@ -1,0 +1,235 @@
+"""One training step of the error memory per bucket, in one kernel: vote, extend the tree, relabel.
+
+A MEDS step (docs/design.md section 2) votes each new wrong rollout into a cluster of its bucket as
+the bucket stands, then appends the new rows and re-clusters the bucket. Done separately, both
+halves compute the distances from the new rows to the stored ones and both normalise the stored
+rows; :func:`update_buckets` does it once per bucket, from the stored ``float32`` rows, in a
+kernel that runs without the GIL, and keeps each bucket's tree in the form the next step extends
+directly (sorted edges with their squared lengths and their single-linkage merges), so no step
+sorts, links or traverses the old tree again.
+
+The results equal those of the separate public functions on the same rows: the votes those of
+:func:`~meds_gym.clustering.knn.vote_kernel` on the stored rows, the labels those of
+:func:`~meds_gym.clustering.hdbscan.hdbscan_labels` on the unit rows
+(:func:`~meds_gym.clustering.knn.unit_rows`) and the tree that of
+:func:`~meds_gym.clustering.hdbscan.minimum_spanning_tree` on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+from numba import njit, types
+
+from meds_gym.clustering.compilation import INDEX, READ_INDEX, ensure_compiled, register
+from meds_gym.clustering.condensed_tree import labels_from_linkage, single_linkage
+from meds_gym.clustering.knn import unit_rows, votes_from_distances
+from meds_gym.clustering.mst import (
+    extend_sorted_tree,
+    full_sorted_tree,
+    squared_distances,
+    transposed,
+)
+from meds_gym.clustering.parallel import for_each_bucket
+
+__all__ = ["BucketUpdate", "NO_LINKS", "NO_LENGTHS", "update_buckets"]
+
+READ_ROWS32 = types.Array(types.float32, 2, "C", readonly=True)
+READ_LINKS = types.Array(types.int32, 2, "C", readonly=True)
+READ_VALUES = types.Array(types.float64, 1, "C", readonly=True)
+LINKS = types.Array(types.int32, 2, "C")
+VALUES = types.Array(types.float64, 1, "C")
+
+NO_LINKS = np.zeros((0, 4), dtype=np.int32)
+"""The links of a bucket that keeps no tree."""
+NO_LINKS.flags.writeable = False
+NO_LENGTHS = np.zeros(0)
+"""The squared lengths of a bucket that keeps no tree."""
+NO_LENGTHS.flags.writeable = False
+
+
+@register(
+    types.Tuple((INDEX, INDEX, INDEX, LINKS, VALUES))(
+        READ_ROWS32,
+        types.int64,
+        READ_LINKS,
+        READ_VALUES,
+        READ_INDEX,
+        types.boolean,
+        types.int64,
+        types.boolean,
+        types.int64,
+        types.int64,
+        types.boolean,
+        types.boolean,
+    )  # fmt: skip
+)
+@njit(cache=True, nogil=True)
+def _update_bucket(
+    rows: np.ndarray,
+    n_old: int,
+    links: np.ndarray,
+    lengths: np.ndarray,
+    old_labels: np.ndarray,
+    vote: bool,
+    k: int,
+    smallest_label_wins: bool,
+    min_samples: int,
+    min_cluster_size: int,
+    leaf: bool,
+    allow_single_cluster: bool,
+):
+    """Vote the new rows against the old ones, then refit the bucket (see :func:`update_buckets`).
+
+    Returns:
+        ``(votes, sizes, labels, links, lengths)``.
+    """
+    n = rows.shape[0]
+    n_new = n - n_old
+    X = unit_rows(rows)  # (N, d) float64
+    votes = np.full(n_new, -2, dtype=np.int64)
+    sizes = np.zeros(n_new, dtype=np.int64)
+    extend = n_old >= 1 and n_new >= 1 and links.shape[0] == n_old - 1 and min_samples == 1
+    voting = vote and n_old >= 1 and n_new >= 1
+    D = np.empty((0, 0))
+    if voting or extend:
+        D = squared_distances(transposed(X, n_old), X[n_old:])  # (n_new, n_old)
+    if voting:
+        votes = votes_from_distances(D, old_labels, min(k, n_old), smallest_label_wins)
+        per_label = np.zeros(n_old + 1, dtype=np.int64)  # entry 0: noise, c + 1: cluster c
+        for i in range(n_old):
+            per_label[old_labels[i] + 1] += 1
+        for j in range(n_new):
+            sizes[j] = per_label[votes[j] + 1]
+    if n < 2:
+        labels = np.full(n, -1, dtype=np.int64)
+        return votes, sizes, labels, np.zeros((0, 4), dtype=np.int32), np.zeros(0)
+    if extend:
+        m = n_old - 1
+        ta = np.empty(m, dtype=np.int64)
+        tb = np.empty(m, dtype=np.int64)
+        left = np.empty(m, dtype=np.int64)
+        right = np.empty(m, dtype=np.int64)
+        for r in range(m):
+            ta[r] = links[r, 0]
+            tb[r] = links[r, 1]
+            left[r] = links[r, 2]
+            right[r] = links[r, 3]
+        na, nb, ns, nl, nr, count = extend_sorted_tree(X, D, ta, tb, lengths, left, right, n_old)
+    else:
+        na, nb, ns = full_sorted_tree(X, min_samples)
+        nl, nr, count, _ = single_linkage(na, nb, n)
+    out_links = np.empty((n - 1, 4), dtype=np.int32)
+    delta = np.empty(n - 1)
+    for r in range(n - 1):
+        out_links[r, 0] = na[r]
+        out_links[r, 1] = nb[r]
+        out_links[r, 2] = nl[r]
+        out_links[r, 3] = nr[r]
+        delta[r] = np.sqrt(ns[r])
+    labels = labels_from_linkage(
+        nl, nr, delta, count, n, min_cluster_size, leaf, allow_single_cluster
+    )
+    return votes, sizes, labels, out_links, ns
+
+
+class BucketUpdate(NamedTuple):
+    """What :func:`update_buckets` returns for one bucket.
+
+    Attributes:
+        votes: ``int64`` ``(N - n_old,)`` label voted for each new row from the old rows (``-2``
+            where the bucket was not voted on or held no old row).
+        sizes: ``int64`` ``(N - n_old,)`` old rows carrying that label (0 where not voted).
+        labels: ``int64`` ``(N,)`` HDBSCAN labels of all rows (``-1`` noise).
+        links: ``int32`` ``(N - 1, 4)`` the canonical MST of the unit rows in canonical edge
+            order, rows ``(a, b, left, right)``: edge ``r`` joins rows ``a < b`` and is merge
+            ``r`` of single linkage, which joins the dendrogram nodes ``left`` and ``right``
+            (rows below ``N``, merge ``r'`` as ``N + r'``).
+        lengths: ``float64`` ``(N - 1,)`` squared (mutual-reachability) length of each edge.
+    """
+
+    votes: np.ndarray
+    sizes: np.ndarray
+    labels: np.ndarray
+    links: np.ndarray
+    lengths: np.ndarray
+
+
+def update_buckets(
+    rows: Sequence[np.ndarray],
+    n_old: Sequence[int],
+    links: Sequence[np.ndarray],
+    lengths: Sequence[np.ndarray],
+    old_labels: Sequence[np.ndarray],
+    vote: Sequence[bool],
+    *,
+    k: int,
+    smallest_label_wins: bool,
+    min_samples: int,
+    min_cluster_size: int,
+    leaf: bool,
+    allow_single_cluster: bool = False,
+) -> list[BucketUpdate]:
+    """One memory step on many buckets, in parallel: vote the new rows, then refit each bucket.
+
+    Trusted: no input checks; the error memory, which produced every argument, is the caller.
+    Bucket ``b`` holds ``rows[b]``, its ``n_old[b]`` old rows first, then its new ones. When
+    ``vote[b]``, each new row gets the label of the majority of its ``k`` nearest old rows by
+    cosine distance (the rule of :func:`~meds_gym.clustering.knn.vote_kernel`, ties by
+    ``smallest_label_wins``, with ``old_labels[b]``). Then the bucket is refitted on all its
+    rows: from its stored tree when ``links[b]`` spans the old rows and ``min_samples`` is 1
+    (O(N x new x d)), otherwise from scratch.
+
+    Args:
+        rows: Per bucket, ``float32`` ``(N_b, d)`` C-contiguous rows, finite and non-zero.
+        n_old: Per bucket, the number of old rows (``0 <= n_old <= N_b``).
+        links: Per bucket, the ``links`` of its last update (spanning its old rows) or
+            :data:`NO_LINKS`.
+        lengths: Per bucket, the matching ``lengths`` or :data:`NO_LENGTHS`.
+        old_labels: Per bucket, ``int64`` ``(n_old,)`` labels of the old rows (read when voting).
+        vote: Per bucket, whether to vote its new rows.
+        k: Neighbours in the vote (``>= 1``).
+        smallest_label_wins: Vote tie rule.
+        min_samples: Core-distance neighbour rank (``>= 1``).
+        min_cluster_size: Smallest cluster size (``>= 2``).
+        leaf: Leaf selection instead of excess of mass.
+        allow_single_cluster: Whether a bucket may come out as one cluster.
+
+    Returns:
+        One :class:`BucketUpdate` per bucket.
+    """
+    ensure_compiled()
+    out: list[Any] = [None] * len(rows)
+
+    def run(buckets: Sequence[int]) -> None:
+        for b in buckets:  # each bucket writes only its own slot
+            out[b] = BucketUpdate(
+                *_update_bucket(
+                    rows[b],
+                    n_old[b],
+                    links[b],
+                    lengths[b],
+                    old_labels[b],
+                    vote[b],
+                    k,
+                    smallest_label_wins,
+                    min_samples,
+                    min_cluster_size,
+                    leaf,
+                    allow_single_cluster,
+                )  # fmt: skip
+            )
+
+    width = rows[0].shape[1] if len(rows) else 0
+    # Work per bucket: the distances from its new rows (all rows on a full fit) to the old ones.
+    work = np.array(
+        [
+            width * x.shape[0] * (x.shape[0] - o if li.shape[0] == o - 1 and o else x.shape[0])
+            for x, o, li in zip(rows, n_old, links, strict=True)
+        ],
+        dtype=np.float64,
+    )
+    for_each_bucket(run, work)
+    return out

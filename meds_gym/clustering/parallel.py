@@ -1,0 +1,64 @@
+"""Run one kernel per bucket over many buckets, on numba's thread count (the kernels drop the GIL).
+
+Small batches stay on the calling thread: below about a millisecond of work, handing buckets to
+worker threads costs more than it saves.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+
+PARALLEL_MIN_WORK = 2_000_000
+"""Below this much distance work (sum of N_b^2 x d multiply-adds, about a millisecond), buckets run
+on the calling thread."""
+
+_pool: ThreadPoolExecutor | None = None
+_pool_key: tuple[int, int] = (0, 0)
+_pool_lock = threading.Lock()
+
+
+def _worker_pool(threads: int) -> ThreadPoolExecutor:
+    """The process's bucket threads, rebuilt after a fork (its threads do not exist there)."""
+    global _pool, _pool_key
+    key = (os.getpid(), threads)
+    with _pool_lock:
+        if _pool is None or _pool_key != key:
+            if _pool is not None and _pool_key[0] == key[0]:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="meds-gym-refit")
+            _pool_key = key
+        return _pool
+
+
+def for_each_bucket(
+    run: Callable[[Sequence[int]], None], work: np.ndarray, min_work: float | None = None
+) -> None:
+    """Call ``run`` on chunks of bucket indices covering ``0..len(work)-1`` once each.
+
+    ``run`` must only write the output slots of the buckets it is given. Largest buckets first,
+    dealt round-robin into more chunks than threads: the pool hands the next chunk to whichever
+    thread is free, which evens out the load.
+
+    Args:
+        run: Processes the buckets whose indices it receives.
+        work: ``(B,)`` estimated cost of each bucket (same unit as ``min_work``).
+        min_work: Total work below which everything runs on the calling thread (default
+            :data:`PARALLEL_MIN_WORK`).
+    """
+    count = len(work)
+    threads = numba.get_num_threads() if count > 1 else 1
+    limit = PARALLEL_MIN_WORK if min_work is None else min_work
+    if threads == 1 or float(work.sum()) < limit:
+        run(range(count))
+        return
+    by_work = np.argsort(-work, kind="stable").tolist()
+    chunks = min(count, 4 * threads)
+    pool = _worker_pool(threads)
+    for future in [pool.submit(run, by_work[c::chunks]) for c in range(chunks)]:
+        future.result()
