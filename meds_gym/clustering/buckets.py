@@ -51,7 +51,7 @@ NO_LENGTHS.flags.writeable = False
 
 
 @register(
-    types.Tuple((INDEX, INDEX, INDEX, LINKS, VALUES))(
+    types.Tuple((INDEX, INDEX, INDEX, LINKS, VALUES, types.int64))(
         READ_ROWS32,
         types.int64,
         READ_LINKS,
@@ -84,18 +84,21 @@ def _update_bucket(
     """Vote the new rows against the old ones, then refit the bucket (see :func:`update_buckets`).
 
     Returns:
-        ``(votes, sizes, labels, links, lengths)``.
+        ``(votes, sizes, labels, links, lengths, n_clusters)``.
     """
     n = rows.shape[0]
     n_new = n - n_old
-    X = unit_rows(rows)  # (N, d) float64
     votes = np.full(n_new, -2, dtype=np.int64)
     sizes = np.zeros(n_new, dtype=np.int64)
     extend = n_old >= 1 and n_new >= 1 and links.shape[0] == n_old - 1 and min_samples == 1
     voting = vote and n_old >= 1 and n_new >= 1
+    X = np.empty((0, 0))
+    Z = np.empty((0, 0))
     D = np.empty((0, 0))
     if voting or extend:
-        D = squared_distances(transposed(X, n_old), X[n_old:])  # (n_new, n_old)
+        X = unit_rows(rows)  # (N, d)
+        Z = X[n_old:]
+        D = squared_distances(transposed(X, n_old), Z)  # (n_old, n_new)
     if voting:
         votes = votes_from_distances(D, old_labels, min(k, n_old), smallest_label_wins)
         per_label = np.zeros(n_old + 1, dtype=np.int64)  # entry 0: noise, c + 1: cluster c
@@ -105,7 +108,7 @@ def _update_bucket(
             sizes[j] = per_label[votes[j] + 1]
     if n < 2:
         labels = np.full(n, -1, dtype=np.int64)
-        return votes, sizes, labels, np.zeros((0, 4), dtype=np.int32), np.zeros(0)
+        return votes, sizes, labels, np.zeros((0, 4), dtype=np.int32), np.zeros(0), 0
     if extend:
         m = n_old - 1
         ta = np.empty(m, dtype=np.int64)
@@ -117,9 +120,9 @@ def _update_bucket(
             tb[r] = links[r, 1]
             left[r] = links[r, 2]
             right[r] = links[r, 3]
-        na, nb, ns, nl, nr, count = extend_sorted_tree(X, D, ta, tb, lengths, left, right, n_old)
+        na, nb, ns, nl, nr, count = extend_sorted_tree(Z, D, ta, tb, lengths, left, right, n_old)
     else:
-        na, nb, ns = full_sorted_tree(X, min_samples)
+        na, nb, ns = full_sorted_tree(X if X.shape[0] == n else unit_rows(rows), min_samples)
         nl, nr, count, _ = single_linkage(na, nb, n)
     out_links = np.empty((n - 1, 4), dtype=np.int32)
     delta = np.empty(n - 1)
@@ -132,7 +135,7 @@ def _update_bucket(
     labels = labels_from_linkage(
         nl, nr, delta, count, n, min_cluster_size, leaf, allow_single_cluster
     )
-    return votes, sizes, labels, out_links, ns
+    return votes, sizes, labels, out_links, ns, labels.max() + 1
 
 
 class BucketUpdate(NamedTuple):
@@ -148,6 +151,7 @@ class BucketUpdate(NamedTuple):
             ``r`` of single linkage, which joins the dendrogram nodes ``left`` and ``right``
             (rows below ``N``, merge ``r'`` as ``N + r'``).
         lengths: ``float64`` ``(N - 1,)`` squared (mutual-reachability) length of each edge.
+        n_clusters: Number of clusters (labels >= 0).
     """
 
     votes: np.ndarray
@@ -155,6 +159,7 @@ class BucketUpdate(NamedTuple):
     labels: np.ndarray
     links: np.ndarray
     lengths: np.ndarray
+    n_clusters: int
 
 
 def update_buckets(

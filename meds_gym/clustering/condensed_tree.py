@@ -87,59 +87,57 @@ def condense_tree(
     """
     total = 2 * n - 1
     root = total - 1
-    # Breadth-first order of all single-linkage nodes, left child before right.
-    bfs = np.empty(total, dtype=np.int64)
-    bfs[0] = root
-    head = 0
-    tail = 1
-    while head < tail:
-        node = bfs[head]
-        head += 1
-        if node >= n:
-            bfs[tail] = left[node - n]
-            bfs[tail + 1] = right[node - n]
-            tail += 2
-    relabel = np.empty(total, dtype=np.int64)
-    relabel[root] = n
+    # The nodes that continue a cluster, in breadth-first order (left child before right): the
+    # order in which a breadth-first walk of the whole tree meets them, since every ancestor of
+    # such a node continues a cluster too. The points of a pruned branch are emitted from a
+    # second queue, so every node is visited once.
+    relabel = np.empty(n - 1, dtype=np.int64)  # cluster id of each internal node that has one
+    relabel[root - n] = n
     next_label = n + 1
-    ignore = np.zeros(total, dtype=np.bool_)
     res_parent = np.empty(2 * n, dtype=np.int64)
     res_child = np.empty(2 * n, dtype=np.int64)
     res_lam = np.empty(2 * n)
     res_size = np.empty(2 * n, dtype=np.int64)
+    main = np.empty(n, dtype=np.int64)
     queue = np.empty(total, dtype=np.int64)
     pos = 0
-    for idx in range(total):
-        node = bfs[idx]
-        if ignore[node] or node < n:
-            continue
+    head = 0
+    tail = 1
+    main[0] = root
+    while head < tail:
+        node = main[head]
+        head += 1
         r = node - n
+        cluster = relabel[r]
         lc = left[r]
         rc = right[r]
         lam = 1.0 / delta[r] if delta[r] > 0.0 else np.inf
         left_count = count[lc - n] if lc >= n else 1
         right_count = count[rc - n] if rc >= n else 1
         if left_count >= mcs and right_count >= mcs:
-            relabel[lc] = next_label
-            next_label += 1
-            res_parent[pos] = relabel[node]
-            res_child[pos] = relabel[lc]
+            relabel[lc - n] = next_label
+            res_parent[pos] = cluster
+            res_child[pos] = next_label
             res_lam[pos] = lam
             res_size[pos] = left_count
-            pos += 1
-            relabel[rc] = next_label
-            next_label += 1
-            res_parent[pos] = relabel[node]
-            res_child[pos] = relabel[rc]
-            res_lam[pos] = lam
-            res_size[pos] = right_count
-            pos += 1
+            relabel[rc - n] = next_label + 1
+            res_parent[pos + 1] = cluster
+            res_child[pos + 1] = next_label + 1
+            res_lam[pos + 1] = lam
+            res_size[pos + 1] = right_count
+            pos += 2
+            next_label += 2
+            main[tail] = lc
+            main[tail + 1] = rc
+            tail += 2
             continue
         for side in range(2):
             sub_root = lc if side == 0 else rc
             sub_count = left_count if side == 0 else right_count
             if sub_count >= mcs:
-                relabel[sub_root] = relabel[node]  # the big child continues the cluster
+                relabel[sub_root - n] = cluster  # the big child continues the cluster
+                main[tail] = sub_root
+                tail += 1
                 continue
             # The small child's points fall out of the cluster at this lambda.
             queue[0] = sub_root
@@ -148,9 +146,8 @@ def condense_tree(
             while qh < qt:
                 sub = queue[qh]
                 qh += 1
-                ignore[sub] = True
                 if sub < n:
-                    res_parent[pos] = relabel[node]
+                    res_parent[pos] = cluster
                     res_child[pos] = sub
                     res_lam[pos] = lam
                     res_size[pos] = 1
@@ -159,13 +156,7 @@ def condense_tree(
                     queue[qt] = left[sub - n]
                     queue[qt + 1] = right[sub - n]
                     qt += 2
-    return (
-        res_parent[:pos].copy(),
-        res_child[:pos].copy(),
-        res_lam[:pos].copy(),
-        res_size[:pos].copy(),
-        next_label - n,
-    )
+    return res_parent[:pos], res_child[:pos], res_lam[:pos], res_size[:pos], next_label - n
 
 
 @njit(cache=True)
@@ -199,21 +190,24 @@ def select_and_label(
     cparent = np.full(n_clusters, -1, dtype=np.int64)  # parent cluster (local ids), -1 for root
     child1 = np.full(n_clusters, -1, dtype=np.int64)
     child2 = np.full(n_clusters, -1, dtype=np.int64)
+    stability = np.zeros(n_clusters)
+    root_max_lambda = 0.0
+    # One pass: rows come in breadth-first order, so a cluster's birth row precedes its own rows
+    # and each stability is summed in row order, as the package does.
     for r in range(n_rows):
         c = child[r]
+        lp = parent[r] - n
         if c >= n:
             lc = c - n
-            lp = parent[r] - n
             birth[lc] = lam[r]
             cparent[lc] = lp
             if child1[lp] < 0:
                 child1[lp] = lc
             else:
                 child2[lp] = lc
-    stability = np.zeros(n_clusters)
-    for r in range(n_rows):
-        lp = parent[r] - n
         stability[lp] += (lam[r] - birth[lp]) * child_size[r]
+        if lp == 0 and lam[r] > root_max_lambda:
+            root_max_lambda = lam[r]
 
     selected = np.zeros(n_clusters, dtype=np.bool_)
     has_split = False
@@ -259,10 +253,6 @@ def select_and_label(
             anc[c] = c
         elif c > 0:
             anc[c] = anc[cparent[c]]
-    root_max_lambda = 0.0
-    for r in range(n_rows):
-        if parent[r] == n and lam[r] > root_max_lambda:
-            root_max_lambda = lam[r]
     labels = np.full(n, -1, dtype=np.int64)
     for r in range(n_rows):
         pt = child[r]

@@ -55,8 +55,8 @@ def votes_from_distances(D: np.ndarray, labels: np.ndarray, k: int, smallest_lab
     The rule is :func:`vote_kernel`'s.
 
     Args:
-        D: ``float64`` ``(Q, N)`` distances (any monotone function of the cosine distance) from
-            each query to each stored row.
+        D: ``float64`` ``(N, Q)`` distances (any monotone function of the cosine distance) from
+            each stored row to each query.
         labels: ``(N,)`` label of each stored row.
         k: Number of neighbours, ``1 <= k <= N``.
         smallest_label_wins: Tie rule.
@@ -64,14 +64,14 @@ def votes_from_distances(D: np.ndarray, labels: np.ndarray, k: int, smallest_lab
     Returns:
         ``int64`` ``(Q,)``.
     """
-    q_count, n = D.shape
+    n, q_count = D.shape
     out = np.empty(q_count, dtype=np.int64)
     top_d = np.empty(k)
     top_i = np.empty(k, dtype=np.int64)
     for q in range(q_count):
         filled = 0
         for i in range(n):
-            dist = D[q, i]
+            dist = D[i, q]
             # Keep the k best by (distance, index); i only grows, so ties keep earlier rows.
             if filled < k:
                 p = filled
@@ -130,8 +130,7 @@ def _vote(
         ``int64`` ``(Q,)``.
     """
     n = stored_rows.shape[0]
-    unit_q = unit_rows(queries)
-    D = squared_distances(transposed(unit_rows(stored_rows), n), unit_q)
+    D = squared_distances(transposed(unit_rows(stored_rows), n), unit_rows(queries))  # (N, Q)
     zero_stored = np.empty(n, dtype=np.bool_)
     for i in range(n):
         zero_stored[i] = not (stored_rows[i] != 0.0).any()
@@ -139,7 +138,7 @@ def _vote(
         zero_query = not (queries[q] != 0.0).any()
         for i in range(n):
             if zero_query or zero_stored[i]:
-                D[q, i] = 2.0
+                D[i, q] = 2.0
     return votes_from_distances(D, stored_labels, k, smallest_label_wins)
 
 

@@ -299,21 +299,25 @@ def transposed(X: np.ndarray, n: int) -> np.ndarray:
 
 @njit(cache=True)
 def squared_distances(XT: np.ndarray, Z: np.ndarray) -> np.ndarray:
-    """``(k, n)`` squared distances from each row of ``Z`` (k, d) to each column of ``XT`` (d, n).
+    """``(n, k)`` squared distances from each column of ``XT`` (d, n) to each row of ``Z`` (k, d).
 
     Each distance is summed feature by feature from 0.0 in ``float64``, like every distance here,
-    so it equals the one a pairwise loop over the two rows gives; the loops run over ``XT``'s
-    columns innermost, which vectorises.
+    so it equals the one a pairwise loop over the two rows gives; the innermost loop runs over
+    ``XT``'s columns, which vectorises.
     """
     d, n = XT.shape
-    out = np.zeros((Z.shape[0], n))
-    for j in range(Z.shape[0]):
-        row = out[j]
+    k = Z.shape[0]
+    out = np.empty((n, k))
+    acc = np.empty(n)
+    for j in range(k):
+        acc[:] = 0.0
         for f in range(d):
             z = Z[j, f]
             for i in range(n):
                 diff = XT[f, i] - z
-                row[i] += diff * diff
+                acc[i] += diff * diff
+        for i in range(n):
+            out[i, j] = acc[i]
     return out
 
 
@@ -347,8 +351,8 @@ def _surviving_edges(
     edges can join the old tree's edges in the final tree.
 
     Args:
-        D: ``float64`` ``(k, n_old)`` squared distances from new row ``j`` (index ``n_old + j``)
-            to the old rows.
+        D: ``float64`` ``(n_old, k)`` squared distances from the old rows to new row ``j``
+            (index ``n_old + j``).
         ta: ``(n_old - 1,)`` smaller endpoint of each old tree edge, in canonical order.
         tb: ``(n_old - 1,)`` larger endpoint.
         ts: ``float64`` ``(n_old - 1,)`` squared length.
@@ -360,61 +364,69 @@ def _surviving_edges(
         ``(ca, cb, cs)``: ``int64``, ``int64`` and ``float64`` arrays of the surviving edges
         (old endpoint, new endpoint, squared length), in no particular order.
     """
-    k = D.shape[0]
+    k = D.shape[1]
     nodes = 2 * n_old - 1
     # Per node and new row: the squared distance to the nearest row below the node, and that row.
     near_s = np.empty((nodes, k))
     near_u = np.empty((nodes, k), dtype=np.int64)
+    near_s[:n_old] = D
     for u in range(n_old):
         for j in range(k):
-            near_s[u, j] = D[j, u]
             near_u[u, j] = u
-    # Per merge and new row: the row decided there and whether its edge survives.
-    far_s = np.empty((n_old - 1, k))
-    far_u = np.empty((n_old - 1, k), dtype=np.int64)
-    survives = np.empty((n_old - 1, k), dtype=np.bool_)
+    # Survivors are rare, so they are appended under a branch that is almost never taken; the
+    # buffers only grow between merges, never inside the loop over new rows.
+    cap = 2 * k + 16
+    ca = np.empty(cap, dtype=np.int64)
+    cb = np.empty(cap, dtype=np.int64)
+    cs = np.empty(cap)
+    nc = 0
     for r in range(n_old - 1):
+        if nc + k > cap:
+            cap = 2 * (nc + k)
+            ca = _grown(ca, cap)
+            cb = _grown(cb, cap)
+            cs = _grown(cs, cap)
         x = left[r]
         y = right[r]
         up = n_old + r
-        # All new rows at once, without branches (the comparisons are unpredictable).
-        for j in range(k):
+        for j in range(k):  # all new rows at once
             sx = near_s[x, j]
             ux = near_u[x, j]
             sy = near_s[y, j]
             uy = near_u[y, j]
+            # Selects, not branches: which child holds the nearer row is unpredictable.
             y_nearer = (sy < sx) | ((sy == sx) & (uy < ux))
             near_s[up, j] = sy if y_nearer else sx
             near_u[up, j] = uy if y_nearer else ux
             hs = sx if y_nearer else sy
             hu = ux if y_nearer else uy
-            far_s[r, j] = hs
-            far_u[r, j] = hu
-            # Whether (hu, z) precedes merge r's edge in the canonical order (hu < z always).
-            survives[r, j] = (hs < ts[r]) | (
+            # The farther row's edge survives if it precedes merge r's edge (hu < z always).
+            if (hs < ts[r]) | (
                 (hs == ts[r]) & ((hu < ta[r]) | ((hu == ta[r]) & (n_old + j < tb[r])))
-            )
-    nc = k
-    for r in range(n_old - 1):
-        for j in range(k):
-            nc += survives[r, j]
-    ca = np.empty(nc, dtype=np.int64)
-    cb = np.empty(nc, dtype=np.int64)
-    cs = np.empty(nc)
-    e = 0
+            ):
+                ca[nc] = hu
+                cb[nc] = n_old + j
+                cs[nc] = hs
+                nc += 1
+    if nc + k > cap:
+        cap = nc + k
+        ca = _grown(ca, cap)
+        cb = _grown(cb, cap)
+        cs = _grown(cs, cap)
     for j in range(k):  # the root's nearest row survives
-        ca[e] = near_u[nodes - 1, j]
-        cb[e] = n_old + j
-        cs[e] = near_s[nodes - 1, j]
-        e += 1
-    for r in range(n_old - 1):
-        for j in range(k):
-            if survives[r, j]:
-                ca[e] = far_u[r, j]
-                cb[e] = n_old + j
-                cs[e] = far_s[r, j]
-                e += 1
-    return ca, cb, cs
+        ca[nc] = near_u[nodes - 1, j]
+        cb[nc] = n_old + j
+        cs[nc] = near_s[nodes - 1, j]
+        nc += 1
+    return ca[:nc], cb[:nc], cs[:nc]
+
+
+@njit(cache=True)
+def _grown(array: np.ndarray, size: int) -> np.ndarray:
+    """A copy of ``array`` with room for ``size`` entries (the new ones uninitialised)."""
+    out = np.empty(size, dtype=array.dtype)
+    out[: array.shape[0]] = array
+    return out
 
 
 @njit(cache=True)
@@ -468,7 +480,7 @@ def _merge_with_candidates(
 
 @njit(cache=True)
 def extend_sorted_tree(
-    X: np.ndarray,
+    Z: np.ndarray,
     D: np.ndarray,
     ta: np.ndarray,
     tb: np.ndarray,
@@ -477,7 +489,7 @@ def extend_sorted_tree(
     right: np.ndarray,
     n_old: int,
 ):
-    """The canonical MST of all rows of ``X`` from a sorted tree of its first rows and its linkage.
+    """The canonical MST of old and new rows from a sorted tree of the old rows and its linkage.
 
     With ``T`` the old tree and ``Z`` the new rows, the result is the minimum spanning tree of
     ``T`` plus every edge incident to a row of ``Z`` under the canonical edge order (the
@@ -490,8 +502,9 @@ def extend_sorted_tree(
        way (:func:`_merge_with_candidates`).
 
     Args:
-        X: ``float64`` ``(N, d)`` C-contiguous rows, old ones first, ``N > n_old >= 1``.
-        D: ``float64`` ``(N - n_old, n_old)`` squared distances from the new rows to the old ones
+        Z: ``float64`` ``(k, d)`` C-contiguous new rows (``k >= 1``); row ``j`` is point
+            ``n_old + j``.
+        D: ``float64`` ``(n_old, k)`` squared distances from the old rows to the new ones
             (:func:`squared_distances`).
         ta: ``(n_old - 1,)`` smaller endpoints of ``T``'s edges, in canonical order.
         tb: ``(n_old - 1,)`` larger endpoints.
@@ -503,11 +516,11 @@ def extend_sorted_tree(
     Returns:
         As :func:`_merge_with_candidates`.
     """
-    n = X.shape[0]
-    k = n - n_old
+    k = Z.shape[0]
+    n = n_old + k
     ca, cb, cs = _surviving_edges(D, ta, tb, ts, left, right, n_old)
     if k >= 2:
-        na, nb, _, ns = _prim_edges(X[n_old:], np.zeros(k))
+        na, nb, _, ns = _prim_edges(Z, np.zeros(k))
         nc = ca.shape[0]
         all_a = np.empty(nc + k - 1, dtype=np.int64)
         all_b = np.empty(nc + k - 1, dtype=np.int64)
@@ -563,8 +576,9 @@ def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
         na, nb, ns = ta, tb, ts
     else:
         left, right, _, _ = single_linkage(ta, tb, n_old)
-        D = squared_distances(transposed(X, n_old), X[n_old:])
-        na, nb, ns, _, _, _ = extend_sorted_tree(X, D, ta, tb, ts, left, right, n_old)
+        Z = X[n_old:]
+        D = squared_distances(transposed(X, n_old), Z)
+        na, nb, ns, _, _, _ = extend_sorted_tree(Z, D, ta, tb, ts, left, right, n_old)
     out = np.empty((n - 1, 3))
     for r in range(n - 1):
         out[r, 0] = na[r]

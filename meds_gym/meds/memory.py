@@ -102,11 +102,13 @@ class Bucket:
         labels: npt.NDArray[np.int64],
         links: npt.NDArray[np.int32] = NO_LINKS,
         lengths: npt.NDArray[np.float64] = NO_LENGTHS,
+        n_clusters: int | None = None,
     ) -> Bucket:
         """The bucket after a fit: arrays frozen, the tree kept only from TREE_MIN_ROWS rows."""
         if len(rows) < TREE_MIN_ROWS:
             links, lengths = NO_LINKS, NO_LENGTHS
-        n_clusters = int(labels.max()) + 1 if labels.size else 0
+        if n_clusters is None:
+            n_clusters = int(labels.max()) + 1 if labels.size else 0
         return cls(_frozen(rows), _frozen(labels), _frozen(links), _frozen(lengths), n_clusters)
 
     def __len__(self) -> int:
@@ -340,59 +342,56 @@ class ErrorMemory:
         if q == 0:
             return labels, sizes
         config = self.config
-        groups = _rows_by_bucket(keys)
+        touched, order, bounds = _group_by_bucket(keys)
+        grouped = rows[order]  # (Q, L), the rows of each touched bucket together, in order
         if config.cluster_method is ClusterMethod.SINGLE:
             if voted.any():
                 labels[voted], sizes[voted] = self.assign(
                     [keys[i] for i in np.flatnonzero(voted).tolist()], rows[voted]
                 )
-            self._store(groups, rows)
+            self._store(touched, grouped, bounds)
             return labels, sizes
         # Per touched bucket: its rows after the step, and what the kernel needs of its past.
-        touched = list(groups)
-        plans = [self._appended(key, rows[groups[key]]) for key in touched]
         incremental = config.min_samples == 1
-        vote_in_kernel = []
-        for key, (_, _, n_old) in zip(touched, plans, strict=True):
-            index = groups[key]
-            wanted = bool(voted[index[0]])
+        wants = voted[order[bounds[:-1]]].tolist()  # per bucket (the same for all its rows)
+        no_labels = np.zeros(0, dtype=np.int64)
+        plans = []
+        args: tuple[list[Any], ...] = ([], [], [], [], [], [])
+        for b, key in enumerate(touched):
             old = self._buckets.get(key)
-            if wanted and old is not None and n_old != len(old):
+            data, storage, n_old = self._appended(key, grouped[bounds[b] : bounds[b + 1]], old)
+            plans.append((data, storage))
+            wanted = wants[b] and old is not None
+            if wanted and n_old != len(old):  # type: ignore[arg-type]
                 # The capacity dropped old rows: vote against the bucket as it stood first.
+                index = order[bounds[b] : bounds[b + 1]]
                 labels[index], sizes[index] = self.assign([key] * len(index), rows[index])
                 wanted = False
-            vote_in_kernel.append(wanted and old is not None)
-        no_labels = np.zeros(0, dtype=np.int64)
+            tree = old is not None and n_old > 0 and incremental
+            args[0].append(data)
+            args[1].append(n_old)
+            args[2].append(old.links if tree else NO_LINKS)  # type: ignore[union-attr]
+            args[3].append(old.lengths if tree else NO_LENGTHS)  # type: ignore[union-attr]
+            args[4].append(old.labels if wanted else no_labels)  # type: ignore[union-attr]
+            args[5].append(wanted)
         results = update_buckets(
-            [data for data, _, _ in plans],
-            [n_old for _, _, n_old in plans],
-            [
-                self._buckets[key].links if n_old and incremental else NO_LINKS
-                for key, (_, _, n_old) in zip(touched, plans, strict=True)
-            ],
-            [
-                self._buckets[key].lengths if n_old and incremental else NO_LENGTHS
-                for key, (_, _, n_old) in zip(touched, plans, strict=True)
-            ],
-            [
-                self._buckets[key].labels if wanted else no_labels
-                for key, wanted in zip(touched, vote_in_kernel, strict=True)
-            ],
-            vote_in_kernel,
+            *args,
             k=config.k,
             smallest_label_wins=config.tie_break is TieBreak.SMALLEST_LABEL,
             min_samples=config.min_samples,
             min_cluster_size=config.min_cluster_size,
             leaf=config.cluster_selection_method == "leaf",
         )
-        for key, wanted, result in zip(touched, vote_in_kernel, results, strict=True):
-            if wanted:
-                index = groups[key]
-                labels[index] = result.votes
-                sizes[index] = result.sizes
-        self._warn_size(max(len(data) for data, _, _ in plans))
-        for key, (data, storage, _), result in zip(touched, plans, results, strict=True):
-            self._buckets[key] = Bucket.of_fit(data, result.labels, result.links, result.lengths)
+        voted_buckets = [b for b, wanted in enumerate(args[5]) if wanted]
+        if voted_buckets:
+            index = np.concatenate([order[bounds[b] : bounds[b + 1]] for b in voted_buckets])
+            labels[index] = np.concatenate([results[b].votes for b in voted_buckets])
+            sizes[index] = np.concatenate([results[b].sizes for b in voted_buckets])
+        self._warn_size(max(len(data) for data, _ in plans))
+        for key, (data, storage), result in zip(touched, plans, results, strict=True):
+            self._buckets[key] = Bucket.of_fit(
+                data, result.labels, result.links, result.lengths, result.n_clusters
+            )
             self._storage[key] = storage
             self._eigen_cache.pop(key, None)
         if self._dim is None:
@@ -400,15 +399,14 @@ class ErrorMemory:
         return labels, self._noise_sizes(labels, sizes)
 
     def _appended(
-        self, key: BucketKey, new: npt.NDArray[np.float32]
+        self, key: BucketKey, new: npt.NDArray[np.float32], old: Bucket | None
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], int]:
-        """The bucket's rows after appending ``new``: ``(rows, storage, n_old)``.
+        """Bucket ``key`` (now ``old``) after appending ``new``: ``(rows, storage, n_old)``.
 
         ``rows`` is a view of ``storage``; ``n_old`` counts the old rows in their old places (0
         when the capacity dropped some). Writes only behind the bucket's current rows, so nothing
         visible changes.
         """
-        old = self._buckets.get(key)
         size = 0 if old is None else len(old)
         total = size + new.shape[0]
         capacity = self.config.bucket_capacity
@@ -430,19 +428,20 @@ class ErrorMemory:
         return store[:total], store, size
 
     def _store(
-        self,
-        groups: dict[BucketKey, npt.NDArray[np.int64]],
-        rows: npt.NDArray[np.float32],
+        self, touched: list[BucketKey], grouped: npt.NDArray[np.float32], bounds: list[int]
     ) -> None:
         """Append rows without clustering (the single-cluster method: every row is cluster 0)."""
-        plans = {key: self._appended(key, rows[index]) for key, index in groups.items()}
-        self._warn_size(max(len(data) for data, _, _ in plans.values()))
-        for key, (data, storage, _) in plans.items():
+        plans = [
+            self._appended(key, grouped[bounds[b] : bounds[b + 1]], self._buckets.get(key))
+            for b, key in enumerate(touched)
+        ]
+        self._warn_size(max(len(data) for data, _, _ in plans))
+        for key, (data, storage, _) in zip(touched, plans, strict=True):
             self._buckets[key] = Bucket.of_fit(data, np.zeros(len(data), dtype=np.int64))
             self._storage[key] = storage
             self._eigen_cache.pop(key, None)
         if self._dim is None:
-            self._dim = int(rows.shape[1])
+            self._dim = int(grouped.shape[1])
 
     def _warn_size(self, largest: int) -> None:
         if largest > self.config.warn_bucket_size and not self._warned_size:
@@ -504,7 +503,23 @@ class ErrorMemory:
 
 def _rows_by_bucket(keys: Sequence[BucketKey]) -> dict[BucketKey, npt.NDArray[np.int64]]:
     """Row indices of each bucket key, buckets in order of first appearance, rows in order."""
-    groups: dict[BucketKey, list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
-    return {key: np.asarray(index, dtype=np.int64) for key, index in groups.items()}
+    touched, order, bounds = _group_by_bucket(keys)
+    return {key: order[bounds[b] : bounds[b + 1]] for b, key in enumerate(touched)}
+
+
+def _group_by_bucket(
+    keys: Sequence[BucketKey],
+) -> tuple[list[BucketKey], npt.NDArray[np.int64], list[int]]:
+    """Rows grouped by bucket: ``(touched, order, bounds)``.
+
+    ``touched`` lists the bucket keys in order of first appearance and ``order`` the row indices
+    by bucket (rows in order), bucket ``b``'s in ``order[bounds[b]:bounds[b + 1]]``.
+    """
+    codes: dict[BucketKey, int] = {}
+    inverse = np.fromiter(
+        (codes.setdefault(key, len(codes)) for key in keys), dtype=np.int64, count=len(keys)
+    )
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.zeros(len(codes) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(inverse, minlength=len(codes)), out=bounds[1:])
+    return list(codes), order, bounds.tolist()
