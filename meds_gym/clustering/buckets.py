@@ -17,7 +17,7 @@ The results equal those of the separate public functions on the same rows: the v
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -208,7 +208,7 @@ def update_buckets(
     ensure_compiled()
     out: list[Any] = [None] * len(rows)
 
-    def run(buckets: Sequence[int]) -> None:
+    def run(buckets: Iterable[int]) -> None:
         for b in buckets:  # each bucket writes only its own slot
             out[b] = BucketUpdate(
                 *_update_bucket(

@@ -32,7 +32,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -427,7 +427,7 @@ def refit_buckets(
     labels: list[Any] = [None] * count
     msts: list[Any] = [None] * count
 
-    def fit(buckets: Sequence[int]) -> None:
+    def fit(buckets: Iterable[int]) -> None:
         # Each bucket reads only its own rows and tree and writes only its own output slots.
         for b in buckets:
             prev = previous_msts[b]

@@ -366,67 +366,63 @@ def _surviving_edges(
     """
     k = D.shape[1]
     nodes = 2 * n_old - 1
-    # Per node and new row: the squared distance to the nearest row below the node, and that row.
-    near_s = np.empty((nodes, k))
-    near_u = np.empty((nodes, k), dtype=np.int64)
-    near_s[:n_old] = D
+    # Per node (row-major, k entries each): the squared distance from each new row to the nearest
+    # old row below the node, and that row; then per merge the row decided there, its distance
+    # and whether its edge survives.
+    near_s = np.empty(nodes * k)
+    near_u = np.empty(nodes * k, dtype=np.int64)
     for u in range(n_old):
         for j in range(k):
-            near_u[u, j] = u
-    # Survivors are rare, so they are appended under a branch that is almost never taken; the
-    # buffers only grow between merges, never inside the loop over new rows.
-    cap = 2 * k + 16
-    ca = np.empty(cap, dtype=np.int64)
-    cb = np.empty(cap, dtype=np.int64)
-    cs = np.empty(cap)
-    nc = 0
+            near_s[u * k + j] = D[u, j]
+            near_u[u * k + j] = u
+    far_s = np.empty((n_old - 1) * k)
+    far_u = np.empty((n_old - 1) * k, dtype=np.int64)
+    survives = np.empty((n_old - 1) * k, dtype=np.uint8)
     for r in range(n_old - 1):
-        if nc + k > cap:
-            cap = 2 * (nc + k)
-            ca = _grown(ca, cap)
-            cb = _grown(cb, cap)
-            cs = _grown(cs, cap)
-        x = left[r]
-        y = right[r]
-        up = n_old + r
-        for j in range(k):  # all new rows at once
-            sx = near_s[x, j]
-            ux = near_u[x, j]
-            sy = near_s[y, j]
-            uy = near_u[y, j]
-            # Selects, not branches: which child holds the nearer row is unpredictable.
-            y_nearer = (sy < sx) | ((sy == sx) & (uy < ux))
-            near_s[up, j] = sy if y_nearer else sx
-            near_u[up, j] = uy if y_nearer else ux
-            hs = sx if y_nearer else sy
-            hu = ux if y_nearer else uy
-            # The farther row's edge survives if it precedes merge r's edge (hu < z always).
-            if (hs < ts[r]) | (
-                (hs == ts[r]) & ((hu < ta[r]) | ((hu == ta[r]) & (n_old + j < tb[r])))
-            ):
-                ca[nc] = hu
-                cb[nc] = n_old + j
-                cs[nc] = hs
-                nc += 1
-    if nc + k > cap:
-        cap = nc + k
-        ca = _grown(ca, cap)
-        cb = _grown(cb, cap)
-        cs = _grown(cs, cap)
+        at_x = left[r] * k
+        at_y = right[r] * k
+        at_up = (n_old + r) * k
+        at_r = r * k
+        s_r = ts[r]
+        a_r = ta[r]
+        b_r = tb[r]
+        for j in range(k):  # all new rows at once, without branches (the outcomes are random)
+            sx = near_s[at_x + j]
+            ux = near_u[at_x + j]
+            sy = near_s[at_y + j]
+            uy = near_u[at_y + j]
+            # Whether y's row is nearer (ties by index), as an all-ones mask, to swap the rows.
+            swap = (ux ^ uy) & -np.int64((sy < sx) | ((sy == sx) & (uy < ux)))
+            near_s[at_up + j] = min(sx, sy)
+            near_u[at_up + j] = ux ^ swap
+            hs = max(sx, sy)
+            hu = uy ^ swap
+            far_s[at_r + j] = hs
+            far_u[at_r + j] = hu
+            # Whether (hu, z) precedes merge r's edge in the canonical order (hu < z always).
+            survives[at_r + j] = np.uint8(hs < s_r) | (
+                np.uint8(hs == s_r)
+                & (np.uint8(hu < a_r) | (np.uint8(hu == a_r) & np.uint8(n_old + j < b_r)))
+            )
+    nc = k
+    for e in range((n_old - 1) * k):
+        nc += survives[e]
+    ca = np.empty(nc, dtype=np.int64)
+    cb = np.empty(nc, dtype=np.int64)
+    cs = np.empty(nc)
+    c = 0
     for j in range(k):  # the root's nearest row survives
-        ca[nc] = near_u[nodes - 1, j]
-        cb[nc] = n_old + j
-        cs[nc] = near_s[nodes - 1, j]
-        nc += 1
-    return ca[:nc], cb[:nc], cs[:nc]
-
-
-@njit(cache=True)
-def _grown(array: np.ndarray, size: int) -> np.ndarray:
-    """A copy of ``array`` with room for ``size`` entries (the new ones uninitialised)."""
-    out = np.empty(size, dtype=array.dtype)
-    out[: array.shape[0]] = array
-    return out
+        ca[c] = near_u[(nodes - 1) * k + j]
+        cb[c] = n_old + j
+        cs[c] = near_s[(nodes - 1) * k + j]
+        c += 1
+    for e in range((n_old - 1) * k):
+        if survives[e]:
+            ca[c] = far_u[e]
+            cb[c] = n_old + e % k
+            cs[c] = far_s[e]
+            c += 1
+    return ca, cb, cs
 
 
 @njit(cache=True)

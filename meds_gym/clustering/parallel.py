@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -37,28 +37,30 @@ def _worker_pool(threads: int) -> ThreadPoolExecutor:
 
 
 def for_each_bucket(
-    run: Callable[[Sequence[int]], None], work: np.ndarray, min_work: float | None = None
+    run: Callable[[Iterable[int]], None], work: np.ndarray, min_work: float | None = None
 ) -> None:
-    """Call ``run`` on chunks of bucket indices covering ``0..len(work)-1`` once each.
+    """Call ``run`` on iterables of bucket indices that together cover ``0..len(work)-1`` once.
 
-    ``run`` must only write the output slots of the buckets it is given. Largest buckets first,
-    dealt round-robin into more chunks than threads: the pool hands the next chunk to whichever
-    thread is free, which evens out the load.
+    ``run`` must only write the output slots of the buckets it is given. In parallel, every
+    thread (the calling one included) is handed the same iterator over the buckets, largest
+    first, and takes the next bucket whenever it finishes one, which keeps the threads busy until
+    the end (iterating a list iterator is atomic under the GIL).
 
     Args:
-        run: Processes the buckets whose indices it receives.
+        run: Processes the buckets it draws from the iterable it receives.
         work: ``(B,)`` estimated cost of each bucket (same unit as ``min_work``).
         min_work: Total work below which everything runs on the calling thread (default
             :data:`PARALLEL_MIN_WORK`).
     """
     count = len(work)
-    threads = numba.get_num_threads() if count > 1 else 1
+    threads = min(numba.get_num_threads(), count)
     limit = PARALLEL_MIN_WORK if min_work is None else min_work
-    if threads == 1 or float(work.sum()) < limit:
+    if threads <= 1 or float(work.sum()) < limit:
         run(range(count))
         return
-    by_work = np.argsort(-work, kind="stable").tolist()
-    chunks = min(count, 4 * threads)
-    pool = _worker_pool(threads)
-    for future in [pool.submit(run, by_work[c::chunks]) for c in range(chunks)]:
+    shared = iter(np.argsort(-work, kind="stable").tolist())
+    pool = _worker_pool(threads - 1)
+    helpers = [pool.submit(run, shared) for _ in range(threads - 1)]
+    run(shared)
+    for future in helpers:
         future.result()
