@@ -17,7 +17,7 @@ The results equal those of the separate public functions on the same rows: the v
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -34,7 +34,7 @@ from meds_gym.clustering.mst import (
 )
 from meds_gym.clustering.parallel import for_each_bucket
 
-__all__ = ["BucketUpdate", "NO_LINKS", "NO_LENGTHS", "update_buckets"]
+__all__ = ["BucketInput", "BucketUpdate", "NO_LINKS", "NO_LENGTHS", "update_buckets"]
 
 READ_ROWS32 = types.Array(types.float32, 2, "C", readonly=True)
 READ_LINKS = types.Array(types.int32, 2, "C", readonly=True)
@@ -162,13 +162,31 @@ class BucketUpdate(NamedTuple):
     n_clusters: int
 
 
+class BucketInput(NamedTuple):
+    """What :func:`update_buckets` needs of one bucket.
+
+    Attributes:
+        rows: ``float32`` ``(N, d)`` C-contiguous rows, finite and non-zero: the ``n_old`` old
+            rows first, then the new ones.
+        n_old: Number of old rows (``0 <= n_old <= N``).
+        links: The ``links`` of the bucket's last update (spanning its old rows), or
+            :data:`NO_LINKS` for a fit from scratch.
+        lengths: The matching ``lengths``, or :data:`NO_LENGTHS`.
+        old_labels: ``int64`` ``(n_old,)`` labels of the old rows (read only when voting).
+        vote: Whether to vote the new rows.
+    """
+
+    rows: np.ndarray
+    n_old: int
+    links: np.ndarray
+    lengths: np.ndarray
+    old_labels: np.ndarray
+    vote: bool
+
+
 def update_buckets(
-    rows: Sequence[np.ndarray],
-    n_old: Sequence[int],
-    links: Sequence[np.ndarray],
-    lengths: Sequence[np.ndarray],
-    old_labels: Sequence[np.ndarray],
-    vote: Sequence[bool],
+    prepare: Callable[[int], BucketInput],
+    work: np.ndarray,
     *,
     k: int,
     smallest_label_wins: bool,
@@ -179,22 +197,19 @@ def update_buckets(
 ) -> list[BucketUpdate]:
     """One memory step on many buckets, in parallel: vote the new rows, then refit each bucket.
 
-    Trusted: no input checks; the error memory, which produced every argument, is the caller.
-    Bucket ``b`` holds ``rows[b]``, its ``n_old[b]`` old rows first, then its new ones. When
-    ``vote[b]``, each new row gets the label of the majority of its ``k`` nearest old rows by
-    cosine distance (the rule of :func:`~meds_gym.clustering.knn.vote_kernel`, ties by
-    ``smallest_label_wins``, with ``old_labels[b]``). Then the bucket is refitted on all its
-    rows: from its stored tree when ``links[b]`` spans the old rows and ``min_samples`` is 1
-    (O(N x new x d)), otherwise from scratch.
+    Trusted: no input checks; the error memory, which produces every input, is the caller.
+    ``prepare(b)`` gives bucket ``b``'s input; it is called on the thread that then runs the
+    bucket, so the caller's per-bucket preparation overlaps the other threads' kernels (it must
+    only touch bucket ``b``'s own data). When the input's ``vote`` is set, each new row gets the
+    label of the majority of its ``k`` nearest old rows by cosine distance (the rule of
+    :func:`~meds_gym.clustering.knn.vote_kernel`, ties by ``smallest_label_wins``). Then the
+    bucket is refitted on all its rows: from its stored tree when ``links`` spans the old rows
+    and ``min_samples`` is 1 (O(N x new x d)), otherwise from scratch.
 
     Args:
-        rows: Per bucket, ``float32`` ``(N_b, d)`` C-contiguous rows, finite and non-zero.
-        n_old: Per bucket, the number of old rows (``0 <= n_old <= N_b``).
-        links: Per bucket, the ``links`` of its last update (spanning its old rows) or
-            :data:`NO_LINKS`.
-        lengths: Per bucket, the matching ``lengths`` or :data:`NO_LENGTHS`.
-        old_labels: Per bucket, ``int64`` ``(n_old,)`` labels of the old rows (read when voting).
-        vote: Per bucket, whether to vote its new rows.
+        prepare: Bucket index -> :class:`BucketInput`.
+        work: ``(B,)`` estimated cost of each bucket (about the distance computations it needs),
+            which orders the buckets, largest first, and decides whether to use threads.
         k: Neighbours in the vote (``>= 1``).
         smallest_label_wins: Vote tie rule.
         min_samples: Core-distance neighbour rank (``>= 1``).
@@ -206,18 +221,19 @@ def update_buckets(
         One :class:`BucketUpdate` per bucket.
     """
     ensure_compiled()
-    out: list[Any] = [None] * len(rows)
+    out: list[Any] = [None] * len(work)
 
     def run(buckets: Iterable[int]) -> None:
         for b in buckets:  # each bucket writes only its own slot
+            given = prepare(b)
             out[b] = BucketUpdate(
                 *_update_bucket(
-                    rows[b],
-                    n_old[b],
-                    links[b],
-                    lengths[b],
-                    old_labels[b],
-                    vote[b],
+                    given.rows,
+                    given.n_old,
+                    given.links,
+                    given.lengths,
+                    given.old_labels,
+                    given.vote,
                     k,
                     smallest_label_wins,
                     min_samples,
@@ -227,14 +243,5 @@ def update_buckets(
                 )  # fmt: skip
             )
 
-    width = rows[0].shape[1] if len(rows) else 0
-    # Work per bucket: the distances from its new rows (all rows on a full fit) to the old ones.
-    work = np.array(
-        [
-            width * x.shape[0] * (x.shape[0] - o if li.shape[0] == o - 1 and o else x.shape[0])
-            for x, o, li in zip(rows, n_old, links, strict=True)
-        ],
-        dtype=np.float64,
-    )
     for_each_bucket(run, work)
     return out

@@ -103,6 +103,14 @@ def votes_from_distances(D: np.ndarray, labels: np.ndarray, k: int, smallest_lab
     return out
 
 
+@njit(cache=True)
+def _is_zero(rows: np.ndarray, i: int) -> bool:
+    zero = True
+    for f in range(rows.shape[1]):
+        zero &= rows[i, f] == 0.0
+    return zero
+
+
 @register(INDEX(READ_ROWS, READ_INDEX, READ_ROWS, types.int64, types.boolean))
 @njit(cache=True, nogil=True)
 def _vote(
@@ -130,14 +138,14 @@ def _vote(
         ``int64`` ``(Q,)``.
     """
     n = stored_rows.shape[0]
-    D = squared_distances(transposed(unit_rows(stored_rows), n), unit_rows(queries))  # (N, Q)
-    zero_stored = np.empty(n, dtype=np.bool_)
-    for i in range(n):
-        zero_stored[i] = not (stored_rows[i] != 0.0).any()
+    unit_stored = unit_rows(stored_rows)
+    unit_queries = unit_rows(queries)
+    D = squared_distances(transposed(unit_stored, n), unit_queries)  # (N, Q)
+    # An all-zero row (all zero after normalising) is at cosine distance 1 from everything.
     for q in range(queries.shape[0]):
-        zero_query = not (queries[q] != 0.0).any()
+        zero_query = _is_zero(unit_queries, q)
         for i in range(n):
-            if zero_query or zero_stored[i]:
+            if zero_query or _is_zero(unit_stored, i):
                 D[i, q] = 2.0
     return votes_from_distances(D, stored_labels, k, smallest_label_wins)
 

@@ -61,6 +61,15 @@ def for_each_bucket(
     shared = iter(np.argsort(-work, kind="stable").tolist())
     pool = _worker_pool(threads - 1)
     helpers = [pool.submit(run, shared) for _ in range(threads - 1)]
-    run(shared)
+    error: BaseException | None = None
+    try:
+        run(shared)
+    except BaseException as exc:  # wait for the helpers all the same: they write the outputs
+        error = exc
     for future in helpers:
-        future.result()
+        try:
+            future.result()
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error

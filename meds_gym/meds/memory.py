@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from meds_gym.clustering.buckets import NO_LENGTHS, NO_LINKS, update_buckets
+from meds_gym.clustering.buckets import NO_LENGTHS, NO_LINKS, BucketInput, update_buckets
 from meds_gym.clustering.knn import vote_kernel
 from meds_gym.errors import UnknownProblemError
 from meds_gym.meds.batch import BucketKey
@@ -104,12 +104,16 @@ class Bucket:
         lengths: npt.NDArray[np.float64] = NO_LENGTHS,
         n_clusters: int | None = None,
     ) -> Bucket:
-        """The bucket after a fit: arrays frozen, the tree kept only from TREE_MIN_ROWS rows."""
+        """The bucket after a fit, the tree kept only from TREE_MIN_ROWS rows.
+
+        The arrays are made read-only when the bucket is handed out (:meth:`ErrorMemory.bucket`),
+        not here: the memory never writes to them, and a step creates hundreds of buckets.
+        """
         if len(rows) < TREE_MIN_ROWS:
             links, lengths = NO_LINKS, NO_LENGTHS
         if n_clusters is None:
             n_clusters = int(labels.max()) + 1 if labels.size else 0
-        return cls(_frozen(rows), _frozen(labels), _frozen(links), _frozen(lengths), n_clusters)
+        return cls(rows, labels, links, lengths, n_clusters)
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -237,7 +241,10 @@ class ErrorMemory:
             raise UnknownProblemError(
                 problem_id, known, source=f"the {'correct' if correct else 'wrong'} buckets"
             )
-        return self._buckets[key]
+        bucket = self._buckets[key]
+        for array in (bucket.rows, bucket.labels, bucket.links, bucket.lengths):
+            _frozen(array)
+        return bucket
 
     def stats(self) -> MemoryStats:
         """Sizes, cluster counts and per-bucket top-1 eigen ratio (a diversity measure).
@@ -351,38 +358,48 @@ class ErrorMemory:
                 )
             self._store(touched, grouped, bounds)
             return labels, sizes
-        # Per touched bucket: its rows after the step, and what the kernel needs of its past.
+        # Per touched bucket: its rows after the step, and what the kernel needs of its past,
+        # prepared on the thread that runs the bucket (see update_buckets).
         incremental = config.min_samples == 1
         wants = voted[order[bounds[:-1]]].tolist()  # per bucket (the same for all its rows)
+        olds = [self._buckets.get(key) for key in touched]
+        plans: list[Any] = [None] * len(touched)
+        in_kernel = [False] * len(touched)
         no_labels = np.zeros(0, dtype=np.int64)
-        plans = []
-        args: tuple[list[Any], ...] = ([], [], [], [], [], [])
-        for b, key in enumerate(touched):
-            old = self._buckets.get(key)
+
+        def prepare(b: int) -> BucketInput:
+            key, old = touched[b], olds[b]
             data, storage, n_old = self._appended(key, grouped[bounds[b] : bounds[b + 1]], old)
-            plans.append((data, storage))
-            wanted = wants[b] and old is not None
-            if wanted and n_old != len(old):  # type: ignore[arg-type]
+            plans[b] = (data, storage)
+            if old is None:
+                return BucketInput(data, 0, NO_LINKS, NO_LENGTHS, no_labels, False)
+            wanted = wants[b]
+            if wanted and n_old != len(old):
                 # The capacity dropped old rows: vote against the bucket as it stood first.
                 index = order[bounds[b] : bounds[b + 1]]
                 labels[index], sizes[index] = self.assign([key] * len(index), rows[index])
                 wanted = False
-            tree = old is not None and n_old > 0 and incremental
-            args[0].append(data)
-            args[1].append(n_old)
-            args[2].append(old.links if tree else NO_LINKS)  # type: ignore[union-attr]
-            args[3].append(old.lengths if tree else NO_LENGTHS)  # type: ignore[union-attr]
-            args[4].append(old.labels if wanted else no_labels)  # type: ignore[union-attr]
-            args[5].append(wanted)
+            in_kernel[b] = wanted
+            tree = n_old > 0 and incremental
+            return BucketInput(
+                data,
+                n_old,
+                old.links if tree else NO_LINKS,
+                old.lengths if tree else NO_LENGTHS,
+                old.labels if wanted else no_labels,
+                wanted,
+            )
+
         results = update_buckets(
-            *args,
+            prepare,
+            _bucket_work(olds, bounds, incremental, rows.shape[1]),
             k=config.k,
             smallest_label_wins=config.tie_break is TieBreak.SMALLEST_LABEL,
             min_samples=config.min_samples,
             min_cluster_size=config.min_cluster_size,
             leaf=config.cluster_selection_method == "leaf",
         )
-        voted_buckets = [b for b, wanted in enumerate(args[5]) if wanted]
+        voted_buckets = [b for b, wanted in enumerate(in_kernel) if wanted]
         if voted_buckets:
             index = np.concatenate([order[bounds[b] : bounds[b + 1]] for b in voted_buckets])
             labels[index] = np.concatenate([results[b].votes for b in voted_buckets])
@@ -486,13 +503,16 @@ class ErrorMemory:
         if config.cluster_method is ClusterMethod.SINGLE:
             fits = [(np.zeros(len(d), dtype=np.int64), NO_LINKS, NO_LENGTHS) for d in datasets]
         else:
+            no_labels = np.zeros(0, dtype=np.int64)
             results = update_buckets(
-                datasets, [0] * len(datasets), [NO_LINKS] * len(datasets),
-                [NO_LENGTHS] * len(datasets), [np.zeros(0, dtype=np.int64)] * len(datasets),
-                [False] * len(datasets), k=config.k, smallest_label_wins=False,
-                min_samples=config.min_samples, min_cluster_size=config.min_cluster_size,
+                lambda b: BucketInput(datasets[b], 0, NO_LINKS, NO_LENGTHS, no_labels, False),
+                np.asarray(sizes, dtype=np.float64) ** 2 * rows.shape[1],
+                k=config.k,
+                smallest_label_wins=False,
+                min_samples=config.min_samples,
+                min_cluster_size=config.min_cluster_size,
                 leaf=config.cluster_selection_method == "leaf",
-            )  # fmt: skip
+            )
             fits = [(r.labels, r.links, r.lengths) for r in results]
         for key, data, (lab, links, lengths) in zip(keys, datasets, fits, strict=True):
             memory._buckets[key] = Bucket.of_fit(data, lab, links, lengths)
@@ -515,11 +535,26 @@ def _group_by_bucket(
     ``touched`` lists the bucket keys in order of first appearance and ``order`` the row indices
     by bucket (rows in order), bucket ``b``'s in ``order[bounds[b]:bounds[b + 1]]``.
     """
-    codes: dict[BucketKey, int] = {}
-    inverse = np.fromiter(
-        (codes.setdefault(key, len(codes)) for key in keys), dtype=np.int64, count=len(keys)
-    )
+    codes = {key: code for code, key in enumerate(dict.fromkeys(keys))}
+    inverse = np.fromiter(map(codes.__getitem__, keys), dtype=np.int64, count=len(keys))
     order = np.argsort(inverse, kind="stable")
     bounds = np.zeros(len(codes) + 1, dtype=np.int64)
     np.cumsum(np.bincount(inverse, minlength=len(codes)), out=bounds[1:])
     return list(codes), order, bounds.tolist()
+
+
+def _bucket_work(
+    olds: Sequence[Bucket | None], bounds: list[int], incremental: bool, dim: int
+) -> npt.NDArray[np.float64]:
+    """Estimated kernel cost of each touched bucket, in multiply-adds.
+
+    That is the distances it computes: new rows x all rows when its tree is extended, all rows
+    squared on a fit from scratch; each costs ``dim`` multiply-adds.
+    """
+    work = np.empty(len(olds))
+    for b, old in enumerate(olds):
+        new = bounds[b + 1] - bounds[b]
+        size = 0 if old is None else len(old)
+        extend = incremental and size > 0 and old.links.shape[0] == size - 1  # type: ignore[union-attr]
+        work[b] = (size + new) * (new if extend else size + new) * dim
+    return work
