@@ -97,7 +97,7 @@ def _update_bucket(
     D = np.empty((0, 0))
     if voting or extend:
         X = unit_rows(rows)  # (N, d)
-        Z = X[n_old:]
+        Z = X[n_old:].copy()  # (n_new, d), C-contiguous like every Z the kernels get
         D = squared_distances(transposed(X, n_old), Z)  # (n_old, n_new)
     if voting:
         votes = votes_from_distances(D, old_labels, min(k, n_old), smallest_label_wins)
@@ -115,12 +115,14 @@ def _update_bucket(
         tb = np.empty(m, dtype=np.int64)
         left = np.empty(m, dtype=np.int64)
         right = np.empty(m, dtype=np.int64)
+        ts = np.empty(m)  # writable copies: one array type for the shared kernels below
         for r in range(m):
             ta[r] = links[r, 0]
             tb[r] = links[r, 1]
             left[r] = links[r, 2]
             right[r] = links[r, 3]
-        na, nb, ns, nl, nr, count = extend_sorted_tree(Z, D, ta, tb, lengths, left, right, n_old)
+            ts[r] = lengths[r]
+        na, nb, ns, nl, nr, count = extend_sorted_tree(Z, D, ta, tb, ts, left, right, n_old)
     else:
         na, nb, ns = full_sorted_tree(X if X.shape[0] == n else unit_rows(rows), min_samples)
         nl, nr, count, _ = single_linkage(na, nb, n)
@@ -135,7 +137,10 @@ def _update_bucket(
     labels = labels_from_linkage(
         nl, nr, delta, count, n, min_cluster_size, leaf, allow_single_cluster
     )
-    return votes, sizes, labels, out_links, ns, labels.max() + 1
+    n_clusters = 0
+    for i in range(n):
+        n_clusters = max(n_clusters, labels[i] + 1)
+    return votes, sizes, labels, out_links, ns, n_clusters
 
 
 class BucketUpdate(NamedTuple):

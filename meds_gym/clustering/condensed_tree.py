@@ -270,7 +270,7 @@ def select_and_label(
     return labels
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def labels_from_linkage(
     left: np.ndarray,
     right: np.ndarray,

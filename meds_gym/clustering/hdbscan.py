@@ -108,10 +108,13 @@ def _fit_bucket(
         labels = np.empty(n, dtype=np.int64)
         labels[:] = -1
         return labels, np.empty((0, 3))
+    # A writable copy: the kernels below then see the array type the error memory's kernel
+    # gives them, so numba compiles each of them once for both.
+    rows = X.copy()
     if n_old >= 1 and min(min_samples, n - 1) <= 1:
-        mst = extend_mst(X, previous_mst, n_old)
+        mst = extend_mst(rows, previous_mst, n_old)
     else:
-        mst = full_mst(X, min_samples)
+        mst = full_mst(rows, min_samples)
     return labels_from_ordered_edges(mst, n, min_cluster_size, leaf, allow_single_cluster), mst
 
 

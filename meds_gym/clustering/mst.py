@@ -24,6 +24,19 @@ from meds_gym.clustering.condensed_tree import single_linkage
 
 
 @njit(cache=True)
+def take(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``values[index]`` for 1-D arrays, as a plain loop.
+
+    Numba's own fancy indexing (and slice assignment) compiles error-reporting code that costs
+    more compilation time than everything it is used for here.
+    """
+    out = np.empty(index.shape[0], dtype=values.dtype)
+    for i in range(index.shape[0]):
+        out[i] = values[index[i]]
+    return out
+
+
+@njit(cache=True)
 def _edge_less(
     w1: float, s1: float, a1: int, b1: int, w2: float, s2: float, a2: int, b2: int
 ) -> bool:
@@ -37,7 +50,7 @@ def _edge_less(
     return b1 < b2
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def full_mst(X: np.ndarray, min_samples: int) -> np.ndarray:
     """Canonical MST of the mutual-reachability graph of all rows of ``X`` (dense Prim).
 
@@ -104,7 +117,7 @@ def full_sorted_tree(X: np.ndarray, min_samples: int):
             core_sq[i] = core * core
     ea, eb, ew, es = _prim_edges(X, core_sq)
     order = edge_order(ea, eb, ew, es)
-    return ea[order], eb[order], ew[order]
+    return take(ea, order), take(eb, order), take(ew, order)
 
 
 @njit(cache=True)
@@ -471,10 +484,10 @@ def _merge_with_candidates(
             ms[e] = cs[c]
             j += 1
     left, right, count, taken = single_linkage(ma, mb, n)
-    return ma[taken], mb[taken], ms[taken], left, right, count
+    return take(ma, taken), take(mb, taken), take(ms, taken), left, right, count
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def extend_sorted_tree(
     Z: np.ndarray,
     D: np.ndarray,
@@ -521,9 +534,10 @@ def extend_sorted_tree(
         all_a = np.empty(nc + k - 1, dtype=np.int64)
         all_b = np.empty(nc + k - 1, dtype=np.int64)
         all_s = np.empty(nc + k - 1)
-        all_a[:nc] = ca
-        all_b[:nc] = cb
-        all_s[:nc] = cs
+        for r in range(nc):
+            all_a[r] = ca[r]
+            all_b[r] = cb[r]
+            all_s[r] = cs[r]
         for r in range(k - 1):
             all_a[nc + r] = na[r] + n_old
             all_b[nc + r] = nb[r] + n_old
@@ -532,7 +546,7 @@ def extend_sorted_tree(
     return _merge_with_candidates(ta, tb, ts, ca, cb, cs, n)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
     """MST of all rows of ``X`` from a spanning tree of its first ``n_old`` rows (min_samples=1).
 
@@ -565,14 +579,14 @@ def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
             diff = X[ua[r], f] - X[ub[r], f]
             us[r] += diff * diff
     order = edge_order(ua, ub, us, us)
-    ta = ua[order]
-    tb = ub[order]
-    ts = us[order]
+    ta = take(ua, order)
+    tb = take(ub, order)
+    ts = take(us, order)
     if n == n_old:
         na, nb, ns = ta, tb, ts
     else:
         left, right, _, _ = single_linkage(ta, tb, n_old)
-        Z = X[n_old:]
+        Z = X[n_old:].copy()  # C-contiguous, the type the error memory's kernel passes
         D = squared_distances(transposed(X, n_old), Z)
         na, nb, ns, _, _, _ = extend_sorted_tree(Z, D, ta, tb, ts, left, right, n_old)
     out = np.empty((n - 1, 3))
