@@ -193,13 +193,14 @@ def update_buckets(
     prepare: Callable[[int], BucketInput],
     work: np.ndarray,
     *,
+    finish: Callable[[int, BucketUpdate], Any] | None = None,
     k: int,
     smallest_label_wins: bool,
     min_samples: int,
     min_cluster_size: int,
     leaf: bool,
     allow_single_cluster: bool = False,
-) -> list[BucketUpdate]:
+) -> list[Any]:
     """One memory step on many buckets, in parallel: vote the new rows, then refit each bucket.
 
     Trusted: no input checks; the error memory, which produces every input, is the caller.
@@ -213,6 +214,9 @@ def update_buckets(
 
     Args:
         prepare: Bucket index -> :class:`BucketInput`.
+        finish: ``finish(b, update)`` is returned for bucket ``b`` instead of its
+            :class:`BucketUpdate`; it runs on the same thread right after the kernel, so the
+            caller's per-bucket bookkeeping overlaps the other threads' kernels too.
         work: ``(B,)`` estimated cost of each bucket (about the distance computations it needs),
             which orders the buckets, largest first, and decides whether to use threads.
         k: Neighbours in the vote (``>= 1``).
@@ -223,7 +227,7 @@ def update_buckets(
         allow_single_cluster: Whether a bucket may come out as one cluster.
 
     Returns:
-        One :class:`BucketUpdate` per bucket.
+        Per bucket, its :class:`BucketUpdate` (or what ``finish`` made of it).
     """
     ensure_compiled()
     out: list[Any] = [None] * len(work)
@@ -231,7 +235,7 @@ def update_buckets(
     def run(buckets: Iterable[int]) -> None:
         for b in buckets:  # each bucket writes only its own slot
             given = prepare(b)
-            out[b] = BucketUpdate(
+            update = BucketUpdate(
                 *_update_bucket(
                     given.rows,
                     given.n_old,
@@ -247,6 +251,7 @@ def update_buckets(
                     allow_single_cluster,
                 )  # fmt: skip
             )
+            out[b] = update if finish is None else finish(b, update)
 
     for_each_bucket(run, work)
     return out

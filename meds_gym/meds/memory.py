@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from meds_gym.clustering.buckets import NO_LENGTHS, NO_LINKS, BucketInput, update_buckets
+from meds_gym.clustering.buckets import (
+    NO_LENGTHS,
+    NO_LINKS,
+    BucketInput,
+    BucketUpdate,
+    update_buckets,
+)
 from meds_gym.clustering.knn import vote_kernel
 from meds_gym.errors import UnknownProblemError
 from meds_gym.meds.batch import BucketKey
@@ -358,19 +364,21 @@ class ErrorMemory:
                 )
             self._store(touched, grouped, bounds)
             return labels, sizes
-        # Per touched bucket: its rows after the step, and what the kernel needs of its past,
-        # prepared on the thread that runs the bucket (see update_buckets).
+        # Per touched bucket: its rows after the step and what the kernel needs of its past
+        # (prepare), then its new state (finish), both on the thread that runs the bucket (see
+        # update_buckets), so that this bookkeeping overlaps the other buckets' kernels.
         incremental = config.min_samples == 1
         wants = voted[order[bounds[:-1]]].tolist()  # per bucket (the same for all its rows)
         olds = [self._buckets.get(key) for key in touched]
-        plans: list[Any] = [None] * len(touched)
-        in_kernel = [False] * len(touched)
+        rows_after: list[Any] = [None] * len(touched)
+        storages: list[Any] = [None] * len(touched)
+        votes: list[Any] = [None] * len(touched)  # (labels, sizes) of the buckets voted in kernel
         no_labels = np.zeros(0, dtype=np.int64)
 
         def prepare(b: int) -> BucketInput:
             key, old = touched[b], olds[b]
-            data, storage, n_old = self._appended(key, grouped[bounds[b] : bounds[b + 1]], old)
-            plans[b] = (data, storage)
+            data, storages[b], n_old = self._appended(key, grouped[bounds[b] : bounds[b + 1]], old)
+            rows_after[b] = data
             if old is None:
                 return BucketInput(data, 0, NO_LINKS, NO_LENGTHS, no_labels, False)
             wanted = wants[b]
@@ -379,7 +387,6 @@ class ErrorMemory:
                 index = order[bounds[b] : bounds[b + 1]]
                 labels[index], sizes[index] = self.assign([key] * len(index), rows[index])
                 wanted = False
-            in_kernel[b] = wanted
             tree = n_old > 0 and incremental
             return BucketInput(
                 data,
@@ -390,25 +397,40 @@ class ErrorMemory:
                 wanted,
             )
 
-        results = update_buckets(
+        def finish(b: int, result: BucketUpdate) -> Bucket:
+            if result.votes.size and result.votes[0] != NOT_ASSIGNED:
+                votes[b] = (result.votes, result.sizes)
+            return Bucket.of_fit(
+                rows_after[b], result.labels, result.links, result.lengths, result.n_clusters
+            )
+
+        # The kernel's cost of each bucket: its new rows x all its rows when its tree is
+        # extended, all rows squared on a fit from scratch.
+        old_sizes = np.array([0 if old is None else len(old.rows) for old in olds])
+        extended = np.array(
+            [old is not None and old.links.shape[0] == len(old.rows) - 1 for old in olds]
+        )
+        new_sizes = np.diff(bounds)
+        totals = old_sizes + new_sizes
+        work = totals * np.where(extended & incremental, new_sizes, totals) * rows.shape[1]
+        buckets = update_buckets(
             prepare,
-            _bucket_work(olds, bounds, incremental, rows.shape[1]),
+            work.astype(np.float64),
+            finish=finish,
             k=config.k,
             smallest_label_wins=config.tie_break is TieBreak.SMALLEST_LABEL,
             min_samples=config.min_samples,
             min_cluster_size=config.min_cluster_size,
             leaf=config.cluster_selection_method == "leaf",
         )
-        voted_buckets = [b for b, wanted in enumerate(in_kernel) if wanted]
+        voted_buckets = [b for b, got in enumerate(votes) if got is not None]
         if voted_buckets:
             index = np.concatenate([order[bounds[b] : bounds[b + 1]] for b in voted_buckets])
-            labels[index] = np.concatenate([results[b].votes for b in voted_buckets])
-            sizes[index] = np.concatenate([results[b].sizes for b in voted_buckets])
-        self._warn_size(max(len(data) for data, _ in plans))
-        for key, (data, storage), result in zip(touched, plans, results, strict=True):
-            self._buckets[key] = Bucket.of_fit(
-                data, result.labels, result.links, result.lengths, result.n_clusters
-            )
+            labels[index] = np.concatenate([votes[b][0] for b in voted_buckets])
+            sizes[index] = np.concatenate([votes[b][1] for b in voted_buckets])
+        self._warn_size(int(totals.max()))
+        for key, bucket, storage in zip(touched, buckets, storages, strict=True):
+            self._buckets[key] = bucket
             self._storage[key] = storage
             self._eigen_cache.pop(key, None)
         if self._dim is None:
@@ -541,20 +563,3 @@ def _group_by_bucket(
     bounds = np.zeros(len(codes) + 1, dtype=np.int64)
     np.cumsum(np.bincount(inverse, minlength=len(codes)), out=bounds[1:])
     return list(codes), order, bounds.tolist()
-
-
-def _bucket_work(
-    olds: Sequence[Bucket | None], bounds: list[int], incremental: bool, dim: int
-) -> npt.NDArray[np.float64]:
-    """Estimated kernel cost of each touched bucket, in multiply-adds.
-
-    That is the distances it computes: new rows x all rows when its tree is extended, all rows
-    squared on a fit from scratch; each costs ``dim`` multiply-adds.
-    """
-    work = np.empty(len(olds))
-    for b, old in enumerate(olds):
-        new = bounds[b + 1] - bounds[b]
-        size = 0 if old is None else len(old)
-        extend = incremental and size > 0 and old.links.shape[0] == size - 1  # type: ignore[union-attr]
-        work[b] = (size + new) * (new if extend else size + new) * dim
-    return work

@@ -171,7 +171,11 @@ class MEDSShaper:
                 present_flags, target.penalises(True), target.penalises(False)
             )  # (M,) bool
             keys = batch.keys
-            present_keys = [keys[i] for i in batch.present.tolist()]
+            present_keys = (
+                keys
+                if len(batch.present) == len(keys)
+                else [keys[i] for i in batch.present.tolist()]
+            )
             if self._training:
                 labels, counts = self._memory.update(present_keys, batch.rows, penalised)
                 labels, counts = labels[penalised], counts[penalised]
