@@ -15,55 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from meds_gym.clustering.disjoint_set import find_root
-
-
-@njit(cache=True)
-def single_linkage(a: np.ndarray, b: np.ndarray, n: int):
-    """Binary single-linkage tree from edges taken in the given order (Kruskal's merge).
-
-    The points' disjoint sets (:mod:`meds_gym.clustering.disjoint_set`) track which points are
-    joined and ``node_of[root]`` names the tree node that holds a set. An edge whose endpoints are
-    joined already closes a cycle and is skipped, so ``a`` and ``b`` may hold more than the
-    ``n - 1`` edges of a spanning tree: given edges in canonical order, the edges taken are the
-    minimum spanning tree's.
-
-    Args:
-        a: ``(E,)`` first endpoint of each edge, in merge order.
-        b: ``(E,)`` second endpoint.
-        n: Number of points; the edges must connect them all.
-
-    Returns:
-        ``(left, right, count, taken)``: ``int64`` arrays of shape ``(n - 1,)``; merge ``r``
-        creates node ``n + r`` of ``count[r]`` points by joining the nodes holding ``a[e]``
-        (left) and ``b[e]`` (right) for edge ``e = taken[r]``; nodes below ``n`` are points.
-    """
-    forest = np.arange(n)
-    node_of = np.arange(n)
-    left = np.empty(n - 1, dtype=np.int64)
-    right = np.empty(n - 1, dtype=np.int64)
-    count = np.empty(n - 1, dtype=np.int64)
-    taken = np.empty(n - 1, dtype=np.int64)
-    r = 0
-    # Written inline: a helper taking these arrays, called per edge, runs several times slower.
-    for e in range(a.shape[0]):
-        if r == n - 1:
-            break
-        x = find_root(forest, a[e])
-        y = find_root(forest, b[e])
-        if x != y:
-            left[r] = node_of[x]
-            right[r] = node_of[y]
-            size_x = count[left[r] - n] if left[r] >= n else 1
-            size_y = count[right[r] - n] if right[r] >= n else 1
-            count[r] = size_x + size_y
-            if size_x > size_y:  # union by size keeps the forest shallow
-                x, y = y, x
-            forest[x] = y
-            node_of[y] = n + r
-            taken[r] = e
-            r += 1
-    return left, right, count, taken
+from meds_gym.clustering.mst import kruskal
 
 
 @njit(cache=True)
@@ -281,7 +233,7 @@ def labels_from_linkage(
     leaf: bool,
     allow_single_cluster: bool,
 ) -> np.ndarray:
-    """HDBSCAN labels from a single-linkage tree (see :func:`single_linkage`).
+    """HDBSCAN labels from a single-linkage tree (see :func:`~meds_gym.clustering.mst.kruskal`).
 
     Args:
         left: ``int64`` ``(n - 1,)`` first child of each merge.
@@ -325,5 +277,5 @@ def labels_from_ordered_edges(
         a[r] = int(edges[r, 0])
         b[r] = int(edges[r, 1])
         delta[r] = edges[r, 2]
-    left, right, count, _ = single_linkage(a, b, n)
+    _, _, _, left, right, count = kruskal(a, b, delta, a[:0], b[:0], delta[:0], n)
     return labels_from_linkage(left, right, delta, count, n, mcs, leaf, allow_single_cluster)

@@ -6,7 +6,7 @@ grandparent), which keeps later finds short without a second pass.
 
 Users: the cycle check of a user-supplied tree (:func:`is_spanning_tree`), Kruskal's merge in the
 incremental MST (:func:`meds_gym.clustering.mst.extend_mst`) and single linkage
-(:func:`meds_gym.clustering.condensed_tree.single_linkage`).
+(:func:`meds_gym.clustering.mst.kruskal`).
 """
 
 from __future__ import annotations

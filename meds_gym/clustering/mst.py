@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from meds_gym.clustering.condensed_tree import single_linkage
+from meds_gym.clustering.disjoint_set import find_root
 
 
 @njit(cache=True)
@@ -439,7 +439,7 @@ def _surviving_edges(
 
 
 @njit(cache=True)
-def _merge_with_candidates(
+def kruskal(
     ta: np.ndarray,
     tb: np.ndarray,
     ts: np.ndarray,
@@ -448,43 +448,73 @@ def _merge_with_candidates(
     cs: np.ndarray,
     n: int,
 ):
-    """Kruskal over the old tree (sorted) and the candidate edges, building single linkage too.
+    """Kruskal over two edge lists in canonical order, building single linkage on the way.
 
-    The two lists are merged in canonical order and handed to
-    :func:`~meds_gym.clustering.condensed_tree.single_linkage`, which skips the edges that close
-    a cycle: the edges it takes are the new tree, in canonical order, and its merges are the new
-    tree's dendrogram.
+    The lists are merged in canonical order ``(squared length, a, b)`` and each edge whose
+    endpoints are not joined yet is taken: the edges taken form the minimum spanning tree of both
+    lists' edges (which must connect the ``n`` points), in canonical order, and taking edge ``r``
+    is merge ``r`` of the single-linkage dendrogram. The points' disjoint sets
+    (:mod:`meds_gym.clustering.disjoint_set`) track which points are joined, and ``node_of[root]``
+    names the dendrogram node that holds a set. With an empty second list the first is taken in
+    its given order, whatever its keys (its edges must then form a spanning tree).
+
+    Args:
+        ta: ``int64`` ``(E,)`` smaller endpoints of the first list, in canonical order.
+        tb: ``int64`` ``(E,)`` larger endpoints.
+        ts: ``float64`` ``(E,)`` squared lengths.
+        ca: ``int64`` ``(C,)`` smaller endpoints of the second list, in canonical order.
+        cb: ``int64`` ``(C,)`` larger endpoints.
+        cs: ``float64`` ``(C,)`` squared lengths.
+        n: Number of points.
 
     Returns:
-        ``(na, nb, ns, left, right, count)``: ``int64`` ``(n - 1,)`` endpoints and ``float64``
-        squared lengths of the new tree in canonical order, and its dendrogram.
+        ``(na, nb, ns, left, right, count)``: ``int64`` arrays of shape ``(n - 1,)`` (``ns``
+        ``float64``): the edges taken, in order, and the dendrogram: merge ``r`` creates node
+        ``n + r`` of ``count[r]`` points by joining the nodes holding ``na[r]`` (``left[r]``) and
+        ``nb[r]`` (``right[r]``); nodes below ``n`` are points.
     """
     m_old = ta.shape[0]
     nc = ca.shape[0]
-    cand_order = edge_order(ca, cb, cs, cs)
-    ma = np.empty(m_old + nc, dtype=np.int64)
-    mb = np.empty(m_old + nc, dtype=np.int64)
-    ms = np.empty(m_old + nc)
+    na = np.empty(n - 1, dtype=np.int64)
+    nb = np.empty(n - 1, dtype=np.int64)
+    ns = np.empty(n - 1)
+    left = np.empty(n - 1, dtype=np.int64)
+    right = np.empty(n - 1, dtype=np.int64)
+    count = np.empty(n - 1, dtype=np.int64)
+    forest = np.arange(n)
+    node_of = np.arange(n)
     i = 0
     j = 0
-    for e in range(m_old + nc):
-        if j < nc:
-            c = cand_order[j]
-            old_first = i < m_old and _key_less(ts[i], ta[i], tb[i], cs[c], ca[c], cb[c])
-        else:
-            old_first = True
-        if old_first:
-            ma[e] = ta[i]
-            mb[e] = tb[i]
-            ms[e] = ts[i]
-            i += 1
-        else:
-            ma[e] = ca[c]
-            mb[e] = cb[c]
-            ms[e] = cs[c]
+    r = 0
+    # Written inline: a helper taking these arrays, called per edge, runs several times slower.
+    while r < n - 1:
+        if j < nc and (i >= m_old or _key_less(cs[j], ca[j], cb[j], ts[i], ta[i], tb[i])):
+            a = ca[j]
+            b = cb[j]
+            s = cs[j]
             j += 1
-    left, right, count, taken = single_linkage(ma, mb, n)
-    return take(ma, taken), take(mb, taken), take(ms, taken), left, right, count
+        else:
+            a = ta[i]
+            b = tb[i]
+            s = ts[i]
+            i += 1
+        x = find_root(forest, a)
+        y = find_root(forest, b)
+        if x != y:
+            na[r] = a
+            nb[r] = b
+            ns[r] = s
+            left[r] = node_of[x]
+            right[r] = node_of[y]
+            size_x = count[left[r] - n] if left[r] >= n else 1
+            size_y = count[right[r] - n] if right[r] >= n else 1
+            count[r] = size_x + size_y
+            if size_x > size_y:  # union by size keeps the forest shallow
+                x, y = y, x
+            forest[x] = y
+            node_of[y] = n + r
+            r += 1
+    return na, nb, ns, left, right, count
 
 
 @njit(cache=True, inline="always")
@@ -508,7 +538,7 @@ def extend_sorted_tree(
        (:func:`_surviving_edges`, from the distances ``D`` and ``T``'s dendrogram);
     2. among the edges between new rows, only those of the new rows' own MST (dense Prim);
     3. Kruskal over ``T``'s edges merged with those candidates, with single linkage built on the
-       way (:func:`_merge_with_candidates`).
+       way (:func:`kruskal`).
 
     Args:
         Z: ``float64`` ``(k, d)`` C-contiguous new rows (``k >= 1``); row ``j`` is point
@@ -523,7 +553,7 @@ def extend_sorted_tree(
         n_old: Rows spanned by ``T``.
 
     Returns:
-        As :func:`_merge_with_candidates`.
+        As :func:`kruskal`.
     """
     k = Z.shape[0]
     n = n_old + k
@@ -543,7 +573,8 @@ def extend_sorted_tree(
             all_b[nc + r] = nb[r] + n_old
             all_s[nc + r] = ns[r]
         ca, cb, cs = all_a, all_b, all_s
-    return _merge_with_candidates(ta, tb, ts, ca, cb, cs, n)
+    order = edge_order(ca, cb, cs, cs)
+    return kruskal(ta, tb, ts, take(ca, order), take(cb, order), take(cs, order), n)
 
 
 @njit(cache=True, inline="always")
@@ -585,7 +616,7 @@ def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
     if n == n_old:
         na, nb, ns = ta, tb, ts
     else:
-        left, right, _, _ = single_linkage(ta, tb, n_old)
+        _, _, _, left, right, _ = kruskal(ta, tb, ts, ta[:0], tb[:0], ts[:0], n_old)
         Z = X[n_old:].copy()  # C-contiguous, the type the error memory's kernel passes
         D = squared_distances(transposed(X, n_old), Z)
         na, nb, ns, _, _, _ = extend_sorted_tree(Z, D, ta, tb, ts, left, right, n_old)
