@@ -25,7 +25,9 @@ disagree with each other.
 A second workload, ``--big-step`` (issue 12's warm goal), times one kind of step only: 512
 buckets (256 problems, wrong and correct) of 16..900 stored rows each, filled in one call, then
 steps that add 8 new rows to every bucket (16 rollouts a problem, 8 wrong); ours against the
-reference path on each step, labels compared with the package on every bucket.
+reference path on each step, labels compared with the package on every bucket. It also times the
+memory's kernel alone (``clustering.buckets.update_buckets``: votes and refits of all buckets,
+inputs prepared beforehand), which is what the shaper adds validation and bookkeeping to.
 
 Usage:
     .venv/bin/python benchmarks/meds_step.py                      # default, a few minutes
@@ -50,9 +52,26 @@ from sklearn.neighbors import NearestNeighbors
 from meds_gym.meds import MEDSConfig, MEDSShaper
 
 try:
-    from meds_gym.clustering import refit_buckets, vote_kernel
-except ImportError:  # a checkout from before issue 8, measured for comparison
-    refit_buckets = vote_kernel = None
+    from meds_gym.clustering.buckets import NO_LENGTHS, NO_LINKS, BucketInput, update_buckets
+except ImportError:  # a checkout from before the bucket kernel, measured for comparison
+    update_buckets = None
+
+
+def run_kernel(inputs: list) -> list:
+    """``update_buckets`` on ``(rows, n_old, previous update or None, vote)`` per bucket."""
+    no_labels = np.zeros(0, dtype=np.int64)
+
+    def prepare(b: int) -> BucketInput:
+        rows, n_old, previous, vote = inputs[b]
+        if previous is None or len(previous.links) != n_old - 1:
+            return BucketInput(rows, n_old, NO_LINKS, NO_LENGTHS, no_labels, False)
+        return BucketInput(rows, n_old, previous.links, previous.lengths, previous.labels, vote)
+
+    work = np.array([len(rows) * (len(rows) - n_old or len(rows)) for rows, n_old, _, _ in inputs])
+    return update_buckets(
+        prepare, work.astype(np.float64) * 14, k=3, smallest_label_wins=True, min_samples=1,
+        min_cluster_size=2, leaf=False,
+    )  # fmt: skip
 
 
 @dataclass
@@ -255,7 +274,10 @@ def big_step(args: Args) -> None:
     }
     ratios: list[float] = []
     kernel_ratios: list[float] = []
-    trees: dict = {}
+    kernel_state: dict = {}
+    raw = {  # the rows as the memory stores them (float32, as given), per bucket
+        key: features[(np.array(pids) == key[0]) & (correct == key[1])] for key in ref_rows
+    }
     for rep in range(args.big_step_repeats + 1):
         pids, flags, feats = [], [], []
         for p in range(n_problems):
@@ -264,7 +286,6 @@ def big_step(args: Args) -> None:
             feats.append(rows(p, 16))
         correct = np.concatenate(flags)
         features = np.concatenate(feats)
-        before_rows, before_labels = ref_rows, ref_labels
         t0 = time.perf_counter()
         out = shaper.shape(pids, correct, correct.astype(np.float64), features)
         t_ours = time.perf_counter() - t0
@@ -286,52 +307,40 @@ def big_step(args: Args) -> None:
             f"mean penalty {out.penalties.mean():.4f}{note}",
             flush=True,
         )
-        if vote_kernel is None or refit_buckets is None:
+        if update_buckets is None:
             continue
-        # The clustering kernels alone on the same buckets: the votes of the new wrong rows
-        # against the stored rows, then the incremental refits from the stored trees.
-        wrong = features[~correct].astype(np.float64)
-        wrong_pids = np.array(pids)[~correct]
-        t1 = time.perf_counter()
-        for key in before_rows:
-            if not key[1]:
-                queries = np.ascontiguousarray(wrong[wrong_pids == key[0]])
-                k = min(3, len(before_rows[key]))
-                vote_kernel(before_rows[key], before_labels[key], queries, k, True)
-        t_kernel_vote = time.perf_counter() - t1
+        # The memory's kernel alone on the same buckets (inputs prepared untimed): the votes of
+        # the new wrong rows against the stored rows and the incremental refits, from the trees
+        # it kept the step before.
         keys = list(after)
-        if not trees:  # the kernels keep their own trees, as the memory does (untimed start)
-            _, first = refit_buckets(
-                [before_rows[k] for k in keys], [None] * len(keys),
-                min_cluster_size=2, min_samples=1, leaf=False,
-            )  # fmt: skip
-            trees = dict(zip(keys, first, strict=True))
+        new_rows = {key: features[(np.array(pids) == key[0]) & (correct == key[1])] for key in keys}
+        if not kernel_state:  # the kernel keeps its own trees, as the memory does (untimed)
+            first = run_kernel([(raw[k], 0, None, False) for k in keys])
+            kernel_state.update(zip(keys, first, strict=True))
+        inputs = [
+            (np.concatenate([raw[k], new_rows[k]]), len(raw[k]), kernel_state[k], not k[1])
+            for k in keys
+        ]
         t1 = time.perf_counter()
-        kernel_labels, kernel_trees = refit_buckets(
-            [after[k] for k in keys],
-            [trees[k] for k in keys],
-            min_cluster_size=2,
-            min_samples=1,
-            leaf=False,
-        )
-        t_kernel_refit = time.perf_counter() - t1
-        trees = dict(zip(keys, kernel_trees, strict=True))
+        results = run_kernel(inputs)
+        t_kernel = time.perf_counter() - t1
         kernel_equal = sum(
-            same_labels(lab, package[k]) for k, lab in zip(keys, kernel_labels, strict=True)
+            same_labels(result.labels, package[k]) for k, result in zip(keys, results, strict=True)
         )
+        for key, (rows_after, _, _, _), result in zip(keys, inputs, results, strict=True):
+            raw[key] = rows_after
+            kernel_state[key] = result
         print(
-            f"          kernels alone: vote {t_kernel_vote * 1e3:.1f} ms "
-            f"({t_vote / t_kernel_vote:.0f}x the reference's), refit {t_kernel_refit * 1e3:.1f} ms "
-            f"({t_refit / t_kernel_refit:.0f}x), together "
-            f"{t_ref / (t_kernel_vote + t_kernel_refit):.0f}x; labels equal on "
+            f"          the memory's kernel alone (update_buckets: vote + refit): "
+            f"{t_kernel * 1e3:.1f} ms ({t_ref / t_kernel:.0f}x the reference); labels equal on "
             f"{kernel_equal}/{len(keys)}"
         )
         if rep > 0:
-            kernel_ratios.append(t_ref / (t_kernel_vote + t_kernel_refit))
+            kernel_ratios.append(t_ref / t_kernel)
     ratio = float(np.median(ratios))
     if kernel_ratios:
         print(
-            f"clustering kernels alone (vote + refit) against the reference, median: "
+            f"the memory's kernel alone (vote + refit) against the reference, median: "
             f"{float(np.median(kernel_ratios)):.1f}x"
         )
     print(

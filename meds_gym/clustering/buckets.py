@@ -191,10 +191,10 @@ class BucketInput(NamedTuple):
 
 
 def update_buckets(
-    prepare: Callable[[int], BucketInput],
+    prepare: Callable[[int], tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, bool]],
     work: np.ndarray,
     *,
-    finish: Callable[[int, BucketUpdate], Any] | None = None,
+    finish: Callable[..., Any] | None = None,
     k: int,
     smallest_label_wins: bool,
     min_samples: int,
@@ -205,21 +205,22 @@ def update_buckets(
     """One memory step on many buckets, in parallel: vote the new rows, then refit each bucket.
 
     Trusted: no input checks; the error memory, which produces every input, is the caller.
-    ``prepare(b)`` gives bucket ``b``'s input; it is called on the thread that then runs the
-    bucket, so the caller's per-bucket preparation overlaps the other threads' kernels (it must
-    only touch bucket ``b``'s own data). When the input's ``vote`` is set, each new row gets the
-    label of the majority of its ``k`` nearest old rows by cosine distance (the rule of
+    ``prepare(b)`` gives bucket ``b``'s input, the fields of a :class:`BucketInput` in order (a
+    plain tuple will do); it is called on the thread that then runs the bucket, so the caller's
+    per-bucket preparation overlaps the other threads' kernels (it must only touch bucket ``b``'s
+    own data). When the input's ``vote`` is set, each new row gets the label of the majority of
+    its ``k`` nearest old rows by cosine distance (the rule of
     :func:`~meds_gym.clustering.knn.vote_kernel`, ties by ``smallest_label_wins``). Then the
     bucket is refitted on all its rows: from its stored tree when ``links`` spans the old rows
     and ``min_samples`` is 1 (O(N x new x d)), otherwise from scratch.
 
     Args:
-        prepare: Bucket index -> :class:`BucketInput`.
-        finish: ``finish(b, update)`` is returned for bucket ``b`` instead of its
-            :class:`BucketUpdate`; it runs on the same thread right after the kernel, so the
-            caller's per-bucket bookkeeping overlaps the other threads' kernels too.
+        prepare: Bucket index -> its :class:`BucketInput` fields.
         work: ``(B,)`` estimated cost of each bucket (about the distance computations it needs),
             which orders the buckets, largest first, and decides whether to use threads.
+        finish: ``finish(b, *update)``, called with the fields of bucket ``b``'s
+            :class:`BucketUpdate` on the same thread right after its kernel, is returned for the
+            bucket instead (so the caller's bookkeeping overlaps the other kernels too).
         k: Neighbours in the vote (``>= 1``).
         smallest_label_wins: Vote tie rule.
         min_samples: Core-distance neighbour rank (``>= 1``).
@@ -232,27 +233,14 @@ def update_buckets(
     """
     ensure_compiled()
     out: list[Any] = [None] * len(work)
+    params = (k, smallest_label_wins, min_samples, min_cluster_size, leaf, allow_single_cluster)
+    make = BucketUpdate._make if finish is None else None
 
     def run(buckets: Iterable[int]) -> None:
+        # Per bucket as little Python as possible: it holds the GIL, the kernel does not.
         for b in buckets:  # each bucket writes only its own slot
-            given = prepare(b)
-            update = BucketUpdate(
-                *_update_bucket(
-                    given.rows,
-                    given.n_old,
-                    given.links,
-                    given.lengths,
-                    given.old_labels,
-                    given.vote,
-                    k,
-                    smallest_label_wins,
-                    min_samples,
-                    min_cluster_size,
-                    leaf,
-                    allow_single_cluster,
-                )  # fmt: skip
-            )
-            out[b] = update if finish is None else finish(b, update)
+            update = _update_bucket(*prepare(b), *params)
+            out[b] = make(update) if make is not None else finish(b, *update)  # type: ignore[misc]
 
     for_each_bucket(run, work)
     return out

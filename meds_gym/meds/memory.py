@@ -22,13 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from meds_gym.clustering.buckets import (
-    NO_LENGTHS,
-    NO_LINKS,
-    BucketInput,
-    BucketUpdate,
-    update_buckets,
-)
+from meds_gym.clustering.buckets import NO_LENGTHS, NO_LINKS, BucketInput, update_buckets
 from meds_gym.clustering.knn import vote_kernel
 from meds_gym.errors import UnknownProblemError
 from meds_gym.meds.batch import BucketKey
@@ -372,23 +366,25 @@ class ErrorMemory:
         olds = [self._buckets.get(key) for key in touched]
         rows_after: list[Any] = [None] * len(touched)
         storages: list[Any] = [None] * len(touched)
-        votes: list[Any] = [None] * len(touched)  # (labels, sizes) of the buckets voted in kernel
+        voted_here = [False] * len(touched)  # whether the kernel votes the bucket's new rows
+        votes: list[Any] = [None] * len(touched)  # their (labels, sizes)
         no_labels = np.zeros(0, dtype=np.int64)
 
-        def prepare(b: int) -> BucketInput:
+        def prepare(b: int) -> tuple[Any, ...]:  # the fields of a BucketInput
             key, old = touched[b], olds[b]
             data, storages[b], n_old = self._appended(key, grouped[bounds[b] : bounds[b + 1]], old)
             rows_after[b] = data
             if old is None:
-                return BucketInput(data, 0, NO_LINKS, NO_LENGTHS, no_labels, False)
+                return data, 0, NO_LINKS, NO_LENGTHS, no_labels, False
             wanted = wants[b]
-            if wanted and n_old != len(old):
+            if wanted and n_old != old.rows.shape[0]:
                 # The capacity dropped old rows: vote against the bucket as it stood first.
                 index = order[bounds[b] : bounds[b + 1]]
                 labels[index], sizes[index] = self.assign([key] * len(index), rows[index])
                 wanted = False
             tree = n_old > 0 and incremental
-            return BucketInput(
+            voted_here[b] = wanted
+            return (
                 data,
                 n_old,
                 old.links if tree else NO_LINKS,
@@ -397,12 +393,18 @@ class ErrorMemory:
                 wanted,
             )
 
-        def finish(b: int, result: BucketUpdate) -> Bucket:
-            if result.votes.size and result.votes[0] != NOT_ASSIGNED:
-                votes[b] = (result.votes, result.sizes)
-            return Bucket.of_fit(
-                rows_after[b], result.labels, result.links, result.lengths, result.n_clusters
-            )
+        def finish(
+            b: int,
+            new_votes: npt.NDArray[np.int64],
+            new_sizes: npt.NDArray[np.int64],
+            fit_labels: npt.NDArray[np.int64],
+            links: npt.NDArray[np.int32],
+            lengths: npt.NDArray[np.float64],
+            n_clusters: int,
+        ) -> Bucket:  # the fields of a BucketUpdate
+            if voted_here[b]:
+                votes[b] = (new_votes, new_sizes)
+            return Bucket.of_fit(rows_after[b], fit_labels, links, lengths, n_clusters)
 
         # The kernel's cost of each bucket: its new rows x all its rows when its tree is
         # extended, all rows squared on a fit from scratch.
@@ -446,7 +448,7 @@ class ErrorMemory:
         when the capacity dropped some). Writes only behind the bucket's current rows, so nothing
         visible changes.
         """
-        size = 0 if old is None else len(old)
+        size = 0 if old is None else old.rows.shape[0]
         total = size + new.shape[0]
         capacity = self.config.bucket_capacity
         if capacity is not None and total > capacity:
