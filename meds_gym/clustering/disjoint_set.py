@@ -4,9 +4,8 @@ A forest is an ``int64`` array ``parent`` of length ``n``; ``parent[x] == x`` ma
 one with ``np.arange(n)``. Finds halve the path as they walk it (each visited node skips to its
 grandparent), which keeps later finds short without a second pass.
 
-Users: the cycle check of a user-supplied tree (:func:`is_spanning_tree`), Kruskal's merge in the
-incremental MST (:func:`meds_gym.clustering.mst.extend_mst`) and single linkage
-(:func:`meds_gym.clustering.mst.kruskal`).
+Users: the cycle check of a user-supplied tree (:func:`is_spanning_tree`) and Kruskal's merge,
+which builds single linkage on the way (:func:`meds_gym.clustering.mst.kruskal`, union by size).
 """
 
 from __future__ import annotations

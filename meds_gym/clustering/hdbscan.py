@@ -1,8 +1,10 @@
 """Exact HDBSCAN for small buckets: labels, MSTs, incremental refits and batched refits.
 
 One kernel fits one bucket (:func:`_fit_bucket`); every function here validates its arguments
-and calls it, and :func:`refit_buckets` is the one batched refit (the trusted entry point the
-error memory uses; :func:`refit_many` validates, then calls it).
+and calls it, and :func:`refit_buckets` is the batched refit on these functions' own tree format
+(:func:`refit_many` validates, then calls it). The error memory uses
+:func:`meds_gym.clustering.buckets.update_buckets`, which runs the same kernels on its own stored
+trees.
 
 The labels equal those of ``hdbscan.HDBSCAN(min_cluster_size, min_samples, metric="euclidean",
 cluster_selection_method, allow_single_cluster).fit(X).labels_`` whenever the package's own result
@@ -404,8 +406,8 @@ def refit_buckets(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Trusted batched refit: :func:`refit_many` without its input checks.
 
-    For callers that produced the inputs themselves (the error memory: rows it validated and
-    L2-normalised, trees this module returned for a prefix of the same rows); re-validating them
+    For callers that produced the inputs themselves (rows they validated, trees this module
+    returned for a prefix of the same rows); re-validating them
     (a cycle check per tree, a finiteness scan per bucket) would cost as much as a refit of a
     mid-sized bucket. Results are those of :func:`refit_many` on the same arguments; a bucket of
     one row gets labels ``[-1]`` and an empty ``(0, 3)`` tree. Buckets run in parallel as
