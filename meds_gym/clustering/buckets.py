@@ -23,7 +23,13 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit, types
 
-from meds_gym.clustering.compilation import INDEX, READ_INDEX, ensure_compiled, register
+from meds_gym.clustering.compilation import (
+    INDEX,
+    READ_INDEX,
+    SHAPER,
+    ensure_compiled,
+    register,
+)
 from meds_gym.clustering.condensed_tree import labels_from_linkage
 from meds_gym.clustering.knn import unit_rows, votes_from_distances
 from meds_gym.clustering.mst import (
@@ -65,7 +71,8 @@ NO_LENGTHS.flags.writeable = False
         types.int64,
         types.boolean,
         types.boolean,
-    )  # fmt: skip
+    ),  # fmt: skip
+    groups=(SHAPER,),
 )
 @njit(cache=True, nogil=True)
 def _update_bucket(
@@ -231,7 +238,7 @@ def update_buckets(
     Returns:
         Per bucket, its :class:`BucketUpdate` (or what ``finish`` made of it).
     """
-    ensure_compiled()
+    ensure_compiled(SHAPER)
     out: list[Any] = [None] * len(work)
     params = (k, smallest_label_wins, min_samples, min_cluster_size, leaf, allow_single_cluster)
     make = BucketUpdate._make if finish is None else None

@@ -47,6 +47,7 @@ from meds_gym.clustering._validation import (
     check_method,
 )
 from meds_gym.clustering.compilation import (
+    FUNCTIONS,
     INDEX,
     READ_INDEX,
     READ_ROWS,
@@ -133,7 +134,7 @@ def _fit_one(
     allow_single_cluster: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_fit_bucket` on validated arguments, compiling the kernels on first use."""
-    ensure_compiled()
+    ensure_compiled(FUNCTIONS)
     prev = _NO_TREE if previous_mst is None else previous_mst
     n_old = 0 if previous_mst is None else previous_mst.shape[0] + 1
     labels, mst = _fit_bucket(
@@ -232,7 +233,7 @@ def _check_mst(mst: Any, n_old: int, name: str = "mst") -> np.ndarray:
         )
     a = ends[:, 0].astype(np.int64)
     b = ends[:, 1].astype(np.int64)
-    ensure_compiled()
+    ensure_compiled(FUNCTIONS)
     if not is_spanning_tree(a, b, n_old):
         raise InvalidArgumentError(name, f"a spanning tree of {n_old} points (it has a cycle)", mst)
     return np.ascontiguousarray(array)
@@ -308,7 +309,7 @@ def labels_from_mst(
     if (tree[:, 2] < 0).any():
         raise InvalidArgumentError("mst", "non-negative distances in column 2", mst)
     ordered = np.ascontiguousarray(tree[np.argsort(tree[:, 2], kind="stable")])
-    ensure_compiled()
+    ensure_compiled(FUNCTIONS)
     return labels_from_ordered_edges(ordered, count, mcs, leaf, single)
 
 
@@ -427,7 +428,7 @@ def refit_buckets(
         ``(labels, msts)`` as :func:`refit_many` returns them: per bucket, fresh ``int64``
         ``(N_b,)`` labels and ``float64`` ``(N_b - 1, 3)`` tree.
     """
-    ensure_compiled()
+    ensure_compiled(FUNCTIONS)
     count = len(datasets)
     labels: list[Any] = [None] * count
     msts: list[Any] = [None] * count

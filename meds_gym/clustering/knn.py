@@ -19,7 +19,15 @@ import numpy as np
 from numba import njit, types
 
 from meds_gym.clustering._validation import as_finite_matrix, check_int
-from meds_gym.clustering.compilation import INDEX, READ_INDEX, READ_ROWS, ensure_compiled, register
+from meds_gym.clustering.compilation import (
+    FUNCTIONS,
+    INDEX,
+    READ_INDEX,
+    READ_ROWS,
+    SHAPER,
+    ensure_compiled,
+    register,
+)
 from meds_gym.clustering.mst import squared_distances, transposed
 from meds_gym.errors import InvalidArgumentError
 
@@ -111,7 +119,9 @@ def _is_zero(rows: np.ndarray, i: int) -> bool:
     return zero
 
 
-@register(INDEX(READ_ROWS, READ_INDEX, READ_ROWS, types.int64, types.boolean))
+@register(
+    INDEX(READ_ROWS, READ_INDEX, READ_ROWS, types.int64, types.boolean), groups=(SHAPER, FUNCTIONS)
+)
 @njit(cache=True, nogil=True)
 def _vote(
     stored_rows: np.ndarray,
@@ -176,7 +186,7 @@ def vote_kernel(
     Returns:
         ``int64`` ``(Q,)``.
     """
-    ensure_compiled()
+    ensure_compiled(SHAPER)  # the error memory's kernels (it is their trusted vote)
     return _vote(stored_rows, stored_labels, queries, k, smallest_label_wins)
 
 
@@ -254,7 +264,8 @@ def knn_vote(
             queries,
         )
     count = check_int("k", k, 1)
-    return vote_kernel(
+    ensure_compiled(FUNCTIONS)
+    return _vote(
         memory,
         np.ascontiguousarray(labels, dtype=np.int64),
         query_matrix,

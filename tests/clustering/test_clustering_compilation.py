@@ -7,6 +7,9 @@ signatures and that ``warm_up`` prepares them all.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -30,8 +33,37 @@ def test_warm_up_in_the_background_prepares_every_kernel():
     thread.join(timeout=600)
     assert not thread.is_alive()
     assert warm_up() is None  # already done: returns at once
-    for dispatcher, signatures in compilation._kernels:
+    for dispatcher, signatures, groups in compilation._kernels:
+        if compilation.SHAPER in groups:
+            assert len(dispatcher.overloads) == len(signatures), dispatcher.py_func.__name__
+    warm_up(group=compilation.FUNCTIONS)
+    for dispatcher, signatures, _ in compilation._kernels:
         assert len(dispatcher.overloads) == len(signatures), dispatcher.py_func.__name__
+
+
+def test_a_meds_run_compiles_only_the_shaper_kernels():
+    # A fresh process: the shaper's first step compiles its group, and nothing else.
+    code = """
+import numpy as np
+from meds_gym.clustering import compilation
+from meds_gym.meds import MEDSConfig, MEDSShaper
+shaper = MEDSShaper(MEDSConfig())
+rows = np.random.default_rng(0).normal(size=(8, 4))
+for _ in range(3):
+    shaper.shape(["a"] * 8, [False] * 4 + [True] * 4, [0.0] * 8, rows)
+shaper.training = False
+shaper.shape(["a"] * 8, [False] * 8, [0.0] * 8, rows)
+for dispatcher, signatures, groups in compilation._kernels:
+    compiled = len(dispatcher.overloads)
+    assert compiled == (len(signatures) if compilation.SHAPER in groups else 0), (
+        dispatcher.py_func.__name__, compiled)
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
 
 
 def test_every_public_path_reuses_the_registered_signatures(monkeypatch):
@@ -55,7 +87,8 @@ def test_every_public_path_reuses_the_registered_signatures(monkeypatch):
     tree = minimum_spanning_tree(X[:20])
     tree.flags.writeable = False
     refit_buckets([frozen, X], [tree, None], min_cluster_size=3, min_samples=2, leaf=False)
-    for dispatcher, signatures in compilation._kernels:
+    warm_up()  # the shaper's kernels too, so that every registered kernel is checked
+    for dispatcher, signatures, _ in compilation._kernels:
         assert len(dispatcher.overloads) == len(signatures), dispatcher.py_func.__name__
 
 
