@@ -185,3 +185,22 @@ def test_memory_assign_equals_public_knn_vote():
         want = knn_vote(bucket.rows, bucket.labels, queries[i : i + 1], k=3)[0]
         assert labels[i] == want
         assert sizes[i] == int(np.sum(bucket.labels == want))
+
+
+def test_training_step_votes_equal_evaluation_votes(tmp_path):
+    # A training step votes inside the bucket kernel (update_buckets); evaluation votes with
+    # vote_kernel. On the same memory both must give every rollout the same cluster and penalty.
+    steps = list(batches(8, steps=16, per_step=24))
+    shaper = MEDSShaper(MEDSConfig())
+    for pids, flags, rows in steps[:-1]:
+        shaper.shape(pids, flags, np.zeros(len(pids)), rows)
+    shaper.save(tmp_path / "memory.npz")
+    evaluator = MEDSShaper.load(tmp_path / "memory.npz")
+    evaluator.training = False
+    pids, flags, rows = steps[-1]
+    trained = shaper.shape(pids, flags, np.zeros(len(pids)), rows)
+    evaluated = evaluator.shape(pids, flags, np.zeros(len(pids)), rows)
+    assert (trained.clusters >= -1).sum() >= 6  # votes happened
+    np.testing.assert_array_equal(trained.clusters, evaluated.clusters)
+    np.testing.assert_array_equal(trained.cluster_sizes, evaluated.cluster_sizes)
+    np.testing.assert_array_equal(trained.penalties, evaluated.penalties)
