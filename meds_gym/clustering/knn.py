@@ -152,10 +152,13 @@ def _vote(
     unit_queries = unit_rows(queries)
     D = squared_distances(transposed(unit_stored, n), unit_queries)  # (N, Q)
     # An all-zero row (all zero after normalising) is at cosine distance 1 from everything.
+    zero_stored = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        zero_stored[i] = _is_zero(unit_stored, i)
     for q in range(queries.shape[0]):
         zero_query = _is_zero(unit_queries, q)
         for i in range(n):
-            if zero_query or _is_zero(unit_stored, i):
+            if zero_query or zero_stored[i]:
                 D[i, q] = 2.0
     return votes_from_distances(D, stored_labels, k, smallest_label_wins)
 
