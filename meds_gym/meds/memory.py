@@ -60,19 +60,6 @@ def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return array
 
 
-def unit_rows(rows: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
-    """(N, L) rows divided by their L2 norm, in float64, exactly as the clustering kernels do it.
-
-    The norm is summed feature by feature, as :func:`meds_gym.clustering.knn.unit_rows` does.
-    """
-    out = np.array(rows, dtype=np.float64)  # (N, L), a fresh C-contiguous copy
-    norms = np.zeros(out.shape[0])
-    for column in out.T:
-        norms += column * column
-    out /= np.sqrt(norms)[:, None]
-    return out
-
-
 @dataclass(frozen=True, slots=True)
 class Bucket:
     """Read-only view of one bucket.

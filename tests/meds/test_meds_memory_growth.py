@@ -12,8 +12,8 @@ import pytest
 
 import meds_gym.meds.memory as memory_module
 from meds_gym.clustering import hdbscan_labels, knn_vote, minimum_spanning_tree
+from meds_gym.clustering.knn import unit_rows  # the normalisation the memory's kernels apply
 from meds_gym.meds import MEDSConfig, MEDSShaper
-from meds_gym.meds.memory import unit_rows
 
 
 @pytest.fixture(autouse=True)
