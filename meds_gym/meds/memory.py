@@ -417,13 +417,7 @@ class ErrorMemory:
             index = np.concatenate([order[bounds[b] : bounds[b + 1]] for b in voted_buckets])
             labels[index] = np.concatenate([votes[b][0] for b in voted_buckets])
             sizes[index] = np.concatenate([votes[b][1] for b in voted_buckets])
-        self._warn_size(int(totals.max()))
-        for key, bucket, storage in zip(touched, buckets, storages, strict=True):
-            self._buckets[key] = bucket
-            self._storage[key] = storage
-            self._eigen_cache.pop(key, None)
-        if self._dim is None:
-            self._dim = int(rows.shape[1])
+        self._commit(touched, buckets, storages, int(totals.max()), int(rows.shape[1]))
         return labels, self._noise_sizes(labels, sizes)
 
     def _appended(
@@ -463,15 +457,27 @@ class ErrorMemory:
             self._appended(key, grouped[bounds[b] : bounds[b + 1]], self._buckets.get(key))
             for b, key in enumerate(touched)
         ]
-        self._warn_size(max(len(data) for data, _, _ in plans))
-        for key, (data, storage, _) in zip(touched, plans, strict=True):
-            self._buckets[key] = Bucket.of_fit(data, np.zeros(len(data), dtype=np.int64))
-            self._storage[key] = storage
-            self._eigen_cache.pop(key, None)
-        if self._dim is None:
-            self._dim = int(grouped.shape[1])
+        self._commit(
+            touched,
+            [Bucket.of_fit(data, np.zeros(len(data), dtype=np.int64)) for data, _, _ in plans],
+            [storage for _, storage, _ in plans],
+            max(len(data) for data, _, _ in plans),
+            int(grouped.shape[1]),
+        )
 
-    def _warn_size(self, largest: int) -> None:
+    def _commit(
+        self,
+        keys: list[BucketKey],
+        buckets: list[Bucket],
+        storages: list[npt.NDArray[np.float32]],
+        largest: int,
+        dim: int,
+    ) -> None:
+        """Replace the touched buckets with their new state.
+
+        The size warning comes first, so that a warning turned into an error leaves the memory as
+        it was.
+        """
         if largest > self.config.warn_bucket_size and not self._warned_size:
             warnings.warn(
                 f"A MEDS memory bucket holds {largest} rows (warn_bucket_size="
@@ -483,6 +489,12 @@ class ErrorMemory:
                 stacklevel=_outside_package_stacklevel(),
             )
             self._warned_size = True
+        for key, bucket, storage in zip(keys, buckets, storages, strict=True):
+            self._buckets[key] = bucket
+            self._storage[key] = storage
+            self._eigen_cache.pop(key, None)
+        if self._dim is None:
+            self._dim = dim
 
     # ------------------------------------------------------------------ state
     def state(self) -> tuple[list[BucketKey], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
