@@ -1,13 +1,14 @@
 """From an ordered MST to HDBSCAN labels: single linkage, condensed tree, stability, selection.
 
 Each step mirrors the ``hdbscan`` package (``_hdbscan_linkage.label`` and ``_hdbscan_tree``):
-the order in which the condensed tree is built (breadth first, left child before right, points of a
-pruned branch in breadth-first order) fixes both the cluster ids and the order in which stability
-terms are summed; a zero merge distance gives an infinite lambda; the excess-of-mass comparison
-sums the children's stabilities in single precision, as the package does; and with
-``allow_single_cluster`` a point of the root cluster keeps the label only if it left the root no
-earlier than the root's last departure. Cluster labels are numbered by increasing cluster id, so
-on the same tree they equal the package's labels, not just the partition.
+the order in which the condensed tree is walked (breadth first, left child before right) fixes
+both the cluster ids and the order in which stability terms are summed; a zero merge distance
+gives an infinite lambda; the excess-of-mass comparison sums the children's stabilities in single
+precision, as the package does; and with ``allow_single_cluster``, when the root is selected, a
+point keeps its label only if it left its cluster no earlier than the root's last departure.
+Cluster labels are numbered by increasing cluster id, so on the same tree they equal the
+package's labels, not just the partition. The package's per-point rows of the condensed tree are
+never built (see :func:`labels_from_linkage`).
 """
 
 from __future__ import annotations
@@ -19,153 +20,117 @@ from meds_gym.clustering.mst import kruskal
 
 
 @njit(cache=True)
-def condense_tree(
-    left: np.ndarray, right: np.ndarray, delta: np.ndarray, count: np.ndarray, n: int, mcs: int
-):
-    """Condensed tree: clusters of at least ``mcs`` points and the lambdas at which points leave.
+def labels_from_linkage(
+    left: np.ndarray,
+    right: np.ndarray,
+    delta: np.ndarray,
+    count: np.ndarray,
+    n: int,
+    mcs: int,
+    leaf: bool,
+    allow_single_cluster: bool,
+) -> np.ndarray:
+    """HDBSCAN labels from a single-linkage tree (see :func:`~meds_gym.clustering.mst.kruskal`).
+
+    The package builds the condensed tree as rows (one per point that falls out of a cluster,
+    one per child cluster), sums each cluster's stability over its rows, selects, and labels each
+    point from its row. Here no point gets a row. The walk visits only the nodes that continue a
+    cluster, in the package's order (breadth first, left child before right), so clusters get the
+    package's ids and each stability gets the package's terms in the package's order: a branch
+    of ``m`` points that falls out of cluster ``c`` at ``lam`` adds ``lam - birth(c)`` ``m``
+    times, just as its ``m`` rows would. A branch is only marked with the cluster it fell from;
+    one pass over the merges from the root down hands the mark to every node below it, and each
+    point is labelled from its mark.
 
     Args:
-        left: ``int64`` ``(n - 1,)`` left child of each single-linkage node.
-        right: ``int64`` ``(n - 1,)`` right child.
+        left: ``int64`` ``(n - 1,)`` first child of each merge (point ``< n`` or merge ``n + r``).
+        right: ``int64`` ``(n - 1,)`` second child.
         delta: ``float64`` ``(n - 1,)`` merge distance.
-        count: ``int64`` ``(n - 1,)`` node size.
+        count: ``int64`` ``(n - 1,)`` size of each merged node.
         n: Number of points (``>= 2``).
         mcs: Minimum cluster size (``>= 2``).
+        leaf: Leaf selection instead of excess of mass.
+        allow_single_cluster: Whether the root may be the only cluster.
 
     Returns:
-        ``(parent, child, lam, child_size, n_clusters)``: row arrays of the condensed tree
-        (``int64``, ``int64``, ``float64``, ``int64``, each trimmed to its length) and the number
-        of clusters. Cluster ids run from ``n`` (the root) to ``n + n_clusters - 1``.
+        ``int64`` array of shape ``(n,)``: cluster labels ``0..k-1``, ``-1`` for noise.
     """
-    total = 2 * n - 1
-    root = total - 1
-    # The nodes that continue a cluster, in breadth-first order (left child before right): the
-    # order in which a breadth-first walk of the whole tree meets them, since every ancestor of
-    # such a node continues a cluster too. The points of a pruned branch are emitted from a
-    # second queue, so every node is visited once.
-    relabel = np.empty(n - 1, dtype=np.int64)  # cluster id of each internal node that has one
-    relabel[root - n] = n
-    next_label = n + 1
-    res_parent = np.empty(2 * n, dtype=np.int64)
-    res_child = np.empty(2 * n, dtype=np.int64)
-    res_lam = np.empty(2 * n)
-    res_size = np.empty(2 * n, dtype=np.int64)
-    main = np.empty(n, dtype=np.int64)
-    queue = np.empty(total, dtype=np.int64)
-    pos = 0
+    # Clusters by local id (the package's id minus n; 0 is the root). Each split makes two
+    # clusters of at least mcs >= 2 points out of one, so there are fewer than n.
+    birth = np.zeros(n)
+    cparent = np.full(n, -1, dtype=np.int64)
+    child1 = np.full(n, -1, dtype=np.int64)
+    child2 = np.full(n, -1, dtype=np.int64)
+    stability = np.zeros(n)
+    # Per node: the cluster it belongs to (for a node that continues a cluster) or fell out of
+    # (for a node below one), and for the latter the lambda at which its branch fell out.
+    owner = np.empty(2 * n - 1, dtype=np.int64)
+    fell_at = np.empty(2 * n - 1 if allow_single_cluster else 0)
+    continues = np.zeros(n - 1, dtype=np.bool_)  # per merge: whether it continues a cluster
+    queue = np.empty(n, dtype=np.int64)
+    root = 2 * n - 2
+    owner[root] = 0
+    continues[root - n] = True
+    queue[0] = root
     head = 0
     tail = 1
-    main[0] = root
+    n_clusters = 1
+    root_max_lambda = 0.0
     while head < tail:
-        node = main[head]
+        node = queue[head]
         head += 1
         r = node - n
-        cluster = relabel[r]
+        c = owner[node]
         lc = left[r]
         rc = right[r]
         lam = 1.0 / delta[r] if delta[r] > 0.0 else np.inf
         left_count = count[lc - n] if lc >= n else 1
         right_count = count[rc - n] if rc >= n else 1
+        if c == 0 and lam > root_max_lambda:
+            root_max_lambda = lam  # every node of the root cluster gives the root a row
         if left_count >= mcs and right_count >= mcs:
-            relabel[lc - n] = next_label
-            res_parent[pos] = cluster
-            res_child[pos] = next_label
-            res_lam[pos] = lam
-            res_size[pos] = left_count
-            relabel[rc - n] = next_label + 1
-            res_parent[pos + 1] = cluster
-            res_child[pos + 1] = next_label + 1
-            res_lam[pos + 1] = lam
-            res_size[pos + 1] = right_count
-            pos += 2
-            next_label += 2
-            main[tail] = lc
-            main[tail + 1] = rc
-            tail += 2
+            for child, size in ((lc, left_count), (rc, right_count)):
+                stability[c] += (lam - birth[c]) * size
+                birth[n_clusters] = lam
+                cparent[n_clusters] = c
+                if child1[c] < 0:
+                    child1[c] = n_clusters
+                else:
+                    child2[c] = n_clusters
+                owner[child] = n_clusters
+                continues[child - n] = True
+                queue[tail] = child
+                tail += 1
+                n_clusters += 1
             continue
         for side in range(2):
-            sub_root = lc if side == 0 else rc
-            sub_count = left_count if side == 0 else right_count
-            if sub_count >= mcs:
-                relabel[sub_root - n] = cluster  # the big child continues the cluster
-                main[tail] = sub_root
+            child = lc if side == 0 else rc
+            size = left_count if side == 0 else right_count
+            owner[child] = c
+            if size >= mcs:  # the big child continues the cluster
+                continues[child - n] = True
+                queue[tail] = child
                 tail += 1
                 continue
-            # The small child's points fall out of the cluster at this lambda.
-            queue[0] = sub_root
-            qh = 0
-            qt = 1
-            while qh < qt:
-                sub = queue[qh]
-                qh += 1
-                if sub < n:
-                    res_parent[pos] = cluster
-                    res_child[pos] = sub
-                    res_lam[pos] = lam
-                    res_size[pos] = 1
-                    pos += 1
-                else:
-                    queue[qt] = left[sub - n]
-                    queue[qt + 1] = right[sub - n]
-                    qt += 2
-    return res_parent[:pos], res_child[:pos], res_lam[:pos], res_size[:pos], next_label - n
-
-
-@njit(cache=True)
-def select_and_label(
-    parent: np.ndarray,
-    child: np.ndarray,
-    lam: np.ndarray,
-    child_size: np.ndarray,
-    n: int,
-    n_clusters: int,
-    leaf: bool,
-    allow_single_cluster: bool,
-) -> np.ndarray:
-    """Stability, excess-of-mass (or leaf) selection and point labels from a condensed tree.
-
-    Args:
-        parent: ``int64`` ``(R,)`` parent cluster id of each condensed-tree row.
-        child: ``int64`` ``(R,)`` child id (a point ``< n`` or a cluster ``>= n``).
-        lam: ``float64`` ``(R,)`` lambda (1 / distance) of the row.
-        child_size: ``int64`` ``(R,)`` number of points in the child.
-        n: Number of points.
-        n_clusters: Number of clusters (ids ``n`` .. ``n + n_clusters - 1``; ``n`` is the root).
-        leaf: Select leaf clusters instead of excess of mass.
-        allow_single_cluster: Whether the root may be selected as the only cluster.
-
-    Returns:
-        ``int64`` array of shape ``(n,)``: cluster labels ``0..k-1``, ``-1`` for noise.
-    """
-    n_rows = parent.shape[0]
-    birth = np.zeros(n_clusters)
-    cparent = np.full(n_clusters, -1, dtype=np.int64)  # parent cluster (local ids), -1 for root
-    child1 = np.full(n_clusters, -1, dtype=np.int64)
-    child2 = np.full(n_clusters, -1, dtype=np.int64)
-    stability = np.zeros(n_clusters)
-    root_max_lambda = 0.0
-    # One pass: rows come in breadth-first order, so a cluster's birth row precedes its own rows
-    # and each stability is summed in row order, as the package does.
-    for r in range(n_rows):
-        c = child[r]
-        lp = parent[r] - n
-        if c >= n:
-            lc = c - n
-            birth[lc] = lam[r]
-            cparent[lc] = lp
-            if child1[lp] < 0:
-                child1[lp] = lc
-            else:
-                child2[lp] = lc
-        stability[lp] += (lam[r] - birth[lp]) * child_size[r]
-        if lp == 0 and lam[r] > root_max_lambda:
-            root_max_lambda = lam[r]
+            # The small child's points fall out of the cluster here, one row each.
+            term = (lam - birth[c]) * 1.0
+            for _ in range(size):
+                stability[c] += term
+            if allow_single_cluster:
+                fell_at[child] = lam
+    # Hand each mark down: a merge is created after its children, so going from the last merge
+    # to the first reaches every node after its parent.
+    for r in range(n - 2, -1, -1):
+        if not continues[r]:
+            mark = owner[n + r]
+            owner[left[r]] = mark
+            owner[right[r]] = mark
+            if allow_single_cluster:
+                fell_at[left[r]] = fell_at[n + r]
+                fell_at[right[r]] = fell_at[n + r]
 
     selected = np.zeros(n_clusters, dtype=np.bool_)
-    has_split = False
-    for c in range(n_clusters):
-        if child1[c] >= 0:
-            has_split = True
+    has_split = child1[0] >= 0
     if leaf:
         if has_split:
             for c in range(1, n_clusters):
@@ -192,66 +157,26 @@ def select_and_label(
                 blocked[c] = blocked[p] or chosen[p]
             selected[c] = chosen[c] and not blocked[c]
 
+    # The label of each cluster's points: that of its nearest selected ancestor (itself
+    # included), numbered by increasing cluster id; -1 if none is selected.
     label_of = np.full(n_clusters, -1, dtype=np.int64)
     k = 0
     for c in range(n_clusters):
         if selected[c]:
             label_of[c] = k
             k += 1
-    # Nearest selected ancestor of each cluster (itself included).
-    anc = np.full(n_clusters, -1, dtype=np.int64)
-    for c in range(n_clusters):
-        if selected[c]:
-            anc[c] = c
         elif c > 0:
-            anc[c] = anc[cparent[c]]
-    labels = np.full(n, -1, dtype=np.int64)
-    for r in range(n_rows):
-        pt = child[r]
-        if pt >= n:
-            continue
-        a = anc[parent[r] - n]
-        if a < 0:
-            continue
-        if a == 0:
-            # Only reachable with allow_single_cluster and the root selected.
-            if lam[r] >= root_max_lambda:
-                labels[pt] = label_of[0]
-        else:
-            labels[pt] = label_of[a]
+            label_of[c] = label_of[cparent[c]]
+    labels = np.empty(n, dtype=np.int64)
+    for p in range(n):
+        labels[p] = label_of[owner[p]]
+    if allow_single_cluster and selected[0]:
+        # Then every other cluster is blocked, and a point keeps the root's label only if it
+        # left its cluster no earlier than the root's last departure.
+        for p in range(n):
+            if fell_at[p] < root_max_lambda:
+                labels[p] = -1
     return labels
-
-
-@njit(cache=True, inline="always")
-def labels_from_linkage(
-    left: np.ndarray,
-    right: np.ndarray,
-    delta: np.ndarray,
-    count: np.ndarray,
-    n: int,
-    mcs: int,
-    leaf: bool,
-    allow_single_cluster: bool,
-) -> np.ndarray:
-    """HDBSCAN labels from a single-linkage tree (see :func:`~meds_gym.clustering.mst.kruskal`).
-
-    Args:
-        left: ``int64`` ``(n - 1,)`` first child of each merge.
-        right: ``int64`` ``(n - 1,)`` second child.
-        delta: ``float64`` ``(n - 1,)`` merge distance.
-        count: ``int64`` ``(n - 1,)`` size of each merged node.
-        n: Number of points (``>= 2``).
-        mcs: Minimum cluster size (``>= 2``).
-        leaf: Leaf selection instead of excess of mass.
-        allow_single_cluster: Whether the root may be the only cluster.
-
-    Returns:
-        ``int64`` array of shape ``(n,)``.
-    """
-    parent, child, lam, child_size, n_clusters = condense_tree(left, right, delta, count, n, mcs)
-    return select_and_label(
-        parent, child, lam, child_size, n, n_clusters, leaf, allow_single_cluster
-    )
 
 
 @njit(cache=True)
