@@ -338,7 +338,6 @@ def squared_distances(XT: np.ndarray, Z: np.ndarray) -> np.ndarray:
 def _surviving_edges(
     D: np.ndarray,
     ta: np.ndarray,
-    tb: np.ndarray,
     ts: np.ndarray,
     left: np.ndarray,
     right: np.ndarray,
@@ -367,7 +366,6 @@ def _surviving_edges(
         D: ``float64`` ``(n_old, k)`` squared distances from the old rows to new row ``j``
             (index ``n_old + j``).
         ta: ``(n_old - 1,)`` smaller endpoint of each old tree edge, in canonical order.
-        tb: ``(n_old - 1,)`` larger endpoint.
         ts: ``float64`` ``(n_old - 1,)`` squared length.
         left: ``(n_old - 1,)`` first dendrogram child of each merge.
         right: ``(n_old - 1,)`` second child.
@@ -391,15 +389,16 @@ def _surviving_edges(
     far_s = np.empty((n_old - 1) * k)
     far_u = np.empty((n_old - 1) * k, dtype=np.int64)
     survives = np.empty((n_old - 1) * k, dtype=np.uint8)
+    # Offsets are unsigned: numba then skips its negative-index check, and the loop over the new
+    # rows runs several times faster.
     for r in range(n_old - 1):
-        at_x = left[r] * k
-        at_y = right[r] * k
-        at_up = (n_old + r) * k
-        at_r = r * k
+        at_x = np.uint64(left[r] * k)
+        at_y = np.uint64(right[r] * k)
+        at_up = np.uint64((n_old + r) * k)
+        at_r = np.uint64(r * k)
         s_r = ts[r]
         a_r = ta[r]
-        b_r = tb[r]
-        for j in range(k):  # all new rows at once, without branches (the outcomes are random)
+        for j in range(np.uint64(k)):  # all new rows at once, without branches (random outcomes)
             sx = near_s[at_x + j]
             ux = near_u[at_x + j]
             sy = near_s[at_y + j]
@@ -412,11 +411,9 @@ def _surviving_edges(
             hu = uy ^ swap
             far_s[at_r + j] = hs
             far_u[at_r + j] = hu
-            # Whether (hu, z) precedes merge r's edge in the canonical order (hu < z always).
-            survives[at_r + j] = np.uint8(hs < s_r) | (
-                np.uint8(hs == s_r)
-                & (np.uint8(hu < a_r) | (np.uint8(hu == a_r) & np.uint8(n_old + j < b_r)))
-            )
+            # Whether (hu, z) precedes merge r's edge (a_r, b_r) in the canonical order; at equal
+            # lengths and hu == a_r it does not, as b_r < n_old <= z.
+            survives[at_r + j] = np.uint8(hs < s_r) | (np.uint8(hs == s_r) & np.uint8(hu < a_r))
     nc = k
     for e in range((n_old - 1) * k):
         nc += survives[e]
@@ -557,7 +554,7 @@ def extend_sorted_tree(
     """
     k = Z.shape[0]
     n = n_old + k
-    ca, cb, cs = _surviving_edges(D, ta, tb, ts, left, right, n_old)
+    ca, cb, cs = _surviving_edges(D, ta, ts, left, right, n_old)
     if k >= 2:
         na, nb, _, ns = _prim_edges(Z, np.zeros(k))
         nc = ca.shape[0]
