@@ -489,10 +489,11 @@ class ErrorMemory:
                 stacklevel=_outside_package_stacklevel(),
             )
             self._warned_size = True
-        for key, bucket, storage in zip(keys, buckets, storages, strict=True):
-            self._buckets[key] = bucket
-            self._storage[key] = storage
-            self._eigen_cache.pop(key, None)
+        self._buckets.update(zip(keys, buckets, strict=True))
+        self._storage.update(zip(keys, storages, strict=True))
+        if self._eigen_cache:  # filled only by stats()
+            for key in keys:
+                self._eigen_cache.pop(key, None)
         if self._dim is None:
             self._dim = dim
 
