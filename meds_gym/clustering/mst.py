@@ -352,8 +352,8 @@ def _surviving_edges(
     property under a strict order). Such a path is an edge ``(z, x)`` lighter than ``(u, z)`` and
     a tree path from ``x`` to ``u`` over lighter edges, so ``x`` lies in the largest dendrogram
     node that holds ``u`` and was merged below ``(u, z)``. Hence ``(u, z)`` survives exactly when
-    ``u`` is the row nearest to ``z`` (ties by index) in that node. One pass over the merges in
-    order finds them all: each node carries the nearest row below it; at a merge, the farther of
+    ``u`` is the row nearest to ``z`` (ties by index) in that node. Passes over the merges in
+    order find them all: each node carries the nearest row below it; at a merge, the farther of
     the two children's nearest rows is decided (it survives if the merge edge is heavier than its
     edge to ``z``, otherwise a lighter path reaches it through the other child) and the nearer one
     moves up; the root's nearest row survives. O(n_old) per new row after the distances, reading
@@ -378,27 +378,21 @@ def _surviving_edges(
     k = D.shape[1]
     nodes = 2 * n_old - 1
     # Per node (row-major, k entries each): the squared distance from each new row to the nearest
-    # old row below the node, and that row; then per merge the row decided there, its distance
-    # and whether its edge survives.
+    # old row below the node, and that row.
     near_s = np.empty(nodes * k)
     near_u = np.empty(nodes * k, dtype=np.int64)
     for u in range(n_old):
         for j in range(k):
             near_s[u * k + j] = D[u, j]
             near_u[u * k + j] = u
-    far_s = np.empty((n_old - 1) * k)
-    far_u = np.empty((n_old - 1) * k, dtype=np.int64)
-    survives = np.empty((n_old - 1) * k, dtype=np.uint8)
-    # Offsets are unsigned: numba then skips its negative-index check, and the loop over the new
-    # rows runs several times faster.
+    # Two passes over the merges, each simple enough to run on vector registers (offsets are
+    # unsigned, so numba skips its negative-index check): the nearest rows move up, then each
+    # merge counts its survivors. The few merges that have some are visited a third time.
     for r in range(n_old - 1):
         at_x = np.uint64(left[r] * k)
         at_y = np.uint64(right[r] * k)
         at_up = np.uint64((n_old + r) * k)
-        at_r = np.uint64(r * k)
-        s_r = ts[r]
-        a_r = ta[r]
-        for j in range(np.uint64(k)):  # all new rows at once, without branches (random outcomes)
+        for j in range(np.uint64(k)):  # all new rows at once, without branches
             sx = near_s[at_x + j]
             ux = near_u[at_x + j]
             sy = near_s[at_y + j]
@@ -407,31 +401,53 @@ def _surviving_edges(
             swap = (ux ^ uy) & -np.int64((sy < sx) | ((sy == sx) & (uy < ux)))
             near_s[at_up + j] = min(sx, sy)
             near_u[at_up + j] = ux ^ swap
-            hs = max(sx, sy)
+    hits = np.empty(n_old - 1, dtype=np.int64)
+    nc = k  # the root's nearest rows
+    for r in range(n_old - 1):
+        at_x = np.uint64(left[r] * k)
+        at_y = np.uint64(right[r] * k)
+        s_r = ts[r]
+        a_r = ta[r]
+        h = 0
+        for j in range(np.uint64(k)):
+            sx = near_s[at_x + j]
+            ux = near_u[at_x + j]
+            sy = near_s[at_y + j]
+            uy = near_u[at_y + j]
+            swap = (ux ^ uy) & -np.int64((sy < sx) | ((sy == sx) & (uy < ux)))
+            hs = max(sx, sy)  # the farther child's nearest row, decided here
             hu = uy ^ swap
-            far_s[at_r + j] = hs
-            far_u[at_r + j] = hu
             # Whether (hu, z) precedes merge r's edge (a_r, b_r) in the canonical order; at equal
             # lengths and hu == a_r it does not, as b_r < n_old <= z.
-            survives[at_r + j] = np.uint8(hs < s_r) | (np.uint8(hs == s_r) & np.uint8(hu < a_r))
-    nc = k
-    for e in range((n_old - 1) * k):
-        nc += survives[e]
+            h += np.int64((hs < s_r) | ((hs == s_r) & (hu < a_r)))
+        hits[r] = h
+        nc += h
     ca = np.empty(nc, dtype=np.int64)
     cb = np.empty(nc, dtype=np.int64)
     cs = np.empty(nc)
-    c = 0
     for j in range(k):  # the root's nearest row survives
-        ca[c] = near_u[(nodes - 1) * k + j]
-        cb[c] = n_old + j
-        cs[c] = near_s[(nodes - 1) * k + j]
-        c += 1
-    for e in range((n_old - 1) * k):
-        if survives[e]:
-            ca[c] = far_u[e]
-            cb[c] = n_old + e % k
-            cs[c] = far_s[e]
-            c += 1
+        ca[j] = near_u[(nodes - 1) * k + j]
+        cb[j] = n_old + j
+        cs[j] = near_s[(nodes - 1) * k + j]
+    c = k
+    for r in range(n_old - 1):
+        if hits[r] == 0:
+            continue
+        at_x = left[r] * k
+        at_y = right[r] * k
+        for j in range(k):
+            sx = near_s[at_x + j]
+            ux = near_u[at_x + j]
+            sy = near_s[at_y + j]
+            uy = near_u[at_y + j]
+            y_nearer = sy < sx or (sy == sx and uy < ux)
+            hs = sx if y_nearer else sy
+            hu = ux if y_nearer else uy
+            if hs < ts[r] or (hs == ts[r] and hu < ta[r]):
+                ca[c] = hu
+                cb[c] = n_old + j
+                cs[c] = hs
+                c += 1
     return ca, cb, cs
 
 
