@@ -43,7 +43,7 @@ def unit_rows(rows: np.ndarray) -> np.ndarray:
     they all see the same numbers.
     """
     n, d = rows.shape
-    out = np.zeros((n, d))
+    out = np.empty((n, d))  # no zeroing pass: every entry is written below
     for i in range(n):
         s = 0.0
         for f in range(d):
@@ -53,6 +53,9 @@ def unit_rows(rows: np.ndarray) -> np.ndarray:
             norm = np.sqrt(s)
             for f in range(d):
                 out[i, f] = np.float64(rows[i, f]) / norm
+        else:
+            for f in range(d):
+                out[i, f] = 0.0
     return out
 
 
