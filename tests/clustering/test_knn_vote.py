@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meds_gym.clustering import knn_vote, vote_kernel
+from meds_gym.clustering.knn import unit_rows
 from meds_gym.errors import InvalidArgumentError
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
@@ -185,3 +186,18 @@ def test_knn_vote_rejects_bad_input(args, error, match):
 def test_knn_vote_rejects_bad_k(k, error):
     with pytest.raises(error, match="`k` must be an int"):
         knn_vote(np.ones((2, 2)), [0, 1], [[1.0, 0.0]], k=k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unit_rows_divides_by_the_norm_and_keeps_zero_rows_zero(dtype):
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(9, 5)).astype(dtype)
+    rows[[0, 4, 8]] = 0.0
+    rows[4, 2] = -0.0  # an all-zero row with a negative zero stays +0.0 throughout
+    out = unit_rows(rows)
+    assert out.dtype == np.float64 and out.shape == rows.shape
+    assert np.array_equal(out[[0, 4, 8]], np.zeros((3, 5))) and not np.signbit(out[4]).any()
+    wide = rows.astype(np.float64)
+    norms = np.sqrt(np.sum(wide * wide, axis=1, keepdims=True))  # same sum order for 5 columns
+    keep = [1, 2, 3, 5, 6, 7]
+    np.testing.assert_array_equal(out[keep], wide[keep] / norms[keep])
