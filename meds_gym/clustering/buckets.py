@@ -106,7 +106,7 @@ def _update_bucket(
     if voting or extend:
         X = unit_rows(rows)  # (N, d)
         Z = X[n_old:].copy()  # (n_new, d), C-contiguous like every Z the kernels get
-        D = squared_distances(transposed(X, n_old), Z)  # (n_old, n_new)
+        D = squared_distances(transposed(X, n_old), Z)  # (n_new, n_old)
     if voting:
         votes = votes_from_distances(D, old_labels, min(k, n_old), smallest_label_wins)
         per_label = np.zeros(n_old + 1, dtype=np.int64)  # entry 0: noise, c + 1: cluster c

@@ -66,8 +66,8 @@ def votes_from_distances(D: np.ndarray, labels: np.ndarray, k: int, smallest_lab
     The rule is :func:`vote_kernel`'s.
 
     Args:
-        D: ``float64`` ``(N, Q)`` distances (any monotone function of the cosine distance) from
-            each stored row to each query.
+        D: ``float64`` ``(Q, N)`` distances (any monotone function of the cosine distance) from
+            each query to each stored row.
         labels: ``(N,)`` label of each stored row.
         k: Number of neighbours, ``1 <= k <= N``.
         smallest_label_wins: Tie rule.
@@ -75,14 +75,14 @@ def votes_from_distances(D: np.ndarray, labels: np.ndarray, k: int, smallest_lab
     Returns:
         ``int64`` ``(Q,)``.
     """
-    n, q_count = D.shape
+    q_count, n = D.shape
     out = np.empty(q_count, dtype=np.int64)
     top_d = np.empty(k)
     top_i = np.empty(k, dtype=np.int64)
     for q in range(q_count):
         filled = 0
         for i in range(n):
-            dist = D[i, q]
+            dist = D[q, i]
             # Keep the k best by (distance, index); i only grows, so ties keep earlier rows.
             if filled < k:
                 p = filled
@@ -153,7 +153,7 @@ def _vote(
     n = stored_rows.shape[0]
     unit_stored = unit_rows(stored_rows)
     unit_queries = unit_rows(queries)
-    D = squared_distances(transposed(unit_stored, n), unit_queries)  # (N, Q)
+    D = squared_distances(transposed(unit_stored, n), unit_queries)  # (Q, N)
     # An all-zero row (all zero after normalising) is at cosine distance 1 from everything.
     zero_stored = np.empty(n, dtype=np.bool_)
     for i in range(n):
@@ -162,7 +162,7 @@ def _vote(
         zero_query = _is_zero(unit_queries, q)
         for i in range(n):
             if zero_query or zero_stored[i]:
-                D[i, q] = 2.0
+                D[q, i] = 2.0
     return votes_from_distances(D, stored_labels, k, smallest_label_wins)
 
 

@@ -312,25 +312,21 @@ def transposed(X: np.ndarray, n: int) -> np.ndarray:
 
 @njit(cache=True)
 def squared_distances(XT: np.ndarray, Z: np.ndarray) -> np.ndarray:
-    """``(n, k)`` squared distances from each column of ``XT`` (d, n) to each row of ``Z`` (k, d).
+    """``(k, n)`` squared distances from each row of ``Z`` (k, d) to each column of ``XT`` (d, n).
 
     Each distance is summed feature by feature from 0.0 in ``float64``, like every distance here,
     so it equals the one a pairwise loop over the two rows gives; the innermost loop runs over
-    ``XT``'s columns, which vectorises.
+    ``XT``'s columns and writes one contiguous output row, which vectorises.
     """
     d, n = XT.shape
     k = Z.shape[0]
-    out = np.empty((n, k))
-    acc = np.empty(n)
+    out = np.zeros((k, n))
     for j in range(k):
-        acc[:] = 0.0
         for f in range(d):
             z = Z[j, f]
             for i in range(n):
                 diff = XT[f, i] - z
-                acc[i] += diff * diff
-        for i in range(n):
-            out[i, j] = acc[i]
+                out[j, i] += diff * diff
     return out
 
 
@@ -363,8 +359,8 @@ def _surviving_edges(
     edges can join the old tree's edges in the final tree.
 
     Args:
-        D: ``float64`` ``(n_old, k)`` squared distances from the old rows to new row ``j``
-            (index ``n_old + j``).
+        D: ``float64`` ``(k, n_old)`` squared distances from new row ``j`` (index ``n_old + j``)
+            to the old rows.
         ta: ``(n_old - 1,)`` smaller endpoint of each old tree edge, in canonical order.
         ts: ``float64`` ``(n_old - 1,)`` squared length.
         left: ``(n_old - 1,)`` first dendrogram child of each merge.
@@ -375,7 +371,7 @@ def _surviving_edges(
         ``(ca, cb, cs)``: ``int64``, ``int64`` and ``float64`` arrays of the surviving edges
         (old endpoint, new endpoint, squared length), in no particular order.
     """
-    k = D.shape[1]
+    k = D.shape[0]
     nodes = 2 * n_old - 1
     # Per node (row-major, k entries each): the squared distance from each new row to the nearest
     # old row below the node, and that row.
@@ -383,7 +379,7 @@ def _surviving_edges(
     near_u = np.empty(nodes * k, dtype=np.int64)
     for u in range(n_old):
         for j in range(k):
-            near_s[u * k + j] = D[u, j]
+            near_s[u * k + j] = D[j, u]
             near_u[u * k + j] = u
     # Two passes over the merges, each simple enough to run on vector registers (offsets are
     # unsigned, so numba skips its negative-index check): the nearest rows move up, then each
@@ -556,7 +552,7 @@ def extend_sorted_tree(
     Args:
         Z: ``float64`` ``(k, d)`` C-contiguous new rows (``k >= 1``); row ``j`` is point
             ``n_old + j``.
-        D: ``float64`` ``(n_old, k)`` squared distances from the old rows to the new ones
+        D: ``float64`` ``(k, n_old)`` squared distances from the new rows to the old ones
             (:func:`squared_distances`).
         ta: ``(n_old - 1,)`` smaller endpoints of ``T``'s edges, in canonical order.
         tb: ``(n_old - 1,)`` larger endpoints.
