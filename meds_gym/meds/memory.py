@@ -559,8 +559,8 @@ def _group_by_bucket(
     ``touched`` lists the bucket keys in order of first appearance and ``order`` the row indices
     by bucket (rows in order), bucket ``b``'s in ``order[bounds[b]:bounds[b + 1]]``.
     """
-    codes = {key: code for code, key in enumerate(dict.fromkeys(keys))}
-    inverse = np.fromiter(map(codes.__getitem__, keys), dtype=np.int64, count=len(keys))
+    codes: dict[BucketKey, int] = {}  # each key hashed once: a new key gets the next code
+    inverse = np.array([codes.setdefault(key, len(codes)) for key in keys], dtype=np.int64)
     order = np.argsort(inverse, kind="stable")
     bounds = np.zeros(len(codes) + 1, dtype=np.int64)
     np.cumsum(np.bincount(inverse, minlength=len(codes)), out=bounds[1:])
