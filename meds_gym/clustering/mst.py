@@ -526,6 +526,109 @@ def kruskal(
     return na, nb, ns, left, right, count
 
 
+@njit(cache=True)
+def kruskal_after_tree(
+    ta: np.ndarray,
+    tb: np.ndarray,
+    ts: np.ndarray,
+    old_left: np.ndarray,
+    old_right: np.ndarray,
+    ca: np.ndarray,
+    cb: np.ndarray,
+    cs: np.ndarray,
+    n_old: int,
+    n: int,
+):
+    """:func:`kruskal` over a spanning tree of the first ``n_old`` points and new edges.
+
+    Returns what :func:`kruskal` returns on the same lists, but tracks the tree's own dendrogram
+    (``old_left``, ``old_right``) instead of its edges' endpoints. When tree edge ``i`` comes up,
+    every earlier tree edge has joined its endpoints, so the points below each child of the
+    tree's merge ``i`` are already in one set: the sets are kept over dendrogram nodes (the old
+    points, the old merges ``n_old + i`` and the new points), and a tree edge's find starts at its
+    merge's children, which are nearly always roots themselves. Only the new edges, few in an
+    incremental step, start their finds at points.
+
+    Args:
+        ta: ``int64`` ``(n_old - 1,)`` smaller endpoints of the tree's edges, in canonical order.
+        tb: ``int64`` ``(n_old - 1,)`` larger endpoints.
+        ts: ``float64`` ``(n_old - 1,)`` squared lengths.
+        old_left: ``int64`` ``(n_old - 1,)`` the tree's single linkage (:func:`kruskal` on it
+            alone): first child of each merge.
+        old_right: ``int64`` ``(n_old - 1,)`` second child.
+        ca: ``int64`` ``(C,)`` smaller endpoints of the new edges, in canonical order.
+        cb: ``int64`` ``(C,)`` larger endpoints (``>= n_old``: each new edge touches a new point).
+        cs: ``float64`` ``(C,)`` squared lengths.
+        n_old: Points spanned by the tree (``>= 1``).
+        n: Number of points.
+
+    Returns:
+        As :func:`kruskal`.
+    """
+    m_old = ta.shape[0]
+    nc = ca.shape[0]
+    na = np.empty(n - 1, dtype=np.int64)
+    nb = np.empty(n - 1, dtype=np.int64)
+    ns = np.empty(n - 1)
+    left = np.empty(n - 1, dtype=np.int64)
+    right = np.empty(n - 1, dtype=np.int64)
+    count = np.empty(n - 1, dtype=np.int64)
+    # Set elements: the tree's nodes 0..2 n_old - 2, then new point p as element p + shift.
+    shift = n_old - 1
+    forest = np.arange(n + shift)
+    node_of = np.empty(n + shift, dtype=np.int64)  # dendrogram node of each root's set
+    size = np.ones(n + shift, dtype=np.int64)  # points in each root's set
+    for u in range(n_old):
+        node_of[u] = u
+    for p in range(n_old, n):
+        node_of[p + shift] = p
+    i = 0
+    j = 0
+    r = 0
+    # The two kinds of edge join their sets differently, each in its own branch: one shared
+    # union step with a flag runs slower.
+    while r < n - 1:
+        if j < nc and (i >= m_old or _key_less(cs[j], ca[j], cb[j], ts[i], ta[i], tb[i])):
+            a = ca[j]
+            b = cb[j]
+            x = find_root(forest, a if a < n_old else a + shift)
+            y = find_root(forest, b + shift)
+            if x != y:
+                na[r] = a
+                nb[r] = b
+                ns[r] = cs[j]
+                left[r] = node_of[x]
+                right[r] = node_of[y]
+                count[r] = size[x] + size[y]
+                if size[x] > size[y]:  # union by size keeps the new edges' finds short
+                    x, y = y, x
+                forest[x] = y
+                size[y] = count[r]
+                node_of[y] = n + r
+                r += 1
+            j += 1
+        else:
+            x = find_root(forest, old_left[i])
+            y = find_root(forest, old_right[i])
+            merge = n_old + i  # the tree's merge i, which later tree edges name as a child
+            if x != y:
+                na[r] = ta[i]
+                nb[r] = tb[i]
+                ns[r] = ts[i]
+                left[r] = node_of[x]
+                right[r] = node_of[y]
+                count[r] = size[x] + size[y]
+                forest[x] = merge
+                forest[y] = merge
+                size[merge] = count[r]
+                node_of[merge] = n + r
+                r += 1
+            else:  # dropped: new edges joined its sides earlier
+                forest[merge] = x
+            i += 1
+    return na, nb, ns, left, right, count
+
+
 @njit(cache=True, inline="always")
 def extend_sorted_tree(
     Z: np.ndarray,
@@ -547,7 +650,7 @@ def extend_sorted_tree(
        (:func:`_surviving_edges`, from the distances ``D`` and ``T``'s dendrogram);
     2. among the edges between new rows, only those of the new rows' own MST (dense Prim);
     3. Kruskal over ``T``'s edges merged with those candidates, with single linkage built on the
-       way (:func:`kruskal`).
+       way (:func:`kruskal_after_tree`, which follows ``T``'s dendrogram).
 
     Args:
         Z: ``float64`` ``(k, d)`` C-contiguous new rows (``k >= 1``); row ``j`` is point
@@ -583,7 +686,9 @@ def extend_sorted_tree(
             all_s[nc + r] = ns[r]
         ca, cb, cs = all_a, all_b, all_s
     order = edge_order(ca, cb, cs, cs)
-    return kruskal(ta, tb, ts, take(ca, order), take(cb, order), take(cs, order), n)
+    return kruskal_after_tree(
+        ta, tb, ts, left, right, take(ca, order), take(cb, order), take(cs, order), n_old, n
+    )
 
 
 @njit(cache=True, inline="always")

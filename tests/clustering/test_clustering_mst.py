@@ -22,6 +22,7 @@ from meds_gym.clustering import (
     minimum_spanning_tree,
     refit_many,
 )
+from meds_gym.clustering.mst import edge_order, kruskal, kruskal_after_tree, take
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
 
@@ -249,3 +250,44 @@ def test_clustering_refit_many_parallel_path(ms, monkeypatch):
     for X, lab, mst in zip(buckets, labels, msts, strict=True):
         np.testing.assert_array_equal(lab, hdbscan_labels(X, 2, ms))
         np.testing.assert_array_equal(mst, minimum_spanning_tree(X, ms))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_old=st.integers(1, 60),
+    k=st.integers(1, 12),
+    extra=st.integers(0, 40),
+    distinct=st.integers(1, 4),
+)
+def test_kruskal_after_tree_equals_kruskal_on_both_lists(seed, n_old, k, extra, distinct):
+    """The dendrogram-following Kruskal of an incremental step gives :func:`kruskal`'s output.
+
+    Random old trees (any shape, chains included) and random new edges, with few distinct lengths
+    so tied keys, duplicate edges, edges closing cycles and tree edges dropped for new ones are
+    all common. Edges, merges and sizes must all be equal.
+    """
+    rng = np.random.default_rng(seed)
+    n = n_old + k
+    perm = rng.permutation(n_old)
+    pairs = [sorted((int(perm[i]), int(perm[int(rng.integers(0, i))]))) for i in range(1, n_old)]
+    ta = np.array([p[0] for p in pairs], dtype=np.int64)
+    tb = np.array([p[1] for p in pairs], dtype=np.int64)
+    ts = rng.integers(0, distinct, size=n_old - 1).astype(np.float64)
+    order = edge_order(ta, tb, ts, ts)
+    ta, tb, ts = take(ta, order), take(tb, order), take(ts, order)
+    _, _, _, old_left, old_right, _ = kruskal(ta, tb, ts, ta[:0], tb[:0], ts[:0], n_old)
+    # One edge from each new point to an old one keeps the union connected; then any edges that
+    # touch a new point, new-new ones included.
+    cb = np.concatenate([np.arange(n_old, n), rng.integers(n_old, n, size=extra)])
+    ca = np.concatenate(
+        [rng.integers(0, n_old, size=k), [int(rng.integers(0, b)) for b in cb[k:]]]
+    ).astype(np.int64)
+    cs = rng.integers(0, distinct, size=len(cb)).astype(np.float64)
+    order = edge_order(ca, cb, cs, cs)
+    ca, cb, cs = take(ca, order), take(cb, order), take(cs, order)
+
+    want = kruskal(ta, tb, ts, ca, cb, cs, n)
+    got = kruskal_after_tree(ta, tb, ts, old_left, old_right, ca, cb, cs, n_old, n)
+    for got_part, want_part in zip(got, want, strict=True):
+        np.testing.assert_array_equal(got_part, want_part)
