@@ -89,35 +89,48 @@ def labels_from_linkage(
         if c == 0 and lam > root_max_lambda:
             root_max_lambda = lam  # every node of the root cluster gives the root a row
         if left_count >= mcs and right_count >= mcs:
-            for child, size in ((lc, left_count), (rc, right_count)):
-                stability[c] += (lam - birth[c]) * size
-                birth[n_clusters] = lam
-                cparent[n_clusters] = c
-                if child1[c] < 0:
-                    child1[c] = n_clusters
-                else:
-                    child2[c] = n_clusters
-                owner[child] = n_clusters
-                continues[child - n] = True
-                queue[tail] = child
-                tail += 1
-                n_clusters += 1
+            # Both children become clusters (a cluster splits once: they are its two children).
+            stability[c] += (lam - birth[c]) * left_count
+            stability[c] += (lam - birth[c]) * right_count
+            child1[c] = n_clusters
+            child2[c] = n_clusters + 1
+            birth[n_clusters] = lam
+            birth[n_clusters + 1] = lam
+            cparent[n_clusters] = c
+            cparent[n_clusters + 1] = c
+            owner[lc] = n_clusters
+            owner[rc] = n_clusters + 1
+            continues[lc - n] = True
+            continues[rc - n] = True
+            queue[tail] = lc
+            queue[tail + 1] = rc
+            tail += 2
+            n_clusters += 2
             continue
-        for side in range(2):
-            child = lc if side == 0 else rc
-            size = left_count if side == 0 else right_count
-            owner[child] = c
-            if size >= mcs:  # the big child continues the cluster
-                continues[child - n] = True
-                queue[tail] = child
-                tail += 1
-                continue
-            # The small child's points fall out of the cluster here, one row each.
+        # Otherwise a child of at least mcs points continues the cluster, and the points of a
+        # smaller one fall out of it here, one row each.
+        owner[lc] = c
+        owner[rc] = c
+        if left_count >= mcs:
+            continues[lc - n] = True
+            queue[tail] = lc
+            tail += 1
+        else:
             term = (lam - birth[c]) * 1.0
-            for _ in range(size):
+            for _ in range(left_count):
                 stability[c] += term
             if allow_single_cluster:
-                fell_at[child] = lam
+                fell_at[lc] = lam
+        if right_count >= mcs:
+            continues[rc - n] = True
+            queue[tail] = rc
+            tail += 1
+        else:
+            term = (lam - birth[c]) * 1.0
+            for _ in range(right_count):
+                stability[c] += term
+            if allow_single_cluster:
+                fell_at[rc] = lam
     # Hand each mark down: a merge is created after its children, so going from the last merge
     # to the first reaches every node after its parent.
     for r in range(n - 2, -1, -1):
