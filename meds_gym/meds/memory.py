@@ -354,7 +354,6 @@ class ErrorMemory:
         rows_after: list[Any] = [None] * len(touched)
         storages: list[Any] = [None] * len(touched)
         voted_here = [False] * len(touched)  # whether the kernel votes the bucket's new rows
-        votes: list[Any] = [None] * len(touched)  # their (labels, sizes)
         no_labels = np.zeros(0, dtype=np.int64)
 
         def prepare(b: int) -> tuple[Any, ...]:  # the fields of a BucketInput
@@ -389,8 +388,10 @@ class ErrorMemory:
             lengths: npt.NDArray[np.float64],
             n_clusters: int,
         ) -> Bucket:  # the fields of a BucketUpdate
-            if voted_here[b]:
-                votes[b] = (new_votes, new_sizes)
+            if voted_here[b]:  # each bucket writes only its own rows' entries
+                index = order[bounds[b] : bounds[b + 1]]
+                labels[index] = new_votes
+                sizes[index] = new_sizes
             return Bucket.of_fit(rows_after[b], fit_labels, links, lengths, n_clusters)
 
         # The kernel's cost of each bucket: its new rows x all its rows when its tree is
@@ -412,11 +413,6 @@ class ErrorMemory:
             min_cluster_size=config.min_cluster_size,
             leaf=config.cluster_selection_method == "leaf",
         )
-        voted_buckets = [b for b, got in enumerate(votes) if got is not None]
-        if voted_buckets:
-            index = np.concatenate([order[bounds[b] : bounds[b + 1]] for b in voted_buckets])
-            labels[index] = np.concatenate([votes[b][0] for b in voted_buckets])
-            sizes[index] = np.concatenate([votes[b][1] for b in voted_buckets])
         self._commit(touched, buckets, storages, int(totals.max()), int(rows.shape[1]))
         return labels, self._noise_sizes(labels, sizes)
 
