@@ -35,7 +35,7 @@ from meds_gym.clustering.knn import unit_rows, votes_from_distances
 from meds_gym.clustering.mst import (
     extend_sorted_tree,
     full_sorted_tree,
-    kruskal,
+    single_linkage,
     squared_distances,
     transposed,
 )
@@ -133,7 +133,7 @@ def _update_bucket(
         na, nb, ns, nl, nr, count = extend_sorted_tree(Z, D, ta, tb, ts, left, right, n_old)
     else:
         na, nb, ns = full_sorted_tree(X if X.shape[0] == n else unit_rows(rows), min_samples)
-        na, nb, ns, nl, nr, count = kruskal(na, nb, ns, na[:0], nb[:0], ns[:0], n)
+        na, nb, ns, nl, nr, count = single_linkage(na, nb, ns, n)
     out_links = np.empty((n - 1, 4), dtype=np.int32)
     delta = np.empty(n - 1)
     for r in range(n - 1):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from meds_gym.clustering.mst import kruskal
+from meds_gym.clustering.mst import single_linkage
 
 
 @njit(cache=True)
@@ -215,5 +215,5 @@ def labels_from_ordered_edges(
         a[r] = int(edges[r, 0])
         b[r] = int(edges[r, 1])
         delta[r] = edges[r, 2]
-    _, _, _, left, right, count = kruskal(a, b, delta, a[:0], b[:0], delta[:0], n)
+    _, _, _, left, right, count = single_linkage(a, b, delta, n)
     return labels_from_linkage(left, right, delta, count, n, mcs, leaf, allow_single_cluster)

@@ -5,7 +5,7 @@ one with ``np.arange(n)``. Finds halve the path as they walk it (each visited no
 grandparent), which keeps later finds short without a second pass.
 
 Users: the cycle check of a user-supplied tree (:func:`is_spanning_tree`) and Kruskal's merge,
-which builds single linkage on the way (:func:`meds_gym.clustering.mst.kruskal`, union by size).
+which builds single linkage on the way (:func:`meds_gym.clustering.mst.kruskal`).
 """
 
 from __future__ import annotations

@@ -452,29 +452,42 @@ def kruskal(
     ta: np.ndarray,
     tb: np.ndarray,
     ts: np.ndarray,
+    tree_left: np.ndarray,
+    tree_right: np.ndarray,
     ca: np.ndarray,
     cb: np.ndarray,
     cs: np.ndarray,
+    n_old: int,
     n: int,
 ):
-    """Kruskal over two edge lists in canonical order, building single linkage on the way.
+    """Kruskal over a tree of the first ``n_old`` points and new edges, building single linkage.
 
-    The lists are merged in canonical order ``(squared length, a, b)`` and each edge whose
-    endpoints are not joined yet is taken: the edges taken form the minimum spanning tree of both
-    lists' edges (which must connect the ``n`` points), in canonical order, and taking edge ``r``
-    is merge ``r`` of the single-linkage dendrogram. The points' disjoint sets
-    (:mod:`meds_gym.clustering.disjoint_set`) track which points are joined, and ``node_of[root]``
-    names the dendrogram node that holds a set. With an empty second list the first is taken in
-    its given order, whatever its keys (its edges must then form a spanning tree).
+    The two lists are merged in canonical order ``(squared length, a, b)`` (the tree's edge first
+    on equal keys) and each edge whose endpoints are not joined yet is taken: the edges taken form
+    the minimum spanning tree of both lists' edges, in canonical order, and taking edge ``r`` is
+    merge ``r`` of the single-linkage dendrogram. Without a tree (``n_old`` 0, empty tree arrays)
+    the new edges are taken in their given order, whatever their keys
+    (:func:`single_linkage`).
+
+    The disjoint sets (:mod:`meds_gym.clustering.disjoint_set`) are kept over dendrogram nodes:
+    the tree's points and merges (``n_old + i``, from the tree's own single linkage
+    ``tree_left``, ``tree_right``) and the new points. When tree edge ``i`` comes up, every
+    earlier tree edge has joined its endpoints, so the points below each child of the tree's merge
+    ``i`` already form one set, and the edge's finds start at those children, which are nearly
+    always roots themselves. Only the new edges, few in an incremental step, start at points.
 
     Args:
-        ta: ``int64`` ``(E,)`` smaller endpoints of the first list, in canonical order.
-        tb: ``int64`` ``(E,)`` larger endpoints.
-        ts: ``float64`` ``(E,)`` squared lengths.
-        ca: ``int64`` ``(C,)`` smaller endpoints of the second list, in canonical order.
-        cb: ``int64`` ``(C,)`` larger endpoints.
+        ta: ``int64`` ``(n_old - 1,)`` smaller endpoints of the tree's edges, in canonical order.
+        tb: ``int64`` ``(n_old - 1,)`` larger endpoints.
+        ts: ``float64`` ``(n_old - 1,)`` squared lengths.
+        tree_left: ``int64`` ``(n_old - 1,)`` the tree's single linkage (this function on the
+            tree alone): first child of each merge.
+        tree_right: ``int64`` ``(n_old - 1,)`` second child.
+        ca: ``int64`` ``(C,)`` smaller endpoints of the new edges, in canonical order.
+        cb: ``int64`` ``(C,)`` larger endpoints (``>= n_old``: each new edge touches a new point).
         cs: ``float64`` ``(C,)`` squared lengths.
-        n: Number of points.
+        n_old: Points spanned by the tree (0 for none).
+        n: Number of points; both lists' edges together must connect them.
 
     Returns:
         ``(na, nb, ns, left, right, count)``: ``int64`` arrays of shape ``(n - 1,)`` (``ns``
@@ -490,91 +503,8 @@ def kruskal(
     left = np.empty(n - 1, dtype=np.int64)
     right = np.empty(n - 1, dtype=np.int64)
     count = np.empty(n - 1, dtype=np.int64)
-    forest = np.arange(n)
-    node_of = np.arange(n)
-    i = 0
-    j = 0
-    r = 0
-    # Written inline: a helper taking these arrays, called per edge, runs several times slower.
-    while r < n - 1:
-        if j < nc and (i >= m_old or _key_less(cs[j], ca[j], cb[j], ts[i], ta[i], tb[i])):
-            a = ca[j]
-            b = cb[j]
-            s = cs[j]
-            j += 1
-        else:
-            a = ta[i]
-            b = tb[i]
-            s = ts[i]
-            i += 1
-        x = find_root(forest, a)
-        y = find_root(forest, b)
-        if x != y:
-            na[r] = a
-            nb[r] = b
-            ns[r] = s
-            left[r] = node_of[x]
-            right[r] = node_of[y]
-            size_x = count[left[r] - n] if left[r] >= n else 1
-            size_y = count[right[r] - n] if right[r] >= n else 1
-            count[r] = size_x + size_y
-            if size_x > size_y:  # union by size keeps the forest shallow
-                x, y = y, x
-            forest[x] = y
-            node_of[y] = n + r
-            r += 1
-    return na, nb, ns, left, right, count
-
-
-@njit(cache=True)
-def kruskal_after_tree(
-    ta: np.ndarray,
-    tb: np.ndarray,
-    ts: np.ndarray,
-    old_left: np.ndarray,
-    old_right: np.ndarray,
-    ca: np.ndarray,
-    cb: np.ndarray,
-    cs: np.ndarray,
-    n_old: int,
-    n: int,
-):
-    """:func:`kruskal` over a spanning tree of the first ``n_old`` points and new edges.
-
-    Returns what :func:`kruskal` returns on the same lists, but tracks the tree's own dendrogram
-    (``old_left``, ``old_right``) instead of its edges' endpoints. When tree edge ``i`` comes up,
-    every earlier tree edge has joined its endpoints, so the points below each child of the
-    tree's merge ``i`` are already in one set: the sets are kept over dendrogram nodes (the old
-    points, the old merges ``n_old + i`` and the new points), and a tree edge's find starts at its
-    merge's children, which are nearly always roots themselves. Only the new edges, few in an
-    incremental step, start their finds at points.
-
-    Args:
-        ta: ``int64`` ``(n_old - 1,)`` smaller endpoints of the tree's edges, in canonical order.
-        tb: ``int64`` ``(n_old - 1,)`` larger endpoints.
-        ts: ``float64`` ``(n_old - 1,)`` squared lengths.
-        old_left: ``int64`` ``(n_old - 1,)`` the tree's single linkage (:func:`kruskal` on it
-            alone): first child of each merge.
-        old_right: ``int64`` ``(n_old - 1,)`` second child.
-        ca: ``int64`` ``(C,)`` smaller endpoints of the new edges, in canonical order.
-        cb: ``int64`` ``(C,)`` larger endpoints (``>= n_old``: each new edge touches a new point).
-        cs: ``float64`` ``(C,)`` squared lengths.
-        n_old: Points spanned by the tree (``>= 1``).
-        n: Number of points.
-
-    Returns:
-        As :func:`kruskal`.
-    """
-    m_old = ta.shape[0]
-    nc = ca.shape[0]
-    na = np.empty(n - 1, dtype=np.int64)
-    nb = np.empty(n - 1, dtype=np.int64)
-    ns = np.empty(n - 1)
-    left = np.empty(n - 1, dtype=np.int64)
-    right = np.empty(n - 1, dtype=np.int64)
-    count = np.empty(n - 1, dtype=np.int64)
     # Set elements: the tree's nodes 0..2 n_old - 2, then new point p as element p + shift.
-    shift = n_old - 1
+    shift = max(n_old - 1, 0)
     forest = np.arange(n + shift)
     node_of = np.empty(n + shift, dtype=np.int64)  # dendrogram node of each root's set
     size = np.ones(n + shift, dtype=np.int64)  # points in each root's set
@@ -608,8 +538,8 @@ def kruskal_after_tree(
                 r += 1
             j += 1
         else:
-            x = find_root(forest, old_left[i])
-            y = find_root(forest, old_right[i])
+            x = find_root(forest, tree_left[i])
+            y = find_root(forest, tree_right[i])
             merge = n_old + i  # the tree's merge i, which later tree edges name as a child
             if x != y:
                 na[r] = ta[i]
@@ -627,6 +557,23 @@ def kruskal_after_tree(
                 forest[merge] = x
             i += 1
     return na, nb, ns, left, right, count
+
+
+@njit(cache=True, inline="always")
+def single_linkage(a: np.ndarray, b: np.ndarray, s: np.ndarray, n: int):
+    """:func:`kruskal` of one edge list, taken in its given order (a spanning tree of ``n`` points).
+
+    Args:
+        a: ``int64`` ``(n - 1,)`` one endpoint of each edge.
+        b: ``int64`` ``(n - 1,)`` the other endpoint.
+        s: ``float64`` ``(n - 1,)`` the merge heights (returned as ``ns``).
+        n: Number of points (``>= 1``).
+
+    Returns:
+        As :func:`kruskal`.
+    """
+    no_index = np.empty(0, dtype=np.int64)
+    return kruskal(no_index, no_index, np.empty(0), no_index, no_index, a, b, s, 0, n)
 
 
 @njit(cache=True, inline="always")
@@ -650,7 +597,7 @@ def extend_sorted_tree(
        (:func:`_surviving_edges`, from the distances ``D`` and ``T``'s dendrogram);
     2. among the edges between new rows, only those of the new rows' own MST (dense Prim);
     3. Kruskal over ``T``'s edges merged with those candidates, with single linkage built on the
-       way (:func:`kruskal_after_tree`, which follows ``T``'s dendrogram).
+       way (:func:`kruskal`, which follows ``T``'s dendrogram).
 
     Args:
         Z: ``float64`` ``(k, d)`` C-contiguous new rows (``k >= 1``); row ``j`` is point
@@ -686,7 +633,7 @@ def extend_sorted_tree(
             all_s[nc + r] = ns[r]
         ca, cb, cs = all_a, all_b, all_s
     order = edge_order(ca, cb, cs, cs)
-    return kruskal_after_tree(
+    return kruskal(
         ta, tb, ts, left, right, take(ca, order), take(cb, order), take(cs, order), n_old, n
     )
 
@@ -730,7 +677,7 @@ def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
     if n == n_old:
         na, nb, ns = ta, tb, ts
     else:
-        _, _, _, left, right, _ = kruskal(ta, tb, ts, ta[:0], tb[:0], ts[:0], n_old)
+        _, _, _, left, right, _ = single_linkage(ta, tb, ts, n_old)
         Z = X[n_old:].copy()  # C-contiguous, the type the error memory's kernel passes
         D = squared_distances(transposed(X, n_old), Z)
         na, nb, ns, _, _, _ = extend_sorted_tree(Z, D, ta, tb, ts, left, right, n_old)

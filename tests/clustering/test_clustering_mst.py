@@ -22,7 +22,7 @@ from meds_gym.clustering import (
     minimum_spanning_tree,
     refit_many,
 )
-from meds_gym.clustering.mst import edge_order, kruskal, kruskal_after_tree, take
+from meds_gym.clustering.mst import edge_order, kruskal, single_linkage, take
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
 
@@ -252,6 +252,44 @@ def test_clustering_refit_many_parallel_path(ms, monkeypatch):
         np.testing.assert_array_equal(mst, minimum_spanning_tree(X, ms))
 
 
+def reference_kruskal(first, second, n):
+    """Plain-Python Kruskal with single linkage: ``(na, nb, ns, left, right, count)`` as lists.
+
+    ``first`` and ``second`` are ``(a, b, s)`` edge lists, each in canonical order; they are merged
+    by the key ``(s, a, b)`` (the first list's edge on equal keys) and each edge joining two sets
+    becomes the next merge, of the nodes that hold ``a`` and ``b`` (points below ``n``, merge
+    ``r`` as ``n + r``).
+    """
+    node = list(range(n))  # per point: the dendrogram node of its set, for the set's members
+    members = {p: [p] for p in range(n)}  # set id -> points
+    set_of = list(range(n))
+    sizes = {p: 1 for p in range(n)}
+    out = ([], [], [], [], [], [])
+    i = j = 0
+    while i < len(first) or j < len(second):
+        if j < len(second) and (
+            i == len(first)
+            or (second[j][2], second[j][0], second[j][1]) < (first[i][2], first[i][0], first[i][1])
+        ):
+            a, b, s = second[j]
+            j += 1
+        else:
+            a, b, s = first[i]
+            i += 1
+        x, y = set_of[a], set_of[b]
+        if x == y:
+            continue
+        r = len(out[0])
+        for part, value in zip(out, (a, b, s, node[a], node[b], sizes[x] + sizes[y]), strict=True):
+            part.append(value)
+        members[x] += members.pop(y)
+        sizes[x] += sizes.pop(y)
+        for p in members[x]:
+            set_of[p] = x
+            node[p] = n + r
+    return out
+
+
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -260,8 +298,8 @@ def test_clustering_refit_many_parallel_path(ms, monkeypatch):
     extra=st.integers(0, 40),
     distinct=st.integers(1, 4),
 )
-def test_kruskal_after_tree_equals_kruskal_on_both_lists(seed, n_old, k, extra, distinct):
-    """The dendrogram-following Kruskal of an incremental step gives :func:`kruskal`'s output.
+def test_kruskal_after_a_tree_equals_plain_kruskal(seed, n_old, k, extra, distinct):
+    """Kruskal of an incremental step, which follows the old tree's dendrogram, equals a plain one.
 
     Random old trees (any shape, chains included) and random new edges, with few distinct lengths
     so tied keys, duplicate edges, edges closing cycles and tree edges dropped for new ones are
@@ -276,7 +314,7 @@ def test_kruskal_after_tree_equals_kruskal_on_both_lists(seed, n_old, k, extra, 
     ts = rng.integers(0, distinct, size=n_old - 1).astype(np.float64)
     order = edge_order(ta, tb, ts, ts)
     ta, tb, ts = take(ta, order), take(tb, order), take(ts, order)
-    _, _, _, old_left, old_right, _ = kruskal(ta, tb, ts, ta[:0], tb[:0], ts[:0], n_old)
+    _, _, _, old_left, old_right, _ = single_linkage(ta, tb, ts, n_old)
     # One edge from each new point to an old one keeps the union connected; then any edges that
     # touch a new point, new-new ones included.
     cb = np.concatenate([np.arange(n_old, n), rng.integers(n_old, n, size=extra)])
@@ -287,7 +325,27 @@ def test_kruskal_after_tree_equals_kruskal_on_both_lists(seed, n_old, k, extra, 
     order = edge_order(ca, cb, cs, cs)
     ca, cb, cs = take(ca, order), take(cb, order), take(cs, order)
 
-    want = kruskal(ta, tb, ts, ca, cb, cs, n)
-    got = kruskal_after_tree(ta, tb, ts, old_left, old_right, ca, cb, cs, n_old, n)
+    want = reference_kruskal(
+        list(zip(ta, tb, ts, strict=True)), list(zip(ca, cb, cs, strict=True)), n
+    )
+    got = kruskal(ta, tb, ts, old_left, old_right, ca, cb, cs, n_old, n)
+    for got_part, want_part in zip(got, want, strict=True):
+        np.testing.assert_array_equal(got_part, want_part)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 80), distinct=st.integers(1, 4))
+def test_single_linkage_takes_the_edges_in_their_given_order(seed, n, distinct):
+    """One list, in any order: every edge is taken where it stands, whatever its key."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    a = np.array([perm[i] for i in range(1, n)], dtype=np.int64)
+    b = np.array([perm[int(rng.integers(0, i))] for i in range(1, n)], dtype=np.int64)
+    s = rng.integers(0, distinct, size=n - 1).astype(np.float64)
+    shuffle = rng.permutation(n - 1)
+    a, b, s = a[shuffle], b[shuffle], s[shuffle]
+
+    want = reference_kruskal(list(zip(a, b, s, strict=True)), [], n)
+    got = single_linkage(a, b, s, n)
     for got_part, want_part in zip(got, want, strict=True):
         np.testing.assert_array_equal(got_part, want_part)
