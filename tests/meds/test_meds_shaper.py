@@ -13,6 +13,7 @@ from meds_gym.meds import (
     NoiseVote,
     PenaltyTarget,
     mixed_groups,
+    validate_batch,
 )
 
 
@@ -366,6 +367,31 @@ def test_missing_fingerprints_are_not_stored_or_penalised():
     # a mixed batch stores only the rows that have a fingerprint
     shaper.shape(["p", "p", "new"], [False] * 3, [0.0] * 3, [None, deg(5)[0], nan_row])
     assert len(shaper.memory.bucket("p", False)) == 4 and ("new", False) not in shaper.memory
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_feature_arrays_of_any_float_dtype_give_owned_float32_rows(dtype):
+    features = np.array([[1.5, -2.0], [np.nan, np.nan], [0.25, 3.0]], dtype=dtype)
+    batch = validate_batch(["p", "p", "p"], [False] * 3, [0.0] * 3, features)
+    assert batch.present.tolist() == [0, 2]  # the all-NaN row has no fingerprint
+    assert batch.rows.dtype == np.float32 and batch.rows.flags.c_contiguous
+    np.testing.assert_array_equal(batch.rows, features[[0, 2]].astype(np.float32))
+    assert not np.shares_memory(batch.rows, features)  # the batch owns its rows
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ([np.inf, 1.0], "finite float32"),
+        ([1.0, np.nan], "finite float32"),
+        ([0.0, -0.0], "a non-zero"),
+    ],
+)
+def test_bad_feature_rows_are_named_in_either_float_dtype(dtype, row, message):
+    features = np.array([[1.0, 2.0], row], dtype=dtype)
+    with pytest.raises(InvalidArgumentError, match=rf"`features\[1\]` must be {message}"):
+        validate_batch(["p", "p"], [False, False], [0.0, 0.0], features)
 
 
 def test_frozen_mode_assigns_but_never_stores():
