@@ -19,6 +19,40 @@ from numba import njit
 from meds_gym.clustering.mst import single_linkage
 
 
+@njit(cache=True, inline="always")
+def _continue_or_fall(
+    child: int,
+    size: int,
+    c: int,
+    lam: float,
+    n: int,
+    mcs: int,
+    queue: np.ndarray,
+    tail: int,
+    continues: np.ndarray,
+    birth: np.ndarray,
+    stability: np.ndarray,
+    fell_at: np.ndarray,
+    allow_single_cluster: bool,
+) -> int:
+    """One child of a merge that does not split cluster ``c``; returns the queue's new end.
+
+    A child of at least ``mcs`` points continues the cluster and is queued. The points of a
+    smaller one fall out of it at ``lam``, each adding its stability term (one row each, as the
+    package's rows would).
+    """
+    if size >= mcs:
+        continues[child - n] = True
+        queue[tail] = child
+        return tail + 1
+    term = (lam - birth[c]) * 1.0
+    for _ in range(size):
+        stability[c] += term
+    if allow_single_cluster:
+        fell_at[child] = lam
+    return tail
+
+
 @njit(cache=True)
 def labels_from_linkage(
     left: np.ndarray,
@@ -108,29 +142,17 @@ def labels_from_linkage(
             n_clusters += 2
             continue
         # Otherwise a child of at least mcs points continues the cluster, and the points of a
-        # smaller one fall out of it here, one row each.
+        # smaller one fall out of it here.
         owner[lc] = c
         owner[rc] = c
-        if left_count >= mcs:
-            continues[lc - n] = True
-            queue[tail] = lc
-            tail += 1
-        else:
-            term = (lam - birth[c]) * 1.0
-            for _ in range(left_count):
-                stability[c] += term
-            if allow_single_cluster:
-                fell_at[lc] = lam
-        if right_count >= mcs:
-            continues[rc - n] = True
-            queue[tail] = rc
-            tail += 1
-        else:
-            term = (lam - birth[c]) * 1.0
-            for _ in range(right_count):
-                stability[c] += term
-            if allow_single_cluster:
-                fell_at[rc] = lam
+        tail = _continue_or_fall(
+            lc, left_count, c, lam, n, mcs, queue, tail, continues, birth, stability, fell_at,
+            allow_single_cluster,
+        )  # fmt: skip
+        tail = _continue_or_fall(
+            rc, right_count, c, lam, n, mcs, queue, tail, continues, birth, stability, fell_at,
+            allow_single_cluster,
+        )  # fmt: skip
     # Hand each mark down: a merge is created after its children, so going from the last merge
     # to the first reaches every node after its parent.
     for r in range(n - 2, -1, -1):
