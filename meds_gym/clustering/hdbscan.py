@@ -408,11 +408,10 @@ def refit_buckets(
     """Trusted batched refit: :func:`refit_many` without its input checks.
 
     For callers that produced the inputs themselves (rows they validated, trees this module
-    returned for a prefix of the same rows); re-validating them
-    (a cycle check per tree, a finiteness scan per bucket) would cost as much as a refit of a
-    mid-sized bucket. Results are those of :func:`refit_many` on the same arguments; a bucket of
-    one row gets labels ``[-1]`` and an empty ``(0, 3)`` tree. Buckets run in parallel as
-    :func:`refit_many` describes.
+    returned for a prefix of the same rows); re-validating them (a cycle check per tree, a
+    finiteness scan per bucket) would cost as much as a refit of a mid-sized bucket. Results are
+    those of :func:`refit_many` on the same arguments; a bucket of one row gets labels ``[-1]``
+    and an empty ``(0, 3)`` tree. Buckets run in parallel as :func:`refit_many` describes.
 
     Args:
         datasets: Non-empty sequence of C-contiguous ``float64`` ``(N_b, d)`` arrays of finite
