@@ -196,25 +196,26 @@ def _float_value(parsed: Sequence[Any]) -> float | None:
     """The value of a parsed answer that is a real number containing a float, else ``None``."""
     import sympy
 
-    expression = parsed[0] if parsed else None
-    if not isinstance(expression, sympy.Expr) or not expression.is_number:
+    if not parsed or not isinstance(parsed[0], sympy.Expr) or not parsed[0].has(sympy.Float):
         return None
-    if not expression.has(sympy.Float):
-        return None
-    value = expression.evalf(n=20)
-    if not isinstance(value, sympy.Float):
-        return None  # complex, or a number sympy cannot evaluate
-    return float(value)
+    return _exact_value(parsed)
 
 
 def _exact_value(parsed: Sequence[Any]) -> float | None:
-    """The value of a parsed answer that is a real number (exact or not), else ``None``."""
+    """The value of a parsed answer that is a real number (exact or not), else ``None``.
+
+    ``None`` also for a number sympy cannot evaluate, and for one whose evaluation divides by a
+    float zero (``0/0.0``, ``1/.0``: mpmath raises rather than give an infinity).
+    """
     import sympy
 
     expression = parsed[0] if parsed else None
     if not isinstance(expression, sympy.Expr) or not expression.is_number:
         return None
-    value = expression.evalf(n=20)
+    try:
+        value = expression.evalf(n=20)
+    except ArithmeticError:
+        return None
     return float(value) if isinstance(value, sympy.Float) else None
 
 
