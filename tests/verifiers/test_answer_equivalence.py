@@ -185,13 +185,13 @@ def test_timeout_on_pathological_expression_is_wrong():
     assert is_equivalent("9^{9^{9}}", "1", timeout_seconds=1) is False
 
 
-
 @pytest.mark.parametrize("answer", ["\\frac{0}{.0}", "\\frac{1}{.0}", "\\frac{2.5}{0.0}"])
 def test_a_float_division_by_zero_gives_a_verdict(answer):
     # Evaluating these divides by a float zero; the float check then has no value to compare and
     # keeps math-verify's verdict, instead of the error surfacing from the verifier worker.
     assert is_equivalent(answer, answer) is True
     assert is_equivalent(answer, "1") is False
+
 
 def test_known_limitation_variable_case_is_folded():
     # latex2sympy (inside math-verify) reads N and n as one symbol, so answers that differ only by
