@@ -24,7 +24,7 @@ pytest.importorskip("trl")
 pytest.importorskip("accelerate")
 pytest.importorskip("datasets")
 
-from two_processes import run_two_processes  # noqa: E402
+from two_processes import end_ranks, run_two_processes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATIONS = 4
@@ -211,6 +211,7 @@ def _worker(out_dir: str) -> None:
     np.savez(os.path.join(out_dir, f"rank{rank}.npz"), **history_arrays(meds))
     world = dist.get_world_size() if dist.is_initialized() else 1
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"world_size": world}))
+    end_ranks()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ pytest.importorskip("torch")
 pytest.importorskip("trl")
 pytest.importorskip("accelerate")
 
-from two_processes import run_two_processes  # noqa: E402
+from two_processes import end_ranks, run_two_processes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 5
@@ -172,10 +172,7 @@ def _worker(out_dir: str) -> None:
     for setting in SETTINGS:
         arrays = drive(rank, world, setting)
         np.savez(os.path.join(out_dir, f"{setting}_rank{rank}.npz"), **arrays)
-    # Both ranks reach the end before rank 0, which hosts the rendezvous store, tears it down:
-    # without the barrier rank 0 could abort at exit while rank 1 was still using it.
-    dist.barrier()
-    dist.destroy_process_group()
+    end_ranks()
 
 
 if __name__ == "__main__":

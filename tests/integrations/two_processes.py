@@ -43,3 +43,17 @@ def run_two_processes(script: str, out_dir: Path, **extra_env: str) -> None:
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
+
+
+def end_ranks() -> None:
+    """Tear the process group down once every rank is done: the last call of a rank's work.
+
+    Rank 0 hosts the rendezvous store, so the barrier keeps it from tearing the store down while
+    another rank still uses it; and a rank that exits with its group alive can abort in gloo's
+    threads at exit ("terminate called without an active exception").
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
