@@ -24,9 +24,17 @@ dynamic-sampling filter. Such a group keeps its raw rewards (1.0 or 0.0) and doe
 memory. TRL still trains on it, but its rewards are all equal, so GRPO's group-normalised
 advantage is 0 for every completion of it: it adds no policy-gradient signal (only the KL term,
 when ``beta > 0``), exactly as if it had been filtered out. Set ``skip_uniform_groups=False`` to
-shape and store every group. The penalties of a step
-do not depend on the number of processes: a 2-process run gives the same penalties as a
-1-process run on the same completions.
+shape and store every group. The penalties of a step do not depend on the number of processes: a
+2-process run gives the same penalties as a 1-process run on the same completions.
+
+**What a group is.** As in the reference (veRL's ``uid``), a group is the completions sampled
+together for one prompt. TRL lays the gathered global batch out as consecutive blocks of
+``num_generations`` completions per prompt (the blocks it normalises), so each block is a group,
+judged on its own: a problem drawn twice in one batch is two groups. The group size comes from
+:meth:`MEDSRewardFunction.bind` (the trainer's ``num_generations``, or ``num_generations_eval``
+in its evaluation loop) or from the constructor. While it is unknown (no ``bind``, no
+``num_generations=``), the completions sharing a problem id form one group instead. The memory is
+keyed by problem id either way.
 
 **Cost of the fingerprint.** TRL's reward functions do not see the policy's log-prob pass, so the
 fingerprint takes one extra no-grad forward per completion that has an answer anchor (by default
@@ -296,9 +304,17 @@ class MEDSRewardFunction:
         answer_anchor: Where the final answer starts: ``"boxed"`` (default), ``"answer_tag"``,
             a regex with one group, or an :class:`~meds_gym.verifiers.AnswerAnchor`; used by the
             fingerprint and by the default correctness check (the env's setting, shared).
-        skip_uniform_groups: Shape and store only groups (completions of one problem in the
-            global batch) holding both right and wrong completions, as the reference does after
-            DAPO's filter; see the module docstring for what TRL does with the others.
+        skip_uniform_groups: Shape and store only groups holding both right and wrong
+            completions, as the reference does after DAPO's filter; see the module docstring for
+            what TRL does with the others.
+        num_generations: Completions per prompt in training (``GRPOConfig.num_generations``):
+            each consecutive block of that many completions of the global batch is one group for
+            ``skip_uniform_groups``. ``None``: taken from the trainer by :meth:`bind`; while still
+            unknown, the completions sharing a problem id form one group (wrong when a problem is
+            drawn twice in one batch).
+        num_generations_eval: The same for TRL's evaluation loop (the policy model in eval mode);
+            ``None``: the trainer's ``num_generations_eval`` after :meth:`bind`, else
+            ``num_generations``.
         fingerprint_layers: Which decoder layers the fingerprint keeps (default the last half).
         record_history: Keep a :class:`MEDSStep` per call in :attr:`history` (for analysis
             and tests; it grows with training).
@@ -329,6 +345,8 @@ class MEDSRewardFunction:
         answer_anchor: AnswerAnchor | str = "boxed",
         skip_uniform_groups: bool = True,
         fingerprint_layers: LayerSelection | str = LayerSelection.LAST_HALF,
+        num_generations: int | None = None,
+        num_generations_eval: int | None = None,
     ) -> None:
         if shaper is not None and not isinstance(shaper, MEDSShaper):
             raise InvalidArgumentError("shaper", "a MEDSShaper or None", shaper)
@@ -358,6 +376,20 @@ class MEDSRewardFunction:
         self.problem_id_column = problem_id_column
         if not isinstance(skip_uniform_groups, bool):
             raise InvalidArgumentError("skip_uniform_groups", "a bool", skip_uniform_groups)
+        for name, count in (
+            ("num_generations", num_generations),
+            ("num_generations_eval", num_generations_eval),
+        ):
+            if count is not None and (
+                isinstance(count, bool) or not isinstance(count, int) or count < 1
+            ):
+                raise InvalidArgumentError(name, "an int >= 1 or None", count)
+        self.num_generations = num_generations
+        self.num_generations_eval = num_generations_eval
+        self._given_counts = {
+            "num_generations": num_generations,
+            "num_generations_eval": num_generations_eval,
+        }  # what the caller asked for; bind() checks the trainer against it
         try:
             self.fingerprint_layers = LayerSelection(fingerprint_layers)
         except ValueError as exc:
@@ -384,13 +416,32 @@ class MEDSRewardFunction:
 
         Args:
             trainer: A ``GRPOTrainer`` (anything with ``model``, ``processing_class`` and
-                ``accelerator``).
+                ``accelerator``; its ``num_generations`` and ``num_generations_eval``, when it has
+                them, set the group size of ``skip_uniform_groups``).
+
+        Raises:
+            InvalidArgumentError: If ``num_generations`` or ``num_generations_eval`` was given to
+                the constructor and differs from the trainer's.
         """
         for attr in ("model", "processing_class"):
             if not hasattr(trainer, attr):
                 raise InvalidArgumentError(
                     "trainer", f"a TRL trainer (with a `{attr}` attribute)", trainer
                 )
+        # The group size of DAPO's filter: TRL's blocks of num_generations completions per prompt.
+        counts: dict[str, int] = {}
+        for name in ("num_generations", "num_generations_eval"):
+            theirs = getattr(trainer, name, None)
+            if isinstance(theirs, bool) or not isinstance(theirs, int):
+                continue
+            mine = self._given_counts[name]
+            if mine is not None and mine != theirs:
+                raise InvalidArgumentError(
+                    name,
+                    f"the trainer's {name} ({theirs}), or None to take it from the trainer",
+                    mine,
+                )
+            counts[name] = theirs
         model = trainer.model
         accelerator = getattr(trainer, "accelerator", None)
         if accelerator is not None:
@@ -406,6 +457,8 @@ class MEDSRewardFunction:
         tools = getattr(trainer, "tools", None)
         if tools:
             self.chat_template_kwargs["tools"] = tools
+        for name, count in counts.items():
+            setattr(self, name, count)
         return self
 
     # -- the TRL reward-function protocol -----------------------------------------------------
@@ -454,7 +507,9 @@ class MEDSRewardFunction:
         frozen = self.model is not None and not self.model.training  # TRL's evaluation loop
         if frozen:
             self.shaper.training = False
-        kept = mixed_groups(all_ids, all_correct) if self.skip_uniform_groups else None
+        kept = None
+        if self.skip_uniform_groups:
+            kept = mixed_groups(all_ids, all_correct, self._group_ids(all_ids, frozen))
         try:
             result = self.shaper.shape(all_ids, all_correct, rewards, all_features, kept=kept)
         finally:
@@ -491,6 +546,34 @@ class MEDSRewardFunction:
             self.shaper.save(path)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _group_ids(self, all_ids: list[str], evaluating: bool) -> list[int] | None:
+        """The sampled group of each completion of the global batch (None: group by problem)."""
+        name = "num_generations"
+        if evaluating and self.num_generations_eval is not None:
+            name = "num_generations_eval"
+        size: int | None = getattr(self, name)
+        if size is None:
+            return None
+        if len(all_ids) % size:
+            raise InvalidArgumentError(
+                name,
+                f"a divisor of the global batch of {len(all_ids)} completions",
+                size,
+                "Pass the GRPOConfig's value, or None to group completions by problem id.",
+            )
+        for start in range(0, len(all_ids), size):
+            block = set(all_ids[start : start + size])
+            if len(block) > 1:
+                raise InvalidArgumentError(
+                    name,
+                    "the number of consecutive completions TRL samples per prompt (every block "
+                    "of that many completions holds one problem)",
+                    size,
+                    f"Completions {start}..{start + size - 1} hold problems {sorted(block)}; "
+                    "pass the GRPOConfig's value, or None to group completions by problem id.",
+                )
+        return [i // size for i in range(len(all_ids))]
 
     @staticmethod
     def _column(kwargs: dict[str, Any], name: str, size: int) -> list[Any]:

@@ -12,7 +12,7 @@ float32's range are rejected rather than silently turned into infinities or zero
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,23 +270,43 @@ def validate_batch(
     return Batch(keys=keys, correct=flags, rewards=values, kept=keep, present=present, rows=rows)
 
 
-def mixed_groups(problem_ids: Sequence[str], correct: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+def mixed_groups(
+    problem_ids: Sequence[str],
+    correct: npt.ArrayLike,
+    group_ids: Sequence[Hashable] | npt.NDArray[Any] | None = None,
+) -> npt.NDArray[np.bool_]:
     """Which rollouts belong to a group holding both right and wrong answers (DAPO's filter).
 
-    A group is the rollouts of one batch that share a problem id. DAPO's dynamic sampling drops the
-    groups whose rewards are all equal, and the reference MEDS code clusters only what it keeps;
-    pass this mask as ``kept`` to do the same.
+    A group is the set of responses sampled together for one prompt (veRL's ``uid``): DAPO's
+    dynamic sampling drops the groups whose rewards are all equal, and the reference MEDS code
+    clusters only what it keeps; pass this mask as ``kept`` to do the same. Each group is judged
+    on its own, so a problem drawn twice in one batch (or in two dynamic-sampling rounds) is two
+    groups, one of which may be kept while the other is dropped. The error memory still keys by
+    problem id; only the filter looks at groups.
 
     Args:
         problem_ids: (B,) problem id of each rollout.
         correct: (B,) bool.
+        group_ids: (B,) hashable id of the sampled group of each rollout (e.g. veRL's ``uid``, or
+            ``i // n`` for consecutive blocks of ``n`` responses). ``None``: the rollouts sharing a
+            problem id form one group, which is right only when each problem is sampled once per
+            batch.
 
     Returns:
         (B,) bool.
 
+    Raises:
+        InvalidArgumentError: If ``correct`` or ``group_ids`` does not hold one entry per rollout,
+            or a group id is not hashable.
+
     Example:
         >>> mixed_groups(["a", "a", "b", "b"], [True, False, False, False]).tolist()
         [True, True, False, False]
+
+        Problem ``"a"`` sampled in two groups: only the mixed one is kept.
+
+        >>> mixed_groups(["a"] * 4, [False, False, True, False], group_ids=[0, 0, 1, 1]).tolist()
+        [False, False, True, True]
     """
     flags = np.asarray(correct, dtype=bool)
     ids = list(problem_ids)
@@ -294,8 +314,32 @@ def mixed_groups(problem_ids: Sequence[str], correct: npt.ArrayLike) -> npt.NDAr
         raise InvalidArgumentError(
             "correct", f"{len(ids)} flags (len(problem_ids))", f"shape {flags.shape}"
         )
-    seen: dict[str, list[bool]] = {}
-    for pid, flag in zip(ids, flags.tolist(), strict=True):
-        outcomes = seen.setdefault(pid, [False, False])
+    keys: list[Hashable]
+    if group_ids is None:
+        keys = list(ids)
+    else:
+        if (
+            isinstance(group_ids, (str, bytes))
+            or not hasattr(group_ids, "__len__")
+            or (isinstance(group_ids, np.ndarray) and group_ids.ndim != 1)
+        ):
+            raise InvalidArgumentError(
+                "group_ids", f"a sequence of {len(ids)} hashable group ids, or None", group_ids
+            )
+        keys = group_ids.tolist() if isinstance(group_ids, np.ndarray) else list(group_ids)
+        if len(keys) != len(ids):
+            raise InvalidArgumentError(
+                "group_ids",
+                f"{len(ids)} group ids (len(problem_ids)), one per rollout",
+                f"{len(keys)} group ids",
+            )
+    seen: dict[Hashable, list[bool]] = {}
+    for i, (key, flag) in enumerate(zip(keys, flags.tolist(), strict=True)):
+        try:
+            outcomes = seen.setdefault(key, [False, False])
+        except TypeError as exc:
+            raise InvalidArgumentError(
+                f"group_ids[{i}]", "a hashable group id (e.g. an int or a str)", key
+            ) from exc
         outcomes[int(flag)] = True
-    return np.array([all(seen[pid]) for pid in ids], dtype=bool)
+    return np.array([all(seen[key]) for key in keys], dtype=bool)

@@ -241,9 +241,19 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
     ``info["_meds"]`` marks the sub-envs that were shaped.
 
     With ``skip_uniform_groups=True`` the wrapper applies DAPO's group filter before MEDS, as the
-    reference code does: the sub-envs of one step that share a problem id form a group, and a group
-    whose rollouts are all right or all wrong is neither shaped nor stored (its rewards pass
-    unchanged, and it is not marked in ``info["_meds"]``).
+    reference code does: a group whose rollouts on this step are all right or all wrong is neither
+    shaped nor stored (its rewards pass unchanged, and it is not marked in ``info["_meds"]``).
+    What a group is depends on ``group_size``:
+
+    * ``group_size=n``: the sub-envs are laid out as consecutive blocks of ``n`` that sample the
+      same prompt together (sub-envs ``0..n-1`` are group 0, ``n..2n-1`` group 1, ...), as the
+      reference code groups the ``n`` responses of one prompt. Each block is judged on its own,
+      even when two blocks hold the same problem. ``num_envs`` must be a multiple of ``n``.
+    * ``group_size=None`` (default): the sub-envs of one step that share a problem id form a group.
+      Use it when each problem is drawn by at most one block per step.
+
+    Either way, the error memory is keyed by problem id. Sub-envs that are being auto-reset on
+    this step are not part of any group.
 
     Args:
         env: The vector env.
@@ -251,6 +261,16 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
         is_correct: ``is_correct(reward, info) -> bool`` per sub-env, overriding
             ``info["is_success"]`` / ``info["correct"]``.
         skip_uniform_groups: Shape and store only groups holding both right and wrong rollouts.
+        group_size: With ``skip_uniform_groups``: the number of consecutive sub-envs that form one
+            sampled group; ``None`` groups the sub-envs by problem id. Needs
+            ``skip_uniform_groups=True`` (it has no other use).
+
+    Example (2 prompts x 4 responses per step: the caller resets sub-envs 0-3 to one problem and
+    4-7 to another):
+        >>> import gymnasium as gym
+        >>> import meds_gym
+        >>> venv = gym.make_vec("meds_gym/Arithmetic-v0", num_envs=8, vectorization_mode="sync")
+        >>> env = MEDSVectorRewardWrapper(venv, skip_uniform_groups=True, group_size=4)
     """
 
     def __init__(
@@ -260,16 +280,35 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
         *,
         is_correct: IsCorrectFn | None = None,
         skip_uniform_groups: bool = False,
+        group_size: int | None = None,
     ) -> None:
         if not isinstance(env, VectorEnv):
             raise invalid_type("env", "a gymnasium.vector.VectorEnv", env)
         check_adapter_arguments(config, is_correct)
         if not isinstance(skip_uniform_groups, bool):
             raise InvalidArgumentError("skip_uniform_groups", "a bool", skip_uniform_groups)
+        if group_size is not None:
+            if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+                raise InvalidArgumentError("group_size", "an int >= 1 or None", group_size)
+            if env.num_envs % group_size != 0:
+                raise InvalidArgumentError(
+                    "group_size",
+                    f"a divisor of num_envs={env.num_envs} (the sub-envs form consecutive "
+                    "groups of group_size)",
+                    group_size,
+                )
+            if not skip_uniform_groups:
+                raise InvalidArgumentError(
+                    "group_size",
+                    "None unless skip_uniform_groups=True (groups are used only by that filter)",
+                    group_size,
+                    "Pass skip_uniform_groups=True, or drop group_size.",
+                )
         super().__init__(env)
         self.shaper = MEDSShaper(config)
         self._is_correct = is_correct
         self.skip_uniform_groups = skip_uniform_groups
+        self.group_size = group_size
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         self._autoreset_mode = AutoresetMode(mode) if isinstance(mode, str) else mode
         self._resetting = np.zeros(self.num_envs, dtype=bool)
@@ -336,7 +375,10 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
             idx.append(i)
 
         correct = np.array(flags, dtype=bool)
-        kept = mixed_groups(pids, correct) if self.skip_uniform_groups else None
+        kept = None
+        if self.skip_uniform_groups:
+            groups = None if self.group_size is None else [i // self.group_size for i in idx]
+            kept = mixed_groups(pids, correct, group_ids=groups)
         result = self.shaper.shape(pids, correct, raw[idx], [features[i] for i in idx], kept=kept)
         stepped_envs = np.asarray(idx, dtype=np.int64)
         infos = dict(infos)

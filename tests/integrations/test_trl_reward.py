@@ -232,6 +232,95 @@ def test_uniform_groups_are_skipped_by_default_as_the_reference_does() -> None:
     assert len(every.shaper.memory.bucket("all-wrong", False)) == 6
 
 
+# One problem drawn twice in one global batch: group 0 all wrong, group 1 mixed (TRL's layout:
+# consecutive blocks of num_generations completions per prompt).
+TWO_GROUPS = [WRONG_A, WRONG_A, WRONG_B, WRONG_A, RIGHT, WRONG_A]
+
+
+def test_a_problem_sampled_in_two_groups_is_judged_per_group() -> None:
+    meds = MEDSRewardFunction(
+        features_fn=_fixed_features(TABLE), record_history=True, num_generations=3
+    )
+    oracle = MEDSShaper(MEDSConfig())
+    correct = np.array([t == RIGHT for t in TWO_GROUPS])
+    kept = np.array([False] * 3 + [True] * 3)
+    features = np.array([TABLE[t] for t in TWO_GROUPS])
+    penalised = 0
+    for _ in range(3):
+        rewards = _call(meds, TWO_GROUPS)
+        want = oracle.shape(["p0"] * 6, correct, correct.astype(float), features, kept=kept)
+        assert rewards == want.shaped_rewards.tolist()
+        assert rewards[:3] == [0.0, 0.0, 0.0]  # the all-wrong group keeps its raw rewards
+        assert meds.last_step is not None and meds.last_step.kept.tolist() == kept.tolist()
+        penalised += int((want.penalties > 0).sum())
+    assert penalised > 0
+    assert len(meds.shaper.memory.bucket("p0", False)) == 2 * 3  # the mixed group's wrong ones
+
+
+def test_without_num_generations_groups_are_problem_ids_as_before() -> None:
+    meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE))
+    assert meds.num_generations is None and meds.num_generations_eval is None
+    _call(meds, TWO_GROUPS)
+    assert meds.last_step is not None and meds.last_step.kept.all()  # one mixed group: p0
+    assert len(meds.shaper.memory.bucket("p0", False)) == 5
+
+
+class _FakeTrainer:
+    def __init__(self, model: Any, tokenizer: Any, generations: int, eval_generations: int):
+        self.model = model
+        self.processing_class = tokenizer
+        self.num_generations = generations
+        self.num_generations_eval = eval_generations
+
+
+def test_bind_takes_the_group_size_from_the_trainer(model: Any, tokenizer: Any) -> None:
+    meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE), record_history=True)
+    assert meds.bind(_FakeTrainer(model, tokenizer, 3, 2)) is meds
+    assert (meds.num_generations, meds.num_generations_eval) == (3, 2)
+    try:
+        model.train()  # a training step: blocks of num_generations=3
+        _call(meds, TWO_GROUPS)
+        assert meds.last_step is not None
+        assert meds.last_step.kept.tolist() == [False] * 3 + [True] * 3
+        model.eval()  # TRL's evaluation loop: blocks of num_generations_eval=2
+        _call(meds, [WRONG_A, WRONG_B, RIGHT, WRONG_A])
+        assert meds.last_step.kept.tolist() == [False, False, True, True]
+    finally:
+        model.eval()
+    # A count given to the constructor must match the trainer's; a rebind takes the new trainer's.
+    given = MEDSRewardFunction(features_fn=_fixed_features(TABLE), num_generations=4)
+    with pytest.raises(InvalidArgumentError, match=r"`num_generations` must be the trainer's"):
+        given.bind(_FakeTrainer(model, tokenizer, 3, 3))
+    assert given.model is None  # nothing was bound
+    given.bind(_FakeTrainer(model, tokenizer, 4, 2))
+    assert (given.num_generations, given.num_generations_eval) == (4, 2)
+    meds.bind(_FakeTrainer(model, tokenizer, 6, 6))
+    assert (meds.num_generations, meds.num_generations_eval) == (6, 6)
+
+
+def test_group_size_that_does_not_fit_the_batch_is_rejected() -> None:
+    for bad in (0, True, 2.5):
+        with pytest.raises(InvalidArgumentError, match="`num_generations` must be an int >= 1"):
+            MEDSRewardFunction(num_generations=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="`num_generations_eval` must be an int"):
+        MEDSRewardFunction(num_generations_eval=0)
+    meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE), num_generations=4)
+    with pytest.raises(InvalidArgumentError, match="divisor of the global batch of 6"):
+        _call(meds, TWO_GROUPS)
+    meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE), num_generations=2)
+    with pytest.raises(
+        InvalidArgumentError, match=r"Completions 2\.\.3 hold problems \['a', 'b'\]"
+    ):
+        meds(prompts=["q"] * 4, completions=[RIGHT, WRONG_A] * 2, answer=["19"] * 4,
+             problem_id=["a", "a", "a", "b"])  # fmt: skip
+    assert meds.shaper.stats().rows == 0  # rejected before anything was stored
+    # Without the filter the group size is not used.
+    off = MEDSRewardFunction(
+        features_fn=_fixed_features(TABLE), num_generations=4, skip_uniform_groups=False
+    )
+    assert _call(off, TWO_GROUPS) == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
 def test_conversational_completions_and_dataset_columns() -> None:
     meds = MEDSRewardFunction(
         features_fn=_fixed_features(TABLE), answer_column="gold", problem_id_column="pid"
