@@ -1,7 +1,12 @@
 """Text Gymnasium environments with verifiable rewards, and the registered ``meds_gym/*`` ids."""
 
 from meds_gym.envs.charset import TEXT_CHARSET
-from meds_gym.envs.reasoning_env import DEFAULT_PROMPT_TEMPLATE, SYSTEM_INSTRUCTION, ReasoningEnv
+from meds_gym.envs.reasoning_env import (
+    DEFAULT_PROMPT_TEMPLATE,
+    SYSTEM_INSTRUCTION,
+    ReasoningEnv,
+    VerdictCache,
+)
 from meds_gym.envs.registration import (
     BENCHMARK_ENV_IDS,
     DATASET_ENV_ID,
@@ -22,6 +27,7 @@ __all__ = [
     "TOY_ENV_IDS",
     "TRAP_GRID_ENV_ID",
     "ReasoningEnv",
+    "VerdictCache",
     "make_benchmark_env",
     "make_dataset_env",
     "make_toy_env",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any, SupportsFloat
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, SupportsFloat, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -14,15 +16,20 @@ from meds_gym.envs.charset import TEXT_CHARSET
 from meds_gym.errors import InvalidArgumentError, invalid_type
 from meds_gym.tasks.base import Problem, ProblemSource
 from meds_gym.verifiers import (
+    MAX_ANSWER_CHARS,
     AnchorKind,
     AnswerAnchor,
+    AnswerExtractor,
     VerificationResult,
+    extract_answer,
     parse_anchor,
     verify_response,
 )
 from meds_gym.verifiers.anchor import BOXED_INSTRUCTION
 
 logger = logging.getLogger(__name__)
+
+_Verdict = TypeVar("_Verdict")
 
 SYSTEM_INSTRUCTION = BOXED_INSTRUCTION
 """The system instruction of the chat form of every prompt with the default ``\\boxed{}`` anchor
@@ -36,6 +43,157 @@ def prompt_template_for(anchor: AnswerAnchor) -> str:
 
 DEFAULT_PROMPT_TEMPLATE = prompt_template_for(AnswerAnchor.boxed())
 """How the plain-text observation is built from a question (a ``str.format`` template)."""
+
+
+MAX_CACHED_ANSWER_CHARS = MAX_ANSWER_CHARS
+"""Answers longer than this many characters are verified without going through the verdict cache
+(and counted neither as hits nor as misses): the equivalence check scores them wrong without
+parsing them, so there is nothing to save, and leaving them out bounds the memory of an entry
+(also for a source's own ``score_answer``)."""
+
+
+class _Identity:
+    """A hashable stand-in for an unhashable object, equal only to a stand-in of that same object.
+
+    It keeps the object alive, so its ``id`` cannot be reused by another object while a cache key
+    holds it.
+    """
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.obj is self.obj
+
+
+class VerdictCache:
+    """A bounded LRU map from (problem, extracted answer, way of checking it) to the verdict.
+
+    Verifying a response (a symbolic equivalence check in a worker process, or a source's own
+    ``score_answer``) is the costly part of :meth:`ReasoningEnv.step`, and an RL loop that
+    samples many responses per problem sees the same final answer many times. A
+    :class:`ReasoningEnv` reads the final answer first (cheap string work) and looks it up here;
+    only an answer it has not seen for that problem is verified.
+
+    A key holds everything the verdict depends on, so a cache can be shared by several envs of
+    one process (the sub-envs of a vector env, a scoring env and a MEDS-wrapped env over the same
+    problems): the problem id and gold answer, the extracted answer, and the way it is checked
+    (the extractor and the verifier timeout for the equivalence check; the source's
+    ``score_answer`` hook itself for a source that scores answers). Envs with different rewards
+    may share a cache: it stores verdicts, not rewards. A comparison that timed out is scored
+    wrong and that verdict is kept like any other, so the same answer is not retried.
+
+    Lookups are serialised by a lock (verification itself runs outside it), so envs stepped in
+    several threads may share a cache; two threads that miss on the same answer at the same time
+    may both verify it. A pickled or deep-copied cache (for example the one each worker of an
+    ``AsyncVectorEnv`` receives) is an independent copy: sharing is within one process. A key of
+    a source with a ``score_answer`` hook refers to the source, which stays alive while the key
+    is cached.
+
+    Args:
+        maxsize: Most verdicts kept; beyond it the least recently used one is dropped.
+
+    Raises:
+        InvalidArgumentError: If ``maxsize`` is not an integer >= 1.
+
+    Example:
+        >>> from meds_gym.tasks import ArithmeticTask
+        >>> cache = VerdictCache(maxsize=1024)
+        >>> source = ArithmeticTask(num_problems=4, seed=0)
+        >>> envs = [ReasoningEnv(source, verdict_cache=cache) for _ in range(2)]
+        >>> response = f"So \\\\boxed{{{source[0].answer}}}."
+        >>> for env in envs:
+        ...     _ = env.reset(options={"index": 0})
+        ...     _ = env.step(response)
+        >>> cache.misses, cache.hits, len(cache)
+        (1, 1, 1)
+    """
+
+    def __init__(self, maxsize: int = 65536) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, (int, np.integer)) or maxsize < 1:
+            raise InvalidArgumentError("maxsize", "an integer >= 1", maxsize)
+        self._maxsize = int(maxsize)
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+
+    @property
+    def maxsize(self) -> int:
+        """Most verdicts kept."""
+        return self._maxsize
+
+    @property
+    def hits(self) -> int:
+        """Lookups answered from the cache (since construction or the last :meth:`clear`)."""
+        return self._hits
+
+    @property
+    def misses(self) -> int:
+        """Lookups that had to verify (since construction or the last :meth:`clear`)."""
+        return self._misses
+
+    def __len__(self) -> int:
+        """Number of verdicts held (at most :attr:`maxsize`)."""
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Forget every verdict and reset :attr:`hits` and :attr:`misses` to 0."""
+        with self._lock:
+            self._entries.clear()
+            self._hits = 0
+            self._misses = 0
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], _Verdict]) -> _Verdict:
+        """The verdict cached under ``key``, or ``compute()``'s, which is then cached.
+
+        A value is cached only when ``compute`` returns; an exception propagates and leaves the
+        cache as it was (the lookup still counts as a miss). Cached values are returned as
+        they are: store immutable values.
+
+        Args:
+            key: A hashable key that determines the verdict exactly.
+            compute: Computes the verdict on a miss (called without the lock held).
+
+        Returns:
+            The cached or computed verdict.
+        """
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                self._hits += 1
+                cached: _Verdict = self._entries[key]
+                return cached
+            self._misses += 1
+        value = compute()
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._maxsize:
+                self._entries.popitem(last=False)
+        return value
+
+    def __repr__(self) -> str:
+        return (
+            f"VerdictCache(maxsize={self._maxsize}, size={len(self._entries)}, "
+            f"hits={self._hits}, misses={self._misses})"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            state = self.__dict__.copy()
+            state["_entries"] = OrderedDict(self._entries)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 class ReasoningEnv(gym.Env[str, str]):
@@ -61,6 +219,12 @@ class ReasoningEnv(gym.Env[str, str]):
     * ``problem_info(problem) -> dict``: extra keys for the reset and step ``info``;
     * ``charset``: the characters of the text spaces, when ``charset`` is not given.
 
+    Verdicts are reused: ``step`` reads the final answer first and looks it up, with the problem,
+    in the env's :class:`VerdictCache`, so a final answer already verified for that problem is
+    not verified again (pass ``verdict_cache=False`` to verify every response, or one
+    :class:`VerdictCache` to several envs to share their verdicts). The reward and ``info`` are
+    the same as without the cache.
+
     Args:
         source: The problems (a toy task or a benchmark loader).
         correct_reward: Reward of a correct final answer.
@@ -75,6 +239,11 @@ class ReasoningEnv(gym.Env[str, str]):
             :class:`meds_gym.verifiers.AnswerAnchor`.
         charset: Characters of the observation and action spaces; None for the source's
             ``charset`` hook, else :data:`meds_gym.envs.charset.TEXT_CHARSET`.
+        verdict_cache: Reuse of verdicts across responses with the same final answer (see
+            :class:`VerdictCache`): True (the default) for a cache of this env's own, a
+            :class:`VerdictCache` to share one between envs of this process (each distinct
+            answer of a problem is then verified once for all of them), False or None to verify
+            every response. The rewards and ``info`` are the same either way.
 
     Example:
         >>> import gymnasium as gym, meds_gym
@@ -100,6 +269,7 @@ class ReasoningEnv(gym.Env[str, str]):
         verifier_timeout: float = 5.0,
         answer_anchor: str | AnswerAnchor = "boxed",
         charset: Iterable[str] | None = None,
+        verdict_cache: VerdictCache | bool | None = True,
     ) -> None:
         if not isinstance(source, ProblemSource):
             raise invalid_type(
@@ -150,6 +320,17 @@ class ReasoningEnv(gym.Env[str, str]):
         self.action_space = spaces.Text(
             max_length=max_response_length, min_length=0, charset=text_charset
         )
+        if verdict_cache is True:
+            verdict_cache = VerdictCache()
+        elif verdict_cache is False:
+            verdict_cache = None
+        elif verdict_cache is not None and not isinstance(verdict_cache, VerdictCache):
+            raise invalid_type(
+                "verdict_cache", "a VerdictCache, True, False or None", verdict_cache
+            )
+        self.verdict_cache: VerdictCache | None = verdict_cache
+        """The cache of verdicts this env reads and fills, or None when it verifies every
+        response."""
         self._problem: Problem | None = None
         self._warned_overlong_prompt = False
 
@@ -260,32 +441,12 @@ class ReasoningEnv(gym.Env[str, str]):
         score_answer = getattr(self.source, "score_answer", None)
         if score_answer is not None:
             parsed = self.answer_anchor.extract(action)
-            score = float(score_answer(problem, parsed))
-            if not 0.0 <= score <= 1.0:
-                raise RuntimeError(
-                    f"{self.source.name}.score_answer returned {score!r} for "
-                    f"{problem.problem_id}; a score must lie in [0, 1]."
-                )
+            score = self._score(problem, parsed, score_answer)
             correct = score == 1.0
             reward = self.incorrect_reward + score * (self.correct_reward - self.incorrect_reward)
             extra["score"] = score
         else:
-            if self.answer_anchor.kind is AnchorKind.BOXED:
-                result = verify_response(
-                    action, problem.answer, timeout_seconds=self.verifier_timeout
-                )
-            else:
-                answer = self.answer_anchor.extract(action)
-                result = (
-                    VerificationResult(correct=False, parsed_answer=None)
-                    if answer is None
-                    else verify_response(
-                        answer,
-                        problem.answer,
-                        extractor="raw",
-                        timeout_seconds=self.verifier_timeout,
-                    )
-                )
+            result = self._verify(problem, action)
             parsed, correct = result.parsed_answer, result.correct
             reward = self.correct_reward if correct else self.incorrect_reward
         info = {
@@ -299,3 +460,70 @@ class ReasoningEnv(gym.Env[str, str]):
         }
         info.update(self._problem_info(problem))
         return "", reward, True, False, info
+
+    def _score(
+        self, problem: Problem, parsed: str | None, score_answer: Callable[..., Any]
+    ) -> float:
+        """The source's score of an extracted answer, from the verdict cache when it has it."""
+
+        def compute() -> float:
+            score = float(score_answer(problem, parsed))
+            if not 0.0 <= score <= 1.0:
+                raise RuntimeError(
+                    f"{self.source.name}.score_answer returned {score!r} for "
+                    f"{problem.problem_id}; a score must lie in [0, 1]."
+                )
+            return score
+
+        cache = self.verdict_cache
+        if cache is None or parsed is None or len(parsed) > MAX_CACHED_ANSWER_CHARS:
+            return compute()
+        try:
+            hash(score_answer)
+            scorer: Hashable = score_answer
+        except TypeError:
+            scorer = _Identity(score_answer)
+        # A bound method is equal to another only for the same source object (by identity).
+        key = ("score", scorer, problem.problem_id, problem.answer, parsed)
+        return cache.get_or_compute(key, compute)
+
+    def _verify(self, problem: Problem, action: str) -> VerificationResult:
+        """The equivalence verdict on a response, from the verdict cache when it has it.
+
+        The boxed anchor verifies the whole response with the ``"boxed"`` extractor; the other
+        anchors read their answer first and verify it with the ``"raw"`` extractor. Either way
+        :func:`verify_response`'s verdict depends only on ``extract_answer(text, extractor)``,
+        the gold answer and the timeout, so that is what keys the cache; a miss runs the same
+        :func:`verify_response` call as an env without a cache.
+        """
+        if self.answer_anchor.kind is AnchorKind.BOXED:
+            response, extractor = action, AnswerExtractor.BOXED
+        else:
+            answer = self.answer_anchor.extract(action)
+            if answer is None:
+                return VerificationResult(correct=False, parsed_answer=None)
+            response, extractor = answer, AnswerExtractor.RAW
+
+        def compute() -> VerificationResult:
+            return verify_response(
+                response,
+                problem.answer,
+                extractor=extractor,
+                timeout_seconds=self.verifier_timeout,
+            )
+
+        cache = self.verdict_cache
+        if cache is None:
+            return compute()
+        parsed = extract_answer(response, extractor)
+        if parsed is None or len(parsed) > MAX_CACHED_ANSWER_CHARS:
+            return compute()  # no answer: nothing to compare, nothing worth caching
+        key = (
+            "verify",
+            extractor.value,
+            self.verifier_timeout,
+            problem.problem_id,
+            problem.answer,
+            parsed,
+        )
+        return cache.get_or_compute(key, compute)
