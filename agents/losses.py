@@ -64,21 +64,24 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-6, scale: bool = Tru
     return centred / (rewards.std(dim=1, keepdim=True) + eps)  # (G, n)
 
 
-def dynamic_sampling_mask(rewards: torch.Tensor) -> torch.Tensor:
-    """Which groups DAPO's dynamic sampling keeps: those whose rewards are not all equal.
+def dynamic_sampling_mask(correct: torch.Tensor) -> torch.Tensor:
+    """Which groups DAPO's dynamic sampling keeps: those holding both right and wrong answers.
 
-    A group of all-right or all-wrong rollouts has zero group-normalised advantage and so no
-    gradient; DAPO drops it (and samples more prompts instead).
+    The filter reads the verdicts, as the reference's ``filter_groups`` does with its ``acc``
+    metric, not the rewards: with a partial-credit env an all-wrong group can have unequal
+    rewards and is still dropped. A group of all-right or all-wrong rollouts teaches nothing
+    about right against wrong; DAPO drops it (and samples more prompts instead).
 
     Args:
-        rewards: (G, n) rewards.
+        correct: (G, n) verdicts (bool, or 0/1 numbers).
 
     Returns:
         (G,) bool tensor, True for groups to keep.
     """
-    if rewards.dim() != 2:
-        raise InvalidArgumentError("rewards", "a 2-D tensor of shape (G, n)", tuple(rewards.shape))
-    return (rewards.max(dim=1).values - rewards.min(dim=1).values) > 0  # (G,)
+    if correct.dim() != 2:
+        raise InvalidArgumentError("correct", "a 2-D tensor of shape (G, n)", tuple(correct.shape))
+    right = correct.to(torch.bool)
+    return right.any(dim=1) & ~right.all(dim=1)  # (G,)
 
 
 def aggregate_loss(
@@ -118,11 +121,16 @@ def clipped_policy_loss(
     clip_low: float = 0.2,
     clip_high: float = 0.28,
     aggregation: LossAggregation | str = LossAggregation.TOKEN_MEAN,
+    clip_ratio_c: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO clipped surrogate with separate lower and upper clip ranges (DAPO clip-higher).
 
     Per token: ``-min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A)`` with
     ``ratio = exp(logprobs - old_logprobs)``. ``clip_low == clip_high`` is ordinary PPO/GRPO.
+
+    Dual-clip PPO (Ye et al. 2020; veRL's ``clip_ratio_c``): where ``A < 0`` the loss is also
+    capped at ``-clip_ratio_c * A``, so a token whose ratio has grown far past 1 under a negative
+    advantage cannot dominate the batch. The cap binds only where ``ratio > clip_ratio_c``.
 
     Args:
         logprobs: (B, T) log-probabilities of the taken tokens under the current policy.
@@ -132,6 +140,7 @@ def clipped_policy_loss(
         clip_low: Lower clip range epsilon_low (ratio floor 1 - clip_low).
         clip_high: Upper clip range epsilon_high (ratio ceiling 1 + clip_high).
         aggregation: How to reduce tokens to a scalar, see :func:`aggregate_loss`.
+        clip_ratio_c: The dual-clip bound (> 1), or None for none.
 
     Returns:
         ``(loss, clip_fraction)``: the scalar loss and the share of unmasked tokens whose
@@ -146,6 +155,8 @@ def clipped_policy_loss(
         raise InvalidArgumentError(
             "clip_low/clip_high", "non-negative floats", (clip_low, clip_high)
         )
+    if clip_ratio_c is not None and not clip_ratio_c > 1.0:
+        raise InvalidArgumentError("clip_ratio_c", "None or a float > 1", clip_ratio_c)
     if advantages.dim() == 1:
         advantages = advantages[:, None]  # (B, 1), broadcast over T
     if advantages.shape[0] != logprobs.shape[0]:
@@ -158,6 +169,9 @@ def clipped_policy_loss(
     unclipped = ratio * advantages  # (B, T)
     clipped_ratio = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)  # (B, T)
     per_token = -torch.minimum(unclipped, clipped_ratio * advantages)  # (B, T)
+    if clip_ratio_c is not None:
+        capped = torch.minimum(per_token, -clip_ratio_c * advantages)  # (B, T)
+        per_token = torch.where(advantages < 0, capped, per_token)
     loss = aggregate_loss(per_token, mask, aggregation)
     with torch.no_grad():
         was_clipped = (clipped_ratio * advantages < unclipped).to(per_token.dtype)  # (B, T)

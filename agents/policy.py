@@ -19,6 +19,13 @@ from meds_gym.verifiers import AnswerAnchor
 
 from .fingerprint import FingerprintCapture, boxed_brace_token_in_ids
 from .losses import dynamic_sampling_mask, token_logprobs
+from .sampling import (
+    groups_share_prompts,
+    prompt_positions,
+    sample,
+    shared_prompt_forward,
+    stop_token_ids,
+)
 from .tiny_model import load_tokenizer
 from .value import capture_values
 
@@ -94,6 +101,7 @@ def forward_logprobs(
     prompt_width: int,
     capture: FingerprintCapture | None = None,
     temperature: float = 1.0,
+    group_size: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None]:
     """One forward pass over prompt + response: the response tokens' log-probs and logits.
 
@@ -101,13 +109,20 @@ def forward_logprobs(
     divided by the sampling ``temperature`` first, as veRL does (issue 9). The fingerprint is
     read from the raw logits (it is a property of the model, not of the sampling).
 
+    With ``group_size > 1``, where consecutive blocks of that many rows share their prompt, the
+    prompt of each block runs once and its keys and values serve the block's responses
+    (:func:`agents.sampling.shared_prompt_forward`: same log-probs and gradients, less work);
+    otherwise every row runs in full.
+
     Args:
         model: The causal LM.
         sequences: (B, P + T) left-padded prompts followed by right-padded responses.
         attention: (B, P + T) attention mask, 0 on padding.
         prompt_width: P, the width of the (padded) prompt block.
-        capture: If given, the pass runs inside it and the fingerprints are returned.
+        capture: If given, the pass runs inside it and the fingerprints are returned. Its
+            positions are absolute (counted from the start of the prompt block).
         temperature: The sampling temperature (> 0).
+        group_size: Rows per prompt group (1: no sharing).
 
     Returns:
         ``(logprobs, logits, features)``: (B, T) log-probs of the response tokens, the (B, T, V)
@@ -115,17 +130,39 @@ def forward_logprobs(
     """
     if not temperature > 0:
         raise InvalidArgumentError("temperature", "a float > 0", temperature)
-    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)  # left padding: positions as generated
-    if capture is None:
-        logits = model(input_ids=sequences, attention_mask=attention, position_ids=positions).logits
-        features = None
+    features = None
+    share = groups_share_prompts(
+        sequences[:, :prompt_width], attention[:, :prompt_width], group_size
+    )
+    if share:
+        response_capture = (
+            None
+            if capture is None
+            else FingerprintCapture(
+                model, capture.positions - prompt_width, capture.selection, capture.k
+            )
+        )
+        response_logits = shared_prompt_forward(
+            model, sequences, attention, prompt_width, group_size, response_capture
+        )
+        if response_capture is not None:
+            # Column t + 1 of the aligned logits is the response pass's output at token t.
+            features = response_capture.features(
+                response_logits[:, 1:], sequences[:, prompt_width:], attention[:, prompt_width:]
+            )
     else:
-        with capture:
+        positions = prompt_positions(attention)  # left padding: positions as generated
+        if capture is None:
             logits = model(
                 input_ids=sequences, attention_mask=attention, position_ids=positions
             ).logits
-        features = capture.features(logits, sequences, attention)
-    response_logits = logits[:, prompt_width - 1 : -1]  # (B, T, V): predicts the response tokens
+        else:
+            with capture:
+                logits = model(
+                    input_ids=sequences, attention_mask=attention, position_ids=positions
+                ).logits
+            features = capture.features(logits, sequences, attention)
+        response_logits = logits[:, prompt_width - 1 : -1]  # (B, T, V): predicts the response
     if temperature != 1.0:
         response_logits = response_logits / temperature
     return token_logprobs(response_logits, sequences[:, prompt_width:]), response_logits, features
@@ -140,11 +177,15 @@ class SampledBatch:
     prompt_mask: torch.Tensor
     """(B, P) attention mask of the prompts."""
     responses: torch.Tensor
-    """(B, T) response ids up to and including the first eos, then padding."""
+    """(B, T) response ids up to and including the first stop token, then padding."""
     response_mask: torch.Tensor
-    """(B, T) float, 1 on response tokens (the eos included: the policy chose to stop)."""
+    """(B, T) float, 1 on response tokens (the stop token included: the policy chose to stop)."""
     texts: list[str]
     """(B,) decoded responses, special tokens removed."""
+    sampler_logprobs: torch.Tensor | None = None
+    """(B, T) log-prob of each token under the sampler (0 on padding), or None."""
+    group_size: int = 1
+    """Rows per prompt group: consecutive blocks of this many rows share a prompt."""
 
     @property
     def prompt_width(self) -> int:
@@ -163,6 +204,10 @@ def sample_responses(
 ) -> SampledBatch:
     """Sample ``group_size`` responses to each prompt (pure temperature sampling, no top-k/p).
 
+    Sampling uses the agent's settings only (:func:`agents.sampling.sample`): a checkpoint's
+    ``generation_config`` changes nothing but the stop tokens, and every response ends at the
+    first of the model's stop tokens (:func:`agents.sampling.stop_token_ids`).
+
     Args:
         model: The causal LM (in eval mode).
         tokenizer: Its tokenizer, padding on the left.
@@ -172,34 +217,31 @@ def sample_responses(
         temperature: Sampling temperature.
 
     Returns:
-        The G * group_size prompts and responses, grouped by prompt.
+        The G * group_size prompts and responses, grouped by prompt, with the sampler's
+        log-probs.
     """
     device = next(model.parameters()).device
-    encoded = tokenizer(
-        [p for p in prompts for _ in range(group_size)],
-        return_tensors="pt",
-        padding=True,
-        add_special_tokens=False,
-    ).to(device)
-    generated = model.generate(
-        **encoded,
-        do_sample=True,
-        temperature=temperature,
-        top_k=0,
-        top_p=1.0,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id,
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+        device
     )
-    responses = generated[:, encoded["input_ids"].shape[1] :]  # (B, T)
-    is_eos = responses == tokenizer.eos_token_id
-    after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0  # strictly after the first eos
-    responses = responses.masked_fill(after_eos, tokenizer.pad_token_id)
+    drawn = sample(
+        model,
+        encoded["input_ids"],
+        encoded["attention_mask"],
+        group_size,
+        max_new_tokens,
+        temperature,
+        stop_token_ids(model, tokenizer),
+        tokenizer.pad_token_id,
+    )
     return SampledBatch(
-        prompt_ids=encoded["input_ids"],
-        prompt_mask=encoded["attention_mask"],
-        responses=responses,
-        response_mask=(~after_eos).float(),
-        texts=tokenizer.batch_decode(responses, skip_special_tokens=True),
+        prompt_ids=encoded["input_ids"].repeat_interleave(group_size, dim=0),
+        prompt_mask=encoded["attention_mask"].repeat_interleave(group_size, dim=0),
+        responses=drawn.responses,
+        response_mask=drawn.response_mask,
+        texts=tokenizer.batch_decode(drawn.responses, skip_special_tokens=True),
+        sampler_logprobs=drawn.logprobs,
+        group_size=group_size,
     )
 
 
@@ -238,6 +280,8 @@ def concat_batches(batches: list[SampledBatch], pad_token_id: int) -> SampledBat
         raise InvalidArgumentError("batches", "a non-empty list of SampledBatch", batches)
     width_p = max(b.prompt_width for b in batches)
     width_t = max(int(b.responses.shape[1]) for b in batches)
+    logged = [b.sampler_logprobs for b in batches if b.sampler_logprobs is not None]
+    sizes = {b.group_size for b in batches}
 
     def pad(x: torch.Tensor, width: int, value: float, left: bool) -> torch.Tensor:
         missing = width - int(x.shape[1])
@@ -250,11 +294,17 @@ def concat_batches(batches: list[SampledBatch], pad_token_id: int) -> SampledBat
         responses=torch.cat([pad(b.responses, width_t, pad_token_id, False) for b in batches]),
         response_mask=torch.cat([pad(b.response_mask, width_t, 0.0, False) for b in batches]),
         texts=[text for b in batches for text in b.texts],
+        sampler_logprobs=(
+            torch.cat([pad(t, width_t, 0.0, False) for t in logged])
+            if len(logged) == len(batches)
+            else None
+        ),
+        group_size=sizes.pop() if len(sizes) == 1 else 1,
     )
 
 
-def select_rows(batch: SampledBatch, rows: list[int]) -> SampledBatch:
-    """The rows ``rows`` of ``batch``, in that order."""
+def select_rows(batch: SampledBatch, rows: list[int], group_size: int = 1) -> SampledBatch:
+    """The rows ``rows`` of ``batch``, in that order, forming groups of ``group_size`` rows."""
     index = torch.as_tensor(rows, dtype=torch.long, device=batch.prompt_ids.device)
     return SampledBatch(
         prompt_ids=batch.prompt_ids[index],
@@ -262,6 +312,10 @@ def select_rows(batch: SampledBatch, rows: list[int]) -> SampledBatch:
         responses=batch.responses[index],
         response_mask=batch.response_mask[index],
         texts=[batch.texts[i] for i in rows],
+        sampler_logprobs=(
+            None if batch.sampler_logprobs is None else batch.sampler_logprobs[index]
+        ),
+        group_size=group_size,
     )
 
 
@@ -320,8 +374,9 @@ def collect_rollouts(
     """Sample groups of responses to random problems of ``env`` and score them with it.
 
     Without dynamic sampling: one round of ``groups`` problems, every group kept. With it, as
-    DAPO does: rounds of ``groups`` problems each, keeping only the groups whose env rewards are
-    not all equal, until ``groups`` groups are kept (extra kept groups of the last round are left
+    DAPO does: rounds of ``groups`` problems each, keeping only the groups holding both right
+    and wrong answers by the env's verdicts (not its rewards, which may give partial credit),
+    until ``groups`` groups are kept (extra kept groups of the last round are left
     out) or ``max_rounds`` rounds have run; the batch may then hold fewer groups, or none.
 
     Args:
@@ -333,7 +388,7 @@ def collect_rollouts(
         group_size: Responses per problem.
         max_new_tokens: Longest response.
         temperature: Sampling temperature.
-        dynamic_sampling: Keep only groups with both higher and lower rewards.
+        dynamic_sampling: Keep only groups with both right and wrong answers.
         max_rounds: Cap on generation rounds (DAPO's ``max_num_gen_batches``).
 
     Returns:
@@ -363,7 +418,7 @@ def collect_rollouts(
         ids = [pid for pid in problem_ids for _ in range(group_size)]
         rewards, correct, parsed = score_responses(env, ids, batch.texts)
         keep = (
-            dynamic_sampling_mask(torch.as_tensor(rewards).view(groups, group_size)).tolist()
+            dynamic_sampling_mask(torch.as_tensor(correct).view(groups, group_size)).tolist()
             if dynamic_sampling
             else [True] * groups
         )
@@ -372,7 +427,7 @@ def collect_rollouts(
             if keep[g] and len(kept) + len(rows) < groups * group_size:
                 rows += range(g * group_size, (g + 1) * group_size)
         if rows:
-            kept_parts.append(select_rows(batch, rows))
+            kept_parts.append(select_rows(batch, rows, group_size))
             kept += [len(ids_all) + r for r in rows]
         ids_all += ids
         rewards_all.append(rewards)
@@ -448,6 +503,7 @@ def logprob_pass(
         for i in range(len(texts))
     ]
     brace_positions = torch.tensor([-1 if b is None else prompt_width + b for b in brace])
+    group = batch.group_size if micro_batch_size % batch.group_size == 0 else 1
     logprob_parts, ref_parts, value_parts = [], [], []
     feature_parts: list[Any] = []
     for s in range(0, len(texts), micro_batch_size):
@@ -455,7 +511,7 @@ def logprob_pass(
         capture = FingerprintCapture(model, brace_positions[sl], fingerprint_layers, fingerprint_k)
         with capture_values(model, value_head, prompt_width) as critic:
             logprobs, _, features = forward_logprobs(
-                model, sequences[sl], attention[sl], prompt_width, capture, temperature
+                model, sequences[sl], attention[sl], prompt_width, capture, temperature, group
             )
         if critic is not None:
             value_parts.append(critic.values())
@@ -464,7 +520,7 @@ def logprob_pass(
         if reference is not None:
             ref_parts.append(
                 forward_logprobs(
-                    reference, sequences[sl], attention[sl], prompt_width, None, temperature
+                    reference, sequences[sl], attention[sl], prompt_width, None, temperature, group
                 )[0]
             )
     return LogProbPass(
@@ -483,17 +539,21 @@ class MEDSScorer:
     training env, wrapped in :class:`~meds_gym.meds.MEDSVectorRewardWrapper` with
     ``skip_uniform_groups=True``: each sub-env is reset on its rollout's problem and stepped with
     ``{"text": response, "features": fingerprint}``. The env gives the reward and the verdict;
-    the wrapper groups the rollouts by problem id, leaves groups whose rollouts are all right or
-    all wrong unshaped and out of the memory (the reference's order: DAPO's filter, then MEDS), and
-    shapes the rest as one batch. One shaper (one memory) serves every batch size.
+    the wrapper groups the rollouts by sampled group (``group_size`` consecutive rollouts: a
+    problem drawn twice is two groups, as veRL's uid makes them), leaves groups whose rollouts are
+    all right or all wrong unshaped and out of the memory (the reference's order: DAPO's filter,
+    then MEDS), and shapes the rest as one batch; the memory keys by problem id. One shaper (one
+    memory) serves every batch size.
 
     Args:
         make_env: Makes one training env (a sub-env of the vector env).
         shaper: The MEDS shaper whose memory the wrapper uses.
+        group_size: Rollouts per sampled group.
     """
 
-    def __init__(self, make_env: Callable[[], Any], shaper: MEDSShaper) -> None:
+    def __init__(self, make_env: Callable[[], Any], shaper: MEDSShaper, group_size: int) -> None:
         self.shaper = shaper
+        self.group_size = group_size
         self._make_env = make_env
         self._wrappers: dict[int, MEDSVectorRewardWrapper] = {}
 
@@ -517,7 +577,9 @@ class MEDSScorer:
             vector = gym.vector.SyncVectorEnv(
                 [self._make_env] * len(texts), autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
             )
-            wrapper = MEDSVectorRewardWrapper(vector, self.shaper.config, skip_uniform_groups=True)
+            wrapper = MEDSVectorRewardWrapper(
+                vector, self.shaper.config, skip_uniform_groups=True, group_size=self.group_size
+            )
             self._wrappers[len(texts)] = wrapper
         wrapper.shaper = self.shaper  # the one memory, also after a resume replaced the shaper
         for sub_env, pid in zip(wrapper.env.envs, problem_ids, strict=True):  # type: ignore[attr-defined]

@@ -65,7 +65,7 @@ import torch
 
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
 from meds_gym.clustering import warm_up
-from meds_gym.envs import TOY_ENV_IDS
+from meds_gym.envs import TOY_ENV_IDS, VerdictCache
 from meds_gym.errors import InvalidArgumentError
 from meds_gym.meds import MEDSConfig, MEDSShaper
 from meds_gym.meds.config import ClusterMethod
@@ -162,6 +162,9 @@ class Args:
     """Lower clip range epsilon_low."""
     clip_high: float | None = None
     """Upper clip range; None: 0.28 (clip-higher) for dapo/meds, 0.2 otherwise."""
+    clip_ratio_c: float | None = 10.0
+    """Dual-clip bound on the loss of negative-advantage tokens (veRL's ``clip_ratio_c``; the
+    reference's training scripts use 10.0 with every algorithm); None: off."""
     kl_coef: float | None = None
     """KL to the initial model; None: 0.001 (grpo*: k3 in the loss; ppo: in the reward), dapo 0."""
     critic: CriticConfig = field(default_factory=CriticConfig)
@@ -202,7 +205,7 @@ class Args:
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     """Torch device."""
     threads: int | None = None
-    """CPU threads for torch (None: torch's default)."""
+    """CPU threads for torch (None: torch's default, one per physical core)."""
     eval_n: int = 16
     """At the end, sample this many responses per problem for ``report.md`` (pass@k; 0: skip)."""
     eval_split: Literal["test", "train"] = "test"
@@ -233,6 +236,8 @@ class Args:
             raise InvalidArgumentError("checkpoint_every", "an int >= 0", self.checkpoint_every)
         if not self.temperature > 0:
             raise InvalidArgumentError("temperature", "a float > 0", self.temperature)
+        if self.clip_ratio_c is not None and not self.clip_ratio_c > 1.0:
+            raise InvalidArgumentError("clip_ratio_c", "None or a float > 1", self.clip_ratio_c)
         if self.env_id in TOY_ENV_IDS:  # args.json and report.md record the task really used
             self.tiny = tiny_config_for(self)
 
@@ -315,6 +320,9 @@ def main(args: Args) -> list[dict[str, float]]:
         else {"data_path": args.data_path}
     )
     env_kwargs["answer_anchor"] = args.answer_anchor
+    # One verdict cache for the scoring env and the MEDS wrapper's sub-envs: each distinct answer
+    # of a problem is verified once per run.
+    env_kwargs["verdict_cache"] = VerdictCache()
     env = gym.make(args.env_id, **env_kwargs)  # toy tasks: the train split
     source: Any = env.unwrapped.source  # type: ignore[attr-defined]
     anchor = env.unwrapped.answer_anchor  # type: ignore[attr-defined]
@@ -359,7 +367,9 @@ def main(args: Args) -> list[dict[str, float]]:
         lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
         kept_lines = [line for line in lines if json.loads(line)["iteration"] <= last]
     scorer = (
-        MEDSScorer(lambda: gym.make(args.env_id, **env_kwargs), shaper) if args.use_meds else None
+        MEDSScorer(lambda: gym.make(args.env_id, **env_kwargs), shaper, n)
+        if args.use_meds
+        else None
     )
     settings = {**dataclasses.asdict(args), "model_path": model_path}
     (out_dir / "args.json").write_text(json.dumps(settings, default=str, indent=1))
@@ -404,6 +414,9 @@ def main(args: Args) -> list[dict[str, float]]:
             model, tokenizer, batch, micro, temperature, *layers, reference, value_head, anchor
         )
         old_logprobs, ref_logprobs, old_values = old.logprobs, old.ref_logprobs, old.values
+        if batch.sampler_logprobs is not None:  # the sampler and the trainer see the same policy
+            gap = (batch.sampler_logprobs - old_logprobs).abs() * response_mask
+            row["sampler_logprob_gap"] = float(gap.max())
 
         # -- rewards -> advantages: MEDS shaping, overlong penalty, then GAE or group-normalised --
         shaped, clusters, penalties = rewards, np.full(len(texts), -2), np.zeros(len(texts))
@@ -429,6 +442,7 @@ def main(args: Args) -> list[dict[str, float]]:
         stats: dict[str, float] = defaultdict(float)
         total_tokens = float(loss_mask.sum())
         total_sequences = float((loss_mask.sum(dim=1) > 0).sum())
+        group = batch.group_size if micro % batch.group_size == 0 else 1  # shared prompts
         for _ in range(args.update_epochs):
             optimizer.zero_grad(set_to_none=True)
             for s in range(0, len(texts), micro):
@@ -438,7 +452,7 @@ def main(args: Args) -> list[dict[str, float]]:
                     continue
                 with capture_values(model, value_head, prompt_width) as critic:
                     logprobs, logits, _ = forward_logprobs(
-                        model, sequences[sl], attention[sl], prompt_width, None, temperature
+                        model, sequences[sl], attention[sl], prompt_width, None, temperature, group
                     )
                 adv: torch.Tensor = advantages[sl]
                 entropy = token_entropy(logits.detach())  # (b, T), for logging and GRPO+Entropy
@@ -447,7 +461,14 @@ def main(args: Args) -> list[dict[str, float]]:
                         adv, entropy, args.entropy_coef, args.entropy_kappa
                     )
                 policy_loss, clip_fraction = clipped_policy_loss(
-                    logprobs, old_logprobs[sl], adv, mask, args.clip_low, clip_high, aggregation
+                    logprobs,
+                    old_logprobs[sl],
+                    adv,
+                    mask,
+                    args.clip_low,
+                    clip_high,
+                    aggregation,
+                    args.clip_ratio_c,
                 )
                 loss = policy_loss
                 kl = torch.zeros(())
@@ -485,7 +506,8 @@ def main(args: Args) -> list[dict[str, float]]:
         # -- log ---------------------------------------------------------------------------------
         row.update(
             {
-                "charts/shaped_reward_mean": float(shaped_t.mean()),
+                "charts/kept_reward_mean": float(np.mean(rewards)),
+                "charts/training_reward_mean": float(shaped_t.mean()),
                 "charts/response_length": float(lengths.mean()),
                 "charts/boxed_share": float(np.mean(old.boxed)),
                 "charts/seconds": time.perf_counter() - started,

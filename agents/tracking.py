@@ -123,6 +123,11 @@ class MetricsLogger:
 def summary_line(metrics: Mapping[str, float], groups: int) -> str:
     """The one line a training script prints per iteration; ``-`` for a metric it lacks.
 
+    ``reward`` is the env's mean reward over every sampled rollout (the policy's success rate);
+    ``kept groups`` the same over the groups kept for the update (after DAPO's filter);
+    ``training`` the mean reward the advantages are computed from: the kept groups' rewards plus
+    the MEDS penalty (with ``--meds``) and DAPO's overlong penalty (where it is on).
+
     Args:
         metrics: The iteration's metrics (as :meth:`MetricsLogger.log` returns them).
         groups: Groups requested per batch.
@@ -137,8 +142,9 @@ def summary_line(metrics: Mapping[str, float], groups: int) -> str:
         else "no update (no group with both right and wrong answers)"
     )
     return (
-        f"iter {int(metrics['iteration']):4d}  reward {show('charts/reward_mean', '.3f')}  "
-        f"shaped {show('charts/shaped_reward_mean', '.3f')}  {update}  "
+        f"iter {int(metrics['iteration']):4d}  reward {show('charts/reward_mean', '.3f')} "
+        f"(kept groups {show('charts/kept_reward_mean', '.3f')}, "
+        f"training {show('charts/training_reward_mean', '.3f')})  {update}  "
         f"kept {show('charts/kept_groups', '.0f')}/{groups} "
         f"in {show('charts/generation_rounds', '.0f')} round(s)  "
         f"len {show('charts/response_length', '.1f')}  "

@@ -111,14 +111,14 @@ class ValueCapture:
         self._lm_head = model.get_output_embeddings()
         self._head = head
         self._prompt_width = prompt_width
-        self._hidden: torch.Tensor | None = None
+        self._hidden: list[torch.Tensor] = []
         self._handle: Any = None
 
     def _hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        self._hidden = args[0]  # (B, P + T, H): the final (normed) hidden states
+        self._hidden.append(args[0])  # the final (normed) hidden states the LM head reads
 
     def __enter__(self) -> ValueCapture:
-        self._hidden = None
+        self._hidden = []
         self._handle = self._lm_head.register_forward_pre_hook(self._hook)
         return self
 
@@ -133,14 +133,23 @@ class ValueCapture:
             self._handle = None
 
     def values(self) -> torch.Tensor:
-        """(B, T) values of the response tokens of the last pass.
+        """(B, T) values of the response tokens of the pass.
+
+        The pass is either one forward over (B, P + T) tokens, or a shared-prompt pass
+        (:func:`agents.sampling.shared_prompt_forward`): the prompts of the G groups, whose LM
+        head reads only their last position, then the (B, T) responses on their cache.
 
         Raises:
             RuntimeError: If no forward pass ran inside the context.
         """
-        if self._hidden is None:
+        if not self._hidden:
             raise RuntimeError("ValueCapture.values() needs a forward pass inside the context.")
-        return self._head(self._hidden[:, self._prompt_width - 1 : -1])  # (B, T)
+        if len(self._hidden) == 1:
+            return self._head(self._hidden[0][:, self._prompt_width - 1 : -1])  # (B, T)
+        prompts, responses = self._hidden[-2], self._hidden[-1]  # (G, 1 or P, H), (B, T, H)
+        group_size = responses.shape[0] // prompts.shape[0]
+        first = prompts[:, -1:].repeat_interleave(group_size, dim=0)  # (B, 1, H)
+        return self._head(torch.cat([first, responses[:, :-1]], dim=1))  # (B, T)
 
 
 @contextlib.contextmanager

@@ -68,9 +68,20 @@ def test_group_advantages_rejects_bad_shapes():
         group_advantages(torch.ones(3))
 
 
-def test_dynamic_sampling_mask():
-    rewards = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [-0.1, 0.0, 0.0]])
-    assert dynamic_sampling_mask(rewards).tolist() == [False, False, True, True]
+def test_dynamic_sampling_mask_reads_verdicts():
+    correct = torch.tensor([[True, True, True], [False, False, False], [True, False, False]])
+    assert dynamic_sampling_mask(correct).tolist() == [False, False, True]
+    assert dynamic_sampling_mask(correct.float()).tolist() == [False, False, True]
+    with pytest.raises(InvalidArgumentError, match="correct"):
+        dynamic_sampling_mask(torch.ones(3, dtype=torch.bool))
+
+
+def test_dynamic_sampling_drops_all_wrong_group_with_partial_credit():
+    # A partial-credit env (reasoning-gym) can give an all-wrong group unequal rewards: the
+    # group holds no right answer, so DAPO's filter (the reference's ``acc``) drops it.
+    rewards = torch.tensor([[0.5, 0.0, 0.2], [1.0, 0.3, 0.0]])
+    correct = rewards == 1.0
+    assert dynamic_sampling_mask(correct).tolist() == [False, True]
 
 
 @pytest.mark.parametrize("aggregation", ["token_mean", "sequence_mean"])
@@ -104,6 +115,28 @@ def test_clipped_policy_loss_matches_loop(aggregation, seed):
         expected = sum(per_seq) / max(len(per_seq), 1)
     assert loss.item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
     assert clip_frac.item() == pytest.approx(clipped / max(count, 1))
+
+
+def test_dual_clip_caps_negative_advantage_tokens_only():
+    # veRL's dual clip: where A < 0 the per-token loss is at most -c * A; the cap binds only for
+    # ratios above c, and tokens with A >= 0 are untouched.
+    logprobs = torch.log(torch.tensor([[20.0, 5.0, 20.0, 0.5]]))  # ratios against old = 1
+    old = torch.zeros(1, 4)
+    mask = torch.ones(1, 4)
+    for adv_value in (-1.0, 2.0):
+        adv = torch.full((1, 4), adv_value)
+        plain, _ = clipped_policy_loss(logprobs, old, adv, mask, 0.2, 0.28)
+        dual, _ = clipped_policy_loss(logprobs, old, adv, mask, 0.2, 0.28, clip_ratio_c=10.0)
+        ratios = [20.0, 5.0, 20.0, 0.5]
+        if adv_value < 0:
+            # -min(r A, clip(r) A) = -r A for r > 1.2 (A < 0); capped at -10 A where r > 10.
+            expected = [min(r, 10.0) if r > 1.0 else max(r, 0.8) for r in ratios]
+            assert dual.item() == pytest.approx(sum(expected) / 4)
+            assert plain.item() == pytest.approx(sum(r if r > 1.0 else 0.8 for r in ratios) / 4)
+        else:
+            assert dual.item() == pytest.approx(plain.item())
+    with pytest.raises(InvalidArgumentError, match="clip_ratio_c"):
+        clipped_policy_loss(logprobs, old, adv, mask, clip_ratio_c=1.0)
 
 
 def test_clip_higher_is_asymmetric():

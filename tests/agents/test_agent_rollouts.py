@@ -133,17 +133,20 @@ def test_concat_batches_re_pads_left_prompts_and_right_responses():
 
 def test_the_wrapper_path_gives_the_shapers_penalties_on_the_kept_groups(env):
     # The agent scores and shapes by stepping the env in MEDSVectorRewardWrapper; the oracle is
-    # the shaper called directly on the same rollouts with DAPO's kept mask (mixed groups only).
+    # the shaper called directly on the same rollouts with DAPO's kept mask (mixed groups only),
+    # groups being the sampled groups: a problem drawn twice in a batch is two groups.
     source = env.unwrapped.source
     rng = np.random.default_rng(1)
     config = MEDSConfig()
+    group_size, seen_penalty, seen_repeat = 4, False, False
     scorer = MEDSScorer(
-        lambda: gym.make("meds_gym/Arithmetic-v0", num_problems=20, seed=3), MEDSShaper(config)
+        lambda: gym.make("meds_gym/Arithmetic-v0", num_problems=20, seed=3),
+        MEDSShaper(config),
+        group_size,
     )
     direct = MEDSShaper(config)
-    group_size, seen_penalty = 4, False
-    for step in range(4):
-        problems = [source[int(i)] for i in rng.choice(4, size=3, replace=False)]
+    for step in range(6):
+        problems = [source[int(i)] for i in rng.choice(4, size=3, replace=step % 2 == 1)]
         ids, texts, correct = [], [], []
         for g, problem in enumerate(problems):
             right = [0, 2, 4][(g + step) % 3]  # one all-wrong, one mixed, one all-right group
@@ -159,12 +162,14 @@ def test_the_wrapper_path_gives_the_shapers_penalties_on_the_kept_groups(env):
         assert verdicts == correct
         rewards = np.asarray(correct, dtype=np.float64)
         rows = [None if np.isnan(f).any() else f for f in features]
-        expected = direct.shape(ids, correct, rewards, rows, kept=mixed_groups(ids, correct))
-        kept = mixed_groups(ids, correct)
+        kept = mixed_groups(ids, correct, group_ids=[i // group_size for i in range(len(ids))])
+        seen_repeat |= bool((kept != mixed_groups(ids, correct)).any())
+        expected = direct.shape(ids, correct, rewards, rows, kept=kept)
         np.testing.assert_allclose(info["penalty"][kept], expected.penalties[kept])
         np.testing.assert_array_equal(info["cluster"][kept], expected.clusters[kept])
         np.testing.assert_allclose(shaped[kept], expected.shaped_rewards[kept])
         assert (info["cluster"][~kept] == -2).all() and (shaped[~kept] == rewards[~kept]).all()
         seen_penalty |= bool((info["penalty"] > 0).any())
     assert seen_penalty  # the memory acted, so the parity is not between two zero vectors
+    assert seen_repeat  # some batch drew a problem twice, with a mixed and a uniform group
     assert scorer.shaper.stats().rows == direct.stats().rows > 0
