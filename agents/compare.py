@@ -56,7 +56,6 @@ def default_train_args() -> Args:
         prompts_per_iteration=4,
         learning_rate=1e-4,
         tiny=COMPARE_TINY,
-        threads=1,
         tensorboard=False,
         eval_n=16,
     )
@@ -133,7 +132,14 @@ def compare(args: CompareArgs) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
     for seed in seeds:  # the same sampling seed as the trained arms' final evaluation
         arms["initial"].append(
             evaluate_policy(
-                model, tokenizer, env, train.eval_n, train.max_new_tokens, train.temperature, seed
+                model,
+                tokenizer,
+                env,
+                train.eval_n,
+                train.max_new_tokens,
+                train.temperature,
+                seed,
+                train.prompt_format,
             )
         )
     env.close()

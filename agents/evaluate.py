@@ -76,6 +76,7 @@ def evaluate_policy(
     max_new_tokens: int = 64,
     temperature: float = 1.0,
     seed: int = 0,
+    prompt_format: str = "chat",
 ) -> dict[str, Any]:
     """Sample ``n`` responses to every problem of ``env``, score them with it and summarise.
 
@@ -87,6 +88,7 @@ def evaluate_policy(
         max_new_tokens: Longest response.
         temperature: Sampling temperature.
         seed: Seed of the sampling (torch's global generator is reseeded).
+        prompt_format: How observations become prompts (:data:`agents.policy.PROMPT_FORMATS`).
 
     Returns:
         ``problems``, ``n``, ``pass@k`` for each k, ``distinct_answers_per_problem`` and, when some
@@ -103,7 +105,12 @@ def evaluate_policy(
         obs, info = env.reset(options={"index": index})
         pid = info["problem_id"]
         batch = sample_responses(
-            model, tokenizer, [prompt_text(tokenizer, obs, info)], n, max_new_tokens, temperature
+            model,
+            tokenizer,
+            [prompt_text(tokenizer, obs, info, prompt_format)],
+            n,
+            max_new_tokens,
+            temperature,
         )
         _, correct, parsed = score_responses(env, [pid] * n, batch.texts)
         correct_counts.append(sum(correct))
@@ -154,7 +161,14 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
         model_path = str(tiny_model_path(tiny, args.cache_dir))
     model, tokenizer = load_policy(model_path)
     metrics = evaluate_policy(
-        model, tokenizer, env, args.n, args.max_new_tokens, args.temperature, args.seed
+        model,
+        tokenizer,
+        env,
+        args.n,
+        args.max_new_tokens,
+        args.temperature,
+        args.seed,
+        args.tiny.prompt_format,
     )
     env.close()
     return {"model_path": model_path, **metrics}

@@ -85,13 +85,36 @@ def load_policy(model_path: str | os.PathLike[str], device: str = "cpu") -> tupl
     return model.to(device), tokenizer
 
 
-def prompt_text(tokenizer: Any, obs: str, info: dict[str, Any]) -> str:
-    """The chat form of the prompt when the tokenizer has a template, else the plain observation."""
-    if getattr(tokenizer, "chat_template", None):
+PROMPT_FORMATS = ("chat", "compact")
+"""How an observation becomes the model's prompt: ``chat`` (the env's messages, system
+instruction included, through the tokenizer's chat template) or ``compact`` (the question alone,
+through the template when there is one: for models warmed up on that format, such as the tiny
+model built with ``prompt_format="compact"``, which then need no instruction to know where and
+how to answer)."""
+
+
+def prompt_text(tokenizer: Any, obs: str, info: dict[str, Any], prompt_format: str = "chat") -> str:
+    """The prompt of one observation in ``prompt_format`` (see :data:`PROMPT_FORMATS`).
+
+    ``chat``: the chat form of the env's messages when the tokenizer has a template, else the
+    plain observation. ``compact``: the user message alone through the template, else the
+    question followed by a newline.
+    """
+    if prompt_format not in PROMPT_FORMATS:
+        raise InvalidArgumentError("prompt_format", f"one of {PROMPT_FORMATS}", prompt_format)
+    template = getattr(tokenizer, "chat_template", None)
+    if prompt_format == "chat":
+        if template:
+            return tokenizer.apply_chat_template(
+                info["messages"], add_generation_prompt=True, tokenize=False
+            )
+        return obs
+    question = info["question"]
+    if template:
         return tokenizer.apply_chat_template(
-            info["messages"], add_generation_prompt=True, tokenize=False
+            [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
         )
-    return obs
+    return question + "\n"
 
 
 def forward_logprobs(
@@ -370,6 +393,7 @@ def collect_rollouts(
     temperature: float = 1.0,
     dynamic_sampling: bool = False,
     max_rounds: int = 1,
+    prompt_format: str = "chat",
 ) -> Rollouts:
     """Sample groups of responses to random problems of ``env`` and score them with it.
 
@@ -390,6 +414,7 @@ def collect_rollouts(
         temperature: Sampling temperature.
         dynamic_sampling: Keep only groups with both right and wrong answers.
         max_rounds: Cap on generation rounds (DAPO's ``max_num_gen_batches``).
+        prompt_format: How observations become prompts (:data:`PROMPT_FORMATS`).
 
     Returns:
         The kept rollouts, grouped, and every sampled rollout's ids, rewards and verdicts.
@@ -413,7 +438,7 @@ def collect_rollouts(
         for index in indices:
             obs, info = env.reset(options={"index": int(index)})
             problem_ids.append(info["problem_id"])
-            prompts.append(prompt_text(tokenizer, obs, info))
+            prompts.append(prompt_text(tokenizer, obs, info, prompt_format))
         batch = sample_responses(model, tokenizer, prompts, group_size, max_new_tokens, temperature)
         ids = [pid for pid in problem_ids for _ in range(group_size)]
         rewards, correct, parsed = score_responses(env, ids, batch.texts)

@@ -130,6 +130,10 @@ class Args:
     """Seed of the toy task's problem set (toy env ids only)."""
     data_path: str | None = None
     """Local data file of a benchmark env id."""
+    prompt_format: Literal["chat", "compact"] = "chat"
+    """``chat``: the env's system instruction and question through the chat template;
+    ``compact``: the question alone (the tiny model is then warmed up on that format), about a
+    third of the prompt tokens on the toy tasks."""
     answer_anchor: str = "boxed"
     """Where the final answer starts: ``boxed`` (the last ``\\boxed{``), ``answer_tag``
     (``<answer>...</answer>``) or a regex with one group; shared by the env's prompt and answer
@@ -282,6 +286,7 @@ def tiny_config_for(args: Args) -> TinyModelConfig:
         num_problems=args.num_problems,
         difficulty=args.difficulty,
         task_seed=args.task_seed,
+        prompt_format=args.prompt_format,
     )
 
 
@@ -381,7 +386,7 @@ def main(args: Args) -> list[dict[str, float]]:
         started = time.perf_counter()
         # -- rollout: groups of responses scored by the env; dynamic sampling refills the batch --
         model.eval()
-        sampling = (args.max_new_tokens, temperature, dynamic, rounds)
+        sampling = (args.max_new_tokens, temperature, dynamic, rounds, args.prompt_format)
         rollouts = collect_rollouts(model, tokenizer, env, rng, groups, n, *sampling)
         row: dict[str, float] = {
             "iteration": iteration,
@@ -510,6 +515,9 @@ def main(args: Args) -> list[dict[str, float]]:
                 "charts/training_reward_mean": float(shaped_t.mean()),
                 "charts/response_length": float(lengths.mean()),
                 "charts/boxed_share": float(np.mean(old.boxed)),
+                # Real tokens the step computed on, each group's prompt once (FLOP accounting).
+                "perf/prompt_tokens": float(batch.prompt_mask[:: batch.group_size].sum()),
+                "perf/response_tokens": float(response_mask.sum()),
                 "charts/seconds": time.perf_counter() - started,
                 **{
                     f"losses/{k}": v / (1 if k == "grad_norm" else args.update_epochs)
@@ -534,7 +542,9 @@ def main(args: Args) -> list[dict[str, float]]:
     if args.eval_n:  # every run ends with report.md: pass@k and error modes of the final policy
         eval_env = gym.make(args.env_id, **env_kwargs, split=args.eval_split) if toy else env
         n, length, temperature = args.eval_n, args.max_new_tokens, args.temperature
-        final = evaluate_policy(model, tokenizer, eval_env, n, length, temperature, args.seed)
+        final = evaluate_policy(
+            model, tokenizer, eval_env, n, length, temperature, args.seed, args.prompt_format
+        )
         held_out = "held-out problems" if args.eval_split == "test" else "the training problems"
         final["evaluated_on"] = f"{args.eval_split} split ({held_out})" if toy else "benchmark file"
         final["cluster_ari"] = training_cluster_ari(history)

@@ -122,6 +122,10 @@ class TinyModelConfig:
     """Peak AdamW learning rate (cosine decay, short linear warm-up)."""
     seed: int = 0
     """Seed of the weights, the mixture draw and the batch order."""
+    prompt_format: str = "chat"
+    """The prompts of the warm-up texts (``agents.policy.PROMPT_FORMATS``): ``chat`` (system
+    instruction and question) or ``compact`` (the question alone). Train and evaluate the model in
+    the format it was warmed up on; the texts, hence the cache entry, depend on it."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.correct_share_low <= self.correct_share_high <= 1.0:
@@ -135,6 +139,10 @@ class TinyModelConfig:
         for name in ("num_problems", "solutions_per_problem", "num_layers", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(name, "an int >= 1", getattr(self, name))
+        if self.prompt_format not in ("chat", "compact"):
+            raise InvalidArgumentError(
+                "prompt_format", "one of ('chat', 'compact')", self.prompt_format
+            )
         if self.hidden_size % self.num_heads:
             raise InvalidArgumentError(
                 "hidden_size", f"a multiple of num_heads={self.num_heads}", self.hidden_size
@@ -233,7 +241,7 @@ def mixture_weights(
 
 
 def warmup_texts(config: TinyModelConfig, tokenizer: Any) -> tuple[list[str], list[str]]:
-    """Prompts (chat-formatted) and responses of the warm-up set, drawn from each problem's mixture.
+    """Prompts (in ``config.prompt_format``) and responses of the warm-up set, from the mixture.
 
     Returns:
         ``(prompts, responses)`` of equal length ``num_problems * solutions_per_problem``.
@@ -251,6 +259,8 @@ def warmup_texts(config: TinyModelConfig, tokenizer: Any) -> tuple[list[str], li
             {"role": "system", "content": SYSTEM_INSTRUCTION},
             {"role": "user", "content": problem.question},
         ]
+        if config.prompt_format == "compact":  # what agents.policy.prompt_text gives
+            messages = messages[1:]
         prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         for draw in rng.choice(
             len(modes), size=config.solutions_per_problem, p=probs / probs.sum()

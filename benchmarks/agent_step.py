@@ -3,19 +3,22 @@
 Part 1, the step split into its stages, on the warmed-up tiny model (``agents/tiny_model.py``, from
 the cache) and a realistic batch (8 prompts x 8 responses by default), each timed on its own:
 
-* ``generation``: ``sample_responses`` (Hugging Face ``generate``, KV cache, pure sampling);
+* ``generation``: ``sample_responses`` (the agent's sampler: each group's prompt prefilled once,
+  then one token per step through the key/value cache, pure sampling);
 * ``scoring``: the env's verdict on every response (``score_responses``);
 * ``log-prob pass``: the no-grad forward over prompt + response *with* the fingerprint hooks, as
-  ``agents/ppo.py`` runs it;
+  ``agents/ppo.py`` runs it (each group's prompt computed once);
 * ``fingerprint``: what the MEDS fingerprint adds to that pass: locating ``\\boxed{`` in the
   tokens, plus (pass with hooks and ``.features``) minus (the same pass without hooks). Both passes
   run alternately on the same batch and the median of each is taken;
 * ``MEDS shaping``: ``MEDSShaper.shape`` (kNN vote, penalty, HDBSCAN refit of touched buckets),
   with the memory it has accumulated over the previous repeats (the numba kernels are loaded by
   a throwaway call first: that one-off cost is paid once per process, not per step);
-* ``update``: ``update_epochs`` optimiser steps (forward, clipped loss, backward, AdamW).
+* ``update``: ``update_epochs`` optimiser steps (forward with shared prompts, clipped loss,
+  backward, AdamW).
 
-Goals: MEDS shaping <= 1% of the step; fingerprint <= 2% of the log-prob pass.
+Goals: MEDS shaping <= 1% of the step; fingerprint <= 2% of the log-prob pass; DAPO+MEDS >= 3x
+and PPO+MEDS >= 2.5x TRL's rollouts per second; MFU >= 40% for both.
 
 Part 2, throughput against TRL: the same model and batch trained for the same number of steps by
 ``agents.ppo.main`` (DAPO+MEDS and PPO+MEDS with its critic: fingerprint and shaping included;
@@ -26,19 +29,31 @@ no MEDS). The budgets match: ``per_device_train_batch_size`` = prompts x respons
 ``num_iterations`` = our ``update_epochs``; ``max_completion_length`` = our ``max_new_tokens``; clip
 0.2/0.28, no KL, token-mean (``dapo``) loss, pure sampling (``top_k=0``, ``top_p=1``), bf16 off, no
 saving, no logging. TRL gets the character tokenizer as ``processing_class=`` and conversational
-prompts, so it applies the same chat template as we do. Printed: rollouts per second of each and the
-ratio ours / TRL. Our time is the whole ``main`` call (model loading and env set-up included); TRL's
-is ``trainer.train()`` only (its set-up excluded), which favours TRL.
+prompts, so it applies the same chat template as we do. Both run at the same torch thread count
+(``--threads``; default torch's, one per physical core). Printed: rollouts per second of each and
+the ratio ours / TRL. Our time is the whole ``main`` call (model loading and env set-up
+included); TRL's is ``trainer.train()`` only (its set-up excluded), which favours TRL.
+
+Model FLOP utilisation (MFU) of our runs: the necessary FLOPs of the steps divided by their time
+(the sum of the iterations' ``charts/seconds``), against the rate of a float32 1024 x 1024
+``torch.matmul`` (best of 5) measured in the same process at the same thread count. Necessary
+FLOPs count 2 x N per real (unpadded) token for a forward and 6 x N for a forward and backward,
+where N is the number of non-embedding parameters (the LM head included: its matmul runs; the input
+embedding table excluded: a lookup), attention ignored, each group's prompt counted once: per step,
+generation and the log-prob pass each one forward, the reference model's pass one more where a KL
+term needs it (PPO), and one forward and backward per update epoch. ``--json FILE`` writes the
+rollouts per second, the MFU and the settings.
 
 Run from the repository root (``agents`` is a top-level package of the clone):
-``python -m benchmarks.agent_step [--repeats 5 --steps 5 --skip-trl]`` (about a minute on an idle
-CPU core once the tiny model is cached; on a cache miss it is built first, which takes minutes;
-``--cache-dir`` picks the cache).
+``python -m benchmarks.agent_step [--repeats 5 --steps 5 --skip-trl --json out.json]`` (a few
+minutes on an idle 2-core machine once the tiny model is cached; on a cache miss it is built first,
+which takes minutes; ``--cache-dir`` picks the cache).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -79,12 +94,13 @@ def step_breakdown(
         throwaway.shape(["p"] * 6, np.zeros(6, bool), np.zeros(6), warm)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.0)
     rng = np.random.default_rng(0)
+    n = args.group_size
     times: dict[str, list[float]] = defaultdict(list)
     for _ in range(args.repeats):
         prompts, problem_ids = [], []
         for index in rng.choice(len(source), size=args.prompts, replace=False):
             obs, info = env.reset(options={"index": int(index)})
-            prompts.append(prompt_text(tokenizer, obs, info))
+            prompts.append(prompt_text(tokenizer, obs, info, args.prompt_format))
             problem_ids.append(info["problem_id"])
         rollout_ids = [pid for pid in problem_ids for _ in range(args.group_size)]
 
@@ -112,12 +128,12 @@ def step_breakdown(
         with torch.no_grad():
             for _ in range(args.inner):
                 start = time.perf_counter()
-                forward_logprobs(model, sequences, attention, batch.prompt_width)
+                forward_logprobs(model, sequences, attention, batch.prompt_width, None, 1.0, n)
                 plain.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 capture = FingerprintCapture(model, positions)
                 old_logprobs, _, features = forward_logprobs(
-                    model, sequences, attention, batch.prompt_width, capture
+                    model, sequences, attention, batch.prompt_width, capture, 1.0, n
                 )
                 hooked.append(time.perf_counter() - start)
         times["log-prob pass"].append(statistics.median(hooked))
@@ -136,7 +152,9 @@ def step_breakdown(
         model.train()
         for _ in range(args.update_epochs):
             optimizer.zero_grad(set_to_none=True)
-            logprobs, _, _ = forward_logprobs(model, sequences, attention, batch.prompt_width)
+            logprobs, _, _ = forward_logprobs(
+                model, sequences, attention, batch.prompt_width, None, 1.0, n
+            )
             loss, _ = clipped_policy_loss(
                 logprobs,
                 old_logprobs,
@@ -168,13 +186,13 @@ def trl_rollouts_per_second(
     from meds_gym.verifiers import verify_response
 
     task = make_task(tiny)
+    system = [{"role": "system", "content": SYSTEM_INSTRUCTION}]
+    if args.prompt_format == "compact":
+        system = []
     dataset = Dataset.from_list(
         [
             {
-                "prompt": [
-                    {"role": "system", "content": SYSTEM_INSTRUCTION},
-                    {"role": "user", "content": problem.question},
-                ],
+                "prompt": [*system, {"role": "user", "content": problem.question}],
                 "answer": problem.answer,
             }
             for problem in task
@@ -226,39 +244,9 @@ def trl_rollouts_per_second(
     return args.steps * args.prompts * args.group_size / seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-path", default=None, help="default: the default tiny model")
-    parser.add_argument("--cache-dir", default=None, help="cache of tiny models")
-    parser.add_argument("--prompts", type=int, default=8)
-    parser.add_argument("--group-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--update-epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps of part 1")
-    parser.add_argument("--inner", type=int, default=3, help="log-prob passes per variant")
-    parser.add_argument("--steps", type=int, default=5, help="training steps of part 2")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--skip-trl", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    tiny = TinyModelConfig()
-    model_path = args.model_path or str(tiny_model_path(tiny, args.cache_dir))
-    model, tokenizer = load_policy(model_path)
-    env = gym.make(
-        "meds_gym/Arithmetic-v0",
-        num_problems=tiny.num_problems,
-        difficulty=tiny.difficulty,
-        seed=tiny.task_seed,
-    )
-    n_layers = model.config.num_hidden_layers
-    print(
-        f"model: {model_path} ({n_layers} layers, hidden {model.config.hidden_size}); batch "
-        f"{args.prompts} prompts x {args.group_size} responses, <= {args.max_new_tokens} new "
-        f"tokens, {args.update_epochs} update epochs; {args.threads} torch thread(s)"
-    )
+def breakdown(model: Any, tokenizer: Any, env: Any, args: argparse.Namespace) -> dict[str, float]:
+    """Part 1: time the stages of ``args.repeats`` steps, print the table, return the medians."""
     times = step_breakdown(model, tokenizer, env, args)
-    env.close()
     stages = ["generation", "scoring", "log-prob pass", "fingerprint", "MEDS shaping", "update"]
     median = {name: statistics.median(times[name]) for name in stages}
     # The fingerprint is part of the log-prob pass as timed: the step is the sum of the others.
@@ -286,7 +274,98 @@ def main() -> None:
         f"of the log-prob pass (goal <= 2%: {'met' if fingerprint_share <= 0.02 else 'NOT met'})"
     )
 
+    return {name: value * 1e3 for name, value in median.items()}
+
+
+def matmul_flops_per_second(repeats: int = 5, size: int = 1024) -> float:
+    """Best-of-``repeats`` rate of a float32 ``size`` x ``size`` ``torch.matmul``, in FLOP/s."""
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    torch.matmul(a, b)  # first call: allocation and thread start-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best
+
+
+def non_embedding_parameters(model: Any) -> int:
+    """Parameters of the model but its input (and position) embedding tables, which are lookups."""
+    skip = {
+        id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()
+    }
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
+def run_flops(history: list[dict[str, float]], params: int, epochs: int, reference: bool) -> float:
+    """Necessary FLOPs of the logged iterations (see the module docstring)."""
+    passes = 2.0 + (1.0 if reference else 0.0)  # generation, log-prob pass, reference pass
+    flops = 0.0
+    for row in history:
+        tokens = row["perf/prompt_tokens"] + row["perf/response_tokens"]
+        flops += (2.0 * passes + 6.0 * epochs) * params * tokens
+    return flops
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-path", default=None, help="default: the default tiny model")
+    parser.add_argument("--cache-dir", default=None, help="cache of tiny models")
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--update-epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps of part 1")
+    parser.add_argument("--inner", type=int, default=3, help="log-prob passes per variant")
+    parser.add_argument("--steps", type=int, default=5, help="training steps of part 2")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's, per core)"
+    )
+    parser.add_argument(
+        "--prompt-format",
+        choices=["chat", "compact"],
+        default="chat",
+        help="prompts of both sides (compact needs a tiny model warmed up on it: built if needed)",
+    )
+    parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument("--skip-breakdown", action="store_true", help="skip part 1")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
+    torch.manual_seed(0)
+    tiny = TinyModelConfig(prompt_format=args.prompt_format)
+    model_path = args.model_path or str(tiny_model_path(tiny, args.cache_dir))
+    model, tokenizer = load_policy(model_path)
+    env = gym.make(
+        "meds_gym/Arithmetic-v0",
+        num_problems=tiny.num_problems,
+        difficulty=tiny.difficulty,
+        seed=tiny.task_seed,
+    )
+    n_layers = model.config.num_hidden_layers
+    params = non_embedding_parameters(model)
+    peak = matmul_flops_per_second()
+    print(
+        f"model: {model_path} ({n_layers} layers, hidden {model.config.hidden_size}, "
+        f"{params:,} non-embedding parameters); batch {args.prompts} prompts x "
+        f"{args.group_size} responses, <= {args.max_new_tokens} new tokens, "
+        f"{args.update_epochs} update epochs; {args.prompt_format} prompts; {args.threads} torch "
+        f"thread(s); float32 1024^3 matmul: {peak / 1e9:.1f} GFLOP/s"
+    )
+    results: dict[str, Any] = {
+        "settings": {k: v for k, v in vars(args).items() if k != "json"},
+        "matmul_gflops": peak / 1e9,
+        "non_embedding_parameters": params,
+    }
+    if not args.skip_breakdown:
+        results["breakdown_ms"] = breakdown(model, tokenizer, env, args)
+    env.close()
+
     ours: dict[str, float] = {}
+    mfu: dict[str, float] = {}
     for algorithm in ("dapo", "ppo"):  # DAPO+MEDS and PPO+MEDS (with its critic)
         with tempfile.TemporaryDirectory() as out:
             ours_args = Args(
@@ -300,28 +379,45 @@ def main() -> None:
                 update_epochs=args.update_epochs,
                 micro_batch_size=args.prompts * args.group_size,
                 dynamic_sampling=False,
+                prompt_format=args.prompt_format,
                 output_dir=out,
                 tensorboard=False,
                 eval_n=0,
                 threads=args.threads,
             )
             start = time.perf_counter()
-            train_ours(ours_args)
+            history = train_ours(ours_args)
             elapsed = time.perf_counter() - start
-            ours[algorithm] = args.steps * args.prompts * args.group_size / elapsed
+        label = f"{algorithm}+meds"
+        ours[label] = args.steps * args.prompts * args.group_size / elapsed
+        step_seconds = sum(row["charts/seconds"] for row in history)
+        flops = run_flops(history, params, args.update_epochs, reference=algorithm == "ppo")
+        mfu[label] = flops / step_seconds / peak
     print(f"\npart 2: {args.steps} training steps of {args.prompts * args.group_size} rollouts")
-    print(f"{'trainer':<28}{'rollouts/s':>12}")
-    for algorithm, rate in ours.items():
-        print(f"{f'ours (agents.ppo, {algorithm}+meds)':<28}{rate:>12.2f}")
-    if args.skip_trl:
-        return
-    theirs = trl_rollouts_per_second(model_path, tiny, args)
-    print(f"{'TRL GRPOTrainer':<28}{theirs:>12.2f}")
-    for algorithm, rate in ours.items():
-        print(
-            f"ratio ours ({algorithm}+meds) / TRL: {rate / theirs:.2f} "
-            f"(goal >= 1: {'met' if rate >= theirs else 'NOT met'})"
-        )
+    print(f"{'trainer':<28}{'rollouts/s':>12}{'MFU':>8}")
+    for label, rate in ours.items():
+        print(f"{f'ours (agents.ppo, {label})':<28}{rate:>12.2f}{mfu[label]:>8.1%}")
+    results["rollouts_per_second"] = dict(ours)
+    results["mfu"] = mfu
+    if not args.skip_trl:
+        theirs = trl_rollouts_per_second(model_path, tiny, args)
+        torch.set_num_threads(args.threads)
+        print(f"{'TRL GRPOTrainer':<28}{theirs:>12.2f}")
+        results["rollouts_per_second"]["trl_grpo"] = theirs
+        goals = {"dapo+meds": 3.0, "ppo+meds": 2.5}
+        results["ratio_to_trl"] = {}
+        for label, rate in ours.items():
+            ratio = rate / theirs
+            results["ratio_to_trl"][label] = ratio
+            print(
+                f"ratio ours ({label}) / TRL: {ratio:.2f} (goal >= {goals[label]}: "
+                f"{'met' if ratio >= goals[label] else 'NOT met'})"
+            )
+    for label, value in mfu.items():
+        print(f"MFU {label}: {value:.1%} (goal >= 40%: {'met' if value >= 0.4 else 'NOT met'})")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=1)
 
 
 if __name__ == "__main__":

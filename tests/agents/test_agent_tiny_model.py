@@ -206,3 +206,32 @@ def test_cache_key_depends_only_on_what_determines_the_weights(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(tiny_model, "library_versions", lambda: {"torch": "9.9"})
     assert config.cache_key != key
+
+
+def test_compact_prompt_format_rewarms_and_matches_the_agents_prompts():
+    # The compact format drops the system instruction; the warm-up trains on exactly the prompts
+    # the agent then builds (agents.policy.prompt_text), and a changed format is a new cache entry.
+    import gymnasium as gym
+
+    import meds_gym  # noqa: F401
+    from agents.policy import prompt_text
+
+    chat, compact = TinyModelConfig(**TINY), TinyModelConfig(**TINY, prompt_format="compact")
+    assert chat.cache_key != compact.cache_key
+    tokenizer = build_char_tokenizer()
+    chat_prompts, _ = warmup_texts(chat, tokenizer)
+    compact_prompts, _ = warmup_texts(compact, tokenizer)
+    assert all("<|system|>" in p for p in chat_prompts)
+    assert not any("<|system|>" in p or "boxed" in p for p in compact_prompts)
+    env = gym.make("meds_gym/Arithmetic-v0", num_problems=TINY["num_problems"])
+    for index in range(TINY["num_problems"]):
+        obs, info = env.reset(options={"index": index})
+        rows = slice(index * TINY["solutions_per_problem"], None)
+        assert prompt_text(tokenizer, obs, info, "compact") == compact_prompts[rows][0]
+        assert prompt_text(tokenizer, obs, info) == chat_prompts[rows][0]
+        compact_ids = tokenizer(compact_prompts[rows][0]).input_ids
+        assert len(compact_ids) < len(tokenizer(chat_prompts[rows][0]).input_ids) / 2
+    with pytest.raises(InvalidArgumentError, match="prompt_format"):
+        TinyModelConfig(prompt_format="terse")
+    with pytest.raises(InvalidArgumentError, match="prompt_format"):
+        prompt_text(tokenizer, obs, info, "terse")
