@@ -186,8 +186,8 @@ def forward_logprobs(
                 ).logits
             features = capture.features(logits, sequences, attention)
         response_logits = logits[:, prompt_width - 1 : -1]  # (B, T, V): predicts the response
-    if temperature != 1.0:
-        response_logits = response_logits / temperature
+    if temperature != 1.0:  # in float32 first, as the sampler does (bf16 would round first)
+        response_logits = response_logits.float() / temperature
     return token_logprobs(response_logits, sequences[:, prompt_width:]), response_logits, features
 
 

@@ -262,8 +262,7 @@ NEUTRAL_GENERATION = {
     "repetition_penalty": 1.0,
     "encoder_repetition_penalty": 1.0,
     "no_repeat_ngram_size": 0,
-    "min_length": 0,
-    "min_new_tokens": 0,
+    "min_new_tokens": 0,  # takes precedence over a saved min_length
     "typical_p": 1.0,
     "epsilon_cutoff": 0.0,
     "eta_cutoff": 0.0,
@@ -277,6 +276,14 @@ NEUTRAL_GENERATION = {
     "exponential_decay_length_penalty": None,
     "renormalize_logits": False,
     "num_beams": 1,
+    "num_return_sequences": 1,
+    "top_h": None,
+    "guidance_scale": None,
+    "watermarking_config": None,
+    "max_time": None,
+    "token_healing": False,
+    "prompt_lookup_num_tokens": None,
+    "dola_layers": None,
 }
 """Settings of ``generate`` that a checkpoint's ``generation_config`` could change and that the
 scored log-probs do not include: each at the value that leaves the logits alone."""
