@@ -19,6 +19,7 @@ consecutive rows. Two pieces here use that:
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -145,6 +146,57 @@ def shared_prompt_forward(
     return torch.cat([first, rest[:, :-1]], dim=1)  # (B, T, V)
 
 
+def _reserve(cache: Any, extra: int) -> None:
+    """Give each layer of a ``DynamicCache`` room for ``extra`` more positions, written in place.
+
+    A plain dynamic layer concatenates its keys and values with every new token, copying the whole
+    cache each step; a reserved layer writes the new position into a buffer and returns a view.
+    Layers of other kinds (sliding windows, recurrent states) are left as they are.
+    """
+    from transformers.cache_utils import DynamicLayer
+
+    for layer in getattr(cache, "layers", []):
+        if type(layer) is DynamicLayer and layer.is_initialized:
+            layer.__class__ = _reserved_layer_class()
+            layer.reserve(extra)
+
+
+@functools.cache
+def _reserved_layer_class() -> Any:
+    from transformers.cache_utils import DynamicLayer
+
+    class ReservedLayer(DynamicLayer):
+        """A dynamic cache layer over preallocated buffers (see :func:`_reserve`)."""
+
+        def reserve(self, extra: int) -> None:
+            rows, heads, length, width = self.keys.shape
+            self._key_buffer = self.keys.new_empty(rows, heads, length + extra, width)
+            self._value_buffer = self.values.new_empty(
+                rows, heads, length + extra, self.values.shape[-1]
+            )
+            self._key_buffer[:, :, :length] = self.keys
+            self._value_buffer[:, :, :length] = self.values
+            self._length = length
+            self.keys = self._key_buffer[:, :, :length]
+            self.values = self._value_buffer[:, :, :length]
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            end = self._length + key_states.shape[-2]
+            if end > self._key_buffer.shape[-2]:  # past the reservation: grow as a plain layer
+                self.__class__ = DynamicLayer
+                return DynamicLayer.update(self, key_states, value_states, *args, **kwargs)
+            self._key_buffer[:, :, self._length : end] = key_states
+            self._value_buffer[:, :, self._length : end] = value_states
+            self._length = end
+            self.keys = self._key_buffer[:, :, :end]
+            self.values = self._value_buffer[:, :, :end]
+            return self.keys, self.values
+
+    return ReservedLayer
+
+
 @dataclass
 class Samples:
     """What :func:`sample` draws: response tokens, their mask and their log-probs."""
@@ -174,6 +226,7 @@ def sample(
     temperature: float,
     stop_ids: list[int],
     pad_token_id: int,
+    reserve: bool = True,
 ) -> Samples:
     """Sample ``group_size`` responses to each prompt (pure temperature sampling).
 
@@ -186,6 +239,8 @@ def sample(
         temperature: The logits are divided by it before sampling (> 0).
         stop_ids: Tokens that end a response (:func:`stop_token_ids`).
         pad_token_id: Written after a response's stop token.
+        reserve: Write each step's keys and values into buffers reserved for the whole response
+            instead of concatenating the cache every step (same numbers, fewer copies).
 
     Returns:
         The G * group_size responses, grouped by prompt.
@@ -219,6 +274,8 @@ def sample(
     )
     cache = _returned_cache(out)
     cache.batch_repeat_interleave(group_size)
+    if reserve:
+        _reserve(cache, max_new_tokens)
     cache_argument = _cache_argument(model)
     logits = out.logits[:, -1].repeat_interleave(group_size, dim=0)  # (B, V)
     mask = prompt_mask.repeat_interleave(group_size, dim=0)  # (B, P + t)
