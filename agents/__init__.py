@@ -10,7 +10,9 @@ warmed-up tiny model, ending with ``report.md`` and a pass@k plot), ``python -m 
 modules import each other relatively. The shared pieces are plain modules: ``losses``
 (advantages and policy losses), ``evaluation`` (pass@k, diversity, cluster agreement),
 ``fingerprint`` (the MEDS answer fingerprint taken during the log-prob pass), ``policy`` (loading
-a model, sampling and scoring responses), ``checkpoint`` (bit-exact resume), ``report`` (the
+a model, sampling and scoring responses), ``sampling`` (the cached sampler and the shared-prompt
+forward), ``run_setup`` (the env, model and evaluation loop every entry point builds the same
+way), ``checkpoint`` (bit-exact resume), ``report`` (the
 markdown table and pass@k plot of a run) and ``tiny_model`` (the character tokenizer and tiny
 model).
 """

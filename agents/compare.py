@@ -23,18 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import gymnasium as gym
 import torch
 
 from meds_gym.clustering import warm_up
-from meds_gym.envs import TOY_ENV_IDS
 from meds_gym.errors import InvalidArgumentError
 
 from .evaluate import evaluate_policy
 from .policy import load_policy
-from .ppo import Args, main, tiny_config_for
+from .ppo import Args, main
 from .report import current_command, write_report
-from .tiny_model import SMALL_TINY, tiny_model_path
+from .run_setup import EnvSpec, resolve_model_path
+from .tiny_model import SMALL_TINY
 
 logger = logging.getLogger(f"{__package__ or 'agents'}.compare")  # not "__main__" under -m
 
@@ -103,31 +102,21 @@ def compare(args: CompareArgs) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
         torch.set_num_threads(args.train.threads)
     out = Path(args.output_dir) / f"compare-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     out.mkdir(parents=True, exist_ok=False)
-    model_path = args.train.model_path
-    if model_path is None:  # build once here, so that no arm pays (or times) the warm-up
+    spec = EnvSpec.of(args.train)
+    if args.train.model_path is None:  # build once here, so that no arm pays (or times) it
         logger.info("Tiny model: from the cache, or warmed up now (a few minutes on a CPU core)")
-        model_path = str(tiny_model_path(tiny_config_for(args.train), args.train.cache_dir))
+    model_path = resolve_model_path(
+        spec, args.train.model_path, args.train.tiny, args.train.prompt_format, args.train.cache_dir
+    )
     warm_seconds = time.perf_counter() - started
     train = dataclasses.replace(args.train, model_path=model_path, output_dir=str(out))
     seeds = [train.seed + i for i in range(args.seeds)]
 
     arms: dict[str, list[dict[str, Any]]] = {"initial": []}
     model, tokenizer = load_policy(model_path, train.device)
-    env_kwargs: dict[str, Any] = (
-        {
-            "num_problems": train.num_problems,
-            "difficulty": train.difficulty,
-            "seed": train.task_seed,
-        }
-        if train.env_id in TOY_ENV_IDS
-        else {"data_path": train.data_path}
-    )
-    toy = train.env_id in TOY_ENV_IDS
+    toy = spec.is_toy
     # The same problems as the trained arms' final evaluation: the held-out split by default.
-    env_kwargs["answer_anchor"] = train.answer_anchor
-    if toy:
-        env_kwargs["split"] = train.eval_split
-    env = gym.make(train.env_id, **env_kwargs)
+    env = spec.make(split=train.eval_split)
     logger.info("Evaluating the initial policy (%d samples per problem)", train.eval_n)
     for seed in seeds:  # the same sampling seed as the trained arms' final evaluation
         arms["initial"].append(

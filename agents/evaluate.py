@@ -7,29 +7,20 @@ task it was warmed up on. Run ``python -m agents.evaluate --help``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
-import torch
 
-import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
-from meds_gym.envs import TOY_ENV_IDS
 from meds_gym.errors import InvalidArgumentError
 
-from .evaluation import (
-    distinct_answers,
-    dominant_mode_share,
-    error_mode_labels,
-    mean_pass_at_k,
-)
-from .policy import load_policy, prompt_text, sample_responses, score_responses
-from .tiny_model import TinyModelConfig, tiny_model_path
+from .evaluation import distinct_answers, dominant_mode_share, error_mode_labels, pass_at_k_curve
+from .policy import load_policy
+from .run_setup import EnvSpec, ProblemSamples, resolve_model_path, sample_every_problem
+from .tiny_model import TinyModelConfig
 
 
 @dataclass
@@ -91,44 +82,34 @@ def evaluate_policy(
         prompt_format: How observations become prompts (:data:`agents.policy.PROMPT_FORMATS`).
 
     Returns:
-        ``problems``, ``n``, ``pass@k`` for each k, ``distinct_answers_per_problem`` and, when some
-        answer was wrong, ``wrong_share``, ``error_modes`` (mode -> count) and
-        ``dominant_error_share``.
+        :func:`summarise_samples` of the samples.
     """
-    if n < 1:
-        raise InvalidArgumentError("n", "an int >= 1", n)
-    torch.manual_seed(seed)
-    source: Any = env.unwrapped.source
-    model.eval()
-    correct_counts, ids, answers, wrong_ids, wrong_answers = [], [], [], [], []
-    for index in range(len(source)):
-        obs, info = env.reset(options={"index": index})
-        pid = info["problem_id"]
-        batch = sample_responses(
-            model,
-            tokenizer,
-            [prompt_text(tokenizer, obs, info, prompt_format)],
-            n,
-            max_new_tokens,
-            temperature,
-        )
-        _, correct, parsed = score_responses(env, [pid] * n, batch.texts)
-        correct_counts.append(sum(correct))
-        ids += [pid] * n
-        answers += parsed
-        wrong_ids += [pid for ok in correct if not ok]
-        wrong_answers += [a for a, ok in zip(parsed, correct, strict=True) if not ok]
-    metrics: dict[str, Any] = {"problems": len(source), "n": n}
-    k = 1
-    while k <= n:
-        metrics[f"pass@{k}"] = mean_pass_at_k(correct_counts, n, k)
-        k *= 2
-    metrics["distinct_answers_per_problem"] = float(
-        np.mean(list(distinct_answers(ids, answers).values()))
+    samples = sample_every_problem(
+        model, tokenizer, env, n, max_new_tokens, temperature, seed, prompt_format
     )
-    if wrong_ids:
-        modes = error_mode_labels(wrong_answers, [source.get(p).error_modes for p in wrong_ids])
-        metrics["wrong_share"] = len(wrong_ids) / len(ids)
+    return summarise_samples(samples)
+
+
+def summarise_samples(samples: ProblemSamples) -> dict[str, Any]:
+    """pass@k, answer diversity and error modes of a policy's samples.
+
+    Returns:
+        ``problems``, ``n``, ``pass@k`` for each k, ``distinct_answers_per_problem`` and, when some
+        answer was wrong, ``wrong_share``, ``error_modes`` (mode -> count, by
+        :func:`agents.evaluation.error_mode_label`) and ``dominant_error_share``.
+    """
+    n, ids = samples.n, samples.problem_ids
+    metrics: dict[str, Any] = {"problems": len(samples.problems), "n": n}
+    metrics.update(pass_at_k_curve(samples.correct_counts, n))
+    metrics["distinct_answers_per_problem"] = float(
+        np.mean(list(distinct_answers(ids, samples.answers).values()))
+    )
+    wrong = [i for i, ok in enumerate(samples.correct) if not ok]
+    if wrong:
+        problems = samples.response_problems
+        modes = error_mode_labels([samples.answers[i] for i in wrong], [problems[i] for i in wrong])
+        wrong_ids = [ids[i] for i in wrong]
+        metrics["wrong_share"] = len(wrong) / len(ids)
         metrics["error_modes"] = dict(Counter(modes).most_common())
         metrics["dominant_error_share"] = dominant_mode_share(wrong_ids, modes)
     return metrics
@@ -136,29 +117,9 @@ def evaluate_policy(
 
 def evaluate(args: EvalArgs) -> dict[str, Any]:
     """Build the env, load the policy (the tiny model by default), and :func:`evaluate_policy`."""
-    toy = args.env_id in TOY_ENV_IDS
-    if args.model_path is None and not toy:
-        raise InvalidArgumentError(
-            "model_path",
-            f"a model directory (the tiny model is built for the toy envs {sorted(TOY_ENV_IDS)})",
-            None,
-        )
-    env_kwargs: dict[str, Any] = (
-        {"num_problems": args.num_problems, "difficulty": args.difficulty, "seed": args.task_seed}
-        if toy
-        else {"data_path": args.data_path}
-    )
-    env = gym.make(args.env_id, **env_kwargs)
-    model_path = args.model_path
-    if model_path is None:
-        tiny = dataclasses.replace(
-            args.tiny,
-            task=TOY_ENV_IDS[args.env_id],
-            num_problems=args.num_problems,
-            difficulty=args.difficulty,
-            task_seed=args.task_seed,
-        )
-        model_path = str(tiny_model_path(tiny, args.cache_dir))
+    spec = EnvSpec.of(args)
+    model_path = resolve_model_path(spec, args.model_path, args.tiny, cache_dir=args.cache_dir)
+    env = spec.make()
     model, tokenizer = load_policy(model_path)
     metrics = evaluate_policy(
         model,

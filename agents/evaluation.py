@@ -1,18 +1,21 @@
-"""Evaluation metrics: unbiased pass@k, answer diversity, fingerprint spread, cluster agreement.
+"""Evaluation metrics: unbiased pass@k, answer diversity, error modes, cluster agreement.
 
-All functions are pure numpy. Cluster labels follow the HDBSCAN convention: non-negative ints are
-clusters, -1 is noise.
+All functions are pure numpy. :func:`error_mode_label` is the one labeller of wrong answers that
+the training log, ``agents.evaluate`` and ``benchmarks/reproduce.py`` share. Cluster labels follow
+the HDBSCAN convention: non-negative ints are clusters, -1 is noise.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from meds_gym.errors import InvalidArgumentError
+from meds_gym.tasks.base import Problem
+from meds_gym.tasks.procedural import label_error_modes
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -173,28 +176,65 @@ def cluster_purity(labels_true: npt.ArrayLike, labels_pred: npt.ArrayLike) -> fl
     return float(table.max(axis=0).sum() / t.shape[0])
 
 
-def error_mode_labels(
-    answers: Sequence[str | None], error_modes: Sequence[Mapping[str, str]]
-) -> list[str]:
-    """Label each wrong answer with the known error mode that produces it.
+UNKNOWN_MODE = "other"
+"""The label of a wrong answer that no known error mode of its problem produces (or no answer)."""
+
+
+def error_mode_label(problem: Problem, answer: str | None) -> str:
+    """The true error mode of one wrong answer, as one label: the project's one error labeller.
+
+    The toy tasks define the truth (:func:`meds_gym.tasks.procedural.label_error_modes`): answers
+    are compared as integers (``" 04"`` is the mode whose answer is ``"4"``), and every mode that
+    gives the answer counts; they are joined with ``+`` so that two rollouts with the same wrong
+    answer always share a label.
+
+    Args:
+        problem: The rollout's problem (its ``answer`` and ``error_modes`` are read; a benchmark
+            problem has none, so its wrong answers are all :data:`UNKNOWN_MODE`).
+        answer: The parsed final answer; None (no answer) and unexplained answers are
+            :data:`UNKNOWN_MODE`.
+
+    Returns:
+        ``"carry"``, ``"carry+precedence"``, ... or :data:`UNKNOWN_MODE`.
+    """
+    if answer is None:
+        return UNKNOWN_MODE
+    return "+".join(label_error_modes(problem, answer)) or UNKNOWN_MODE
+
+
+def error_mode_labels(answers: Sequence[str | None], problems: Sequence[Problem]) -> list[str]:
+    """:func:`error_mode_label` of each wrong answer.
 
     Args:
         answers: (B,) parsed final answers of wrong rollouts (None: no answer).
-        error_modes: (B,) each rollout's problem table, error mode -> the wrong answer it gives
-            (``Problem.error_modes``).
+        problems: (B,) each rollout's problem.
 
     Returns:
-        (B,) the first mode (in sorted order) whose answer matches, else ``"other"``.
+        (B,) the labels.
     """
-    if len(answers) != len(error_modes):
+    if len(answers) != len(problems):
         raise InvalidArgumentError(
-            "error_modes", f"a sequence of length len(answers)={len(answers)}", len(error_modes)
+            "problems", f"a sequence of length len(answers)={len(answers)}", len(problems)
         )
-    labels = []
-    for answer, modes in zip(answers, error_modes, strict=True):
-        matches = sorted(mode for mode, wrong in modes.items() if wrong == answer)
-        labels.append(matches[0] if matches else "other")
-    return labels
+    return [error_mode_label(p, a) for a, p in zip(answers, problems, strict=True)]
+
+
+def pass_at_k_curve(correct_counts: Sequence[int], n: int) -> dict[str, float]:
+    """``pass@k`` (:func:`mean_pass_at_k`) for k = 1, 2, 4, ... <= n.
+
+    Args:
+        correct_counts: Number of correct samples per problem.
+        n: Samples per problem.
+
+    Returns:
+        ``{"pass@1": ..., "pass@2": ..., ...}`` in increasing k.
+    """
+    curve = {}
+    k = 1
+    while k <= n:
+        curve[f"pass@{k}"] = mean_pass_at_k(correct_counts, n, k)
+        k *= 2
+    return curve
 
 
 def dominant_mode_share(problem_ids: Sequence[str], labels: Sequence[str]) -> float:
@@ -227,7 +267,7 @@ def rollout_metrics(
     answers: Sequence[str | None],
     correct: Sequence[bool],
     rewards: npt.ArrayLike,
-    error_modes: Sequence[Mapping[str, str]],
+    problems: Sequence[Problem],
 ) -> dict[str, float]:
     """The training log's ``charts/`` metrics of one iteration's sampled rollouts.
 
@@ -236,13 +276,12 @@ def rollout_metrics(
         answers: (B,) parsed final answers (None: no answer).
         correct: (B,) the env's verdicts.
         rewards: (B,) the env's rewards.
-        error_modes: (B,) each rollout's problem table, error mode -> wrong answer (empty when
-            unknown, as for benchmarks).
+        problems: (B,) each rollout's problem (a benchmark problem knows no error modes).
 
     Returns:
         ``charts/reward_mean``, ``charts/distinct_answers`` (per problem, averaged) and, when some
         rollout is wrong, ``charts/dominant_error_share`` (:func:`dominant_mode_share` of the
-        wrong rollouts' error modes: how much the mistakes concentrate on one mode).
+        wrong rollouts' :func:`error_mode_label`: how much the mistakes concentrate on one mode).
     """
     metrics = {
         "charts/reward_mean": float(np.mean(np.asarray(rewards, dtype=np.float64))),
@@ -252,7 +291,7 @@ def rollout_metrics(
     }
     wrong = [i for i, ok in enumerate(correct) if not ok]
     if wrong:
-        modes = error_mode_labels([answers[i] for i in wrong], [error_modes[i] for i in wrong])
+        modes = error_mode_labels([answers[i] for i in wrong], [problems[i] for i in wrong])
         metrics["charts/dominant_error_share"] = dominant_mode_share(
             [problem_ids[i] for i in wrong], modes
         )
@@ -262,7 +301,7 @@ def rollout_metrics(
 def cluster_agreement(
     problem_ids: Sequence[str],
     answers: Sequence[str | None],
-    error_modes: Sequence[Mapping[str, str]],
+    problems: Sequence[Problem],
     clusters: npt.ArrayLike,
 ) -> float:
     """Adjusted Rand index between MEDS clusters and true error modes of wrong rollouts.
@@ -274,7 +313,7 @@ def cluster_agreement(
     Args:
         problem_ids: (B,) problem of each wrong rollout.
         answers: (B,) their parsed answers.
-        error_modes: (B,) their problems' error-mode tables.
+        problems: (B,) their problems.
         clusters: (B,) the MEDS cluster each was voted into (-1 noise, -2 not assigned).
 
     Returns:
@@ -284,7 +323,7 @@ def cluster_agreement(
     voted = labels >= -1
     if voted.sum() < 2:
         return float("nan")
-    modes = error_mode_labels(answers, error_modes)
+    modes = error_mode_labels(answers, problems)
     true = [f"{pid}:{m}" for pid, m in zip(problem_ids, modes, strict=True)]
     pred = [f"{pid}:{c}" for pid, c in zip(problem_ids, labels, strict=True)]
     return adjusted_rand_index(np.asarray(true)[voted], np.asarray(pred)[voted])
@@ -294,7 +333,7 @@ def meds_metrics(
     problem_ids: Sequence[str],
     answers: Sequence[str | None],
     correct: Sequence[bool],
-    error_modes: Sequence[Mapping[str, str]],
+    problems: Sequence[Problem],
     clusters: npt.ArrayLike,
     penalties: npt.ArrayLike,
 ) -> dict[str, float]:
@@ -304,7 +343,7 @@ def meds_metrics(
         problem_ids: (B,) problem of each rollout.
         answers: (B,) parsed final answers.
         correct: (B,) the env's verdicts.
-        error_modes: (B,) each rollout's problem table, error mode -> wrong answer.
+        problems: (B,) each rollout's problem.
         clusters: (B,) MEDS clusters (-2: not shaped).
         penalties: (B,) MEDS penalties.
 
@@ -320,7 +359,7 @@ def meds_metrics(
         "meds/cluster_ari": cluster_agreement(
             [problem_ids[i] for i in wrong],
             [answers[i] for i in wrong],
-            [error_modes[i] for i in wrong],
+            [problems[i] for i in wrong],
             np.asarray(clusters)[wrong],
         ),
     }

@@ -16,6 +16,13 @@ bit-exact (``agents/checkpoint.py``). The run ends by evaluating the final polic
 samples per problem) on the toy task's held-out *test* split into ``eval.json``, ``report.md`` and
 ``pass_at_k.png`` (``agents/report.py``).
 
+``main`` is that outline, one named step each: ``build_run`` (the env and the model path from
+``agents/run_setup.py``, shared with the other entry points; policy, critic, reference, optimiser,
+MEDS; a resumed run's state), then per iteration ``rollout_step``, ``logprob_step``,
+``shape_rewards``, ``compute_advantages``, ``update_policy``, ``batch_metrics`` and ``meds_row``,
+``finish_iteration`` (log, checkpoint), and at the end ``final_evaluation``. A program that watches
+a run (``benchmarks/reproduce.py``) passes ``main`` a :class:`RunObserver`.
+
 Algorithms (``--algorithm``; the baselines of the MEDS paper, arXiv 2604.11297, section 5):
 
 * ``grpo``: symmetric clip 0.2, sequence-mean loss, k3 KL to the initial model (coef 0.001).
@@ -59,7 +66,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -85,14 +91,18 @@ from .losses import (
     token_entropy,
 )
 from .policy import (
+    LogProbPass,
     MEDSScorer,
+    Rollouts,
+    SampledBatch,
     collect_rollouts,
     forward_logprobs,
     load_policy,
     logprob_pass,
 )
 from .report import current_command, training_cluster_ari, write_report
-from .tiny_model import TinyModelConfig, tiny_model_path
+from .run_setup import EnvSpec, resolve_model_path
+from .tiny_model import TinyModelConfig
 from .tracking import MetricsLogger, WandbConfig, summary_line
 from .value import CriticConfig, capture_values, ppo_advantages, value_head_for
 
@@ -274,82 +284,180 @@ class Args:
 
 def tiny_config_for(args: Args) -> TinyModelConfig:
     """The tiny model warmed up on the env's own toy task (same family, size, difficulty, seed)."""
-    if args.env_id not in TOY_ENV_IDS:
-        raise InvalidArgumentError(
-            "model_path",
-            f"a model directory (the tiny model is built for the toy envs {sorted(TOY_ENV_IDS)})",
-            args.model_path,
+    return EnvSpec.of(args).tiny_config(args.tiny, args.prompt_format)
+
+
+class RunObserver:
+    """Watches a training run from outside; every method does nothing here.
+
+    ``main`` calls these at fixed points, with explicit arguments: subclass and override what you
+    need (``benchmarks/reproduce.py`` keeps the policy and records every MEDS batch, and its
+    random-fingerprint control replaces the fingerprints by noise).
+    """
+
+    def policy_loaded(self, model: Any, tokenizer: Any) -> None:
+        """The policy as loaded (trained in place: the final policy once ``main`` returns)."""
+
+    def fingerprints(self, fingerprints: np.ndarray) -> np.ndarray:
+        """MEDS: a batch's (B, L) fingerprints before MEDS sees them; returns those to use."""
+        return fingerprints
+
+    def meds_shaped(
+        self,
+        problem_ids: list[str],
+        answers: list[str | None],
+        correct: list[bool],
+        meds_info: dict[str, np.ndarray],
+    ) -> None:
+        """MEDS: a batch after shaping: (B,) problems, parsed answers, verdicts, wrapper info."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The algorithm's settings with every ``None`` of :class:`Args` resolved."""
+
+    clip_high: float
+    """Upper clip range."""
+    kl_coef: float
+    """KL to the initial model (0: no reference model)."""
+    aggregation: LossAggregation
+    """Token-mean (DAPO, PPO) or sequence-mean (GRPO) loss."""
+    dynamic_sampling: bool
+    """Drop all-right / all-wrong groups."""
+    generation_rounds: int
+    """Generation rounds per batch at most (1 without dynamic sampling)."""
+    overlong_buffer: int
+    """Overlong penalty buffer in tokens (0: off)."""
+
+    @classmethod
+    def of(cls, args: Args) -> Recipe:
+        """The recipe of ``args.base_algorithm`` with the explicit arguments of ``args``."""
+        dapo_like = args.is_dapo_like
+        token_mean = dapo_like or args.base_algorithm is Algorithm.PPO  # veRL's PPO: token-mean
+        dynamic = args.dynamic_sampling if args.dynamic_sampling is not None else dapo_like
+        buffer = args.overlong_buffer
+        if buffer is None:
+            buffer = max(1, args.max_new_tokens // 6) if dapo_like else 0
+        clip_high = args.clip_high if args.clip_high is not None else (0.28 if dapo_like else 0.2)
+        return cls(
+            clip_high=clip_high,
+            kl_coef=args.kl_coef if args.kl_coef is not None else (0.0 if dapo_like else 1e-3),
+            aggregation=LossAggregation.TOKEN_MEAN if token_mean else LossAggregation.SEQUENCE_MEAN,
+            dynamic_sampling=dynamic,
+            generation_rounds=args.max_generation_rounds if dynamic else 1,
+            overlong_buffer=buffer,
         )
-    return dataclasses.replace(
-        args.tiny,
-        task=TOY_ENV_IDS[args.env_id],
-        num_problems=args.num_problems,
-        difficulty=args.difficulty,
-        task_seed=args.task_seed,
-        prompt_format=args.prompt_format,
-    )
 
 
-def main(args: Args) -> list[dict[str, float]]:
-    """Train; returns the metrics of every iteration (also written to ``metrics.jsonl``)."""
+@dataclass
+class Run:
+    """What one training run builds before its first iteration and updates in place."""
+
+    spec: EnvSpec
+    env: Any
+    """The scoring env (toy tasks: the train split)."""
+    verdict_cache: VerdictCache
+    """Shared by every env of the run: each distinct answer of a problem is verified once."""
+    model: Any
+    tokenizer: Any
+    value_head: Any
+    """PPO's critic head, else None."""
+    trainable: Any
+    """What a checkpoint holds: the policy, and the critic's head beside it for PPO."""
+    reference: Any
+    """The frozen initial model when the KL coefficient is positive, else None."""
+    optimizer: torch.optim.Optimizer
+    shaper: MEDSShaper
+    scorer: MEDSScorer | None
+    """MEDS: scores and shapes by stepping the env in the MEDS wrapper; None without MEDS."""
+    rng: np.random.Generator
+    """Problem order (and dynamic sampling)."""
+    start: int
+    """First iteration to run (past the checkpoint when resuming)."""
+    out_dir: Path
+    settings: dict[str, Any]
+    """``args.json``: the arguments and the model path really used."""
+    tracker: MetricsLogger
+
+    def problems(self, problem_ids: list[str]) -> list[Any]:
+        """Each rollout's problem (toy tasks know their error modes; benchmarks know none)."""
+        source: Any = self.env.unwrapped.source
+        return [source.get(pid) for pid in problem_ids]
+
+
+@dataclass
+class Shaping:
+    """A batch's training rewards, and what MEDS said about it."""
+
+    rewards: torch.Tensor
+    """(B,) float32 rewards to train on: MEDS-shaped, then the overlong penalty."""
+    correct: list[bool]
+    """(B,) verdicts (MEDS's own when it scored the batch)."""
+    clusters: np.ndarray
+    """(B,) MEDS cluster of each rollout (-2: not assigned, or no MEDS)."""
+    penalties: np.ndarray
+    """(B,) MEDS penalties (0 without MEDS)."""
+
+
+def main(args: Args, observer: RunObserver | None = None) -> list[dict[str, float]]:
+    """Train; returns the metrics of every iteration (also written to ``metrics.jsonl``).
+
+    Args:
+        args: The run's arguments.
+        observer: Watches the run (see :class:`RunObserver`); None: nobody does.
+    """
     from tqdm import tqdm
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.use_meds:  # compile MEDS's kernels while the model loads and the first rollouts run
         warm_up(background=True)
-    algo = args.base_algorithm
-    clip_high = (
-        args.clip_high if args.clip_high is not None else (0.28 if args.is_dapo_like else 0.2)
-    )
-    kl_coef = args.kl_coef if args.kl_coef is not None else (0.0 if args.is_dapo_like else 1e-3)
-    token_mean = args.is_dapo_like or algo is Algorithm.PPO  # veRL's PPO default: token-mean
-    aggregation = LossAggregation.TOKEN_MEAN if token_mean else LossAggregation.SEQUENCE_MEAN
-    dynamic = args.dynamic_sampling if args.dynamic_sampling is not None else args.is_dapo_like
-    rounds = args.max_generation_rounds if dynamic else 1
-    buffer = args.overlong_buffer
-    if buffer is None:
-        buffer = max(1, args.max_new_tokens // 6) if args.is_dapo_like else 0
-    groups, n, micro, temperature = (
-        args.prompts_per_iteration,
-        args.group_size,
-        args.micro_batch_size,
-        args.temperature,
-    )
+    observer = observer or RunObserver()
+    recipe = Recipe.of(args)
+    run = build_run(args, recipe, observer)
+    history: list[dict[str, float]] = []
+    for iteration in tqdm(range(run.start, args.iterations), desc=args.label):
+        started = time.perf_counter()
+        rollouts, row = rollout_step(args, recipe, run, iteration)
+        if rollouts.batch is None:  # no group with both right and wrong answers: nothing to learn
+            row["charts/seconds"] = time.perf_counter() - started
+            finish_iteration(row, args, run, history)
+            continue
+        batch = rollouts.batch
+        old = logprob_step(args, run, batch, row)
+        shaping = shape_rewards(args, recipe, run, rollouts, batch, old, observer)
+        advantages, returns, kl_in_reward = compute_advantages(args, recipe, batch, old, shaping)
+        stats = update_policy(args, recipe, run, batch, old, advantages, returns, kl_in_reward)
+        row.update(batch_metrics(args, rollouts, batch, old, shaping, stats, started))
+        if args.use_meds:  # penalties, and how well clusters match true error modes
+            row.update(meds_row(run, rollouts, shaping))
+        finish_iteration(row, args, run, history)
+    run.tracker.close()
+    if args.eval_n:  # every run ends with report.md: pass@k and error modes of the final policy
+        final_evaluation(args, run, history)
+    run.env.close()
+    return history
 
-    # -- environment, policy, critic, reference, MEDS ------------------------------------------
-    toy = args.env_id in TOY_ENV_IDS
-    env_kwargs: dict[str, Any] = (
-        {"num_problems": args.num_problems, "difficulty": args.difficulty, "seed": args.task_seed}
-        if toy
-        else {"data_path": args.data_path}
+
+def build_run(args: Args, recipe: Recipe, observer: RunObserver) -> Run:
+    """The env, policy, critic, reference, optimiser, MEDS and logs; restored when resuming."""
+    spec = EnvSpec.of(args)
+    verdict_cache = VerdictCache()
+    env = spec.make(verdict_cache=verdict_cache)  # toy tasks: the train split
+    model_path = resolve_model_path(
+        spec, args.model_path, args.tiny, args.prompt_format, args.cache_dir
     )
-    env_kwargs["answer_anchor"] = args.answer_anchor
-    # One verdict cache for the scoring env and the MEDS wrapper's sub-envs: each distinct answer
-    # of a problem is verified once per run.
-    env_kwargs["verdict_cache"] = VerdictCache()
-    env = gym.make(args.env_id, **env_kwargs)  # toy tasks: the train split
-    source: Any = env.unwrapped.source  # type: ignore[attr-defined]
-    anchor = env.unwrapped.answer_anchor  # type: ignore[attr-defined]
-
-    def modes_of(problem_ids: list[str]) -> list[Any]:
-        """Each rollout's known error modes (toy tasks know them; benchmarks do not)."""
-        return [source.get(pid).error_modes if toy else {} for pid in problem_ids]
-
-    model_path = args.model_path
-    if model_path is None:
-        model_path = str(tiny_model_path(tiny_config_for(args), args.cache_dir))
     model, tokenizer = load_policy(model_path, args.device)
+    observer.policy_loaded(model, tokenizer)
     # Seed after loading: building the tiny model on a cache miss draws from the global RNGs.
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    value_head = value_head_for(model) if algo is Algorithm.PPO else None
-    # What a checkpoint holds: the policy, and the critic's head beside it for PPO.
+    value_head = value_head_for(model) if args.base_algorithm is Algorithm.PPO else None
     trainable: Any = (
         model if value_head is None else torch.nn.ModuleDict({"policy": model, "value": value_head})
     )
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if kl_coef > 0 else None
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if recipe.kl_coef > 0 else None
     param_groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
     if value_head is not None:
         value_lr = args.critic.learning_rate or 10 * args.learning_rate
@@ -365,218 +473,311 @@ def main(args: Args) -> list[dict[str, float]]:
     start = 0
     metrics_path = out_dir / "metrics.jsonl"
     kept_lines: list[str] = []
+    settings = {**dataclasses.asdict(args), "model_path": model_path}
     if args.resume:  # weights, optimiser, MEDS memory and RNGs exactly as they were saved
-        check_resume_arguments(out_dir, {**dataclasses.asdict(args), "model_path": model_path})
+        check_resume_arguments(out_dir, settings)
         last, shaper = load_checkpoint(out_dir, trainable, optimizer, rng)
         start = last + 1
         lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
         kept_lines = [line for line in lines if json.loads(line)["iteration"] <= last]
     scorer = (
-        MEDSScorer(lambda: gym.make(args.env_id, **env_kwargs), shaper, n)
+        MEDSScorer(lambda: spec.make(verdict_cache=verdict_cache), shaper, args.group_size)
         if args.use_meds
         else None
     )
-    settings = {**dataclasses.asdict(args), "model_path": model_path}
     (out_dir / "args.json").write_text(json.dumps(settings, default=str, indent=1))
     wandb = args.wandb if args.track else None
     tracker = MetricsLogger(out_dir, kept_lines, args.tensorboard, wandb, args.run_name, settings)
-    history: list[dict[str, float]] = []
+    return Run(
+        spec=spec,
+        env=env,
+        verdict_cache=verdict_cache,
+        model=model,
+        tokenizer=tokenizer,
+        value_head=value_head,
+        trainable=trainable,
+        reference=reference,
+        optimizer=optimizer,
+        shaper=shaper,
+        scorer=scorer,
+        rng=rng,
+        start=start,
+        out_dir=out_dir,
+        settings=settings,
+        tracker=tracker,
+    )
 
-    for iteration in tqdm(range(start, args.iterations), desc=args.label):
-        started = time.perf_counter()
-        # -- rollout: groups of responses scored by the env; dynamic sampling refills the batch --
-        model.eval()
-        sampling = (args.max_new_tokens, temperature, dynamic, rounds, args.prompt_format)
-        rollouts = collect_rollouts(model, tokenizer, env, rng, groups, n, *sampling)
-        row: dict[str, float] = {
-            "iteration": iteration,
-            **rollout_metrics(
-                rollouts.sampled_ids,
-                rollouts.sampled_parsed,
-                rollouts.sampled_correct,
-                rollouts.sampled_rewards,
-                modes_of(rollouts.sampled_ids),
-            ),
-            "charts/generation_rounds": rollouts.rounds,
-            "charts/kept_groups": len(rollouts.kept) / n,
-        }
-        if rollouts.batch is None:  # no group with both right and wrong answers: nothing to learn
-            row["charts/seconds"] = time.perf_counter() - started
-            finish_iteration(
-                row, args, tracker, history, trainable, optimizer, shaper, rng, out_dir
-            )
-            continue
-        batch = rollouts.batch
-        response_mask, lengths = batch.response_mask, batch.response_mask.sum(dim=1)  # (B, T), (B,)
-        rollout_ids, rewards, correct = rollouts.problem_ids, rollouts.rewards, rollouts.correct
-        texts, prompt_width = batch.texts, batch.prompt_width
-        sequences = torch.cat([batch.prompt_ids, batch.responses], dim=1)  # (B, P + T)
-        attention = torch.cat([batch.prompt_mask, response_mask.long()], dim=1)
 
-        # -- log-prob pass, which also takes the MEDS fingerprint and the critic's values --------
-        layers = (args.fingerprint_layers, args.fingerprint_k)
-        old = logprob_pass(
-            model, tokenizer, batch, micro, temperature, *layers, reference, value_head, anchor
-        )
-        old_logprobs, ref_logprobs, old_values = old.logprobs, old.ref_logprobs, old.values
-        if batch.sampler_logprobs is not None:  # the sampler and the trainer see the same policy
-            gap = (batch.sampler_logprobs - old_logprobs).abs() * response_mask
-            row["sampler_logprob_gap"] = float(gap.max())
+def rollout_step(
+    args: Args, recipe: Recipe, run: Run, iteration: int
+) -> tuple[Rollouts, dict[str, float]]:
+    """Groups of responses scored by the env (dynamic sampling refills the batch), and their row."""
+    run.model.eval()
+    rollouts = collect_rollouts(
+        run.model,
+        run.tokenizer,
+        run.env,
+        run.rng,
+        args.prompts_per_iteration,
+        args.group_size,
+        args.max_new_tokens,
+        args.temperature,
+        recipe.dynamic_sampling,
+        recipe.generation_rounds,
+        args.prompt_format,
+    )
+    row: dict[str, float] = {
+        "iteration": iteration,
+        **rollout_metrics(
+            rollouts.sampled_ids,
+            rollouts.sampled_parsed,
+            rollouts.sampled_correct,
+            rollouts.sampled_rewards,
+            run.problems(rollouts.sampled_ids),
+        ),
+        "charts/generation_rounds": rollouts.rounds,
+        "charts/kept_groups": len(rollouts.kept) / args.group_size,
+    }
+    return rollouts, row
 
-        # -- rewards -> advantages: MEDS shaping, overlong penalty, then GAE or group-normalised --
-        shaped, clusters, penalties = rewards, np.full(len(texts), -2), np.zeros(len(texts))
-        if scorer is not None:  # MEDS: score and shape by stepping the env in the MEDS wrapper
-            shaped, correct, meds_info = scorer.step(rollout_ids, texts, old.fingerprints)
-            clusters, penalties = meds_info["cluster"], meds_info["penalty"]
-        shaped_t = torch.as_tensor(shaped, dtype=torch.float32)
-        if buffer > 0:
-            shaped_t = shaped_t + overlong_penalty(lengths.cpu(), args.max_new_tokens, buffer)
-        loss_mask = response_mask  # (B, T)
-        returns = kl_in_reward = None
-        if old_values is not None:  # PPO: KL-penalised token rewards, GAE, whitened
-            scores, lam = shaped_t, args.critic.gae_lambda
-            advantages, returns, kl_in_reward = ppo_advantages(
-                scores, old_logprobs, ref_logprobs, old_values, loss_mask, kl_coef, lam
-            )
-        else:
-            grouped = shaped_t.view(-1, n)  # (G, n)
-            advantages = group_advantages(grouped).flatten().to(old_logprobs.device)  # (B,)
 
-        # -- update ------------------------------------------------------------------------------
-        model.train()
-        stats: dict[str, float] = defaultdict(float)
-        total_tokens = float(loss_mask.sum())
-        total_sequences = float((loss_mask.sum(dim=1) > 0).sum())
-        group = batch.group_size if micro % batch.group_size == 0 else 1  # shared prompts
-        for _ in range(args.update_epochs):
-            optimizer.zero_grad(set_to_none=True)
-            for s in range(0, len(texts), micro):
-                sl = slice(s, s + micro)
-                mask = loss_mask[sl]
-                if mask.sum() == 0:
-                    continue
-                with capture_values(model, value_head, prompt_width) as critic:
-                    logprobs, logits, _ = forward_logprobs(
-                        model, sequences[sl], attention[sl], prompt_width, None, temperature, group
-                    )
-                adv: torch.Tensor = advantages[sl]
-                entropy = token_entropy(logits.detach())  # (b, T), for logging and GRPO+Entropy
-                if algo is Algorithm.GRPO_ENTROPY:
-                    adv = entropy_shaped_advantages(
-                        adv, entropy, args.entropy_coef, args.entropy_kappa
-                    )
-                policy_loss, clip_fraction = clipped_policy_loss(
-                    logprobs,
-                    old_logprobs[sl],
-                    adv,
-                    mask,
-                    args.clip_low,
-                    clip_high,
-                    aggregation,
-                    args.clip_ratio_c,
+def logprob_step(args: Args, run: Run, batch: SampledBatch, row: dict[str, float]) -> LogProbPass:
+    """The log-prob pass, which also takes the MEDS fingerprint and the critic's values."""
+    layers = (args.fingerprint_layers, args.fingerprint_k)
+    anchor = run.env.unwrapped.answer_anchor
+    old = logprob_pass(
+        run.model,
+        run.tokenizer,
+        batch,
+        args.micro_batch_size,
+        args.temperature,
+        *layers,
+        run.reference,
+        run.value_head,
+        anchor,
+    )
+    if batch.sampler_logprobs is not None:  # the sampler and the trainer see the same policy
+        gap = (batch.sampler_logprobs - old.logprobs).abs() * batch.response_mask
+        row["sampler_logprob_gap"] = float(gap.max())
+    return old
+
+
+def shape_rewards(
+    args: Args,
+    recipe: Recipe,
+    run: Run,
+    rollouts: Rollouts,
+    batch: SampledBatch,
+    old: LogProbPass,
+    observer: RunObserver,
+) -> Shaping:
+    """MEDS shaping (by stepping the env in the MEDS wrapper), then DAPO's overlong penalty."""
+    size = len(batch.texts)
+    shaped, correct = rollouts.rewards, rollouts.correct
+    clusters, penalties = np.full(size, -2), np.zeros(size)
+    if run.scorer is not None:
+        ids = rollouts.problem_ids
+        fingerprints = observer.fingerprints(old.fingerprints)
+        shaped, correct, meds_info = run.scorer.step(ids, batch.texts, fingerprints)
+        clusters, penalties = meds_info["cluster"], meds_info["penalty"]
+        observer.meds_shaped(ids, rollouts.parsed, correct, meds_info)
+    rewards = torch.as_tensor(shaped, dtype=torch.float32)
+    if recipe.overlong_buffer > 0:
+        lengths = batch.response_mask.sum(dim=1).cpu()  # (B,)
+        rewards = rewards + overlong_penalty(lengths, args.max_new_tokens, recipe.overlong_buffer)
+    return Shaping(rewards, correct, clusters, penalties)
+
+
+def compute_advantages(
+    args: Args, recipe: Recipe, batch: SampledBatch, old: LogProbPass, shaping: Shaping
+) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
+    """Advantages: GAE on KL-penalised token rewards for PPO, else group-normalised.
+
+    Returns:
+        ``(advantages, returns, kl_in_reward)``: (B, T) or (B,) advantages; PPO's (B, T) returns
+        and the mean KL it put in the reward (None for the others).
+    """
+    if old.values is None:  # GRPO family: normalised within each group of responses
+        grouped = shaping.rewards.view(-1, args.group_size)  # (G, n)
+        return group_advantages(grouped).flatten().to(old.logprobs.device), None, None  # (B,)
+    return ppo_advantages(  # PPO: KL-penalised token rewards, GAE, whitened
+        shaping.rewards,
+        old.logprobs,
+        old.ref_logprobs,
+        old.values,
+        batch.response_mask,
+        recipe.kl_coef,
+        args.critic.gae_lambda,
+    )
+
+
+def update_policy(
+    args: Args,
+    recipe: Recipe,
+    run: Run,
+    batch: SampledBatch,
+    old: LogProbPass,
+    advantages: torch.Tensor,
+    returns: torch.Tensor | None,
+    kl_in_reward: float | None,
+) -> dict[str, float]:
+    """``update_epochs`` clipped policy-gradient steps on the batch (and the critic for PPO).
+
+    Returns:
+        Sums over epochs of the weighted losses, clip fractions, entropy and KL (PPO: the KL it
+        put in the reward); the last epoch's grad norm.
+    """
+    model, value_head, micro = run.model, run.value_head, args.micro_batch_size
+    loss_mask, prompt_width = batch.response_mask, batch.prompt_width  # (B, T)
+    sequences = torch.cat([batch.prompt_ids, batch.responses], dim=1)  # (B, P + T)
+    attention = torch.cat([batch.prompt_mask, loss_mask.long()], dim=1)
+    old_logprobs, ref_logprobs, old_values = old.logprobs, old.ref_logprobs, old.values
+    model.train()
+    stats: dict[str, float] = defaultdict(float)
+    total_tokens = float(loss_mask.sum())
+    total_sequences = float((loss_mask.sum(dim=1) > 0).sum())
+    group = batch.group_size if micro % batch.group_size == 0 else 1  # shared prompts
+    for _ in range(args.update_epochs):
+        run.optimizer.zero_grad(set_to_none=True)
+        for s in range(0, len(batch.texts), micro):
+            sl = slice(s, s + micro)
+            mask = loss_mask[sl]
+            if mask.sum() == 0:
+                continue
+            with capture_values(model, value_head, prompt_width) as critic:
+                logprobs, logits, _ = forward_logprobs(
+                    model, sequences[sl], attention[sl], prompt_width, None, args.temperature, group
                 )
-                loss = policy_loss
-                kl = torch.zeros(())
-                if critic is not None and old_values is not None and returns is not None:  # PPO
-                    values, targets = critic.values(), (old_values[sl], returns[sl])
-                    value_loss, value_clip_fraction = clipped_value_loss(
-                        values, *targets, mask, args.critic.value_clip, aggregation
-                    )
-                    loss = loss + args.critic.vf_coef * value_loss
-                elif ref_logprobs is not None:
-                    kl = aggregate_loss(k3_kl(logprobs, ref_logprobs[sl]), mask, aggregation)
-                    loss = loss + kl_coef * kl
-                # Weight micro-batches so the sum equals the loss of the whole batch.
-                weight = (
-                    float(mask.sum()) / total_tokens
-                    if aggregation is LossAggregation.TOKEN_MEAN
-                    else float((mask.sum(dim=1) > 0).sum()) / total_sequences
-                )
-                (loss * weight).backward()
-                stats["policy_loss"] += policy_loss.item() * weight
-                stats["clip_fraction"] += float(clip_fraction) * weight
-                stats["entropy"] += float(aggregate_loss(entropy, mask)) * weight
-                if critic is not None and kl_in_reward is not None:  # PPO: KL in the reward
-                    stats["value_loss"] += value_loss.item() * weight
-                    stats["value_clip_fraction"] += float(value_clip_fraction) * weight
-                    stats["kl"] += kl_in_reward * weight
-                else:
-                    stats["kl"] += kl.item() * weight
-            stats["grad_norm"] = float(
-                torch.nn.utils.clip_grad_norm_(trainable.parameters(), args.max_grad_norm)
+            adv: torch.Tensor = advantages[sl]
+            entropy = token_entropy(logits.detach())  # (b, T), for logging and GRPO+Entropy
+            if args.base_algorithm is Algorithm.GRPO_ENTROPY:
+                adv = entropy_shaped_advantages(adv, entropy, args.entropy_coef, args.entropy_kappa)
+            policy_loss, clip_fraction = clipped_policy_loss(
+                logprobs,
+                old_logprobs[sl],
+                adv,
+                mask,
+                args.clip_low,
+                recipe.clip_high,
+                recipe.aggregation,
+                args.clip_ratio_c,
             )
-            optimizer.step()
-        model.eval()
+            loss = policy_loss
+            kl = torch.zeros(())
+            if critic is not None and old_values is not None and returns is not None:  # PPO
+                values, targets = critic.values(), (old_values[sl], returns[sl])
+                value_loss, value_clip_fraction = clipped_value_loss(
+                    values, *targets, mask, args.critic.value_clip, recipe.aggregation
+                )
+                loss = loss + args.critic.vf_coef * value_loss
+            elif ref_logprobs is not None:
+                kl = aggregate_loss(k3_kl(logprobs, ref_logprobs[sl]), mask, recipe.aggregation)
+                loss = loss + recipe.kl_coef * kl
+            # Weight micro-batches so the sum equals the loss of the whole batch.
+            weight = (
+                float(mask.sum()) / total_tokens
+                if recipe.aggregation is LossAggregation.TOKEN_MEAN
+                else float((mask.sum(dim=1) > 0).sum()) / total_sequences
+            )
+            (loss * weight).backward()
+            stats["policy_loss"] += policy_loss.item() * weight
+            stats["clip_fraction"] += float(clip_fraction) * weight
+            stats["entropy"] += float(aggregate_loss(entropy, mask)) * weight
+            if critic is not None and kl_in_reward is not None:  # PPO: the KL is in the reward
+                stats["value_loss"] += value_loss.item() * weight
+                stats["value_clip_fraction"] += float(value_clip_fraction) * weight
+                stats["kl"] += kl_in_reward * weight
+            else:
+                stats["kl"] += kl.item() * weight
+        stats["grad_norm"] = float(
+            torch.nn.utils.clip_grad_norm_(run.trainable.parameters(), args.max_grad_norm)
+        )
+        run.optimizer.step()
+    model.eval()
+    return stats
 
-        # -- log ---------------------------------------------------------------------------------
-        row.update(
-            {
-                "charts/kept_reward_mean": float(np.mean(rewards)),
-                "charts/training_reward_mean": float(shaped_t.mean()),
-                "charts/response_length": float(lengths.mean()),
-                "charts/boxed_share": float(np.mean(old.boxed)),
-                # Real tokens the step computed on, each group's prompt once (FLOP accounting).
-                "perf/prompt_tokens": float(batch.prompt_mask[:: batch.group_size].sum()),
-                "perf/response_tokens": float(response_mask.sum()),
-                "charts/seconds": time.perf_counter() - started,
-                **{
-                    f"losses/{k}": v / (1 if k == "grad_norm" else args.update_epochs)
-                    for k, v in stats.items()
-                },
-            }
-        )
-        # MEDS: penalties, and how well clusters match true error modes (docs/design.md section 6).
-        if args.use_meds:
-            parsed = rollouts.parsed
-            row.update(
-                meds_metrics(
-                    rollout_ids, parsed, correct, modes_of(rollout_ids), clusters, penalties
-                )
-            )
-            memory = shaper.stats()
-            ratios = [v for v in memory.top1_eigen_ratio.values() if np.isfinite(v)]
-            row["meds/memory_rows"], row["meds/clusters"] = memory.rows, memory.clusters
-            row["meds/top1_eigen_ratio"] = float(np.mean(ratios)) if ratios else float("nan")
-        finish_iteration(row, args, tracker, history, trainable, optimizer, shaper, rng, out_dir)
-    tracker.close()
-    if args.eval_n:  # every run ends with report.md: pass@k and error modes of the final policy
-        eval_env = gym.make(args.env_id, **env_kwargs, split=args.eval_split) if toy else env
-        n, length, temperature = args.eval_n, args.max_new_tokens, args.temperature
-        final = evaluate_policy(
-            model, tokenizer, eval_env, n, length, temperature, args.seed, args.prompt_format
-        )
-        held_out = "held-out problems" if args.eval_split == "test" else "the training problems"
-        final["evaluated_on"] = f"{args.eval_split} split ({held_out})" if toy else "benchmark file"
-        final["cluster_ari"] = training_cluster_ari(history)
-        (out_dir / "eval.json").write_text(json.dumps(final, indent=1))
-        title = f"{args.run_name}: evaluated on the {final['evaluated_on']}"
-        write_report(out_dir, title, current_command(), settings, {args.label: [final]})
-        if eval_env is not env:
-            eval_env.close()
-    env.close()
-    return history
+
+def batch_metrics(
+    args: Args,
+    rollouts: Rollouts,
+    batch: SampledBatch,
+    old: LogProbPass,
+    shaping: Shaping,
+    stats: dict[str, float],
+    started: float,
+) -> dict[str, float]:
+    """The row's ``charts/``, ``perf/`` and ``losses/`` metrics of a batch the policy trained on."""
+    lengths = batch.response_mask.sum(dim=1)  # (B,)
+    return {
+        "charts/kept_reward_mean": float(np.mean(rollouts.rewards)),
+        "charts/training_reward_mean": float(shaping.rewards.mean()),
+        "charts/response_length": float(lengths.mean()),
+        "charts/boxed_share": float(np.mean(old.boxed)),
+        # Real tokens the step computed on, each group's prompt once (FLOP accounting).
+        "perf/prompt_tokens": float(batch.prompt_mask[:: batch.group_size].sum()),
+        "perf/response_tokens": float(batch.response_mask.sum()),
+        "charts/seconds": time.perf_counter() - started,
+        **{
+            f"losses/{k}": v / (1 if k == "grad_norm" else args.update_epochs)
+            for k, v in stats.items()
+        },
+    }
+
+
+def meds_row(run: Run, rollouts: Rollouts, shaping: Shaping) -> dict[str, float]:
+    """MEDS: penalties, cluster agreement with true error modes (docs/design.md sec. 6), memory."""
+    ids = rollouts.problem_ids
+    row = meds_metrics(
+        ids,
+        rollouts.parsed,
+        shaping.correct,
+        run.problems(ids),
+        shaping.clusters,
+        shaping.penalties,
+    )
+    memory = run.shaper.stats()
+    ratios = [v for v in memory.top1_eigen_ratio.values() if np.isfinite(v)]
+    row["meds/memory_rows"], row["meds/clusters"] = memory.rows, memory.clusters
+    row["meds/top1_eigen_ratio"] = float(np.mean(ratios)) if ratios else float("nan")
+    return row
 
 
 def finish_iteration(
-    row: dict[str, float],
-    args: Args,
-    tracker: MetricsLogger,
-    history: list[dict[str, float]],
-    trainable: Any,
-    optimizer: torch.optim.Optimizer,
-    shaper: MEDSShaper,
-    rng: np.random.Generator,
-    out_dir: Path,
+    row: dict[str, float], args: Args, run: Run, history: list[dict[str, float]]
 ) -> None:
     """Log the iteration (finite metrics only), print its summary line, checkpoint if due."""
     from tqdm import tqdm
 
-    metrics = tracker.log(row)
+    metrics = run.tracker.log(row)
     history.append(metrics)
     tqdm.write(summary_line(metrics, args.prompts_per_iteration))
     iteration = int(metrics["iteration"])
     if args.checkpoint_every and (iteration + 1) % args.checkpoint_every == 0:
-        save_checkpoint(out_dir, iteration, trainable, optimizer, shaper, rng)
+        save_checkpoint(run.out_dir, iteration, run.trainable, run.optimizer, run.shaper, run.rng)
+
+
+def final_evaluation(args: Args, run: Run, history: list[dict[str, float]]) -> None:
+    """Evaluate the final policy (``eval_n`` samples per problem) into eval.json and report.md."""
+    toy = run.spec.is_toy
+    eval_env = run.spec.make(args.eval_split, run.verdict_cache) if toy else run.env
+    final = evaluate_policy(
+        run.model,
+        run.tokenizer,
+        eval_env,
+        args.eval_n,
+        args.max_new_tokens,
+        args.temperature,
+        args.seed,
+        args.prompt_format,
+    )
+    held_out = "held-out problems" if args.eval_split == "test" else "the training problems"
+    final["evaluated_on"] = f"{args.eval_split} split ({held_out})" if toy else "benchmark file"
+    final["cluster_ari"] = training_cluster_ari(history)
+    (run.out_dir / "eval.json").write_text(json.dumps(final, indent=1))
+    title = f"{args.run_name}: evaluated on the {final['evaluated_on']}"
+    write_report(run.out_dir, title, current_command(), run.settings, {args.label: [final]})
+    if eval_env is not run.env:
+        eval_env.close()
 
 
 if __name__ == "__main__":

@@ -153,12 +153,22 @@ def _reserve(cache: Any, extra: int) -> None:
     cache each step; a reserved layer writes the new position into a buffer and returns a view.
     Layers of other kinds (sliding windows, recurrent states) are left as they are.
     """
-    from transformers.cache_utils import DynamicLayer
-
-    for layer in getattr(cache, "layers", []):
-        if type(layer) is DynamicLayer and layer.is_initialized:
+    try:
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:  # transformers before cache layers: keep concatenating
+        return
+    for each in getattr(cache, "layers", []):
+        layer: Any = each
+        if type(each) is DynamicLayer and layer.is_initialized:
+            rows, heads, length, _ = layer.keys.shape
+            buffers = [
+                block.new_empty(rows, heads, length + extra, block.shape[-1])
+                for block in (layer.keys, layer.values)
+            ]
+            buffers[0][:, :, :length] = layer.keys
+            buffers[1][:, :, :length] = layer.values
             layer.__class__ = _reserved_layer_class()
-            layer.reserve(extra)
+            layer.buffers, layer.length = buffers, length
 
 
 @functools.cache
@@ -168,31 +178,23 @@ def _reserved_layer_class() -> Any:
     class ReservedLayer(DynamicLayer):
         """A dynamic cache layer over preallocated buffers (see :func:`_reserve`)."""
 
-        def reserve(self, extra: int) -> None:
-            rows, heads, length, width = self.keys.shape
-            self._key_buffer = self.keys.new_empty(rows, heads, length + extra, width)
-            self._value_buffer = self.values.new_empty(
-                rows, heads, length + extra, self.values.shape[-1]
-            )
-            self._key_buffer[:, :, :length] = self.keys
-            self._value_buffer[:, :, :length] = self.values
-            self._length = length
-            self.keys = self._key_buffer[:, :, :length]
-            self.values = self._value_buffer[:, :, :length]
+        buffers: list[torch.Tensor]
+        length: int
 
         def update(
             self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
         ) -> tuple[torch.Tensor, torch.Tensor]:
-            end = self._length + key_states.shape[-2]
-            if end > self._key_buffer.shape[-2]:  # past the reservation: grow as a plain layer
-                self.__class__ = DynamicLayer
+            end = self.length + key_states.shape[-2]
+            keys, values = self.buffers
+            if end > keys.shape[-2]:  # past the reservation: grow as a plain layer from here
+                layer: Any = self
+                layer.__class__ = DynamicLayer
                 return DynamicLayer.update(self, key_states, value_states, *args, **kwargs)
-            self._key_buffer[:, :, self._length : end] = key_states
-            self._value_buffer[:, :, self._length : end] = value_states
-            self._length = end
-            self.keys = self._key_buffer[:, :, :end]
-            self.values = self._value_buffer[:, :, :end]
-            return self.keys, self.values
+            keys[:, :, self.length : end] = key_states
+            values[:, :, self.length : end] = value_states
+            self.length = end
+            self.keys, self.values = keys[:, :, :end], values[:, :, :end]
+            return keys[:, :, :end], values[:, :, :end]
 
     return ReservedLayer
 

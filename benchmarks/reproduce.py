@@ -21,11 +21,12 @@ top-1 eigen ratio of the memory (``MEDSShaper.stats()``) and the agreement of th
 voted wrong rollouts into with their true error modes (ARI, purity, and the paper's pairwise
 agreement), averaged over training iterations.
 
-How the runs are observed: ``agents.ppo.main`` is called unchanged, with two observers patched
-into its module for the duration of a run: one keeps the policy it loads (training updates that
-object in place, so it is the final policy when ``main`` returns), the other wraps its MEDS scorer
-to record each batch's wrong rollouts and clusters and, for the random-fingerprint control, to
-replace the fingerprints by noise.
+How the runs are observed: ``agents.ppo.main`` is given a :class:`RunRecorder` (an
+``agents.ppo.RunObserver``) that keeps the policy it loads (training updates that object in place,
+so it is the final policy when ``main`` returns), records each MEDS batch's rollouts and clusters
+and, for the random-fingerprint control, replaces the fingerprints by noise before MEDS sees them.
+Every wrong answer, in training and in evaluation, is labelled by ``agents.evaluation``'s one
+error-mode labeller, the one the training log uses for its dominant error-mode share.
 
 Outputs in ``--output-dir``: ``runs/<family>__<method>__<seed>.json`` (one per finished run; a
 rerun skips them, so an interrupted reproduction resumes), ``results.json``, ``report.md`` and
@@ -45,26 +46,22 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
-from unittest import mock
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
 from agents import ppo
-from agents.evaluation import mean_pass_at_k
-from agents.policy import prompt_text, sample_responses, score_responses
+from agents.evaluation import error_mode_label, pass_at_k_curve
 from agents.report import current_command
+from agents.run_setup import EnvSpec, ProblemSamples, sample_every_problem
 from agents.tiny_model import SMALL_TINY, TinyModelConfig, tiny_model_path
 from benchmarks.reproduce_metrics import (
     cluster_agreement_scores,
-    error_mode_label,
     error_summary,
     finite_or_none,
     format_interval,
@@ -73,7 +70,6 @@ from benchmarks.reproduce_metrics import (
 )
 from meds_gym.envs import TOY_ENV_IDS
 from meds_gym.errors import InvalidArgumentError
-from meds_gym.verifiers import extract_answer
 
 logger = logging.getLogger("benchmarks.reproduce")
 
@@ -214,68 +210,51 @@ def run_file(out: Path, family: str, method: str, seed: int) -> Path:
 # -- observing agents.ppo.main -------------------------------------------------------------------
 
 
-@dataclass
-class RunProbe:
-    """What a run's observers saw: the policy ``main`` loaded, and every MEDS batch."""
-
-    policy: tuple[Any, Any] | None = None
-    batches: list[dict[str, list[Any]]] = field(default_factory=list)
-
-
-@contextmanager
-def observed_run(noise_seed: int | None = None) -> Iterator[RunProbe]:
-    """Patch observers into ``agents.ppo`` for one call of ``main``.
+class RunRecorder(ppo.RunObserver):
+    """Keeps the policy ``agents.ppo.main`` trains and records every batch MEDS shapes.
 
     Args:
         noise_seed: For the random-fingerprint control, the seed of the noise that replaces every
             fingerprint (rows without a fingerprint stay without one); None leaves them alone.
-
-    Yields:
-        The probe, filled while ``main`` runs.
     """
-    probe = RunProbe()
-    load_policy = ppo.load_policy
-    noise = np.random.default_rng(noise_seed) if noise_seed is not None else None
 
-    def load_and_keep(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        probe.policy = load_policy(*args, **kwargs)
-        return probe.policy
+    def __init__(self, noise_seed: int | None = None) -> None:
+        self.policy: tuple[Any, Any] | None = None
+        """The policy ``main`` loaded (trained in place: the final policy once it returns)."""
+        self.batches: list[dict[str, list[Any]]] = []
+        """Each MEDS batch's ``problem_ids``, ``answers``, ``correct`` and ``clusters``."""
+        self._noise = np.random.default_rng(noise_seed) if noise_seed is not None else None
 
-    scorer_class = ppo.MEDSScorer
+    def policy_loaded(self, model: Any, tokenizer: Any) -> None:
+        """Keep the policy."""
+        self.policy = (model, tokenizer)
 
-    class ObservedScorer:
-        """The agent's scorer, with the batches recorded and, for the control, noisy features."""
+    def fingerprints(self, fingerprints: np.ndarray) -> np.ndarray:
+        """The control: same shape, same missing rows, no information about the answers."""
+        if self._noise is None:
+            return fingerprints
+        present = ~np.isnan(fingerprints).any(axis=1)
+        noisy = np.array(fingerprints, dtype=np.float32, copy=True)
+        drawn = self._noise.standard_normal((int(present.sum()), noisy.shape[1]))
+        noisy[present] = drawn.astype(np.float32)
+        return noisy
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            self.inner = scorer_class(*args, **kwargs)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
-
-        def step(
-            self, problem_ids: list[str], texts: list[str], fingerprints: np.ndarray
-        ) -> tuple[np.ndarray, list[bool], dict[str, np.ndarray]]:
-            if noise is not None:  # same shape, same missing rows, no information about answers
-                present = ~np.isnan(fingerprints).any(axis=1)
-                fingerprints = np.array(fingerprints, dtype=np.float32, copy=True)
-                drawn = noise.standard_normal((int(present.sum()), fingerprints.shape[1]))
-                fingerprints[present] = drawn.astype(np.float32)
-            shaped, correct, info = self.inner.step(problem_ids, texts, fingerprints)
-            probe.batches.append(
-                {
-                    "problem_ids": list(problem_ids),
-                    "answers": [extract_answer(text) for text in texts],
-                    "correct": [bool(c) for c in correct],
-                    "clusters": [int(c) for c in np.asarray(info["cluster"])],
-                }
-            )
-            return shaped, correct, info
-
-    with (
-        mock.patch.object(ppo, "load_policy", load_and_keep),
-        mock.patch.object(ppo, "MEDSScorer", ObservedScorer),
-    ):
-        yield probe
+    def meds_shaped(
+        self,
+        problem_ids: list[str],
+        answers: list[str | None],
+        correct: list[bool],
+        meds_info: dict[str, np.ndarray],
+    ) -> None:
+        """Record the batch's rollouts and the clusters MEDS voted them into."""
+        self.batches.append(
+            {
+                "problem_ids": list(problem_ids),
+                "answers": list(answers),
+                "correct": [bool(c) for c in correct],
+                "clusters": [int(c) for c in np.asarray(meds_info["cluster"])],
+            }
+        )
 
 
 # -- evaluation ----------------------------------------------------------------------------------
@@ -287,39 +266,27 @@ def evaluate_split(
     """Sample ``n`` responses (temperature 1) to every problem of ``env`` and score them.
 
     Returns:
-        ``problems``, ``pass@k`` for k = 1, 2, 4, ... <= n, and :func:`error_summary`'s metrics
-        with the true error mode of each wrong answer.
+        :func:`split_metrics` of the samples.
     """
-    torch.manual_seed(seed)
-    model.eval()
-    source: Any = env.unwrapped.source
-    counts: list[int] = []
-    ids: list[str] = []
-    answers: list[str | None] = []
-    verdicts: list[bool] = []
-    modes: list[str | None] = []
-    for index in range(len(source)):
-        obs, info = env.reset(options={"index": index})
-        pid = info["problem_id"]
-        prompt = prompt_text(tokenizer, obs, info)
-        batch = sample_responses(model, tokenizer, [prompt], n, max_new_tokens, 1.0)
-        _, correct, parsed = score_responses(env, [pid] * n, batch.texts)
-        problem = source.get(pid)
-        counts.append(sum(correct))
-        ids += [pid] * n
-        answers += parsed
-        verdicts += correct
-        modes += [
-            None if ok else error_mode_label(problem, a)
-            for a, ok in zip(parsed, correct, strict=True)
-        ]
-    metrics: dict[str, Any] = {"problems": len(source)}
-    k = 1
-    while k <= n:
-        metrics[f"pass@{k}"] = mean_pass_at_k(counts, n, k)
-        k *= 2
-    metrics.update(error_summary(ids, answers, verdicts, modes))
-    return metrics
+    return split_metrics(sample_every_problem(model, tokenizer, env, n, max_new_tokens, 1.0, seed))
+
+
+def split_metrics(samples: ProblemSamples) -> dict[str, Any]:
+    """``problems``, ``pass@k`` for k = 1, 2, 4, ... <= n, and :func:`error_summary`'s metrics.
+
+    Each wrong answer is labelled with its true error mode by ``agents.evaluation``'s labeller.
+    """
+    modes = [
+        None if ok else error_mode_label(problem, answer)
+        for problem, answer, ok in zip(
+            samples.response_problems, samples.answers, samples.correct, strict=True
+        )
+    ]
+    return {
+        "problems": len(samples.problems),
+        **pass_at_k_curve(samples.correct_counts, samples.n),
+        **error_summary(samples.problem_ids, samples.answers, samples.correct, modes),
+    }
 
 
 def training_cluster_agreement(batches: Sequence[dict[str, list[Any]]], source: Any) -> dict:
@@ -351,7 +318,7 @@ def training_cluster_agreement(batches: Sequence[dict[str, list[Any]]], source: 
 def toy_env(args: Args, family: str, split: str) -> Any:
     """The family's env on one split (the test split has ``test_problems`` problems)."""
     size = args.num_problems if split == "train" else args.test_problems
-    return gym.make(family, num_problems=size, difficulty=args.difficulty, seed=0, split=split)
+    return EnvSpec(family, size, args.difficulty, task_seed=0).make(split=split)
 
 
 def train_args(args: Args, family: str, method: str, seed: int, model_path: str, out: Path) -> Any:
@@ -393,19 +360,19 @@ def run_method(
         model, tokenizer = load_policy(model_path, "cpu")
     else:
         noise_seed = 10_000 + seed if method == "dapo_meds_random_fingerprint" else None
-        with observed_run(noise_seed) as probe:
-            history = ppo.main(train_args(args, family, method, seed, model_path, out))
-        assert probe.policy is not None  # main always loads its policy
-        model, tokenizer = probe.policy
+        recorder = RunRecorder(noise_seed)
+        history = ppo.main(train_args(args, family, method, seed, model_path, out), recorder)
+        assert recorder.policy is not None  # main always loads its policy
+        model, tokenizer = recorder.policy
         result["dominant_error_share_training"] = [
             row.get("charts/dominant_error_share", float("nan")) for row in history
         ]
         result["reward_training"] = [row.get("charts/reward_mean", float("nan")) for row in history]
         ratios = [row["meds/top1_eigen_ratio"] for row in history if "meds/top1_eigen_ratio" in row]
         result["top1_eigen_ratio"] = ratios[-1] if ratios else float("nan")
-        if probe.batches:
+        if recorder.batches:
             source = toy_env(args, family, "train").unwrapped.source
-            result["cluster_agreement"] = training_cluster_agreement(probe.batches, source)
+            result["cluster_agreement"] = training_cluster_agreement(recorder.batches, source)
     result["eval"] = {}
     for split in SPLITS:
         env = toy_env(args, family, split)
@@ -771,14 +738,8 @@ def tiny_config(args: Args, family: str) -> TinyModelConfig:
     Problem ``i`` of a split does not depend on the split's size, so the RL problems (the first
     ``num_problems``) are among the warm-up's, and the held-out ones are not.
     """
-    return dataclasses.replace(
-        SMALL_TINY,
-        task=TOY_ENV_IDS[family],
-        num_problems=args.warmup_problems,
-        difficulty=args.difficulty,
-        task_seed=0,
-        steps=args.warmup_steps,
-    )
+    small = dataclasses.replace(SMALL_TINY, steps=args.warmup_steps)
+    return EnvSpec(family, args.warmup_problems, args.difficulty, task_seed=0).tiny_config(small)
 
 
 def initial_model(args: Args, family: str) -> str:

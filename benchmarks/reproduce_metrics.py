@@ -1,8 +1,10 @@
-"""Metrics of ``benchmarks/reproduce.py``: error modes, cluster agreement, intervals over seeds.
+"""Metrics of ``benchmarks/reproduce.py``: error diversity, cluster agreement, intervals over seeds.
 
-All functions are pure. Labels follow the HDBSCAN convention of the MEDS memory: non-negative ints
-are clusters, -1 is noise, and -2 marks a rollout MEDS did not assign (a problem's first visit, a
-group left out by the dynamic-sampling filter, or a response without a fingerprint).
+All functions are pure. Wrong answers are labelled by ``agents.evaluation.error_mode_label``, the
+labeller that the training log and ``agents.evaluate`` use too. Cluster labels follow the HDBSCAN
+convention of the MEDS memory: non-negative ints are clusters, -1 is noise, and -2 marks a rollout
+MEDS did not assign (a problem's first visit, a group left out by the dynamic-sampling filter, or
+a response without a fingerprint).
 """
 
 from __future__ import annotations
@@ -17,29 +19,6 @@ import numpy.typing as npt
 
 from agents.evaluation import adjusted_rand_index, cluster_purity, dominant_mode_share
 from meds_gym.errors import InvalidArgumentError
-from meds_gym.tasks.base import Problem
-from meds_gym.tasks.procedural import label_error_modes
-
-UNKNOWN_MODE = "other"
-"""The label of a wrong answer that no known error mode of its problem produces."""
-
-
-def error_mode_label(problem: Problem, answer: str | None) -> str:
-    """The true error mode of one wrong answer, as one label.
-
-    Several modes can give the same wrong answer (``label_error_modes`` returns them all); they
-    are joined with ``+`` so that two rollouts with the same wrong answer always share a label.
-
-    Args:
-        problem: The rollout's problem (its ``answer`` and ``error_modes`` are read).
-        answer: The parsed final answer; None (no answer) and unexplained answers are ``"other"``.
-
-    Returns:
-        ``"carry"``, ``"carry+precedence"``, ... or :data:`UNKNOWN_MODE`.
-    """
-    if answer is None:
-        return UNKNOWN_MODE
-    return "+".join(label_error_modes(problem, answer)) or UNKNOWN_MODE
 
 
 def pairwise_agreement(labels_true: npt.ArrayLike, labels_pred: npt.ArrayLike) -> float:
@@ -82,7 +61,7 @@ def cluster_agreement_scores(
 
     Args:
         problem_ids: (B,) problem of each wrong rollout.
-        mode_labels: (B,) its true error mode (:func:`error_mode_label`).
+        mode_labels: (B,) its true error mode (``agents.evaluation.error_mode_label``).
         clusters: (B,) the MEDS cluster it was voted into.
 
     Returns:
@@ -132,7 +111,8 @@ def error_summary(
         problem_ids: (B,) problem of each response.
         answers: (B,) parsed final answers (None: no answer).
         correct: (B,) verdicts.
-        mode_labels: (B,) true error mode of each wrong response (ignored where correct).
+        mode_labels: (B,) true error mode of each wrong response
+            (``agents.evaluation.error_mode_label``; ignored where correct).
 
     Returns:
         ``wrong_share``; ``distinct_wrong_answers`` (distinct parsed wrong answers per problem,

@@ -16,10 +16,12 @@ from agents.evaluation import (
     distinct_answers,
     mean_pass_at_k,
     pass_at_k,
+    pass_at_k_curve,
     rollout_metrics,
     top1_eigen_ratio,
 )
 from meds_gym.errors import InvalidArgumentError
+from meds_gym.tasks.base import Problem
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
@@ -47,6 +49,10 @@ def test_pass_at_k_hand_values_and_large_n():
     exact = 1 - comb(1000 - 7, 128) / comb(1000, 128)
     assert pass_at_k(1000, 7, 128) == pytest.approx(exact, rel=1e-10)
     assert mean_pass_at_k([0, 10], n=10, k=1) == pytest.approx(0.5)
+    curve = pass_at_k_curve([1, 3], n=4)  # k = 1, 2, 4
+    assert list(curve) == ["pass@1", "pass@2", "pass@4"]
+    assert curve["pass@1"] == pytest.approx((1 / 4 + 3 / 4) / 2)
+    assert curve["pass@4"] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -109,19 +115,24 @@ def test_ari_string_labels_and_edge_cases():
 def test_error_mode_labels_and_dominant_share():
     from agents.evaluation import dominant_mode_share, error_mode_labels
 
-    table = {"carry": "12", "sign": "8", "prec": "12"}
-    labels = error_mode_labels(["12", "8", "99", None], [table] * 4)
-    assert labels == ["carry", "sign", "other", "other"]  # ties: first in sorted order
+    problem = Problem("t/0", "?", "5", error_modes={"carry": "12", "sign": "8", "prec": "12"})
+    labels = error_mode_labels(["12", "8", "99", None, " 008", "5", "x"], [problem] * 7)
+    # Every mode giving the answer, joined; integers compared as integers (the toy tasks' truth,
+    # meds_gym.tasks.procedural.label_error_modes); the gold answer and non-integers are "other".
+    assert labels == ["carry+prec", "sign", "other", "other", "sign", "other", "other"]
+    benchmark = Problem("b/0", "?", "5")  # a benchmark problem knows no error modes
+    assert error_mode_labels(["12"], [benchmark]) == ["other"]
     assert dominant_mode_share(["a", "a", "a", "b"], ["x", "x", "y", "z"]) == pytest.approx(3 / 4)
     assert dominant_mode_share(["a", "b"], ["x", "y"]) == 1.0
     assert np.isnan(dominant_mode_share([], []))
-    with pytest.raises(InvalidArgumentError, match="error_modes"):
+    with pytest.raises(InvalidArgumentError, match="problems"):
         error_mode_labels(["1"], [])
     with pytest.raises(InvalidArgumentError, match="labels"):
         dominant_mode_share(["a"], [])
 
 
-MODES = {"precedence": "20", "sign": "9"}
+MODES = Problem("p/0", "?", "14", error_modes={"precedence": "20", "sign": "9"})
+"""A problem with two error modes (every rollout of these tests shares its table)."""
 
 
 def test_rollout_metrics_by_hand():

@@ -250,6 +250,61 @@ def test_every_algorithm_runs_with_and_without_meds(tmp_path, algorithm, meds):
     assert "test split (held-out problems)" in (run_dir / "report.md").read_text()
 
 
+def test_observer_sees_the_policy_and_every_meds_batch_and_can_replace_fingerprints(
+    tmp_path, monkeypatch
+):
+    from agents.policy import MEDSScorer
+    from agents.ppo import RunObserver
+
+    scored = []  # the fingerprints MEDS really received
+    step = MEDSScorer.step
+
+    def spy(self, problem_ids, texts, fingerprints):
+        scored.append(fingerprints)
+        return step(self, problem_ids, texts, fingerprints)
+
+    monkeypatch.setattr(MEDSScorer, "step", spy)
+
+    class Recorder(RunObserver):
+        def __init__(self):
+            self.policies, self.widths, self.batches = [], [], []
+
+        def policy_loaded(self, model, tokenizer):
+            self.policies.append((model, tokenizer))
+
+        def fingerprints(self, fingerprints):
+            self.widths.append(fingerprints.shape)
+            return np.full_like(fingerprints, np.nan)  # "no fingerprint" rows
+
+        def meds_shaped(self, problem_ids, answers, correct, meds_info):
+            self.batches.append((problem_ids, answers, correct, meds_info["cluster"]))
+
+    recorder = Recorder()
+    args = Args(
+        algorithm="grpo",
+        meds=True,
+        num_problems=4,
+        tiny=MICRO_TINY,
+        cache_dir=str(tmp_path / "cache"),
+        iterations=2,
+        prompts_per_iteration=2,
+        group_size=4,
+        max_new_tokens=24,
+        output_dir=str(tmp_path / "runs"),
+        device="cpu",
+        threads=1,
+        eval_n=0,
+        tensorboard=False,
+    )
+    history = main(args, recorder)
+    assert len(recorder.policies) == 1 and len(history) == 2
+    assert len(recorder.widths) == len(recorder.batches) == 2  # GRPO keeps every group
+    for problem_ids, answers, correct, clusters in recorder.batches:
+        assert len(problem_ids) == len(answers) == len(correct) == 8
+        assert len(clusters) == 8
+    assert len(scored) == 2 and all(np.isnan(f).all() for f in scored)  # the replacements
+
+
 def test_an_iteration_without_kept_groups_says_no_update_and_logs_no_nan(tmp_path, capsys):
     # The barely trained model is never right: every group is all wrong, dynamic sampling keeps
     # none within its rounds, and the iteration makes no update (issue 13, point 3).

@@ -3,15 +3,13 @@ end-to-end run whose outputs are checked for structure and range."""
 
 import json
 import math
-from unittest import mock
 
 import numpy as np
 import pytest
 
+from agents.evaluation import UNKNOWN_MODE, error_mode_label
 from benchmarks.reproduce_metrics import (
-    UNKNOWN_MODE,
     cluster_agreement_scores,
-    error_mode_label,
     error_summary,
     finite_or_none,
     format_interval,
@@ -136,44 +134,65 @@ def test_finite_or_none_makes_json_safe_values():
     assert finite_or_none(value) == {"a": None, "b": [1.0, None], "c": [2, "x"]}
 
 
-def test_random_fingerprint_observer_replaces_only_present_fingerprints():
+def test_random_fingerprint_recorder_replaces_only_present_fingerprints():
     pytest.importorskip("torch")
-    import agents.ppo as ppo
-    from benchmarks.reproduce import observed_run
-
-    seen = []
-
-    class Recorder:
-        def __init__(self, make_env, shaper):
-            self.shaper = shaper
-
-        def step(self, problem_ids, texts, fingerprints):
-            seen.append(fingerprints)
-            n = len(texts)
-            info = {"cluster": np.full(n, -2)}
-            return np.zeros(n), [False, True, False], info
+    from benchmarks.reproduce import RunRecorder
 
     fingerprints = np.array([[1.0, 2.0], [np.nan, np.nan], [3.0, 4.0]], dtype=np.float32)
-    with mock.patch.object(ppo, "MEDSScorer", Recorder):
-        with observed_run(noise_seed=0) as probe:
-            ppo.MEDSScorer("make_env", "shaper").step(
-                ["p", "p", "p"], ["\\boxed{20}", "x", "\\boxed{4}"], fingerprints
-            )
-        with observed_run(noise_seed=None):
-            ppo.MEDSScorer("make_env", "shaper").step(["p"] * 3, ["a", "b", "c"], fingerprints)
-        assert ppo.MEDSScorer is Recorder  # the observers are gone after the run
-    noisy, plain = seen
+    noisy = RunRecorder(noise_seed=0).fingerprints(fingerprints)
     assert np.isnan(noisy[1]).all() and np.isfinite(noisy[[0, 2]]).all()
     assert not np.allclose(noisy[[0, 2]], fingerprints[[0, 2]])
-    assert np.array_equal(plain, fingerprints, equal_nan=True)
-    assert probe.batches == [
+    assert np.array_equal(fingerprints[1], [np.nan, np.nan], equal_nan=True)  # input untouched
+    plain = RunRecorder(noise_seed=None)
+    assert plain.fingerprints(fingerprints) is fingerprints
+    info = {"cluster": np.array([0, -2, 1]), "penalty": np.zeros(3)}
+    plain.meds_shaped(["p", "p", "p"], ["20", None, "4"], [False, True, False], info)
+    assert plain.batches == [
         {
             "problem_ids": ["p", "p", "p"],
             "answers": ["20", None, "4"],
             "correct": [False, True, False],
-            "clusters": [-2, -2, -2],
+            "clusters": [0, -2, 1],
         }
     ]
+
+
+def test_evaluation_and_reproduction_agree_on_the_dominant_error_share():
+    # The same samples summarised by agents.evaluate, by the training log's rollout_metrics and by
+    # the reproduction: one labeller, one share. " 04" is the mode whose answer is "4" (the toy
+    # tasks compare answers as integers); an exact string match called it "other", which lumped
+    # it with the unexplained "99" and reported a share of 1.0 on problem demo/0.
+    pytest.importorskip("torch")
+    from agents.evaluate import summarise_samples
+    from agents.evaluation import rollout_metrics
+    from agents.run_setup import ProblemSamples
+    from benchmarks.reproduce import split_metrics
+
+    other = Problem(problem_id="demo/1", question="?", answer="7", error_modes={"carry": "8"})
+    samples = ProblemSamples(
+        n=3,
+        problems=[PROBLEM, other],
+        problem_ids=["demo/0"] * 3 + ["demo/1"] * 3,
+        answers=[" 04", "99", "14", "8", "8", "7"],
+        correct=[False, False, True, False, False, True],
+    )
+    evaluated = summarise_samples(samples)
+    reproduced = split_metrics(samples)
+    logged = rollout_metrics(
+        samples.problem_ids,
+        samples.answers,
+        samples.correct,
+        np.asarray(samples.correct, dtype=float),
+        samples.response_problems,
+    )
+    # demo/0: carry_dropped and other, 1 of 2; demo/1: carry twice, 2 of 2 -> (1 + 2) / 4
+    assert evaluated["dominant_error_share"] == pytest.approx(3 / 4)
+    assert reproduced["dominant_error_share"] == evaluated["dominant_error_share"]
+    assert logged["charts/dominant_error_share"] == evaluated["dominant_error_share"]
+    assert evaluated["error_modes"] == {"carry": 2, "carry_dropped": 1, UNKNOWN_MODE: 1}
+    assert {k: v for k, v in reproduced.items() if k.startswith("pass@")} == {
+        k: v for k, v in evaluated.items() if k.startswith("pass@")
+    }
 
 
 @pytest.mark.slow

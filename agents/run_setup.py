@@ -1,0 +1,223 @@
+"""What every agent entry point builds the same way: the env, the model, the evaluation samples.
+
+``agents.ppo`` (training), ``agents.evaluate``, ``agents.compare`` and ``benchmarks/reproduce.py``
+all describe their env with an :class:`EnvSpec`, find their model with :func:`resolve_model_path`
+(the tiny model warmed up on the env's own toy task, or a model directory) and evaluate a policy by
+sampling every problem of an env with :func:`sample_every_problem`; each then summarises the
+samples its own way.
+
+Example:
+    >>> from agents.run_setup import EnvSpec
+    >>> spec = EnvSpec("meds_gym/AddSub-v0", num_problems=4)
+    >>> spec.kwargs(split="test")
+    {'num_problems': 4, 'difficulty': 1, 'seed': 0, 'answer_anchor': 'boxed', 'split': 'test'}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+
+import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
+from meds_gym.envs import TOY_ENV_IDS, VerdictCache
+from meds_gym.errors import InvalidArgumentError
+from meds_gym.tasks.base import Problem
+
+from .policy import prompt_text, sample_responses, score_responses
+from .tiny_model import TinyModelConfig, tiny_model_path
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Which env a run uses: a registered id and the arguments that pick its problems."""
+
+    env_id: str
+    """A registered meds-gym env id."""
+    num_problems: int = 32
+    """Problems of a toy task (toy env ids only)."""
+    difficulty: int = 1
+    """Difficulty of a toy task (toy env ids only)."""
+    task_seed: int = 0
+    """Seed of the toy task's problem set (toy env ids only)."""
+    data_path: str | None = None
+    """Local data file of a benchmark env id (other ids only)."""
+    answer_anchor: str = "boxed"
+    """Where the final answer starts (``boxed``, ``answer_tag`` or a regex with one group)."""
+
+    @classmethod
+    def of(cls, args: Any) -> EnvSpec:
+        """The spec of a script's arguments (``env_id``, ``num_problems``, ... that it has)."""
+        fields = {
+            f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)
+        }
+        return cls(**fields)
+
+    @property
+    def is_toy(self) -> bool:
+        """Whether the id is a procedural toy task (which has splits and known error modes)."""
+        return self.env_id in TOY_ENV_IDS
+
+    def kwargs(
+        self, split: str | None = None, verdict_cache: VerdictCache | None = None
+    ) -> dict[str, Any]:
+        """The keyword arguments of ``gym.make(self.env_id, ...)``.
+
+        Args:
+            split: Toy tasks: ``"train"`` or ``"test"``; None leaves the env's default (train).
+                Ignored for other ids, which have no split.
+            verdict_cache: A cache shared by several envs of one run (each distinct answer of a
+                problem is then verified once); None: each env verifies on its own.
+
+        Returns:
+            The toy task's ``num_problems``, ``difficulty`` and ``seed``, or the benchmark's
+            ``data_path``; then ``answer_anchor``, and ``verdict_cache`` and ``split`` if given.
+        """
+        kwargs: dict[str, Any] = (
+            {
+                "num_problems": self.num_problems,
+                "difficulty": self.difficulty,
+                "seed": self.task_seed,
+            }
+            if self.is_toy
+            else {"data_path": self.data_path}
+        )
+        kwargs["answer_anchor"] = self.answer_anchor
+        if verdict_cache is not None:
+            kwargs["verdict_cache"] = verdict_cache
+        if split is not None and self.is_toy:
+            kwargs["split"] = split
+        return kwargs
+
+    def make(self, split: str | None = None, verdict_cache: VerdictCache | None = None) -> Any:
+        """``gym.make`` the env (see :meth:`kwargs` for the arguments)."""
+        return gym.make(self.env_id, **self.kwargs(split, verdict_cache))
+
+    def tiny_config(
+        self, tiny: TinyModelConfig, prompt_format: str | None = None
+    ) -> TinyModelConfig:
+        """``tiny`` warmed up on this env's own toy task (same family, size, difficulty, seed).
+
+        Args:
+            tiny: The architecture and warm-up; its task fields are replaced.
+            prompt_format: The run's prompt format; None keeps ``tiny.prompt_format``.
+
+        Raises:
+            InvalidArgumentError: If the env is not a toy task (the tiny model knows no other).
+        """
+        if not self.is_toy:
+            raise InvalidArgumentError(
+                "model_path",
+                "a model directory (the tiny model is built for the toy envs "
+                f"{sorted(TOY_ENV_IDS)})",
+                None,
+            )
+        return dataclasses.replace(
+            tiny,
+            task=TOY_ENV_IDS[self.env_id],
+            num_problems=self.num_problems,
+            difficulty=self.difficulty,
+            task_seed=self.task_seed,
+            prompt_format=tiny.prompt_format if prompt_format is None else prompt_format,
+        )
+
+
+def resolve_model_path(
+    spec: EnvSpec,
+    model_path: str | None,
+    tiny: TinyModelConfig,
+    prompt_format: str | None = None,
+    cache_dir: str | None = None,
+) -> str:
+    """The model a run loads: ``model_path``, or the tiny model of the env's task (built if new).
+
+    Args:
+        spec: The run's env.
+        model_path: A local model directory; None: the tiny model.
+        tiny: The tiny model's architecture and warm-up (see :meth:`EnvSpec.tiny_config`).
+        prompt_format: The run's prompt format; None keeps ``tiny.prompt_format``.
+        cache_dir: Cache of tiny models (None: ``$MEDS_GYM_CACHE`` or ``~/.cache/meds_gym``).
+
+    Returns:
+        The model directory.
+
+    Raises:
+        InvalidArgumentError: If ``model_path`` is None and the env is not a toy task.
+    """
+    if model_path is not None:
+        return model_path
+    return str(tiny_model_path(spec.tiny_config(tiny, prompt_format), cache_dir))
+
+
+@dataclass(frozen=True)
+class ProblemSamples:
+    """``n`` scored responses to every problem of an env, problem after problem."""
+
+    n: int
+    """Responses per problem."""
+    problems: list[Problem]
+    """(P,) the env's problems, in order."""
+    problem_ids: list[str]
+    """(P * n,) problem of each response: ``n`` consecutive rows per problem."""
+    answers: list[str | None]
+    """(P * n,) the final answer the env parsed (None: no answer)."""
+    correct: list[bool]
+    """(P * n,) the env's verdicts."""
+
+    @property
+    def correct_counts(self) -> list[int]:
+        """(P,) correct responses per problem."""
+        return [sum(self.correct[i : i + self.n]) for i in range(0, len(self.correct), self.n)]
+
+    @property
+    def response_problems(self) -> list[Problem]:
+        """(P * n,) the problem of each response."""
+        return [problem for problem in self.problems for _ in range(self.n)]
+
+
+def sample_every_problem(
+    model: Any,
+    tokenizer: Any,
+    env: Any,
+    n: int,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    seed: int = 0,
+    prompt_format: str = "chat",
+) -> ProblemSamples:
+    """Sample ``n`` responses to every problem of ``env`` and score them with it.
+
+    Args:
+        model: The causal LM (put in eval mode here).
+        tokenizer: Its tokenizer, padding on the left.
+        env: A meds-gym text env (``env.unwrapped.source`` lists its problems).
+        n: Responses per problem.
+        max_new_tokens: Longest response.
+        temperature: Sampling temperature.
+        seed: Seed of the sampling (torch's global generator is reseeded).
+        prompt_format: How observations become prompts (:data:`agents.policy.PROMPT_FORMATS`).
+
+    Returns:
+        The responses' problems, parsed answers and verdicts.
+    """
+    import torch
+
+    if n < 1:
+        raise InvalidArgumentError("n", "an int >= 1", n)
+    torch.manual_seed(seed)
+    source: Any = env.unwrapped.source
+    model.eval()
+    problems, ids, answers, verdicts = [], [], [], []
+    for index in range(len(source)):
+        obs, info = env.reset(options={"index": index})
+        pid = info["problem_id"]
+        prompt = prompt_text(tokenizer, obs, info, prompt_format)
+        batch = sample_responses(model, tokenizer, [prompt], n, max_new_tokens, temperature)
+        _, correct, parsed = score_responses(env, [pid] * n, batch.texts)
+        problems.append(source.get(pid))
+        ids += [pid] * n
+        answers += parsed
+        verdicts += correct
+    return ProblemSamples(n, problems, ids, answers, verdicts)

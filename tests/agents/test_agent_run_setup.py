@@ -1,0 +1,85 @@
+"""agents/run_setup.py: the env, model path and evaluation samples every entry point shares."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("tyro")
+
+from agents.evaluate import EvalArgs  # noqa: E402
+from agents.ppo import Args  # noqa: E402
+from agents.run_setup import EnvSpec, ProblemSamples, resolve_model_path  # noqa: E402
+from agents.tiny_model import TinyModelConfig  # noqa: E402
+from meds_gym.envs import VerdictCache  # noqa: E402
+from meds_gym.errors import InvalidArgumentError  # noqa: E402
+from meds_gym.tasks.base import Problem  # noqa: E402
+
+
+def test_toy_kwargs_pick_the_problems_and_the_split():
+    spec = EnvSpec("meds_gym/AddSub-v0", num_problems=5, difficulty=2, task_seed=3)
+    assert spec.is_toy
+    assert spec.kwargs() == {
+        "num_problems": 5,
+        "difficulty": 2,
+        "seed": 3,
+        "answer_anchor": "boxed",
+    }
+    cache = VerdictCache()
+    kwargs = spec.kwargs(split="test", verdict_cache=cache)
+    assert kwargs["split"] == "test" and kwargs["verdict_cache"] is cache
+    env = spec.make(split="test")
+    try:
+        source = env.unwrapped.source
+        assert (len(source), source.difficulty, source.seed) == (5, 2, 3)
+        assert source.split == "test"
+    finally:
+        env.close()
+
+
+def test_benchmark_kwargs_take_the_data_file_and_no_split():
+    spec = EnvSpec("meds_gym/GSM8K-v0", data_path="gsm8k.jsonl", answer_anchor="answer_tag")
+    assert not spec.is_toy
+    assert spec.kwargs(split="test") == {"data_path": "gsm8k.jsonl", "answer_anchor": "answer_tag"}
+
+
+def test_spec_of_reads_whatever_fields_the_arguments_have():
+    train = Args(env_id="meds_gym/AddSub-v0", num_problems=5, answer_anchor="answer_tag")
+    assert EnvSpec.of(train) == EnvSpec("meds_gym/AddSub-v0", 5, answer_anchor="answer_tag")
+    evaluation = EvalArgs(env_id="meds_gym/AddSub-v0", task_seed=4)  # no answer_anchor field
+    assert EnvSpec.of(evaluation) == EnvSpec("meds_gym/AddSub-v0", task_seed=4)
+
+
+def test_tiny_config_follows_the_task_and_the_prompt_format():
+    spec = EnvSpec("meds_gym/AddSub-v0", num_problems=5, difficulty=2, task_seed=1)
+    tiny = spec.tiny_config(TinyModelConfig(hidden_size=32), "compact")
+    assert (tiny.task, tiny.num_problems, tiny.difficulty, tiny.task_seed) == ("addsub", 5, 2, 1)
+    assert tiny.hidden_size == 32 and tiny.prompt_format == "compact"
+    assert spec.tiny_config(TinyModelConfig(prompt_format="compact")).prompt_format == "compact"
+    # The training script records the same config in args.json.
+    assert Args(env_id="meds_gym/AddSub-v0", num_problems=5, difficulty=2, task_seed=1).tiny == (
+        spec.tiny_config(TinyModelConfig(), "chat")
+    )
+
+
+def test_model_path_is_given_or_the_tiny_model_of_a_toy_task():
+    benchmark = EnvSpec("meds_gym/GSM8K-v0", data_path="x.jsonl")
+    assert resolve_model_path(benchmark, "some/model", TinyModelConfig()) == "some/model"
+    with pytest.raises(InvalidArgumentError, match="`model_path` must be a model directory"):
+        resolve_model_path(benchmark, None, TinyModelConfig())
+
+
+def test_problem_samples_count_per_problem():
+    problems = [Problem("a", "?", "1"), Problem("b", "?", "2")]
+    samples = ProblemSamples(2, problems, ["a", "a", "b", "b"], ["1", "3", None, "2"],
+                             [True, False, False, True])  # fmt: skip
+    assert samples.correct_counts == [1, 1]
+    assert [p.problem_id for p in samples.response_problems] == ["a", "a", "b", "b"]
+
+
+def test_sampling_rejects_n_below_one():
+    from agents.run_setup import sample_every_problem
+
+    with pytest.raises(InvalidArgumentError, match="`n`"):
+        sample_every_problem(None, None, None, 0)
