@@ -275,14 +275,14 @@ def sample(
         **extra,
     )
     cache = _returned_cache(out)
-    cache.batch_repeat_interleave(group_size)
-    if reserve:
-        _reserve(cache, max_new_tokens)
-    cache_argument = _cache_argument(model)
     logits = out.logits[:, -1].repeat_interleave(group_size, dim=0)  # (B, V)
-    mask = prompt_mask.repeat_interleave(group_size, dim=0)  # (B, P + t)
-    position = mask.sum(dim=1, keepdim=True)  # (B, 1) position of the next token
-    rows = int(mask.shape[0])
+    decode: Any = (
+        _SharedPrefixDecoder(model, cache, prompt_mask, group_size, max_new_tokens)
+        if _SharedPrefixDecoder.applies(model)
+        else _CacheDecoder(model, cache, prompt_mask, group_size, max_new_tokens, reserve)
+    )
+    rows = int(logits.shape[0])
+    position = prompt_mask.sum(dim=1, keepdim=True).repeat_interleave(group_size, dim=0)  # (B, 1)
     tokens = torch.full((rows, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((rows, max_new_tokens), dtype=torch.float32, device=device)
     active = torch.ones(rows, dtype=torch.bool, device=device)
@@ -298,16 +298,8 @@ def sample(
         active = active & ~torch.isin(token, stops)
         if t + 1 == max_new_tokens or not bool(active.any()):
             break
-        mask = torch.cat([mask, fed[:, None]], dim=1)
-        out = model(
-            input_ids=token[:, None],
-            attention_mask=mask,
-            position_ids=position,
-            use_cache=True,
-            **{cache_argument: cache},
-        )
+        logits = decode(token, fed, position)
         position = position + 1
-        logits = out.logits[:, -1]
     tokens, logprobs = tokens[:, :steps], logprobs[:, :steps]
     after = _mask_after_stop(tokens, stops)
     return Samples(
@@ -315,6 +307,159 @@ def sample(
         response_mask=(~after).float(),
         logprobs=logprobs.masked_fill(after, 0.0),
     )
+
+
+class _CacheDecoder:
+    """One decoding step through the model's own forward and its key/value cache (any model)."""
+
+    def __init__(
+        self,
+        model: Any,
+        cache: Any,
+        prompt_mask: torch.Tensor,
+        group_size: int,
+        max_new_tokens: int,
+        reserve: bool,
+    ) -> None:
+        cache.batch_repeat_interleave(group_size)
+        if reserve:
+            _reserve(cache, max_new_tokens)
+        self.model, self.cache = model, cache
+        self.cache_argument = _cache_argument(model)
+        self.mask = prompt_mask.repeat_interleave(group_size, dim=0)  # (B, P + t)
+
+    def __call__(
+        self, token: torch.Tensor, fed: torch.Tensor, position: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, V) logits after feeding ``token`` (B,) at ``position`` (B, 1); ``fed`` masks it."""
+        self.mask = torch.cat([self.mask, fed[:, None]], dim=1)
+        out = self.model(
+            input_ids=token[:, None],
+            attention_mask=self.mask,
+            position_ids=position,
+            use_cache=True,
+            **{self.cache_argument: self.cache},
+        )
+        return out.logits[:, -1]
+
+
+class _SharedPrefixDecoder:
+    """One decoding step of a Llama-family model with each group's prompt keys stored once.
+
+    The prompt's keys and values stay at (G, heads, P, d): each step scores the n queries of a
+    group against them in one matmul, and against each row's own response keys (kept in buffers
+    reserved for the whole response), instead of reading n copies of the prompt. The layers' own
+    modules (norms, projections, rotary embedding, MLP) compute everything else, so the logits
+    equal the model's forward (the sampler's log-probs are checked against the trainer's every
+    iteration: ``sampler_logprob_gap``). Applies to Llama, Qwen2 and Mistral models without
+    sliding windows; other models decode through :class:`_CacheDecoder`.
+    """
+
+    MODEL_TYPES = frozenset({"llama", "qwen2", "mistral"})
+
+    @classmethod
+    def applies(cls, model: Any) -> bool:
+        """Whether ``model`` has the plain Llama-family layout this decoder reproduces."""
+        if getattr(model.config, "model_type", None) not in cls.MODEL_TYPES:
+            return False
+        base = getattr(model, "model", None)
+        needed = ("embed_tokens", "rotary_emb", "norm", "layers")
+        if base is None or not all(hasattr(base, name) for name in needed):
+            return False
+        for layer in base.layers:
+            attention = getattr(layer, "self_attn", None)
+            parts = ("q_proj", "k_proj", "v_proj", "o_proj", "scaling", "head_dim")
+            if attention is None or not all(hasattr(attention, name) for name in parts):
+                return False
+            if getattr(attention, "sliding_window", None) or hasattr(attention, "q_norm"):
+                return False
+        return True
+
+    def __init__(
+        self,
+        model: Any,
+        cache: Any,
+        prompt_mask: torch.Tensor,
+        group_size: int,
+        max_new_tokens: int,
+    ) -> None:
+        import sys
+
+        self.model, self.base = model, model.model
+        self.n = group_size
+        first = self.base.layers[0].self_attn
+        self.rotary = sys.modules[type(first).__module__].apply_rotary_pos_emb
+        self.prefix = [(layer.keys, layer.values) for layer in cache.layers]  # (G, KV, P, d)
+        groups, kv_heads, width, head_dim = self.prefix[0][0].shape
+        rows = groups * group_size
+        self.buffers = [
+            (
+                keys.new_empty(rows, kv_heads, max_new_tokens, head_dim),
+                values.new_empty(rows, kv_heads, max_new_tokens, values.shape[-1]),
+            )
+            for keys, values in self.prefix
+        ]
+        dtype = self.prefix[0][0].dtype
+        blocked = torch.finfo(dtype).min
+        prompt = prompt_mask.repeat_interleave(group_size, dim=0)  # (B, P)
+        self.bias = torch.zeros(rows, 1, 1, width + max_new_tokens, dtype=dtype)
+        self.bias[:, 0, 0, :width] = torch.where(prompt > 0, 0.0, blocked)
+        self.bias = self.bias.to(prompt_mask.device)
+        self.blocked, self.width, self.t = blocked, width, 0
+
+    def _attend(self, layer: int, q: torch.Tensor) -> torch.Tensor:
+        """(B, H, d) attention output of the step's queries ``q`` (B, H, d)."""
+        keys, values = self.prefix[layer]
+        groups, kv_heads, width, head_dim = keys.shape
+        rows, heads, _ = q.shape
+        per_kv = heads // kv_heads
+        n, t = self.n, self.t + 1
+        q = q.view(rows, kv_heads, per_kv, head_dim)
+        grouped = q.view(groups, n, kv_heads, per_kv, head_dim).transpose(1, 2)
+        grouped = grouped.reshape(groups, kv_heads, n * per_kv, head_dim)
+        scores_prefix = torch.matmul(grouped, keys.transpose(-1, -2))  # (G, KV, n * g, P)
+        scores_prefix = scores_prefix.view(groups, kv_heads, n, per_kv, width).transpose(1, 2)
+        response_keys, response_values = self.buffers[layer]
+        scores_own = torch.matmul(q, response_keys[:, :, :t].transpose(-1, -2))  # (B, KV, g, t)
+        scores = torch.cat([scores_prefix.reshape(rows, kv_heads, per_kv, width), scores_own], -1)
+        attention = self.base.layers[layer].self_attn
+        scores = scores * attention.scaling + self.bias[..., : width + t]
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+        prefix_weights = weights[..., :width].reshape(groups, n, kv_heads, per_kv, width)
+        prefix_weights = prefix_weights.transpose(1, 2).reshape(groups, kv_heads, n * per_kv, width)
+        out = torch.matmul(prefix_weights, values)  # (G, KV, n * g, d)
+        out = (
+            out.view(groups, kv_heads, n, per_kv, -1)
+            .transpose(1, 2)
+            .reshape(rows, kv_heads, per_kv, -1)
+        )
+        out = out + torch.matmul(weights[..., width:], response_values[:, :, :t])
+        return out.reshape(rows, heads, -1)
+
+    def __call__(
+        self, token: torch.Tensor, fed: torch.Tensor, position: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, V) logits after feeding ``token`` (B,) at ``position`` (B, 1); ``fed`` masks it."""
+        rows = int(token.shape[0])
+        self.bias[:, 0, 0, self.width + self.t] = torch.where(fed > 0, 0.0, self.blocked)
+        x = self.base.embed_tokens(token[:, None])  # (B, 1, D)
+        cos, sin = self.base.rotary_emb(x, position)
+        for index, layer in enumerate(self.base.layers):
+            attention = layer.self_attn
+            head_dim = attention.head_dim
+            h = layer.input_layernorm(x)
+            q = attention.q_proj(h).view(rows, 1, -1, head_dim).transpose(1, 2)  # (B, H, 1, d)
+            k = attention.k_proj(h).view(rows, 1, -1, head_dim).transpose(1, 2)  # (B, KV, 1, d)
+            v = attention.v_proj(h).view(rows, 1, -1, head_dim).transpose(1, 2)
+            q, k = self.rotary(q, k, cos, sin)
+            keys, values = self.buffers[index]
+            keys[:, :, self.t] = k[:, :, 0]
+            values[:, :, self.t] = v[:, :, 0]
+            out = self._attend(index, q[:, :, 0])  # (B, H, d)
+            x = x + attention.o_proj(out.reshape(rows, 1, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        self.t += 1
+        return self.model.lm_head(self.base.norm(x))[:, -1]
 
 
 NEUTRAL_GENERATION = {

@@ -41,6 +41,8 @@ SPLITS = ("train", "test")
 """The problem splits of every procedural family; ``"train"`` is the default."""
 _SPLIT_DRAWS = 1_000
 """Specs drawn at most for one problem of a split (each lands in it with probability 1/2)."""
+_RECENT_PROBLEMS = 4096
+"""Generated problems a task keeps for reuse (the whole set when it is no larger)."""
 
 
 def question_split(question: str) -> str:
@@ -192,6 +194,7 @@ class ProceduralTask(abc.ABC, Generic[SpecT]):
         split_part = "" if split == "train" else f"{split}/"
         self._id_prefix = f"{self.name}/d{self.difficulty}/s{self.seed}/{split_part}"
         self._id_pattern = re.compile(re.escape(self._id_prefix) + r"(0|[1-9][0-9]*)")
+        self._recent: dict[int, Problem] = {}  # generated problems, reused on revisits
 
     # -- family hooks ------------------------------------------------------------------------
 
@@ -355,6 +358,20 @@ class ProceduralTask(abc.ABC, Generic[SpecT]):
         return position
 
     def _make_problem(self, index: int) -> Problem:
+        """The problem at a checked index, generated once and reused while it stays recent.
+
+        An RL loop comes back to the same problems many times per step (group sampling, scoring,
+        reward shaping); generating one costs about half a millisecond. Problems are frozen, so
+        the same object can be handed out again.
+        """
+        problem = self._recent.get(index)
+        if problem is None:
+            if len(self._recent) >= _RECENT_PROBLEMS:
+                self._recent.clear()
+            problem = self._recent[index] = self._generate_problem(index)
+        return problem
+
+    def _generate_problem(self, index: int) -> Problem:
         rng = np.random.default_rng([self.seed, self.difficulty, index, self.family_constant])
         for _ in range(_SPLIT_DRAWS):
             spec = self.generate_spec(rng, self.difficulty)
