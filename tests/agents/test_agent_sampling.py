@@ -340,3 +340,22 @@ def test_only_stateful_models_sample_through_generate(stateful, monkeypatch):
     logprobs = _rescore(model, prompt_ids, prompt_mask, drawn, 2, 0.7, True)[0]
     on = drawn.response_mask.bool()
     torch.testing.assert_close(drawn.logprobs[on], logprobs[on], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama", "gpt2"])
+def test_shared_prefix_decoder_draws_what_the_models_own_decoding_draws(arch, monkeypatch):
+    # Pins the Llama-family decoder (prompt keys stored once per group, GQA included): the same
+    # tokens and log-probs (1e-5) as decoding through the model's forward; GPT-2 never uses it.
+    from agents import sampling
+
+    model = _favour(_model(arch), {TOK.eos_token_id: 0.6})
+    assert sampling._SharedPrefixDecoder.applies(model) == (arch != "gpt2")
+    prompt_ids, prompt_mask = _prompts()
+    torch.manual_seed(3)
+    fast = sample(model, prompt_ids, prompt_mask, 3, 10, 0.9, [TOK.eos_token_id], PAD)
+    monkeypatch.setattr(sampling._SharedPrefixDecoder, "applies", classmethod(lambda c, m: False))
+    torch.manual_seed(3)
+    plain = sample(model, prompt_ids, prompt_mask, 3, 10, 0.9, [TOK.eos_token_id], PAD)
+    assert torch.equal(fast.responses, plain.responses)
+    assert (fast.response_mask.sum(1) < 10).any()  # some rows stopped: masking is exercised
+    torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=0)
