@@ -343,6 +343,27 @@ class _CacheDecoder:
         return out.logits[:, -1]
 
 
+def _joined_linear(
+    module: Any, names: tuple[str, ...]
+) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
+    """Weight and bias computing the named linears of ``module`` side by side; their widths.
+
+    Plain tensors, not a new ``nn.Linear``, whose initialisation would draw from the global
+    generator the sampler draws tokens from.
+    """
+    parts = [getattr(module, name) for name in names]
+    weight = torch.cat([part.weight.detach() for part in parts])
+    bias = None
+    if any(part.bias is not None for part in parts):
+        bias = torch.cat(
+            [
+                part.bias.detach() if part.bias is not None else weight.new_zeros(part.out_features)
+                for part in parts
+            ]
+        )
+    return weight, bias, [part.out_features for part in parts]
+
+
 class _SharedPrefixDecoder:
     """One decoding step of a Llama-family model with each group's prompt keys stored once.
 
@@ -373,6 +394,17 @@ class _SharedPrefixDecoder:
                 return False
             if getattr(attention, "sliding_window", None) or hasattr(attention, "q_norm"):
                 return False
+            mlp = getattr(layer, "mlp", None)
+            if mlp is None or not all(
+                isinstance(getattr(mlp, name, None), torch.nn.Linear)
+                for name in ("gate_proj", "up_proj", "down_proj")
+            ):
+                return False
+            if not all(
+                isinstance(getattr(attention, name), torch.nn.Linear)
+                for name in ("q_proj", "k_proj", "v_proj")
+            ):
+                return False
         return True
 
     def __init__(
@@ -398,6 +430,14 @@ class _SharedPrefixDecoder:
                 values.new_empty(rows, kv_heads, max_new_tokens, values.shape[-1]),
             )
             for keys, values in self.prefix
+        ]
+        # The weights do not change while sampling: join q/k/v and gate/up into one matmul each.
+        self.qkv = [
+            _joined_linear(layer.self_attn, ("q_proj", "k_proj", "v_proj"))
+            for layer in self.base.layers
+        ]
+        self.gate_up = [
+            _joined_linear(layer.mlp, ("gate_proj", "up_proj")) for layer in self.base.layers
         ]
         dtype = self.prefix[0][0].dtype
         blocked = torch.finfo(dtype).min
@@ -447,17 +487,22 @@ class _SharedPrefixDecoder:
         for index, layer in enumerate(self.base.layers):
             attention = layer.self_attn
             head_dim = attention.head_dim
-            h = layer.input_layernorm(x)
-            q = attention.q_proj(h).view(rows, 1, -1, head_dim).transpose(1, 2)  # (B, H, 1, d)
-            k = attention.k_proj(h).view(rows, 1, -1, head_dim).transpose(1, 2)  # (B, KV, 1, d)
-            v = attention.v_proj(h).view(rows, 1, -1, head_dim).transpose(1, 2)
+            weight, bias, sizes = self.qkv[index]
+            qkv = torch.nn.functional.linear(layer.input_layernorm(x), weight, bias)
+            q, k, v = qkv.split(sizes, dim=-1)
+            q = q.view(rows, 1, -1, head_dim).transpose(1, 2)  # (B, H, 1, d)
+            k = k.view(rows, 1, -1, head_dim).transpose(1, 2)  # (B, KV, 1, d)
+            v = v.view(rows, 1, -1, head_dim).transpose(1, 2)
             q, k = self.rotary(q, k, cos, sin)
             keys, values = self.buffers[index]
             keys[:, :, self.t] = k[:, :, 0]
             values[:, :, self.t] = v[:, :, 0]
             out = self._attend(index, q[:, :, 0])  # (B, H, d)
             x = x + attention.o_proj(out.reshape(rows, 1, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            weight, bias, (width, _) = self.gate_up[index]
+            joined = torch.nn.functional.linear(layer.post_attention_layernorm(x), weight, bias)
+            gate, up = joined.split(width, dim=-1)
+            x = x + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
         self.t += 1
         return self.model.lm_head(self.base.norm(x))[:, -1]
 
