@@ -199,7 +199,9 @@ def test_evaluation_and_reproduction_agree_on_the_dominant_error_share():
 def test_quick_reproduction_writes_finite_results(tmp_path):
     from benchmarks.reproduce import Args, reproduce
 
-    args = Args(output_dir=str(tmp_path), quick=True)
+    # A short warm-up: the smoke run checks the pipeline, not the model (the full run's 1,500-step
+    # warm-up alone takes minutes on a fresh machine without the cached model).
+    args = Args(output_dir=str(tmp_path), quick=True, warmup_steps=100)
     report = reproduce(args)
     results = json.loads((tmp_path / "results.json").read_text())
     assert report == tmp_path / "report.md"
