@@ -1,4 +1,4 @@
-"""Sampling and scoring responses of a causal LM, with each group's prompt computed once.
+"""Sampling a causal LM's responses and scoring them with its forward, each prompt computed once.
 
 Every batch of the agent is made of groups: ``group_size`` responses to one prompt, in
 consecutive rows. Two pieces here use that:
@@ -8,13 +8,14 @@ consecutive rows. Two pieces here use that:
   into the prompt once per group). It gives the same log-probs and gradients as the plain pass
   over the full sequences (tested to 1e-5), for a fraction of the work when the prompt is long.
 * :func:`sample`: a batched sampler for small causal LMs: the prompts of the groups are prefilled
-  once, then one token per step runs through the model's key/value cache. It draws from the
-  temperature-scaled logits alone (no top-k/p, no repetition penalty, whatever the checkpoint's
-  ``generation_config`` says), stops each row at any of the model's stop tokens, and returns the
-  log-prob of every sampled token, which the trainer's forward reproduces (``sampler_logprob_gap``).
-  Models with a recurrent state (``_is_stateful``) use Hugging Face ``generate`` instead, with
-  every logits processor that a saved ``generation_config`` could switch on set to its neutral
-  value.
+  once, then one token per step is decoded, by a decoder that keeps each group's prompt keys once
+  for Llama-family models (Llama, Qwen2, Mistral; ``_SharedPrefixDecoder``), through the model's
+  own forward and key/value cache for the others. It draws from the temperature-scaled logits
+  alone (no top-k/p, no repetition penalty, whatever the checkpoint's ``generation_config``
+  says), stops each row at any of the model's stop tokens, and returns the log-prob of every
+  sampled token, which the trainer's forward reproduces (``sampler_logprob_gap``). Models with a
+  recurrent state (``_is_stateful``) use Hugging Face ``generate`` instead, with every logits
+  processor that a saved ``generation_config`` could switch on set to its neutral value.
 """
 
 from __future__ import annotations
