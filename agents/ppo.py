@@ -177,8 +177,9 @@ class Args:
     clip_high: float | None = None
     """Upper clip range; None: 0.28 (clip-higher) for dapo/meds, 0.2 otherwise."""
     clip_ratio_c: float | None = 10.0
-    """Dual-clip bound on the loss of negative-advantage tokens (veRL's ``clip_ratio_c``; the
-    reference's training scripts use 10.0 with every algorithm); None: off."""
+    """Dual-clip bound on the loss of negative-advantage tokens (veRL's ``clip_ratio_c``, which
+    veRL's policy loss applies to every algorithm; the reference's training scripts set 10.0);
+    None: off."""
     kl_coef: float | None = None
     """KL to the initial model; None: 0.001 (grpo*: k3 in the loss; ppo: in the reward), dapo 0."""
     critic: CriticConfig = field(default_factory=CriticConfig)
