@@ -528,7 +528,6 @@ def logprob_pass(
         for i in range(len(texts))
     ]
     brace_positions = torch.tensor([-1 if b is None else prompt_width + b for b in brace])
-    group = batch.group_size if micro_batch_size % batch.group_size == 0 else 1
     logprob_parts, ref_parts, value_parts = [], [], []
     feature_parts: list[Any] = []
     for s in range(0, len(texts), micro_batch_size):
@@ -536,7 +535,13 @@ def logprob_pass(
         capture = FingerprintCapture(model, brace_positions[sl], fingerprint_layers, fingerprint_k)
         with capture_values(model, value_head, prompt_width) as critic:
             logprobs, _, features = forward_logprobs(
-                model, sequences[sl], attention[sl], prompt_width, capture, temperature, group
+                model,
+                sequences[sl],
+                attention[sl],
+                prompt_width,
+                capture,
+                temperature,
+                batch.group_size,
             )
         if critic is not None:
             value_parts.append(critic.values())
@@ -545,7 +550,13 @@ def logprob_pass(
         if reference is not None:
             ref_parts.append(
                 forward_logprobs(
-                    reference, sequences[sl], attention[sl], prompt_width, None, temperature, group
+                    reference,
+                    sequences[sl],
+                    attention[sl],
+                    prompt_width,
+                    None,
+                    temperature,
+                    batch.group_size,
                 )[0]
             )
     return LogProbPass(

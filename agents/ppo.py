@@ -637,7 +637,6 @@ def update_policy(
     stats: dict[str, float] = defaultdict(float)
     total_tokens = float(loss_mask.sum())
     total_sequences = float((loss_mask.sum(dim=1) > 0).sum())
-    group = batch.group_size if micro % batch.group_size == 0 else 1  # shared prompts
     for _ in range(args.update_epochs):
         run.optimizer.zero_grad(set_to_none=True)
         for s in range(0, len(batch.texts), micro):
@@ -647,7 +646,13 @@ def update_policy(
                 continue
             with capture_values(model, value_head, prompt_width) as critic:
                 logprobs, logits, _ = forward_logprobs(
-                    model, sequences[sl], attention[sl], prompt_width, None, args.temperature, group
+                    model,
+                    sequences[sl],
+                    attention[sl],
+                    prompt_width,
+                    None,
+                    args.temperature,
+                    batch.group_size,
                 )
             adv: torch.Tensor = advantages[sl]
             entropy = token_entropy(logits.detach())  # (b, T), for logging and GRPO+Entropy

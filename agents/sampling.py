@@ -71,6 +71,24 @@ def _returned_cache(output: Any) -> Any:
     return output["cache"] if "cache" in output else output["past_key_values"]
 
 
+def _prefill(
+    model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor
+) -> tuple[torch.Tensor, Any]:
+    """Run the (G, P) left-padded prompts once: their last logits (G, V) and key/value cache.
+
+    The LM head runs on the last position only where the model allows it.
+    """
+    extra = {"logits_to_keep": 1} if _keeps_last_logits(model) else {}
+    out = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=prompt_positions(prompt_mask),
+        use_cache=True,
+        **extra,
+    )
+    return out.logits[:, -1], _returned_cache(out)
+
+
 def groups_share_prompts(
     prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_size: int
 ) -> bool:
@@ -118,17 +136,9 @@ def shared_prompt_forward(
         raise InvalidArgumentError("group_size", f"a divisor of the batch size {rows}", group_size)
     prompt_ids = sequences[::group_size, :prompt_width]  # (G, P)
     prompt_mask = attention[::group_size, :prompt_width]  # (G, P)
-    extra = {"logits_to_keep": 1} if _keeps_last_logits(model) else {}
-    prompt = model(
-        input_ids=prompt_ids,
-        attention_mask=prompt_mask,
-        position_ids=prompt_positions(prompt_mask),
-        use_cache=True,
-        **extra,
-    )
-    cache = _returned_cache(prompt)
+    last, cache = _prefill(model, prompt_ids, prompt_mask)
     cache.batch_repeat_interleave(group_size)
-    first = prompt.logits[:, -1:].repeat_interleave(group_size, dim=0)  # (B, 1, V)
+    first = last[:, None].repeat_interleave(group_size, dim=0)  # (B, 1, V)
     lengths = prompt_mask.sum(dim=1, keepdim=True).repeat_interleave(group_size, dim=0)  # (B, 1)
     response_mask = attention[:, prompt_width:]
     positions = lengths + prompt_positions(response_mask)  # (B, T): continue after the prompt
@@ -267,16 +277,8 @@ def sample(
         )
     device = prompt_ids.device
     stops = torch.tensor(stop_ids, dtype=torch.long, device=device)
-    extra = {"logits_to_keep": 1} if _keeps_last_logits(model) else {}
-    out = model(
-        input_ids=prompt_ids,
-        attention_mask=prompt_mask,
-        position_ids=prompt_positions(prompt_mask),
-        use_cache=True,
-        **extra,
-    )
-    cache = _returned_cache(out)
-    logits = out.logits[:, -1].repeat_interleave(group_size, dim=0)  # (B, V)
+    last, cache = _prefill(model, prompt_ids, prompt_mask)
+    logits = last.repeat_interleave(group_size, dim=0)  # (B, V)
     decode: Any = (
         _SharedPrefixDecoder(model, cache, prompt_mask, group_size, max_new_tokens)
         if _SharedPrefixDecoder.applies(model)
