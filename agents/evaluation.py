@@ -279,11 +279,13 @@ def rollout_metrics(
         problems: (B,) each rollout's problem (a benchmark problem knows no error modes).
 
     Returns:
-        ``charts/reward_mean``, ``charts/distinct_answers`` (per problem, averaged) and, when some
+        ``charts/accuracy`` (share of right rollouts), ``charts/reward_mean`` (on the env's
+        reward scale), ``charts/distinct_answers`` (per problem, averaged) and, when some
         rollout is wrong, ``charts/dominant_error_share`` (:func:`dominant_mode_share` of the
         wrong rollouts' :func:`error_mode_label`: how much the mistakes concentrate on one mode).
     """
     metrics = {
+        "charts/accuracy": float(np.mean(np.asarray(correct, dtype=np.float64))),
         "charts/reward_mean": float(np.mean(np.asarray(rewards, dtype=np.float64))),
         "charts/distinct_answers": float(
             np.mean(list(distinct_answers(problem_ids, answers).values()))

@@ -64,7 +64,7 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-6, scale: bool = Tru
     return centred / (rewards.std(dim=1, keepdim=True) + eps)  # (G, n)
 
 
-def dynamic_sampling_mask(correct: torch.Tensor) -> torch.Tensor:
+def dynamic_sampling_mask(correct: torch.Tensor, keep_all_wrong: bool = False) -> torch.Tensor:
     """Which groups DAPO's dynamic sampling keeps: those holding both right and wrong answers.
 
     The filter reads the verdicts, as the reference's ``filter_groups`` does with its ``acc``
@@ -72,8 +72,15 @@ def dynamic_sampling_mask(correct: torch.Tensor) -> torch.Tensor:
     rewards and is still dropped. A group of all-right or all-wrong rollouts teaches nothing
     about right against wrong; DAPO drops it (and samples more prompts instead).
 
+    With ``keep_all_wrong`` (MEDS shaping all-wrong groups too, ``GroupRule.MIXED_AND_ALL_WRONG``)
+    all-wrong groups are kept as well: there MEDS's penalties can make their rewards differ, and
+    dropping them would undo the variant. Whether they do is known only after shaping; one whose
+    shaped rewards are all equal gets a zero group-normalised advantage and adds only to the
+    token count of the loss.
+
     Args:
         correct: (G, n) verdicts (bool, or 0/1 numbers).
+        keep_all_wrong: Keep all-wrong groups too (all-right groups are always dropped).
 
     Returns:
         (G,) bool tensor, True for groups to keep.
@@ -81,6 +88,8 @@ def dynamic_sampling_mask(correct: torch.Tensor) -> torch.Tensor:
     if correct.dim() != 2:
         raise InvalidArgumentError("correct", "a 2-D tensor of shape (G, n)", tuple(correct.shape))
     right = correct.to(torch.bool)
+    if keep_all_wrong:
+        return ~right.all(dim=1)  # (G,)
     return right.any(dim=1) & ~right.all(dim=1)  # (G,)
 
 

@@ -394,6 +394,7 @@ def collect_rollouts(
     dynamic_sampling: bool = False,
     max_rounds: int = 1,
     prompt_format: str = "chat",
+    keep_all_wrong: bool = False,
 ) -> Rollouts:
     """Sample groups of responses to random problems of ``env`` and score them with it.
 
@@ -415,6 +416,8 @@ def collect_rollouts(
         dynamic_sampling: Keep only groups with both right and wrong answers.
         max_rounds: Cap on generation rounds (DAPO's ``max_num_gen_batches``).
         prompt_format: How observations become prompts (:data:`PROMPT_FORMATS`).
+        keep_all_wrong: Dynamic sampling keeps all-wrong groups too (MEDS shaping them; see
+            :func:`~agents.losses.dynamic_sampling_mask`).
 
     Returns:
         The kept rollouts, grouped, and every sampled rollout's ids, rewards and verdicts.
@@ -443,7 +446,9 @@ def collect_rollouts(
         ids = [pid for pid in problem_ids for _ in range(group_size)]
         rewards, correct, parsed = score_responses(env, ids, batch.texts)
         keep = (
-            dynamic_sampling_mask(torch.as_tensor(correct).view(groups, group_size)).tolist()
+            dynamic_sampling_mask(
+                torch.as_tensor(correct).view(groups, group_size), keep_all_wrong
+            ).tolist()
             if dynamic_sampling
             else [True] * groups
         )
@@ -576,9 +581,10 @@ class MEDSScorer:
     ``skip_uniform_groups=True``: each sub-env is reset on its rollout's problem and stepped with
     ``{"text": response, "features": fingerprint}``. The env gives the reward and the verdict;
     the wrapper groups the rollouts by sampled group (``group_size`` consecutive rollouts: a
-    problem drawn twice is two groups, as veRL's uid makes them), leaves groups whose rollouts are
-    all right or all wrong unshaped and out of the memory (the reference's order: DAPO's filter,
-    then MEDS), and shapes the rest as one batch; the memory keys by problem id. One shaper (one
+    problem drawn twice is two groups, as veRL's uid makes them), leaves the groups that the
+    config's ``shape_groups`` rule does not shape (by default those all right or all wrong: the
+    reference's order, DAPO's filter then MEDS) unshaped and out of the memory, and shapes the
+    rest as one batch; the memory keys by problem id. One shaper (one
     memory) serves every batch size.
 
     Args:

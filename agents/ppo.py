@@ -40,7 +40,11 @@ Ablations: ``--fingerprint-layers all`` (instead of the last half), ``--meds-clu
 Deviations from the paper, for a small single-process run:
 
 * MEDS shapes and remembers only groups holding both right and wrong answers, whatever the base
-  algorithm: the reference clusters after DAPO's dynamic-sampling filter.
+  algorithm: the reference clusters after DAPO's dynamic-sampling filter. ``--meds-groups
+  mixed_and_all_wrong`` (a variant beyond the paper) shapes all-wrong groups too, and dynamic
+  sampling then keeps them.
+* Rewards are +1 / -1 (``--incorrect-reward``), the reference's scale; the Gymnasium envs score
+  1 / 0 by default.
 * Dynamic sampling gives up after ``max_generation_rounds`` rounds (logged as
   ``charts/generation_rounds``) and trains on the groups it kept; an iteration that kept none
   makes no update and says so.
@@ -74,7 +78,7 @@ from meds_gym.clustering import warm_up
 from meds_gym.envs import TOY_ENV_IDS, VerdictCache
 from meds_gym.errors import InvalidArgumentError
 from meds_gym.meds import MEDSConfig, MEDSShaper
-from meds_gym.meds.config import ClusterMethod
+from meds_gym.meds.config import ClusterMethod, GroupRule
 
 from .checkpoint import check_resume_arguments, load_checkpoint, save_checkpoint
 from .evaluate import evaluate_policy
@@ -200,6 +204,12 @@ class Args:
     """MEDS penalty cap."""
     meds_cluster: Literal["hdbscan", "single"] = "hdbscan"
     """MEDS clustering: ``hdbscan`` (paper); ``single``: one cluster per problem (control)."""
+    meds_groups: Literal["mixed", "mixed_and_all_wrong"] = "mixed"
+    """Groups MEDS shapes: ``mixed`` (the reference); ``mixed_and_all_wrong`` (a variant: all-wrong
+    groups too, which dynamic sampling then keeps)."""
+    incorrect_reward: float = -1.0
+    """Reward of a wrong answer (a right one scores 1). -1 is the reference's scale, on which the
+    default alpha and beta are the paper's; on 1 / 0 the same strength is alpha / 2, beta / 2."""
     fingerprint_layers: Literal["last_half", "all", "last_k", "diff"] = "last_half"
     """Decoder layers of the fingerprint."""
     fingerprint_k: int = 4
@@ -251,6 +261,12 @@ class Args:
             raise InvalidArgumentError("checkpoint_every", "an int >= 0", self.checkpoint_every)
         if not self.temperature > 0:
             raise InvalidArgumentError("temperature", "a float > 0", self.temperature)
+        if not -1e6 <= self.incorrect_reward < 1.0:
+            raise InvalidArgumentError(
+                "incorrect_reward",
+                "a float below 1 (the reward of a right answer)",
+                self.incorrect_reward,
+            )
         if self.clip_ratio_c is not None and not self.clip_ratio_c > 1.0:
             raise InvalidArgumentError("clip_ratio_c", "None or a float > 1", self.clip_ratio_c)
         if self.env_id in TOY_ENV_IDS:  # args.json and report.md record the task really used
@@ -465,7 +481,10 @@ def build_run(args: Args, recipe: Recipe, observer: RunObserver) -> Run:
         param_groups.append({"params": list(value_head.parameters()), "lr": value_lr})
     optimizer = torch.optim.AdamW(param_groups, lr=args.learning_rate, weight_decay=0.0)
     meds_config = MEDSConfig(
-        alpha=args.meds_alpha, beta=args.meds_beta, cluster_method=ClusterMethod(args.meds_cluster)
+        alpha=args.meds_alpha,
+        beta=args.meds_beta,
+        cluster_method=ClusterMethod(args.meds_cluster),
+        shape_groups=GroupRule(args.meds_groups),
     )
     shaper = MEDSShaper(meds_config)
     out_dir = Path(args.output_dir) / args.run_name
@@ -526,6 +545,7 @@ def rollout_step(
         recipe.dynamic_sampling,
         recipe.generation_rounds,
         args.prompt_format,
+        keep_all_wrong=args.use_meds and args.meds_groups == GroupRule.MIXED_AND_ALL_WRONG.value,
     )
     row: dict[str, float] = {
         "iteration": iteration,

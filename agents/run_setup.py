@@ -46,6 +46,8 @@ class EnvSpec:
     """Local data file of a benchmark env id (other ids only)."""
     answer_anchor: str = "boxed"
     """Where the final answer starts (``boxed``, ``answer_tag`` or a regex with one group)."""
+    incorrect_reward: float = 0.0
+    """The env's reward of a wrong answer (a right one scores 1)."""
 
     @classmethod
     def of(cls, args: Any) -> EnvSpec:
@@ -73,7 +75,8 @@ class EnvSpec:
 
         Returns:
             The toy task's ``num_problems``, ``difficulty`` and ``seed``, or the benchmark's
-            ``data_path``; then ``answer_anchor``, and ``verdict_cache`` and ``split`` if given.
+            ``data_path``; then ``answer_anchor``, ``incorrect_reward`` unless it is the env's
+            default 0, and ``verdict_cache`` and ``split`` if given.
         """
         kwargs: dict[str, Any] = (
             {
@@ -85,6 +88,8 @@ class EnvSpec:
             else {"data_path": self.data_path}
         )
         kwargs["answer_anchor"] = self.answer_anchor
+        if self.incorrect_reward != 0.0:
+            kwargs["incorrect_reward"] = self.incorrect_reward
         if verdict_cache is not None:
             kwargs["verdict_cache"] = verdict_cache
         if split is not None and self.is_toy:

@@ -20,12 +20,15 @@ completions' rewards *before* the group normalisation, as in the paper.
 
 **Groups whose completions are all right or all wrong** are skipped by default
 (``skip_uniform_groups=True``), as the reference code does: it clusters after DAPO's
-dynamic-sampling filter. Such a group keeps its raw rewards (1.0 or 0.0) and does not enter the
-memory. TRL still trains on it, but its rewards are all equal, so GRPO's group-normalised
+dynamic-sampling filter. Such a group keeps its raw rewards (+1 or -1 by default) and does not
+enter the memory. TRL still trains on it, but its rewards are all equal, so GRPO's group-normalised
 advantage is 0 for every completion of it: it adds no policy-gradient signal (only the KL term,
-when ``beta > 0``), exactly as if it had been filtered out. Set ``skip_uniform_groups=False`` to
-shape and store every group. The penalties of a step do not depend on the number of processes: a
-2-process run gives the same penalties as a 1-process run on the same completions.
+when ``beta > 0``), exactly as if it had been filtered out. With
+``MEDSConfig(shape_groups=GroupRule.MIXED_AND_ALL_WRONG)`` (a variant beyond the paper) all-wrong
+groups are shaped and stored too, and their penalties become their only signal. Set
+``skip_uniform_groups=False`` to shape and store every group. The penalties of a step do not
+depend on the number of processes: a 2-process run gives the same penalties as a 1-process run
+on the same completions.
 
 **What a group is.** As in the reference (veRL's ``uid``), a group is the completions sampled
 together for one prompt. TRL lays the gathered global batch out as consecutive blocks of
@@ -77,7 +80,7 @@ from meds_gym.integrations.hf import (
     features_from_layer_logits,
     fingerprint_dim,
 )
-from meds_gym.meds import MEDSConfig, MEDSShaper, ShapeResult, mixed_groups
+from meds_gym.meds import MEDSConfig, MEDSShaper, ShapeResult, shaped_groups
 from meds_gym.verifiers import AnswerAnchor, is_equivalent, parse_anchor, verify_response
 
 try:  # the integration needs the ``trl`` extra; fail with the command that installs it
@@ -304,14 +307,18 @@ class MEDSRewardFunction:
         answer_anchor: Where the final answer starts: ``"boxed"`` (default), ``"answer_tag"``,
             a regex with one group, or an :class:`~meds_gym.verifiers.AnswerAnchor`; used by the
             fingerprint and by the default correctness check (the env's setting, shared).
-        skip_uniform_groups: Shape and store only groups holding both right and wrong
-            completions, as the reference does after DAPO's filter; see the module docstring for
-            what TRL does with the others.
+        skip_uniform_groups: Shape and store only the groups that ``config.shape_groups``
+            names: by default those holding both right and wrong completions, as the reference
+            does after DAPO's filter; see the module docstring for what TRL does with the others.
         num_generations: Completions per prompt in training (``GRPOConfig.num_generations``):
             each consecutive block of that many completions of the global batch is one group for
             ``skip_uniform_groups``. ``None``: taken from the trainer by :meth:`bind`; while still
             unknown, the completions sharing a problem id form one group (wrong when a problem is
             drawn twice in one batch).
+        correct_reward: Reward of a right completion, before shaping.
+        incorrect_reward: Reward of a wrong one. The defaults score +1 / -1, as the reference
+            does, so that ``MEDSConfig``'s default alpha and beta mean the paper's setting; on
+            1 / 0 the same strength is alpha / 2, beta / 2 (see :class:`MEDSConfig`).
         num_generations_eval: The same for TRL's evaluation loop (the policy model in eval mode);
             ``None``: the trainer's ``num_generations_eval`` after :meth:`bind`, else
             ``num_generations``.
@@ -347,6 +354,8 @@ class MEDSRewardFunction:
         fingerprint_layers: LayerSelection | str = LayerSelection.LAST_HALF,
         num_generations: int | None = None,
         num_generations_eval: int | None = None,
+        correct_reward: float = 1.0,
+        incorrect_reward: float = -1.0,
     ) -> None:
         if shaper is not None and not isinstance(shaper, MEDSShaper):
             raise InvalidArgumentError("shaper", "a MEDSShaper or None", shaper)
@@ -369,6 +378,20 @@ class MEDSRewardFunction:
         for name, fn in (("correctness_fn", correctness_fn), ("features_fn", features_fn)):
             if fn is not None and not callable(fn):
                 raise InvalidArgumentError(name, "a callable or None", fn)
+        for name, value in (
+            ("correct_reward", correct_reward),
+            ("incorrect_reward", incorrect_reward),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidArgumentError(name, "a finite real number", value)
+            if not np.isfinite(value):
+                raise InvalidArgumentError(name, "a finite real number", value)
+        if not correct_reward > incorrect_reward:
+            raise InvalidArgumentError(
+                "correct_reward", f"more than incorrect_reward={incorrect_reward}", correct_reward
+            )
+        self.correct_reward = float(correct_reward)
+        self.incorrect_reward = float(incorrect_reward)
         self.shaper = shaper if shaper is not None else MEDSShaper(config)
         self.model = model
         self.tokenizer = tokenizer
@@ -502,14 +525,19 @@ class MEDSRewardFunction:
             )
         blocks = [part[3] for part in parts if part[3].shape[0]]
         all_features = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, 1), np.float32)
-        rewards = all_correct.astype(np.float64)
+        rewards = np.where(all_correct, self.correct_reward, self.incorrect_reward)
         training = self.shaper.training
         frozen = self.model is not None and not self.model.training  # TRL's evaluation loop
         if frozen:
             self.shaper.training = False
         kept = None
         if self.skip_uniform_groups:
-            kept = mixed_groups(all_ids, all_correct, self._group_ids(all_ids, frozen))
+            kept = shaped_groups(
+                all_ids,
+                all_correct,
+                self._group_ids(all_ids, frozen),
+                self.shaper.config.shape_groups,
+            )
         try:
             result = self.shaper.shape(all_ids, all_correct, rewards, all_features, kept=kept)
         finally:

@@ -15,8 +15,15 @@ How the package fits together, from the outside in:
 """
 
 from meds_gym.meds.adapter import DEFAULT_PROBLEM_ID, MEDS_INFO_KEYS
-from meds_gym.meds.batch import Batch, mixed_groups, validate_batch
-from meds_gym.meds.config import ClusterMethod, MEDSConfig, NoiseVote, PenaltyTarget, TieBreak
+from meds_gym.meds.batch import Batch, mixed_groups, shaped_groups, validate_batch
+from meds_gym.meds.config import (
+    ClusterMethod,
+    GroupRule,
+    MEDSConfig,
+    NoiseVote,
+    PenaltyTarget,
+    TieBreak,
+)
 from meds_gym.meds.memory import NOT_ASSIGNED, Bucket, MemoryStats
 from meds_gym.meds.penalty import meds_penalty
 from meds_gym.meds.shaper import MEDSShaper, ShapeResult
@@ -29,6 +36,7 @@ __all__ = [
     "Batch",
     "Bucket",
     "ClusterMethod",
+    "GroupRule",
     "MEDSConfig",
     "MEDSRewardWrapper",
     "MEDSShaper",
@@ -41,5 +49,6 @@ __all__ = [
     "Trajectory",
     "meds_penalty",
     "mixed_groups",
+    "shaped_groups",
     "validate_batch",
 ]

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from meds_gym.errors import InvalidArgumentError
+from meds_gym.meds.config import GroupRule
 
 BucketKey = tuple[str, bool]
 """A bucket is named by (problem id, whether the rollouts in it were correct)."""
@@ -277,27 +278,9 @@ def mixed_groups(
 ) -> npt.NDArray[np.bool_]:
     """Which rollouts belong to a group holding both right and wrong answers (DAPO's filter).
 
-    A group is the set of responses sampled together for one prompt (veRL's ``uid``): DAPO's
-    dynamic sampling drops the groups whose rewards are all equal, and the reference MEDS code
-    clusters only what it keeps; pass this mask as ``kept`` to do the same. Each group is judged
-    on its own, so a problem drawn twice in one batch (or in two dynamic-sampling rounds) is two
-    groups, one of which may be kept while the other is dropped. The error memory still keys by
-    problem id; only the filter looks at groups.
-
-    Args:
-        problem_ids: (B,) problem id of each rollout.
-        correct: (B,) bool.
-        group_ids: (B,) hashable id of the sampled group of each rollout (e.g. veRL's ``uid``, or
-            ``i // n`` for consecutive blocks of ``n`` responses). ``None``: the rollouts sharing a
-            problem id form one group, which is right only when each problem is sampled once per
-            batch.
-
-    Returns:
-        (B,) bool.
-
-    Raises:
-        InvalidArgumentError: If ``correct`` or ``group_ids`` does not hold one entry per rollout,
-            or a group id is not hashable.
+    The reference rule, :func:`shaped_groups` with ``GroupRule.MIXED``: DAPO's dynamic sampling
+    drops the groups whose rewards are all equal, and the reference MEDS code clusters only what
+    it keeps; pass this mask as ``kept`` to do the same.
 
     Example:
         >>> mixed_groups(["a", "a", "b", "b"], [True, False, False, False]).tolist()
@@ -308,6 +291,48 @@ def mixed_groups(
         >>> mixed_groups(["a"] * 4, [False, False, True, False], group_ids=[0, 0, 1, 1]).tolist()
         [False, False, True, True]
     """
+    return shaped_groups(problem_ids, correct, group_ids, GroupRule.MIXED)
+
+
+def shaped_groups(
+    problem_ids: Sequence[str],
+    correct: npt.ArrayLike,
+    group_ids: Sequence[Hashable] | npt.NDArray[Any] | None = None,
+    rule: GroupRule = GroupRule.MIXED,
+) -> npt.NDArray[np.bool_]:
+    """Which rollouts belong to a group that ``rule`` shapes; pass the mask as ``kept``.
+
+    A group is the set of responses sampled together for one prompt (veRL's ``uid``). Each group
+    is judged on its own, so a problem drawn twice in one batch (or in two dynamic-sampling
+    rounds) is two groups, one of which may be kept while the other is dropped. The error memory
+    still keys by problem id; only the filter looks at groups.
+
+    Args:
+        problem_ids: (B,) problem id of each rollout.
+        correct: (B,) bool.
+        group_ids: (B,) hashable id of the sampled group of each rollout (e.g. veRL's ``uid``, or
+            ``i // n`` for consecutive blocks of ``n`` responses). ``None``: the rollouts sharing a
+            problem id form one group, which is right only when each problem is sampled once per
+            batch.
+        rule: :class:`~meds_gym.meds.GroupRule`: mixed groups only (the reference), or mixed and
+            all-wrong groups.
+
+    Returns:
+        (B,) bool.
+
+    Raises:
+        InvalidArgumentError: If ``correct`` or ``group_ids`` does not hold one entry per rollout,
+            a group id is not hashable, or ``rule`` is not a ``GroupRule``.
+
+    Example:
+        >>> shaped_groups(["a", "a", "b", "b", "c"], [True, False, False, False, True],
+        ...               rule=GroupRule.MIXED_AND_ALL_WRONG).tolist()
+        [True, True, True, True, False]
+    """
+    if not isinstance(rule, GroupRule):
+        raise InvalidArgumentError(
+            "rule", f"a GroupRule ({', '.join(v.name for v in GroupRule)})", rule
+        )
     flags = np.asarray(correct, dtype=bool)
     ids = list(problem_ids)
     if flags.shape != (len(ids),):
@@ -342,4 +367,4 @@ def mixed_groups(
                 f"group_ids[{i}]", "a hashable group id (e.g. an int or a str)", key
             ) from exc
         outcomes[int(flag)] = True
-    return np.array([all(seen[key]) for key in keys], dtype=bool)
+    return np.array([rule.keeps(*seen[key][::-1]) for key in keys], dtype=bool)

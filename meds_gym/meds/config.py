@@ -69,6 +69,31 @@ class ClusterMethod(Enum):
     SINGLE = "single"
 
 
+class GroupRule(Enum):
+    """Which sampled groups an entry point that sees groups hands to the shaper.
+
+    A group is the set of responses sampled together for one prompt. ``MIXED`` is the reference
+    rule (DAPO's filter, then MEDS): only groups holding both right and wrong answers are shaped
+    and stored. ``MIXED_AND_ALL_WRONG`` is a variant beyond the paper: all-wrong groups are shaped
+    and stored too. Under group normalisation an all-wrong group has no signal of its own, so
+    there the penalties are the only signal, pushing rollouts away from the error clusters they
+    repeat. All-right groups are never shaped (only wrong rollouts are penalised by default).
+
+    Only entry points that form groups read it (:func:`~meds_gym.meds.shaped_groups`, the vector
+    wrapper and TRL with ``skip_uniform_groups=True``, the bundled agent); the single-episode
+    :class:`~meds_gym.meds.MEDSRewardWrapper` has no group to judge and shapes every episode.
+    """
+
+    MIXED = "mixed"
+    MIXED_AND_ALL_WRONG = "mixed_and_all_wrong"
+
+    def keeps(self, has_right: bool, has_wrong: bool) -> bool:
+        """Whether a group with these outcomes is shaped under this rule."""
+        if self is GroupRule.MIXED:
+            return has_right and has_wrong
+        return has_wrong
+
+
 def _check_finite_nonneg(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgumentError(name, "a finite real number >= 0", value)
@@ -89,6 +114,12 @@ class MEDSConfig:
 
     Every field is validated on construction; a bad value raises
     :class:`~meds_gym.errors.InvalidArgumentError` naming the field.
+
+    **Reward scale.** ``alpha`` and ``beta`` are in reward units. The defaults (0.1, 0.2) are the
+    paper's, on the reference's +1 / -1 rewards (right / wrong), which the bundled agent and the
+    TRL reward function use by default. The Gymnasium envs score 1 / 0: there a gap of 1 instead
+    of 2 separates right from wrong, so under group normalisation the same strength is
+    ``alpha=0.05, beta=0.1`` (half of each).
 
     Example:
         >>> cfg = MEDSConfig(alpha=0.02, beta=0.04)
@@ -117,6 +148,8 @@ class MEDSConfig:
     """Which label wins a tied vote; the default follows the reference code."""
     cluster_method: ClusterMethod = ClusterMethod.HDBSCAN
     """HDBSCAN (the paper) or one cluster per bucket (the reference's ``single`` control)."""
+    shape_groups: GroupRule = GroupRule.MIXED
+    """Which sampled groups are shaped where groups exist (the reference: mixed groups only)."""
     bucket_capacity: int | None = None
     """Most rows one bucket keeps. ``None`` (the paper) keeps every past fingerprint. When set, a
     bucket that grows past it drops its oldest rows first (FIFO) before the refit, which bounds the
@@ -155,6 +188,12 @@ class MEDSConfig:
                 "cluster_method",
                 f"a ClusterMethod ({', '.join(v.name for v in ClusterMethod)})",
                 self.cluster_method,
+            )
+        if not isinstance(self.shape_groups, GroupRule):
+            raise InvalidArgumentError(
+                "shape_groups",
+                f"a GroupRule ({', '.join(v.name for v in GroupRule)})",
+                self.shape_groups,
             )
         if self.bucket_capacity is not None:
             _check_int("bucket_capacity", self.bucket_capacity, 2)
@@ -198,5 +237,6 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "noise_vote": NoiseVote,
     "tie_break": TieBreak,
     "cluster_method": ClusterMethod,
+    "shape_groups": GroupRule,
 }
 """The fields stored as their enum's value in :meth:`MEDSConfig.to_dict`."""

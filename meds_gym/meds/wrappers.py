@@ -24,7 +24,7 @@ from meds_gym.meds.adapter import (
     read_outcome,
     read_problem_id,
 )
-from meds_gym.meds.batch import mixed_groups, validate_features
+from meds_gym.meds.batch import shaped_groups, validate_features
 from meds_gym.meds.config import MEDSConfig
 from meds_gym.meds.shaper import MEDSShaper
 
@@ -243,6 +243,8 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
     With ``skip_uniform_groups=True`` the wrapper applies DAPO's group filter before MEDS, as the
     reference code does: a group whose rollouts on this step are all right or all wrong is neither
     shaped nor stored (its rewards pass unchanged, and it is not marked in ``info["_meds"]``).
+    With ``config.shape_groups=GroupRule.MIXED_AND_ALL_WRONG`` (a variant beyond the paper) only
+    all-right groups are skipped.
     What a group is depends on ``group_size``:
 
     * ``group_size=n``: the sub-envs are laid out as consecutive blocks of ``n`` that sample the
@@ -260,7 +262,8 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
         config: The MEDS configuration.
         is_correct: ``is_correct(reward, info) -> bool`` per sub-env, overriding
             ``info["is_success"]`` / ``info["correct"]``.
-        skip_uniform_groups: Shape and store only groups holding both right and wrong rollouts.
+        skip_uniform_groups: Shape and store only the groups that ``config.shape_groups`` names
+            (by default those holding both right and wrong rollouts).
         group_size: With ``skip_uniform_groups``: the number of consecutive sub-envs that form one
             sampled group; ``None`` groups the sub-envs by problem id. Needs
             ``skip_uniform_groups=True`` (it has no other use).
@@ -378,7 +381,7 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
         kept = None
         if self.skip_uniform_groups:
             groups = None if self.group_size is None else [i // self.group_size for i in idx]
-            kept = mixed_groups(pids, correct, group_ids=groups)
+            kept = shaped_groups(pids, correct, groups, self.shaper.config.shape_groups)
         result = self.shaper.shape(pids, correct, raw[idx], [features[i] for i in idx], kept=kept)
         stepped_envs = np.asarray(idx, dtype=np.int64)
         infos = dict(infos)

@@ -76,6 +76,11 @@ def test_dynamic_sampling_mask_reads_verdicts():
         dynamic_sampling_mask(torch.ones(3, dtype=torch.bool))
 
 
+def test_dynamic_sampling_keeps_all_wrong_groups_for_the_meds_variant():
+    correct = torch.tensor([[True, True, True], [False, False, False], [True, False, False]])
+    assert dynamic_sampling_mask(correct, keep_all_wrong=True).tolist() == [False, True, True]
+
+
 def test_dynamic_sampling_drops_all_wrong_group_with_partial_credit():
     # A partial-credit env (reasoning-gym) can give an all-wrong group unequal rewards: the
     # group holds no right answer, so DAPO's filter (the reference's ``acc``) drops it.

@@ -211,7 +211,7 @@ MICRO_TINY = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, steps=3,
 """A barely trained model: fast, and (almost) never right, so dynamic sampling keeps nothing."""
 
 
-def _micro_run(tmp_path, **kwargs):
+def _micro_run(tmp_path, observer=None, **kwargs):
     settings = {
         "num_problems": 4,
         "tiny": MICRO_TINY,
@@ -227,7 +227,7 @@ def _micro_run(tmp_path, **kwargs):
         "tensorboard": False,
     }
     args = Args(**{**settings, **kwargs})
-    return args, main(args)
+    return args, main(args, observer)
 
 
 @pytest.mark.parametrize(
@@ -336,10 +336,49 @@ def test_the_default_run_learns_and_logs_no_nan(tmp_path):
     history = main(args)
     text = (tmp_path / "runs" / args.run_name / "metrics.jsonl").read_text()
     assert "NaN" not in text and "Infinity" not in text
-    rewards = [row["charts/reward_mean"] for row in history]
+    rewards = [row["charts/accuracy"] for row in history]
     assert all("losses/policy_loss" in row for row in history), "every iteration updated"
     assert np.mean(rewards[-4:]) > np.mean(rewards[:2]), rewards  # rising
     assert min(rewards[3:]) > 0.3, rewards  # and no collapse
+
+
+def test_the_variant_rule_keeps_and_shapes_all_wrong_groups(tmp_path):
+    from agents.ppo import RunObserver
+
+    class Fingerprints(RunObserver):
+        """One error mode: every fingerprint near one direction, so revisits are penalised."""
+
+        def __init__(self):
+            self.rng, self.batches = np.random.default_rng(0), []
+
+        def fingerprints(self, fingerprints):
+            return 1.0 + 0.01 * self.rng.random(fingerprints.shape).astype(np.float32)
+
+        def meds_shaped(self, problem_ids, answers, correct, meds_info):
+            self.batches.append((np.asarray(correct), meds_info["penalty"]))
+
+    observer = Fingerprints()
+    # One problem that the barely trained model never solves: every group is all wrong. The
+    # reference rule would keep none of them (the test above); the variant keeps and shapes them.
+    _, history = _micro_run(
+        tmp_path, observer, algorithm="meds", meds_groups="mixed_and_all_wrong", num_problems=1
+    )
+    assert [row["charts/kept_groups"] for row in history] == [2.0, 2.0]
+    assert len(observer.batches) == 2
+    first, second = observer.batches
+    assert not first[0].any() and not second[0].any()  # all wrong
+    assert (first[1] == 0).all()  # empty memory on the first visit
+    assert (second[1] > 0).all()  # the revisit is penalised: its only signal
+    assert history[-1]["meds/memory_rows"] == 16
+
+
+def test_agent_scores_plus_minus_one_by_default(tmp_path):
+    args, history = _micro_run(tmp_path, algorithm="grpo", eval_n=0)
+    assert args.incorrect_reward == -1.0
+    for row in history:  # reward_mean = accuracy * 1 + (1 - accuracy) * -1
+        assert row["charts/reward_mean"] == pytest.approx(2 * row["charts/accuracy"] - 1)
+    with pytest.raises(InvalidArgumentError, match="incorrect_reward"):
+        Args(incorrect_reward=1.0)
 
 
 def test_ablation_flags_reach_the_fingerprint_and_the_memory(tmp_path, monkeypatch):

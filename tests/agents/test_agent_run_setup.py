@@ -46,7 +46,8 @@ def test_benchmark_kwargs_take_the_data_file_and_no_split():
 
 def test_spec_of_reads_whatever_fields_the_arguments_have():
     train = Args(env_id="meds_gym/AddSub-v0", num_problems=5, answer_anchor="answer_tag")
-    assert EnvSpec.of(train) == EnvSpec("meds_gym/AddSub-v0", 5, answer_anchor="answer_tag")
+    want = EnvSpec("meds_gym/AddSub-v0", 5, answer_anchor="answer_tag", incorrect_reward=-1.0)
+    assert EnvSpec.of(train) == want  # the agent scores +1 / -1, as the reference does
     evaluation = EvalArgs(env_id="meds_gym/AddSub-v0", task_seed=4)  # no answer_anchor field
     assert EnvSpec.of(evaluation) == EnvSpec("meds_gym/AddSub-v0", task_seed=4)
 

@@ -167,7 +167,9 @@ def test_grpo_applies_meds_penalties(tmp_path: Path) -> None:
     revisited_wrong = ~first & ~correct
     assert revisited_wrong.any()
     assert (arrays["penalties"][revisited_wrong] > 0).all()
-    np.testing.assert_array_equal(arrays["shaped"], correct - arrays["penalties"])
+    np.testing.assert_array_equal(
+        arrays["shaped"], np.where(correct, 1.0, -1.0) - arrays["penalties"]
+    )
     # Oracle: the framework-free shaper fed the same global batches gives the same penalties.
     oracle = MEDSShaper(MEDSConfig())
     for step in meds.history:

@@ -199,15 +199,15 @@ def test_reward_function_matches_the_shaper_oracle() -> None:
         rewards = _call(meds, group)
         correct = np.array([t == RIGHT for t in group])
         features = np.array([TABLE[t] for t in group])
-        expected = oracle.shape(["p0"] * 5, correct, correct.astype(float), features)
+        expected = oracle.shape(["p0"] * 5, correct, np.where(correct, 1.0, -1.0), features)
         assert rewards == expected.shaped_rewards.tolist()
         assert rewards[0] == 1.0  # a right answer is never penalised
         if step == 0:
-            assert rewards == [1.0, 0.0, 0.0, 0.0, 0.0]  # first visit: empty memory
+            assert rewards == [1.0, -1.0, -1.0, -1.0, -1.0]  # first visit: empty memory
         penalised += int((expected.penalties > 0).sum())
     assert penalised > 0
     # The dominant wrong mode (three per step) is pushed down harder than the rare one.
-    assert rewards[1] < rewards[4] <= 0.0
+    assert rewards[1] < rewards[4] <= -1.0
 
 
 def test_uniform_groups_are_skipped_by_default_as_the_reference_does() -> None:
@@ -219,10 +219,10 @@ def test_uniform_groups_are_skipped_by_default_as_the_reference_does() -> None:
         rewards = meds(prompts=["q"] * 6, completions=texts, answer=["19"] * 6, problem_id=pids)
         correct = np.array([t == RIGHT for t in texts])
         kept = np.array([False] * 3 + [True] * 3)
-        want = oracle.shape(pids, correct, correct.astype(float),
+        want = oracle.shape(pids, correct, np.where(correct, 1.0, -1.0),
                             np.array([TABLE[t] for t in texts]), kept=kept)  # fmt: skip
         assert rewards == want.shaped_rewards.tolist()
-        assert rewards[:3] == [0.0, 0.0, 0.0]  # the all-wrong group keeps its raw rewards
+        assert rewards[:3] == [-1.0, -1.0, -1.0]  # the all-wrong group keeps its raw rewards
         assert meds.last_step is not None and meds.last_step.kept.tolist() == kept.tolist()
     assert ("all-wrong", False) not in meds.shaper.memory  # never stored
     assert len(meds.shaper.memory.bucket("mixed", False)) == 6
@@ -248,9 +248,9 @@ def test_a_problem_sampled_in_two_groups_is_judged_per_group() -> None:
     penalised = 0
     for _ in range(3):
         rewards = _call(meds, TWO_GROUPS)
-        want = oracle.shape(["p0"] * 6, correct, correct.astype(float), features, kept=kept)
+        want = oracle.shape(["p0"] * 6, correct, np.where(correct, 1.0, -1.0), features, kept=kept)
         assert rewards == want.shaped_rewards.tolist()
-        assert rewards[:3] == [0.0, 0.0, 0.0]  # the all-wrong group keeps its raw rewards
+        assert rewards[:3] == [-1.0, -1.0, -1.0]  # the all-wrong group keeps its raw rewards
         assert meds.last_step is not None and meds.last_step.kept.tolist() == kept.tolist()
         penalised += int((want.penalties > 0).sum())
     assert penalised > 0
@@ -318,7 +318,7 @@ def test_group_size_that_does_not_fit_the_batch_is_rejected() -> None:
     off = MEDSRewardFunction(
         features_fn=_fixed_features(TABLE), num_generations=4, skip_uniform_groups=False
     )
-    assert _call(off, TWO_GROUPS) == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert _call(off, TWO_GROUPS) == [-1.0, -1.0, -1.0, -1.0, 1.0, -1.0]
 
 
 def test_conversational_completions_and_dataset_columns() -> None:
@@ -331,7 +331,7 @@ def test_conversational_completions_and_dataset_columns() -> None:
     ]
     rewards = meds(prompts=[[{"role": "user", "content": "q"}]] * 2, completions=completions,
                    gold=["19", "19"], pid=["a", "a"])  # fmt: skip
-    assert rewards == [1.0, 0.0]
+    assert rewards == [1.0, -1.0]
     assert (
         completion_text([{"role": "assistant", "content": [{"type": "text", "text": "x"}]}]) == "x"
     )
@@ -384,7 +384,7 @@ def test_reward_function_fingerprints_at_the_answer_tag_anchor(model: Any, token
     prompt = "Compute 7 + 3 * 6 - 6."
     rewards = meds(prompts=[prompt] * 3, completions=texts, completion_ids=ids,
                    answer=["19"] * 3, problem_id=["p"] * 3)  # fmt: skip
-    assert rewards[0] == 1.0 and rewards[1] == 0.0  # graded at the same anchor
+    assert rewards[0] == 1.0 and rewards[1] == -1.0  # graded at the same anchor
     features = meds.history[-1].features
     assert not np.isnan(features[0]).any() and not np.isnan(features[2]).any()
     assert np.isnan(features[1]).all()  # no <answer> tag: no fingerprint
@@ -473,3 +473,28 @@ def test_chat_prompts_are_rendered_like_the_trainer_renders_them(
         np.testing.assert_allclose(
             features[i], _oracle_fingerprint(model, sequence, ids[i][p + 1]), rtol=1e-5, atol=1e-5
         )
+
+
+def test_all_wrong_groups_are_shaped_under_the_variant_rule():
+    from meds_gym.meds import GroupRule
+
+    cfg = MEDSConfig(shape_groups=GroupRule.MIXED_AND_ALL_WRONG)
+    meds = MEDSRewardFunction(cfg, features_fn=_fixed_features(TABLE), num_generations=3)
+    oracle = MEDSShaper(cfg)
+    for _ in range(3):
+        rewards = _call(meds, TWO_GROUPS)
+        step = meds.last_step
+        want = oracle.shape(list(step.problem_ids), step.correct, step.rewards, step.features)
+        assert step.kept.all()
+        assert rewards == want.shaped_rewards.tolist()
+    assert any(r < -1.0 for r in rewards[:3])  # the all-wrong group carries penalties
+
+
+def test_reward_scale_is_configurable_and_checked():
+    features = _fixed_features(TABLE)
+    meds = MEDSRewardFunction(features_fn=features, correct_reward=1.0, incorrect_reward=0.0)
+    assert _call(meds, TWO_GROUPS) == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    for bad in ({"incorrect_reward": 1.0}, {"correct_reward": float("nan")},
+                {"correct_reward": True}):  # fmt: skip
+        with pytest.raises(InvalidArgumentError):
+            MEDSRewardFunction(features_fn=features, **bad)

@@ -15,10 +15,12 @@ from gymnasium.vector import SyncVectorEnv
 from meds_gym.errors import InvalidArgumentError
 from meds_gym.meds import (
     NOT_ASSIGNED,
+    GroupRule,
     MEDSConfig,
     MEDSShaper,
     MEDSVectorRewardWrapper,
     mixed_groups,
+    shaped_groups,
 )
 
 # One problem, sampled in two groups of two: group 0 all wrong, group 1 mixed.
@@ -163,3 +165,50 @@ def test_vector_wrapper_group_size_validation():
         MEDSVectorRewardWrapper(venv, group_size=2)
     assert MEDSVectorRewardWrapper(venv, skip_uniform_groups=True, group_size=4).group_size == 4
     venv.close()
+
+
+# ---------------------------------------------------------------- GroupRule (a variant)
+def test_shaped_groups_rules():
+    ids = ["a"] * 6
+    correct = [True, True, False, False, True, False]
+    groups = [0, 0, 1, 1, 2, 2]  # all right, all wrong, mixed
+    assert (
+        shaped_groups(ids, correct, groups).tolist() == mixed_groups(ids, correct, groups).tolist()
+    )
+    assert shaped_groups(ids, correct, groups, GroupRule.MIXED).tolist() == [False] * 4 + [True] * 2
+    wide = shaped_groups(ids, correct, groups, GroupRule.MIXED_AND_ALL_WRONG)
+    assert wide.tolist() == [False, False, True, True, True, True]  # all-right never shaped
+    with pytest.raises(InvalidArgumentError, match="`rule` must be a GroupRule"):
+        shaped_groups(ids, correct, groups, "mixed")
+
+
+def test_group_rule_config_round_trip_and_validation():
+    cfg = MEDSConfig(shape_groups=GroupRule.MIXED_AND_ALL_WRONG)
+    assert cfg.to_dict()["shape_groups"] == "mixed_and_all_wrong"
+    assert MEDSConfig.from_dict(cfg.to_dict()) == cfg
+    assert MEDSConfig().shape_groups is GroupRule.MIXED  # the reference rule by default
+    old = MEDSConfig().to_dict()
+    del old["shape_groups"]  # a file written before the field existed
+    assert MEDSConfig.from_dict(old) == MEDSConfig()
+    with pytest.raises(InvalidArgumentError, match="`shape_groups`"):
+        MEDSConfig(shape_groups="mixed")
+
+
+def test_vector_wrapper_shapes_all_wrong_groups_under_the_variant():
+    venv = SyncVectorEnv([OneProblemEnv for _ in range(4)])
+    cfg = MEDSConfig(shape_groups=GroupRule.MIXED_AND_ALL_WRONG)
+    env = MEDSVectorRewardWrapper(venv, cfg, skip_uniform_groups=True, group_size=2)
+    oracle = MEDSShaper(cfg)
+    correct = np.array([t == "0" for t in TEXTS])
+    penalised_all_wrong = 0
+    for step in range(4):
+        env.reset(seed=step)
+        _, rewards, _, _, info = env.step(_actions(step))
+        feats = [a["features"] for a in _actions(step)]
+        want = oracle.shape(["p0"] * 4, correct, correct.astype(float), feats)
+        assert info["_meds"].all()  # the all-wrong group is shaped too
+        np.testing.assert_array_equal(rewards, want.shaped_rewards)
+        penalised_all_wrong += int((info["meds"]["penalty"][:2] > 0).sum())
+    assert penalised_all_wrong > 0  # its penalties are its only signal
+    assert len(env.shaper.memory.bucket("p0", False)) == 12  # 3 wrong rollouts a step
+    env.close()
