@@ -35,7 +35,9 @@ Algorithms (``--algorithm``; the baselines of the MEDS paper, arXiv 2604.11297, 
 ``--meds`` adds MEDS reward shaping (alpha 0.1, beta 0.2) to any of them. ``--algorithm meds``
 is an alias of ``--algorithm dapo --meds``, the paper's configuration, and the default.
 Ablations: ``--fingerprint-layers all`` (instead of the last half), ``--meds-cluster single``
-(every wrong rollout of a problem in one cluster: a uniform penalty by count).
+(every wrong rollout of a problem in one cluster: a uniform penalty by count), ``--meds-cluster
+answer`` (the answer-string memory: a wrong rollout's cluster is the earlier wrong rollouts with
+the same normalised final answer).
 
 Deviations from the paper, for a small single-process run:
 
@@ -202,8 +204,9 @@ class Args:
     """MEDS penalty slope."""
     meds_beta: float = 0.2
     """MEDS penalty cap."""
-    meds_cluster: Literal["hdbscan", "single"] = "hdbscan"
-    """MEDS clustering: ``hdbscan`` (paper); ``single``: one cluster per problem (control)."""
+    meds_cluster: Literal["hdbscan", "single", "answer"] = "hdbscan"
+    """MEDS clustering: ``hdbscan`` (paper); ``single``: one cluster per problem (control);
+    ``answer``: the earlier wrong rollouts with the same final answer (no logits, a baseline)."""
     meds_groups: Literal["mixed", "mixed_and_all_wrong"] = "mixed"
     """Groups MEDS shapes: ``mixed`` (the reference); ``mixed_and_all_wrong`` (a variant: all-wrong
     groups too, which dynamic sampling then keeps)."""

@@ -37,7 +37,7 @@ from meds_gym.meds.adapter import (
     meds_info_at,
     read_outcome,
 )
-from meds_gym.meds.config import MEDSConfig
+from meds_gym.meds.config import ClusterMethod, MEDSConfig
 from meds_gym.meds.shaper import MEDSShaper
 from meds_gym.meds.wrappers import Trajectory
 
@@ -83,7 +83,8 @@ class MEDSVecEnvWrapper(HoldsShaper, VecEnvWrapper):
     Args:
         venv: The vectorised env.
         feature_fn: ``feature_fn(trajectory) -> (L,) float vector`` (or ``None``: no fingerprint,
-            never penalised); see :mod:`meds_gym.integrations.features`.
+            never penalised); see :mod:`meds_gym.integrations.features`. With
+            ``ClusterMethod.ANSWER`` it returns the episode's answer instead (a str, or ``None``).
         config: The MEDS configuration.
         is_correct: ``is_correct(reward, info) -> bool`` on the terminal step; default reads
             ``info["is_success"]``.
@@ -175,6 +176,16 @@ class MEDSVecEnvWrapper(HoldsShaper, VecEnvWrapper):
                 raise InvalidArgumentError(f"problem_id_fn(infos[{i}])", "a str problem id", pid)
         return pid, read_outcome(reward, info, self.is_correct, f"infos[{i}]")
 
+    def _answer(self, trajectory: Trajectory) -> str | None:
+        value = self.feature_fn(trajectory)
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgumentError(
+                FEATURE_FN_NAME,
+                "the episode's answer (a str, or None) with ClusterMethod.ANSWER",
+                value,
+            )
+        return value
+
     def _fingerprint(
         self, trajectory: Trajectory, dim: int | None
     ) -> npt.NDArray[np.float64] | None:
@@ -243,16 +254,25 @@ class MEDSVecEnvWrapper(HoldsShaper, VecEnvWrapper):
             pids: list[str] = []
             flags: list[bool] = []
             features: list[npt.NDArray[np.float64] | None] = []
+            answers: list[str | None] = []
+            by_answer = self.shaper.config.cluster_method is ClusterMethod.ANSWER
             dim = self._feature_dim if self._feature_dim is not None else self.shaper.memory.dim
             for i, trajectory in zip(finished, trajectories, strict=True):
                 pid, flag = self._outcome(i, float(raw[i]), infos[i])
-                vector = self._fingerprint(trajectory, dim)
-                if vector is not None:
-                    dim = vector.shape[0]
+                if by_answer:
+                    answers.append(self._answer(trajectory))
+                else:
+                    vector = self._fingerprint(trajectory, dim)
+                    if vector is not None:
+                        dim = vector.shape[0]
+                    features.append(vector)
                 pids.append(pid)
                 flags.append(flag)
-                features.append(vector)
-            result = self.shaper.shape(pids, np.array(flags, dtype=bool), raw[finished], features)
+            correct = np.array(flags, dtype=bool)
+            if by_answer:
+                result = self.shaper.shape(pids, correct, raw[finished], None, answers=answers)
+            else:
+                result = self.shaper.shape(pids, correct, raw[finished], features)
             self._feature_dim = dim
             table = meds_info(raw, result, finished)
             for j, i in enumerate(finished):
@@ -343,9 +363,5 @@ class MEDSLoggerCallback(BaseCallback):
         # Counted here rather than with memory.stats(), which also computes an eigendecomposition
         # per bucket: too costly to run after every rollout.
         memory = wrapper.shaper.memory
-        clusters = 0
-        for problem_id, correct in memory.keys():
-            labels = memory.bucket(problem_id, correct).labels
-            clusters += int(np.unique(labels[labels >= 0]).size)
-        self.logger.record("meds/clusters", clusters)
+        self.logger.record("meds/clusters", memory.n_clusters)
         self.logger.record("meds/memory_rows", memory.n_rows)

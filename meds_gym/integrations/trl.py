@@ -80,7 +80,7 @@ from meds_gym.integrations.hf import (
     features_from_layer_logits,
     fingerprint_dim,
 )
-from meds_gym.meds import MEDSConfig, MEDSShaper, ShapeResult, shaped_groups
+from meds_gym.meds import ClusterMethod, MEDSConfig, MEDSShaper, ShapeResult, shaped_groups
 from meds_gym.verifiers import AnswerAnchor, is_equivalent, parse_anchor, verify_response
 
 try:  # the integration needs the ``trl`` extra; fail with the command that installs it
@@ -302,6 +302,8 @@ class MEDSRewardFunction:
             :func:`meds_gym.verifiers.verify_response`.
         features_fn: ``(prompts, completion_texts, completion_ids) -> (B, L)`` fingerprints;
             default: the policy model's answer fingerprint (needs ``model`` and ``tokenizer``).
+            Not called with ``ClusterMethod.ANSWER``, which clusters by the answer at
+            ``answer_anchor`` instead (no model forward).
         fingerprint_batch_size: Completions per fingerprint forward (1 makes the fingerprints
             independent of how the batch is split across processes, bit for bit).
         answer_anchor: Where the final answer starts: ``"boxed"`` (default), ``"answer_tag"``,
@@ -378,10 +380,11 @@ class MEDSRewardFunction:
         for name, fn in (("correctness_fn", correctness_fn), ("features_fn", features_fn)):
             if fn is not None and not callable(fn):
                 raise InvalidArgumentError(name, "a callable or None", fn)
-        for name, value in (
+        scale: tuple[tuple[str, Any], ...] = (
             ("correct_reward", correct_reward),
             ("incorrect_reward", incorrect_reward),
-        ):
+        )
+        for name, value in scale:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidArgumentError(name, "a finite real number", value)
             if not np.isfinite(value):
@@ -510,7 +513,12 @@ class MEDSRewardFunction:
         golds = self._column(kwargs, self.answer_column, size)
         ids = [str(pid) for pid in self._column(kwargs, self.problem_id_column, size)]
         correct = [bool(self.correctness_fn(t, str(g))) for t, g in zip(texts, golds, strict=True)]
-        features = self._features(prompts, texts, completion_ids)
+        by_answer = self.shaper.config.cluster_method is ClusterMethod.ANSWER
+        features = (
+            np.full((size, 1), np.nan, dtype=np.float32)  # the answer-string memory: no logits
+            if by_answer
+            else self._features(prompts, texts, completion_ids)
+        )
         local = (ids, texts, correct, features)
         parts = gather_across_processes(local)
         rank = process_rank() if len(parts) > 1 else 0
@@ -539,7 +547,13 @@ class MEDSRewardFunction:
                 self.shaper.config.shape_groups,
             )
         try:
-            result = self.shaper.shape(all_ids, all_correct, rewards, all_features, kept=kept)
+            if by_answer:
+                answers = [self.answer_anchor.extract(t) for t in all_texts]
+                result = self.shaper.shape(
+                    all_ids, all_correct, rewards, None, kept=kept, answers=answers
+                )
+            else:
+                result = self.shaper.shape(all_ids, all_correct, rewards, all_features, kept=kept)
         finally:
             self.shaper.training = training
         local_rows = slice(offset, offset + size)

@@ -4,7 +4,8 @@ How the package fits together, from the outside in:
 
 * :class:`MEDSShaper` is the one public state object: ``shape`` (one training step), ``training``,
   ``save`` and ``load``. Behind it, :mod:`meds_gym.meds.memory` holds the buckets of stored
-  fingerprints and their clusters (internal).
+  fingerprints and their clusters (internal); :class:`AnswerMemory` replaces it for the
+  answer-string baseline (``ClusterMethod.ANSWER``).
 * :func:`validate_batch` (in :mod:`meds_gym.meds.batch`) is the one validation boundary: every
   entry point turns user input into a trusted :class:`Batch` there, and nothing behind it checks
   again.
@@ -15,6 +16,7 @@ How the package fits together, from the outside in:
 """
 
 from meds_gym.meds.adapter import DEFAULT_PROBLEM_ID, MEDS_INFO_KEYS
+from meds_gym.meds.answer_memory import AnswerMemory, answer_key
 from meds_gym.meds.batch import Batch, mixed_groups, shaped_groups, validate_batch
 from meds_gym.meds.config import (
     ClusterMethod,
@@ -32,6 +34,7 @@ from meds_gym.meds.wrappers import MEDSRewardWrapper, MEDSVectorRewardWrapper, T
 __all__ = [
     "DEFAULT_PROBLEM_ID",
     "MEDS_INFO_KEYS",
+    "AnswerMemory",
     "NOT_ASSIGNED",
     "Batch",
     "Bucket",
@@ -47,6 +50,7 @@ __all__ = [
     "ShapeResult",
     "TieBreak",
     "Trajectory",
+    "answer_key",
     "meds_penalty",
     "mixed_groups",
     "shaped_groups",

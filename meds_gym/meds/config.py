@@ -62,11 +62,15 @@ class ClusterMethod(Enum):
 
     ``HDBSCAN`` is the paper's method. ``SINGLE`` is the reference code's control: every stored row
     of a bucket is in one cluster, so a rollout's cluster size is the number of rows stored for its
-    bucket (a uniform penalty by count, whatever the fingerprint).
+    bucket (a uniform penalty by count, whatever the fingerprint). ``ANSWER`` is the cheap baseline
+    that needs no logits: a rollout's cluster is the earlier rollouts of its bucket with the same
+    normalised final answer (:func:`~meds_gym.meds.answer_key`); the shaper then reads
+    ``answers`` instead of fingerprints.
     """
 
     HDBSCAN = "hdbscan"
     SINGLE = "single"
+    ANSWER = "answer"
 
 
 class GroupRule(Enum):

@@ -203,6 +203,11 @@ class ErrorMemory:
         """Stored fingerprints over all buckets."""
         return sum(len(b) for b in self._buckets.values())
 
+    @property
+    def n_clusters(self) -> int:
+        """Clusters (labels >= 0) over all buckets."""
+        return sum(b.n_clusters for b in self._buckets.values())
+
     def __len__(self) -> int:
         return len(self._buckets)
 
@@ -247,7 +252,7 @@ class ErrorMemory:
         return MemoryStats(
             rows=int(sizes.sum()),
             buckets=len(self._buckets),
-            clusters=sum(b.n_clusters for b in self._buckets.values()),
+            clusters=self.n_clusters,
             mean_bucket_size=float(sizes.mean()) if sizes.size else 0.0,
             max_bucket_size=int(sizes.max()) if sizes.size else 0,
             top1_eigen_ratio={key: self._eigen_cache[key] for key in self._buckets},

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from meds_gym.clustering import warm_up
 from meds_gym.errors import CorruptFileError, InvalidArgumentError
+from meds_gym.meds.answer_memory import AnswerMemory, answer_key
 from meds_gym.meds.batch import Batch, BucketKey, FeaturesLike, validate_batch, validate_features
 from meds_gym.meds.config import ClusterMethod, MEDSConfig
 from meds_gym.meds.memory import NOT_ASSIGNED, ErrorMemory, MemoryStats
@@ -85,7 +86,9 @@ class MEDSShaper:
         if not isinstance(config, MEDSConfig):
             raise InvalidArgumentError("config", "a MEDSConfig", config)
         self.config = config
-        self._memory = ErrorMemory(config)
+        self._memory: ErrorMemory | AnswerMemory = (
+            AnswerMemory() if config.cluster_method is ClusterMethod.ANSWER else ErrorMemory(config)
+        )
         self._training = True
         global _warm_up_started
         if config.cluster_method is ClusterMethod.HDBSCAN and not _warm_up_started:
@@ -95,8 +98,11 @@ class MEDSShaper:
             warm_up(background=True)
 
     @property
-    def memory(self) -> ErrorMemory:
-        """The error memory, for reading (buckets, sizes, stats); only :meth:`shape` writes it."""
+    def memory(self) -> ErrorMemory | AnswerMemory:
+        """The error memory, for reading (buckets, sizes, stats); only :meth:`shape` writes it.
+
+        An :class:`~meds_gym.meds.answer_memory.AnswerMemory` with ``ClusterMethod.ANSWER``.
+        """
         return self._memory
 
     @property
@@ -136,6 +142,7 @@ class MEDSShaper:
         features: FeaturesLike,
         *,
         kept: Sequence[bool] | npt.NDArray[np.bool_] | None = None,
+        answers: Sequence[str | None] | None = None,
     ) -> ShapeResult:
         """Shape the rewards of one batch (one training step) and, in training, learn from it.
 
@@ -148,6 +155,8 @@ class MEDSShaper:
             kept: (B,) bool, the rollouts the trainer keeps (default: all). Pass
                 :func:`~meds_gym.meds.mixed_groups` to follow the reference code, which shapes
                 and stores only groups holding both right and wrong rollouts.
+            answers: (B,) final answer of each rollout (``None``: no answer); read instead of
+                ``features`` with ``ClusterMethod.ANSWER`` (pass ``features=None``), and only then.
 
         Returns:
             The per-rollout penalties, clusters, cluster sizes and shaped rewards.
@@ -156,14 +165,45 @@ class MEDSShaper:
             InvalidArgumentError: For any bad input (naming the argument, what was expected and
                 what was received); the memory is then left exactly as it was.
         """
+        if self.config.cluster_method is ClusterMethod.ANSWER:
+            batch = self.validate(problem_ids, correct, rewards, None, kept=kept)
+            return self._shape_answers(batch, _answer_keys(answers, len(batch)))
+        if answers is not None:
+            raise InvalidArgumentError(
+                "answers",
+                "None unless the config's cluster_method is ClusterMethod.ANSWER",
+                f"{type(answers).__name__} of answers with cluster_method "
+                f"{self.config.cluster_method.name}",
+                "Pass fingerprints as `features`, or use MEDSConfig(cluster_method=ANSWER).",
+            )
         return self.shape_batch(self.validate(problem_ids, correct, rewards, features, kept=kept))
 
+    def _shape_answers(self, batch: Batch, keys: list[str | None]) -> ShapeResult:
+        """:meth:`shape_batch` for the answer-string memory: answers stand in for fingerprints."""
+        which = np.flatnonzero(batch.kept & np.array([k is not None for k in keys], dtype=bool))
+        labels = counts = np.zeros(0, dtype=np.int64)
+        if which.size:
+            target = self.config.penalize
+            penalised = np.array([target.penalises(bool(batch.correct[i])) for i in which])
+            bucket_keys = [batch.keys[i] for i in which.tolist()]
+            answers = [keys[i] for i in which.tolist()]
+            memory = self._memory
+            assert isinstance(memory, AnswerMemory)
+            if self._training:
+                labels, counts = memory.update(bucket_keys, answers, penalised)
+            else:
+                labels, counts = memory.assign(bucket_keys, answers)
+                labels[~penalised], counts[~penalised] = NOT_ASSIGNED, 0
+        return self._result(batch, which, labels, counts)
+
     def shape_batch(self, batch: Batch) -> ShapeResult:
-        """:meth:`shape` for a batch that :meth:`validate` already checked."""
-        size = len(batch)
-        penalties = np.zeros(size, dtype=np.float64)
-        clusters = np.full(size, NOT_ASSIGNED, dtype=np.int64)
-        sizes = np.zeros(size, dtype=np.int64)
+        """:meth:`shape` for a batch that :meth:`validate` already checked (fingerprint memory)."""
+        memory = self._memory
+        if isinstance(memory, AnswerMemory):
+            raise InvalidArgumentError(
+                "batch", "a call to shape(..., answers=...) with ClusterMethod.ANSWER", "a Batch"
+            )
+        which = labels = counts = np.zeros(0, dtype=np.int64)
         if batch.present.size:
             target = self.config.penalize
             present_flags = batch.correct[batch.present]  # (M,)
@@ -177,19 +217,30 @@ class MEDSShaper:
                 else [keys[i] for i in batch.present.tolist()]
             )
             if self._training:
-                labels, counts = self._memory.update(present_keys, batch.rows, penalised)
+                labels, counts = memory.update(present_keys, batch.rows, penalised)
                 labels, counts = labels[penalised], counts[penalised]
             elif penalised.any():
-                labels, counts = self._memory.assign(
+                labels, counts = memory.assign(
                     [k for k, p in zip(present_keys, penalised.tolist(), strict=True) if p],
                     batch.rows[penalised],
                 )
-            else:
-                labels = counts = np.zeros(0, dtype=np.int64)
             which = batch.present[penalised]
-            clusters[which] = labels
-            sizes[which] = counts
-            penalties[which] = meds_penalty(counts, self.config.alpha, self.config.beta)
+        return self._result(batch, which, labels, counts)
+
+    def _result(
+        self,
+        batch: Batch,
+        which: npt.NDArray[np.int64],
+        labels: npt.NDArray[np.int64],
+        counts: npt.NDArray[np.int64],
+    ) -> ShapeResult:
+        """The batch's result: rollouts ``which`` got ``labels`` and ``counts``; the rest none."""
+        size = len(batch)
+        penalties = np.zeros(size, dtype=np.float64)
+        clusters = np.full(size, NOT_ASSIGNED, dtype=np.int64)
+        sizes = np.zeros(size, dtype=np.int64)
+        clusters[which], sizes[which] = labels, counts
+        penalties[which] = meds_penalty(counts, self.config.alpha, self.config.beta)
         return ShapeResult(
             shaped_rewards=batch.rewards - penalties,
             penalties=penalties,
@@ -200,18 +251,22 @@ class MEDSShaper:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the configuration and the stored fingerprints to one file, atomically, no pickle.
 
-        Only the fingerprints are stored; labels and trees are rebuilt from them on load.
+        Only the fingerprints (or, with ``ClusterMethod.ANSWER``, the normalised answers) are
+        stored; labels and trees are rebuilt from them on load.
 
         Args:
             path: Destination file; written exactly as named.
         """
-        keys, sizes, rows = self._memory.state()
-        meta = {
-            "kind": _KIND,
-            "config": self.config.to_dict(),
-            "bucket_keys": [[pid, flag] for pid, flag in keys],
-            "dim": self._memory.dim,
-        }
+        meta: dict[str, Any] = {"kind": _KIND, "config": self.config.to_dict()}
+        if isinstance(self._memory, AnswerMemory):
+            keys, answers = self._memory.state()
+            sizes = np.array([len(a) for a in answers], dtype=np.int64)
+            rows = np.zeros((0, 1), dtype=np.float32)
+            meta["answers"] = answers
+        else:
+            keys, sizes, rows = self._memory.state()
+        meta["bucket_keys"] = [[pid, flag] for pid, flag in keys]
+        meta["dim"] = self._memory.dim
         atomic_savez(path, meta, {"rows": rows, "bucket_sizes": sizes})
 
     @classmethod
@@ -242,6 +297,18 @@ class MEDSShaper:
 
         if sizes.shape != (len(keys),) or (sizes.size and int(sizes.min()) < 1):
             raise bad("bucket sizes do not match the bucket keys")
+        if config.cluster_method is ClusterMethod.ANSWER:
+            answers = meta.get("answers")
+            if (
+                not isinstance(answers, list)
+                or [len(a) if isinstance(a, list) else -1 for a in answers] != sizes.tolist()
+                or not all(isinstance(x, str) and answer_key(x) == x for a in answers for x in a)
+                or rows.shape[0] != 0
+            ):
+                raise bad("the stored answers do not match the bucket sizes")
+            shaper = cls(config)
+            shaper._memory = AnswerMemory.rebuild(keys, answers)
+            return shaper
         if rows.shape[0] != int(sizes.sum()) or (keys and rows.shape[1] != dim):
             raise bad("the fingerprint array does not match the bucket sizes and dimension")
         checked = np.zeros((0, dim or 0), dtype=np.float32)
@@ -255,6 +322,24 @@ class MEDSShaper:
         shaper = cls(config)
         shaper._memory = ErrorMemory.rebuild(config, keys, sizes, checked)
         return shaper
+
+
+def _answer_keys(answers: Any, size: int) -> list[str | None]:
+    """Validate one answer (str or ``None``) per rollout and normalise it (:func:`answer_key`)."""
+    if isinstance(answers, (str, bytes)) or not hasattr(answers, "__len__"):
+        raise InvalidArgumentError(
+            "answers", f"a sequence of {size} final answers (str or None)", answers
+        )
+    if len(answers) != size:
+        raise InvalidArgumentError(
+            "answers", f"{size} final answers (one per rollout)", f"{len(answers)} answers"
+        )
+    out = []
+    for i, answer in enumerate(answers):
+        if answer is not None and not isinstance(answer, str):
+            raise InvalidArgumentError(f"answers[{i}]", "a str final answer or None", answer)
+        out.append(answer_key(answer))
+    return out
 
 
 def _parse_meta(meta: dict[str, Any], where: str) -> tuple[MEDSConfig, list[BucketKey], int | None]:
@@ -275,6 +360,6 @@ def _parse_meta(meta: dict[str, Any], where: str) -> tuple[MEDSConfig, list[Buck
     dim = meta.get("dim")
     if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
         raise CorruptFileError(f"{where!r}: feature dimension {dim!r}.")
-    if keys and dim is None:
+    if keys and dim is None and config.cluster_method is not ClusterMethod.ANSWER:
         raise CorruptFileError(f"{where!r}: buckets without a feature dimension.")
     return config, keys, dim

@@ -25,7 +25,7 @@ from meds_gym.meds.adapter import (
     read_problem_id,
 )
 from meds_gym.meds.batch import shaped_groups, validate_features
-from meds_gym.meds.config import MEDSConfig
+from meds_gym.meds.config import ClusterMethod, MEDSConfig
 from meds_gym.meds.shaper import MEDSShaper
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,14 @@ def _split_text_action(action: Any, name: str) -> tuple[str, Any]:
     raise invalid_type(name, 'a str or a dict {"text": str, "features": vector | None}', action)
 
 
+def _answer_of(info: Mapping[str, Any], text: str) -> str | None:
+    """The final answer the answer-string memory reads: the env's parsed answer, else the text."""
+    if "parsed_answer" in info:
+        parsed = info["parsed_answer"]
+        return parsed if isinstance(parsed, str) else None
+    return text
+
+
 def _check_features(features: list[Any], shaper: MEDSShaper, name: str) -> None:
     """Validate fingerprints before the inner env is stepped (so a bad one changes nothing)."""
     try:
@@ -111,6 +119,12 @@ class MEDSRewardWrapper(
     ``is_correct(reward, info)`` the outcome (default: ``info["is_success"]``, else
     ``info["correct"]``), and the bucket is ``info["problem_id"]`` (step info, then reset info)
     or :data:`DEFAULT_PROBLEM_ID`. Only that last step's reward is shaped.
+
+    With ``MEDSConfig(cluster_method=ClusterMethod.ANSWER)`` (the answer-string baseline, no
+    logits) the answer replaces the fingerprint: in text mode it is the env's
+    ``info["parsed_answer"]`` (the meds-gym text envs give it), else the response text, and any
+    ``"features"`` are ignored; in non-text mode ``feature_fn(trajectory)`` returns the episode's
+    answer (a str, or ``None`` for none) instead of a vector.
 
     In both modes the breakdown is in ``info["meds"]`` (``raw_reward``, ``penalty``, ``cluster``,
     ``cluster_size``, ``shaped_reward``): every step in text mode, the last step of each episode in
@@ -190,13 +204,25 @@ class MEDSRewardWrapper(
             self._trajectory = Trajectory(observations=[obs], reset_info=dict(info))
         return obs, info
 
+    @property
+    def _by_answer(self) -> bool:
+        return self.shaper.config.cluster_method is ClusterMethod.ANSWER
+
     def _shape_one(
-        self, info: Mapping[str, Any], reward: float, features: Any, default_pid: str | None
+        self,
+        info: Mapping[str, Any],
+        reward: float,
+        features: Any,
+        default_pid: str | None,
+        answer: str | None = None,
     ) -> tuple[float, dict[str, Any]]:
         pid = read_problem_id({**self._reset_info, **info}, default_pid)
         correct = read_outcome(reward, info, self._is_correct)
         raw = np.array([reward], dtype=np.float64)
-        result = self.shaper.shape([pid], [correct], raw, [features])
+        if self._by_answer:
+            result = self.shaper.shape([pid], [correct], raw, None, answers=[answer])
+        else:
+            result = self.shaper.shape([pid], [correct], raw, [features])
         return float(result.shaped_rewards[0]), meds_info_at(meds_info(raw, result, [0]), 0)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -204,11 +230,13 @@ class MEDSRewardWrapper(
         feature_fn = self._feature_fn
         if feature_fn is None:  # text mode
             text, features = _split_text_action(action, "action")
-            if features is not None:
+            if features is not None and not self._by_answer:
                 _check_features([features], self.shaper, 'action["features"]')
             obs, reward, terminated, truncated, info = self.env.step(text)
             info = dict(info)
-            shaped, info["meds"] = self._shape_one(info, float(reward), features, None)
+            shaped, info["meds"] = self._shape_one(
+                info, float(reward), features, None, _answer_of(info, text)
+            )
             return obs, shaped, terminated, truncated, info
 
         if self._trajectory is None:
@@ -225,6 +253,15 @@ class MEDSRewardWrapper(
             return obs, reward, terminated, truncated, info
         self._trajectory = None
         features = feature_fn(trajectory)
+        if self._by_answer:
+            if features is not None and not isinstance(features, str):
+                raise InvalidArgumentError(
+                    "feature_fn(trajectory)",
+                    "the episode's answer (a str, or None) with ClusterMethod.ANSWER",
+                    features,
+                )
+            shaped, info["meds"] = self._shape_one(info, value, None, DEFAULT_PROBLEM_ID, features)
+            return obs, shaped, terminated, truncated, info
         _check_features([features], self.shaper, "feature_fn(trajectory)")
         shaped, info["meds"] = self._shape_one(info, value, features, DEFAULT_PROBLEM_ID)
         return obs, shaped, terminated, truncated, info
@@ -238,7 +275,8 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
     step (``NEXT_STEP`` mode) are left out of the batch; in ``SAME_STEP`` mode the outcome of a
     finished sub-env is read from ``info["final_info"]``. ``info["meds"]`` holds (num_envs,)
     arrays ``raw_reward``, ``penalty``, ``cluster``, ``cluster_size``, ``shaped_reward`` and
-    ``info["_meds"]`` marks the sub-envs that were shaped.
+    ``info["_meds"]`` marks the sub-envs that were shaped. With ``ClusterMethod.ANSWER`` each
+    sub-env's ``info["parsed_answer"]`` (else its response text) replaces the fingerprint.
 
     With ``skip_uniform_groups=True`` the wrapper applies DAPO's group filter before MEDS, as the
     reference code does: a group whose rollouts on this step are all right or all wrong is neither
@@ -351,7 +389,9 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
         split = [_split_text_action(a, f"actions[{i}]") for i, a in enumerate(actions)]
         texts = tuple(text for text, _ in split)
         features = [feat for _, feat in split]
-        _check_features(features, self.shaper, 'actions[i]["features"]')
+        by_answer = self.shaper.config.cluster_method is ClusterMethod.ANSWER
+        if not by_answer:
+            _check_features(features, self.shaper, 'actions[i]["features"]')
 
         obs, rewards, terminated, truncated, infos = self.env.step(texts)
         raw = np.asarray(rewards, dtype=np.float64)
@@ -362,6 +402,7 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
         idx: list[int] = []
         pids: list[str] = []
         flags: list[bool] = []
+        answers: list[str | None] = []
         for i in range(self.num_envs):
             if stepped is not None and not stepped[i]:
                 continue
@@ -375,6 +416,7 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
             sub = self._sub_info(source, i)
             pids.append(read_problem_id(sub, None, f'info["problem_id"][{i}]'))
             flags.append(read_outcome(float(raw[i]), sub, self._is_correct, f"infos[{i}]"))
+            answers.append(_answer_of(sub, texts[i]))
             idx.append(i)
 
         correct = np.array(flags, dtype=bool)
@@ -382,7 +424,12 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
         if self.skip_uniform_groups:
             groups = None if self.group_size is None else [i // self.group_size for i in idx]
             kept = shaped_groups(pids, correct, groups, self.shaper.config.shape_groups)
-        result = self.shaper.shape(pids, correct, raw[idx], [features[i] for i in idx], kept=kept)
+        if by_answer:
+            result = self.shaper.shape(pids, correct, raw[idx], None, kept=kept, answers=answers)
+        else:
+            result = self.shaper.shape(
+                pids, correct, raw[idx], [features[i] for i in idx], kept=kept
+            )
         stepped_envs = np.asarray(idx, dtype=np.int64)
         infos = dict(infos)
         # Rollouts outside `kept` come back from the shaper unshaped, as meds_info reports them.

@@ -424,3 +424,19 @@ def test_ppo_resumes_bit_exact_with_its_critic(tmp_path):
     assert len(rows("resumed", iterations=1, checkpoint_every=1)) == 1
     resumed = rows("resumed", iterations=3, checkpoint_every=1, resume=True)
     assert resumed == straight and all("losses/value_loss" in row for row in resumed)
+
+
+def test_answer_string_memory_runs_in_the_agent(tmp_path, monkeypatch):
+    from agents.policy import MEDSScorer
+
+    configs = []
+    step = MEDSScorer.step
+
+    def spy(self, problem_ids, texts, fingerprints):
+        configs.append(self.shaper.config.cluster_method)
+        return step(self, problem_ids, texts, fingerprints)
+
+    monkeypatch.setattr(MEDSScorer, "step", spy)
+    _, history = _micro_run(tmp_path, algorithm="grpo", meds=True, meds_cluster="answer")
+    assert len(history) == 2 and all("meds/memory_rows" in row for row in history)
+    assert [c.value for c in configs] == ["answer", "answer"]

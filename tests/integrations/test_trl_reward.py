@@ -498,3 +498,16 @@ def test_reward_scale_is_configurable_and_checked():
                 {"correct_reward": True}):  # fmt: skip
         with pytest.raises(InvalidArgumentError):
             MEDSRewardFunction(features_fn=features, **bad)
+
+
+def test_answer_string_memory_needs_no_model_and_clusters_by_the_answer():
+    from meds_gym.meds import ClusterMethod
+
+    config = MEDSConfig(cluster_method=ClusterMethod.ANSWER)
+    meds = MEDSRewardFunction(config, num_generations=3)  # no model, no features_fn
+    first = _call(meds, TWO_GROUPS)
+    assert first == [-1.0, -1.0, -1.0, -1.0, 1.0, -1.0]  # empty memory
+    second = _call(meds, TWO_GROUPS)
+    # Only the mixed group (last three) is shaped and stored: WRONG_A once, then penalised.
+    assert second[:3] == [-1.0, -1.0, -1.0] and second[4] == 1.0
+    assert second[3] == second[5] < -1.0
