@@ -1,7 +1,7 @@
 """Evaluation metrics: unbiased pass@k, answer diversity, error modes, cluster agreement.
 
 All functions are pure numpy. :func:`error_mode_label` is the one labeller of wrong answers that
-the training log, ``agents.evaluate`` and ``benchmarks/reproduce.py`` share. Cluster labels follow
+the training log, ``agents.evaluate`` and ``experiments/reproduce.py`` share. Cluster labels follow
 the HDBSCAN convention: non-negative ints are clusters, -1 is noise.
 """
 

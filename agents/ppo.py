@@ -21,7 +21,7 @@ samples per problem) on the toy task's held-out *test* split into ``eval.json``,
 MEDS; a resumed run's state), then per iteration ``rollout_step``, ``logprob_step``,
 ``shape_rewards``, ``compute_advantages``, ``update_policy``, ``batch_metrics`` and ``meds_row``,
 ``finish_iteration`` (log, checkpoint), and at the end ``final_evaluation``. A program that watches
-a run (``benchmarks/reproduce.py``) passes ``main`` a :class:`RunObserver`.
+a run (``experiments/reproduce.py``) passes ``main`` a :class:`RunObserver`.
 
 Algorithms (``--algorithm``; the baselines of the MEDS paper, arXiv 2604.11297, section 5):
 
@@ -311,7 +311,7 @@ class RunObserver:
     """Watches a training run from outside; every method does nothing here.
 
     ``main`` calls these at fixed points, with explicit arguments: subclass and override what you
-    need (``benchmarks/reproduce.py`` keeps the policy and records every MEDS batch, and its
+    need (``experiments/reproduce.py`` keeps the policy and records every MEDS batch, and its
     random-fingerprint control replaces the fingerprints by noise).
     """
 

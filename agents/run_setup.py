@@ -1,6 +1,6 @@
 """What every agent entry point builds the same way: the env, the model, the evaluation samples.
 
-``agents.ppo`` (training), ``agents.evaluate``, ``agents.compare`` and ``benchmarks/reproduce.py``
+``agents.ppo`` (training), ``agents.evaluate``, ``agents.compare`` and ``experiments/reproduce.py``
 all describe their env with an :class:`EnvSpec`, find their model with :func:`resolve_model_path`
 (the tiny model warmed up on the env's own toy task, or a model directory) and evaluate a policy by
 sampling every problem of an env with :func:`sample_every_problem`; each then summarises the

@@ -1,4 +1,4 @@
-"""benchmarks/reproduce.py: its metrics against hand-computed values and scikit-learn, and a quick
+"""experiments/reproduce.py: its metrics against hand-computed values and scikit-learn, and a quick
 end-to-end run whose outputs are checked for structure and range."""
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from agents.evaluation import UNKNOWN_MODE, error_mode_label
-from benchmarks.reproduce_metrics import (
+from experiments.metrics import (
     cluster_agreement_scores,
     error_summary,
     finite_or_none,
@@ -136,7 +136,7 @@ def test_finite_or_none_makes_json_safe_values():
 
 def test_random_fingerprint_recorder_replaces_only_present_fingerprints():
     pytest.importorskip("torch")
-    from benchmarks.reproduce import RunRecorder
+    from experiments.reproduce import RunRecorder
 
     fingerprints = np.array([[1.0, 2.0], [np.nan, np.nan], [3.0, 4.0]], dtype=np.float32)
     noisy = RunRecorder(noise_seed=0).fingerprints(fingerprints)
@@ -166,7 +166,7 @@ def test_evaluation_and_reproduction_agree_on_the_dominant_error_share():
     from agents.evaluate import summarise_samples
     from agents.evaluation import rollout_metrics
     from agents.run_setup import ProblemSamples
-    from benchmarks.reproduce import split_metrics
+    from experiments.reproduce import split_metrics
 
     other = Problem(problem_id="demo/1", question="?", answer="7", error_modes={"carry": "8"})
     samples = ProblemSamples(
@@ -197,7 +197,7 @@ def test_evaluation_and_reproduction_agree_on_the_dominant_error_share():
 
 @pytest.mark.slow
 def test_quick_reproduction_writes_finite_results(tmp_path):
-    from benchmarks.reproduce import Args, reproduce
+    from experiments.reproduce import Args, reproduce
 
     # A short warm-up: the smoke run checks the pipeline, not the model (the full run's 1,500-step
     # warm-up alone takes minutes on a fresh machine without the cached model).

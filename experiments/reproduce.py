@@ -13,7 +13,7 @@ all layers in the fingerprint (instead of the last half), a single cluster per p
 penalty by count: ``ClusterMethod.SINGLE``), and a random fingerprint (each fingerprint replaced by
 Gaussian noise before MEDS sees it, so that clusters carry no information about the answer).
 
-Metrics, each as mean and 95% Student-t interval over seeds (``benchmarks/reproduce_metrics.py``):
+Metrics, each as mean and 95% Student-t interval over seeds (``experiments/metrics.py``):
 unbiased pass@k for k = 1, 2, 4, ... <= ``eval_n``; distinct wrong answers per problem; share of
 the dominant true error mode among wrong answers (the toy tasks label every wrong answer with the
 buggy procedures that produce it), at the end of training and over training; for MEDS runs, the
@@ -34,9 +34,9 @@ the plots ``pass_at_k_<family>_<split>.png``, ``dominant_error_share.png`` and
 ``cluster_agreement.png``.
 
 Usage:
-    python -m benchmarks.reproduce --quick                 # 1 seed, DAPO vs DAPO+MEDS, minutes
-    python -m benchmarks.reproduce                         # the issue's configuration
-    python -m benchmarks.reproduce --families meds_gym/AddSub-v0   # one family (run in parallel)
+    python -m experiments.reproduce --quick                 # 1 seed, DAPO vs DAPO+MEDS, minutes
+    python -m experiments.reproduce                         # the issue's configuration
+    python -m experiments.reproduce --families meds_gym/AddSub-v0   # one family (run in parallel)
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from agents.evaluation import error_mode_label, pass_at_k_curve
 from agents.report import current_command
 from agents.run_setup import EnvSpec, ProblemSamples, sample_every_problem
 from agents.tiny_model import SMALL_TINY, TinyModelConfig, tiny_model_path
-from benchmarks.reproduce_metrics import (
+from experiments.metrics import (
     cluster_agreement_scores,
     error_summary,
     finite_or_none,
@@ -71,7 +71,7 @@ from benchmarks.reproduce_metrics import (
 from meds_gym.envs import TOY_ENV_IDS
 from meds_gym.errors import InvalidArgumentError
 
-logger = logging.getLogger("benchmarks.reproduce")
+logger = logging.getLogger("experiments.reproduce")
 
 MethodName = Literal[
     "grpo",
