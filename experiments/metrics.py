@@ -1,4 +1,4 @@
-"""Metrics of ``experiments/reproduce.py``: error diversity, cluster agreement, intervals over seeds.
+"""Metrics of the experiments: error diversity, cluster agreement, intervals over seeds.
 
 All functions are pure. Wrong answers are labelled by ``agents.evaluation.error_mode_label``, the
 labeller that the training log and ``agents.evaluate`` use too. Cluster labels follow the HDBSCAN
