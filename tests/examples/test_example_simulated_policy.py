@@ -4,6 +4,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "simulated_policy.py"
 
 
@@ -23,7 +26,21 @@ def test_simulated_policy_runs_both_arms(capsys):
     assert "| GRPO |" in out and "| GRPO+MEDS |" in out
     metrics = example.run(args, seed=0, use_meds=True)
     assert 0.0 <= metrics["pass@1"] <= 1.0
-    assert 0.0 <= metrics["dominant mode share"] <= 1.0
+    assert 0.0 <= metrics["largest mode share"] <= 1.0
+    assert 1.0 <= metrics["effective wrong modes"]
+    assert "MEDS shapes mixed groups" in out
+
+
+def test_variant_flag_and_slips_never_take_a_modes_answer():
+    example = load_example()
+    args = example.Args(num_problems=3, group_size=4, iterations=3, seeds=1, shape_all_wrong=True)
+    assert example.run(args, 0, use_meds=True)["pass@1"] >= 0.0
+    rng = np.random.default_rng(0)
+    taken = {10, 11, 12}
+    assert all(int(example.slip_answer(10, taken, rng)) not in taken for _ in range(500))
+    # The largest mode is whichever is largest now, and slips are not a mode.
+    share, modes = example.wrong_mode_metrics(np.array([0.1, 0.1, 0.5, 0.3]))
+    assert share == pytest.approx(5 / 6) and 1.0 < modes < 2.0
 
 
 def test_same_seed_same_result():
