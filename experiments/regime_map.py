@@ -191,28 +191,43 @@ def _pyplot() -> Any:
     return plt
 
 
+def heatmap_grids(
+    args: Args, summary: dict[str, Any], arm: str, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(accuracies, checkpoints) mean differences and whether each interval excludes zero."""
+    grid = np.full((len(args.accuracies), len(args.checkpoints)), np.nan)
+    marks = np.zeros_like(grid, dtype=bool)
+    for i, acc in enumerate(args.accuracies):
+        points = summary[f"map/acc={acc}"]["checkpoints"]
+        for j, checkpoint in enumerate(args.checkpoints):
+            cell = points[str(checkpoint)]["difference"][arm][metric]
+            grid[i, j], marks[i, j] = cell["mean"], cell["excludes_zero"]
+    return grid, marks
+
+
 def plot_heatmaps(args: Args, summary: dict[str, Any], out: Path) -> list[Path]:
-    """One figure per MEDS arm: initial accuracy x training length, one panel per metric."""
+    """One figure per MEDS arm: initial accuracy x training length, one panel per metric.
+
+    Each metric has one colour scale across the arms' figures, so colours compare between them.
+    """
     plt = _pyplot()
+    bounds = {
+        m: max(float(np.nanmax(np.abs(heatmap_grids(args, summary, a, m)[0]))) for a in MEDS_ARMS)
+        or 1e-9
+        for m in METRICS
+    }
     paths = []
     for arm in MEDS_ARMS:
         figure, axes_row = plt.subplots(1, len(METRICS), figsize=(4.6 * len(METRICS), 4.2))
         for axes, metric in zip(axes_row, METRICS, strict=True):
-            grid = np.full((len(args.accuracies), len(args.checkpoints)), np.nan)
-            marks = np.zeros_like(grid, dtype=bool)
-            for i, acc in enumerate(args.accuracies):
-                points = summary[f"map/acc={acc}"]["checkpoints"]
-                for j, checkpoint in enumerate(args.checkpoints):
-                    cell = points[str(checkpoint)]["difference"][arm][metric]
-                    grid[i, j], marks[i, j] = cell["mean"], cell["excludes_zero"]
-            bound = float(np.nanmax(np.abs(grid))) or 1e-9
+            grid, marks = heatmap_grids(args, summary, arm, metric)
+            bound = bounds[metric]
             image = axes.imshow(grid, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
             for i in range(grid.shape[0]):
                 for j in range(grid.shape[1]):
                     star = "*" if marks[i, j] else ""
-                    axes.text(
-                        j, i, f"{grid[i, j]:+.3f}{star}", ha="center", va="center", fontsize=7
-                    )
+                    text = f"{grid[i, j]:+.3f}{star}"
+                    axes.text(j, i, text, ha="center", va="center", fontsize=7)
             axes.set_xticks(range(len(args.checkpoints)), [str(c) for c in args.checkpoints])
             axes.set_yticks(range(len(args.accuracies)), [str(a) for a in args.accuracies])
             axes.set_xlabel("training iterations")
@@ -343,17 +358,14 @@ def headline(args: Args, summary: dict[str, Any]) -> list[str]:
     lines = []
     for arm in MEDS_ARMS:
         for metric in METRICS:
-            up, down = [], []
-            for acc in args.accuracies:
-                points = summary[f"map/acc={acc}"]["checkpoints"]
-                for checkpoint in args.checkpoints:
-                    cell = points[str(checkpoint)]["difference"][arm][metric]
-                    if cell["excludes_zero"]:
-                        (up if cell["mean"] > 0 else down).append(f"({acc}, {checkpoint})")
-            total = len(args.accuracies) * len(args.checkpoints)
+            grid, marks = heatmap_grids(args, summary, arm, metric)
+            cells_ = [(a, c) for a in args.accuracies for c in args.checkpoints]
+            up = [cells_[k] for k in np.flatnonzero(marks.ravel() & (grid.ravel() > 0))]
+            down = [cells_[k] for k in np.flatnonzero(marks.ravel() & (grid.ravel() < 0))]
             lines.append(
-                f"{arm} - dapo, {metric}: above 0 in {len(up)}/{total} cells {' '.join(up)}; "
-                f"below 0 in {len(down)}/{total} {' '.join(down)}"
+                f"{arm} - dapo, {metric}: interval above 0 in {len(up)}/{grid.size} cells, "
+                f"below 0 in {len(down)}/{grid.size}; largest |mean| "
+                f"{float(np.nanmax(np.abs(grid))):.4f}"
             )
     return lines
 
