@@ -17,7 +17,13 @@ import numpy as np
 
 from meds_gym.errors import InvalidArgumentError
 
-from .evaluation import distinct_answers, dominant_mode_share, error_mode_labels, pass_at_k_curve
+from .evaluation import (
+    distinct_answers,
+    dominant_mode_share,
+    effective_mode_count,
+    error_mode_labels,
+    pass_at_k_curve,
+)
 from .policy import load_policy
 from .run_setup import EnvSpec, ProblemSamples, resolve_model_path, sample_every_problem
 from .tiny_model import TinyModelConfig
@@ -111,7 +117,10 @@ def summarise_samples(samples: ProblemSamples) -> dict[str, Any]:
         wrong_ids = [ids[i] for i in wrong]
         metrics["wrong_share"] = len(wrong) / len(ids)
         metrics["error_modes"] = dict(Counter(modes).most_common())
-        metrics["dominant_error_share"] = dominant_mode_share(wrong_ids, modes)
+        share = dominant_mode_share(wrong_ids, modes)
+        if np.isfinite(share):  # unexplained answers are not a mode (benchmarks have none)
+            metrics["dominant_error_share"] = share
+            metrics["effective_error_modes"] = effective_mode_count(wrong_ids, modes)
     return metrics
 
 

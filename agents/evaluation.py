@@ -237,29 +237,64 @@ def pass_at_k_curve(correct_counts: Sequence[int], n: int) -> dict[str, float]:
     return curve
 
 
+def _mode_counts(problem_ids: Sequence[str], labels: Sequence[str]) -> list[Counter[str]]:
+    """Per problem, how many rollouts each error mode holds (unexplained answers left out)."""
+    if len(problem_ids) != len(labels):
+        raise InvalidArgumentError(
+            "labels", f"a sequence of length len(problem_ids)={len(problem_ids)}", len(labels)
+        )
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for pid, label in zip(problem_ids, labels, strict=True):
+        if label != UNKNOWN_MODE:
+            counts[pid][label] += 1
+    return list(counts.values())
+
+
 def dominant_mode_share(problem_ids: Sequence[str], labels: Sequence[str]) -> float:
-    """Share of rollouts whose label is the most frequent one of their problem.
+    """Share of mode-labelled rollouts whose mode is the *currently* most frequent of their problem.
 
     Applied to the error-mode labels of wrong rollouts, it measures how much a policy's mistakes
-    concentrate on one mode per problem (1.0: every problem's wrong answers share one mode).
+    concentrate on one mode per problem (1.0: every problem's wrong answers share one mode). The
+    largest mode is whichever is largest in these rollouts, so one mode taking another's place
+    does not count as diversity. Unexplained answers (:data:`UNKNOWN_MODE`: slips, no answer) are
+    not a mode and are left out.
 
     Args:
         problem_ids: (B,) problem of each rollout.
         labels: (B,) label of each rollout.
 
     Returns:
-        The share in (0, 1]; NaN for an empty batch.
+        The share in (0, 1]; NaN when no rollout has a mode.
     """
-    if len(problem_ids) != len(labels):
-        raise InvalidArgumentError(
-            "labels", f"a sequence of length len(problem_ids)={len(problem_ids)}", len(labels)
-        )
-    if not labels:
+    counts = _mode_counts(problem_ids, labels)
+    total = sum(sum(c.values()) for c in counts)
+    if not total:
         return float("nan")
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for pid, label in zip(problem_ids, labels, strict=True):
-        counts[pid][label] += 1
-    return sum(c.most_common(1)[0][1] for c in counts.values()) / len(labels)
+    return sum(c.most_common(1)[0][1] for c in counts) / total
+
+
+def effective_mode_count(problem_ids: Sequence[str], labels: Sequence[str]) -> float:
+    """Effective number of error modes per problem: ``exp`` of the entropy of its mode shares.
+
+    1 when one mode holds all of a problem's mode-labelled rollouts, M when M modes hold equal
+    shares; averaged over the problems that have a mode-labelled rollout. Unexplained answers
+    (:data:`UNKNOWN_MODE`) are left out, as in :func:`dominant_mode_share`.
+
+    Args:
+        problem_ids: (B,) problem of each rollout.
+        labels: (B,) label of each rollout.
+
+    Returns:
+        The mean effective number, >= 1; NaN when no rollout has a mode.
+    """
+    counts = _mode_counts(problem_ids, labels)
+    if not counts:
+        return float("nan")
+    values = []
+    for c in counts:
+        shares = np.array(list(c.values()), dtype=np.float64) / sum(c.values())
+        values.append(float(np.exp(-(shares * np.log(shares)).sum())))
+    return float(np.mean(values))
 
 
 def rollout_metrics(
@@ -282,7 +317,9 @@ def rollout_metrics(
         ``charts/accuracy`` (share of right rollouts), ``charts/reward_mean`` (on the env's
         reward scale), ``charts/distinct_answers`` (per problem, averaged) and, when some
         rollout is wrong, ``charts/dominant_error_share`` (:func:`dominant_mode_share` of the
-        wrong rollouts' :func:`error_mode_label`: how much the mistakes concentrate on one mode).
+        wrong rollouts' :func:`error_mode_label`: how much the mistakes concentrate on one mode)
+        and ``charts/effective_error_modes`` (:func:`effective_mode_count`); both left out when
+        no wrong answer has a known mode.
     """
     metrics = {
         "charts/accuracy": float(np.mean(np.asarray(correct, dtype=np.float64))),
@@ -294,9 +331,11 @@ def rollout_metrics(
     wrong = [i for i, ok in enumerate(correct) if not ok]
     if wrong:
         modes = error_mode_labels([answers[i] for i in wrong], [problems[i] for i in wrong])
-        metrics["charts/dominant_error_share"] = dominant_mode_share(
-            [problem_ids[i] for i in wrong], modes
-        )
+        wrong_ids = [problem_ids[i] for i in wrong]
+        share = dominant_mode_share(wrong_ids, modes)
+        if np.isfinite(share):  # no NaN in the log: a batch without a known mode has no key
+            metrics["charts/dominant_error_share"] = share
+            metrics["charts/effective_error_modes"] = effective_mode_count(wrong_ids, modes)
     return metrics
 
 

@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agents.evaluation import adjusted_rand_index, cluster_purity, dominant_mode_share
+from agents.evaluation import (
+    adjusted_rand_index,
+    cluster_purity,
+    dominant_mode_share,
+    effective_mode_count,
+)
 from meds_gym.errors import InvalidArgumentError
 
 
@@ -117,8 +122,10 @@ def error_summary(
     Returns:
         ``wrong_share``; ``distinct_wrong_answers`` (distinct parsed wrong answers per problem,
         averaged over every problem, 0 for a problem never answered wrongly; no answer is not an
-        answer); ``dominant_error_share`` (share of wrong responses in their problem's most
-        frequent error mode; NaN when nothing is wrong).
+        answer); ``dominant_error_share`` (share of mode-labelled wrong responses in their
+        problem's currently most frequent error mode) and ``effective_error_modes`` (exp of the
+        entropy of each problem's mode shares, averaged); unexplained answers are not a mode, and
+        both are NaN when no wrong response has a mode.
     """
     if not len(problem_ids) == len(answers) == len(correct) == len(mode_labels):
         raise InvalidArgumentError(
@@ -141,6 +148,7 @@ def error_summary(
         "wrong_share": len(wrong_ids) / len(problem_ids),
         "distinct_wrong_answers": float(np.mean([len(s) for s in wrong_answers.values()])),
         "dominant_error_share": dominant_mode_share(wrong_ids, wrong_modes),
+        "effective_error_modes": effective_mode_count(wrong_ids, wrong_modes),
     }
 
 

@@ -125,6 +125,14 @@ def test_error_mode_labels_and_dominant_share():
     assert dominant_mode_share(["a", "a", "a", "b"], ["x", "x", "y", "z"]) == pytest.approx(3 / 4)
     assert dominant_mode_share(["a", "b"], ["x", "y"]) == 1.0
     assert np.isnan(dominant_mode_share([], []))
+    # Unexplained answers are not a mode; the largest mode is the largest now.
+    assert dominant_mode_share(["a"] * 4, ["other", "other", "x", "y"]) == pytest.approx(1 / 2)
+    assert np.isnan(dominant_mode_share(["a", "a"], ["other", "other"]))
+    from agents.evaluation import effective_mode_count
+
+    assert effective_mode_count(["a"] * 4, ["x", "x", "y", "y"]) == pytest.approx(2.0)
+    assert effective_mode_count(["a", "a", "b"], ["x", "other", "y"]) == pytest.approx(1.0)
+    assert np.isnan(effective_mode_count(["a"], ["other"]))
     with pytest.raises(InvalidArgumentError, match="problems"):
         error_mode_labels(["1"], [])
     with pytest.raises(InvalidArgumentError, match="labels"):
@@ -142,8 +150,11 @@ def test_rollout_metrics_by_hand():
     metrics = rollout_metrics(ids, answers, correct, [1, 0, 0, 0, 1, 0], [MODES] * 6)
     assert metrics["charts/reward_mean"] == pytest.approx(2 / 6)
     assert metrics["charts/distinct_answers"] == pytest.approx((3 + 1) / 2)
-    # Wrong: p has precedence x2 and sign x1 (dominant 2), q has "other" x1: (2 + 1) / 4.
-    assert metrics["charts/dominant_error_share"] == pytest.approx(3 / 4)
+    # Wrong: p has precedence x2 and sign x1 (dominant 2); q's "other" is not a mode: 2 / 3.
+    assert metrics["charts/dominant_error_share"] == pytest.approx(2 / 3)
+    shares = np.array([2 / 3, 1 / 3])
+    want = np.exp(-(shares * np.log(shares)).sum())
+    assert metrics["charts/effective_error_modes"] == pytest.approx(want)
     all_right = rollout_metrics(["p"], ["14"], [True], [1.0], [MODES])
     assert "charts/dominant_error_share" not in all_right  # no NaN: the key is left out
 

@@ -95,8 +95,10 @@ def test_error_summary_by_hand():
     assert summary["wrong_share"] == pytest.approx(4 / 6)
     # p: wrong answers {20, 4}; q: none parsed (no answer is not an answer)
     assert summary["distinct_wrong_answers"] == pytest.approx((2 + 0) / 2)
-    # p: 2 of its 3 wrong in "prec"; q: its 1 wrong in "other"
-    assert summary["dominant_error_share"] == pytest.approx((2 + 1) / 4)
+    # p: 2 of its 3 wrong in "prec"; q: its 1 wrong is "other", which is not a mode
+    assert summary["dominant_error_share"] == pytest.approx(2 / 3)
+    # exp of the entropy of p's mode shares (2/3, 1/3) = 1.5 ** (2/3) * 3 ** (1/3)
+    assert summary["effective_error_modes"] == pytest.approx(1.5 ** (2 / 3) * 3 ** (1 / 3))
     never_wrong = error_summary(["p"], ["14"], [True], [None])
     assert never_wrong["distinct_wrong_answers"] == 0 and math.isnan(
         never_wrong["dominant_error_share"]
@@ -185,8 +187,8 @@ def test_evaluation_and_reproduction_agree_on_the_dominant_error_share():
         np.asarray(samples.correct, dtype=float),
         samples.response_problems,
     )
-    # demo/0: carry_dropped and other, 1 of 2; demo/1: carry twice, 2 of 2 -> (1 + 2) / 4
-    assert evaluated["dominant_error_share"] == pytest.approx(3 / 4)
+    # demo/0: carry_dropped once ("other" is not a mode); demo/1: carry twice -> (1 + 2) / 3
+    assert evaluated["dominant_error_share"] == pytest.approx(1.0)
     assert reproduced["dominant_error_share"] == evaluated["dominant_error_share"]
     assert logged["charts/dominant_error_share"] == evaluated["dominant_error_share"]
     assert evaluated["error_modes"] == {"carry": 2, "carry_dropped": 1, UNKNOWN_MODE: 1}
