@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+import functools
 from typing import overload
 
 import numpy as np
@@ -26,6 +28,12 @@ def meds_penalty(
     ``min(alpha * log(n + 1), beta)``: zero for a new mode (``n = 0``), growing with the log of the
     number of past rollouts that made the same kind of mistake, and capped at ``beta``.
 
+    ``log(n + 1)`` is the correctly rounded float64 of the exact logarithm (:func:`log_n_plus_1`),
+    not the platform's ``log`` or ``log1p``: math libraries and numpy's SIMD loops may differ in
+    the last bit from one CPU to another, and a penalty must not. It is within 0.5 ulp of the
+    exact value, so within 1 ulp of any faithful ``log(n + 1)`` (the reference computes
+    ``torch.log(n + 1)``).
+
     Args:
         n: Cluster size, a scalar or an array of shape (B,); values must be >= 0.
         alpha: Slope, >= 0.
@@ -46,7 +54,34 @@ def meds_penalty(
     arr = np.asarray(n, dtype=np.float64)
     if arr.size and not (np.all(np.isfinite(arr)) and np.all(arr >= 0)):
         raise InvalidArgumentError("n", "finite cluster sizes >= 0", n)
-    out = np.minimum(alpha * np.log1p(arr), beta)
+    if arr.size:
+        sizes, where = np.unique(arr, return_inverse=True)
+        logs = np.array([log_n_plus_1(float(v)) for v in sizes.tolist()])[where.reshape(arr.shape)]
+    else:
+        logs = np.zeros(arr.shape, dtype=np.float64)
+    out = np.minimum(alpha * logs, beta)
     if arr.ndim == 0:
         return float(out)
     return out
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def log_n_plus_1(n: float) -> float:
+    """``log(n + 1)`` correctly rounded to float64, the same on every CPU.
+
+    Computed in decimal arithmetic with 40 significant digits (about twice float64's), then
+    rounded once; cluster sizes are few distinct integers, so the cache makes it free.
+
+    Args:
+        n: A finite value >= 0.
+
+    Returns:
+        The float64 nearest to the exact ``log(n + 1)``.
+
+    Example:
+        >>> log_n_plus_1(2.0) == 1.0986122886681098
+        True
+    """
+    with decimal.localcontext() as context:
+        context.prec = 40
+        return float((decimal.Decimal(n) + 1).ln())

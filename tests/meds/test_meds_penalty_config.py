@@ -128,3 +128,21 @@ def test_config_from_dict_rejects_unknown_keys():
 def test_penalty_target_truth_table(target, wrong, right):
     assert target.penalises(False) is wrong
     assert target.penalises(True) is right
+
+
+def test_log_is_correctly_rounded_and_the_same_on_every_cpu():
+    # The platform's log / log1p may differ from the exact value in the last bit, and differently
+    # on another CPU's math library; the penalty uses the correctly rounded value everywhere.
+    import mpmath
+
+    from meds_gym.meds.penalty import log_n_plus_1
+
+    mpmath.mp.prec = 200
+    for n in [*range(0, 300), 9169, 19142, 94868, 10**6, 123456789]:
+        exact = float(mpmath.log(mpmath.mpf(n) + 1))  # rounded once from 200 bits
+        assert log_n_plus_1(float(n)) == exact, n
+        np.testing.assert_array_max_ulp(np.log1p(float(n)), exact, maxulp=1)
+    np.testing.assert_array_equal(
+        meds_penalty(np.array([9169, 19142]), 1.0, 100.0),
+        [float(mpmath.log(9170)), float(mpmath.log(19143))],
+    )
