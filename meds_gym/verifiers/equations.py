@@ -75,12 +75,22 @@ def _comparable_form(difference: Any, kind: str) -> Any | None:
 
 
 def _close(first: Any, second: Any, tolerance: float) -> bool:
+    """Two coefficients equal, or within ``tolerance`` relative, judged at 30 digits.
+
+    sympy's floats have an unbounded exponent: ``10^{400}`` keeps its value where a Python float
+    would overflow to infinity and match anything.
+    """
     if sympy.expand(first - second) == 0:
         return True
     if tolerance == 0.0:
         return False
-    a, b = complex(sympy.N(first, 30)), complex(sympy.N(second, 30))
-    return abs(a - b) <= tolerance * max(abs(a), abs(b))
+    a, b = sympy.N(first, 30), sympy.N(second, 30)
+    if not (a.is_finite and b.is_finite):
+        return False
+    try:
+        return bool(abs(a - b) <= tolerance * sympy.Max(abs(a), abs(b)))
+    except TypeError:  # an undecidable comparison: not shown to be close
+        return False
 
 
 def _independent(generator: Any) -> bool:
@@ -139,6 +149,15 @@ def compare_relations(gold: Any, predicted: Any) -> bool | None:
     """
     if not isinstance(gold, Relational) or not isinstance(predicted, Relational):
         return None
+    try:
+        return _compare(gold, predicted)
+    except (ArithmeticError, TypeError, ValueError, AttributeError):
+        # Sides sympy cannot subtract or expand (matrices, undefined values): undecided here.
+        return None
+
+
+def _compare(gold: Relational, predicted: Relational) -> bool | None:
+    """:func:`compare_relations` for two relations; sympy's errors propagate."""
     if _is_assignment(gold) and _is_assignment(predicted):
         return None
     gold_form, predicted_form = _normal_form(gold), _normal_form(predicted)

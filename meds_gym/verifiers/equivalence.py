@@ -35,14 +35,21 @@ What counts as wrong rather than as an error:
 * a predicted answer that math-verify cannot parse;
 * a comparison that math-verify abandons: by its documented contract (``raise_on_error=False``)
   it reports sympy errors on malformed input as "no parse"/"not equal";
-* a comparison that does not finish within ``timeout_seconds``, logged as a warning.
+* a comparison that does not finish within ``timeout_seconds``, logged as a warning;
+* a comparison that raises inside the worker (sympy failing on an odd answer, such as a matrix
+  against an equation), logged as a warning with its traceback;
+* an undefined number (``0/0.0``, ``1/0``, ``\infty``) against anything: it is never equal.
 
-Nothing here turns an exception into a score: a bug, or a worker that cannot start, raises
-(:class:`~meds_gym.errors.VerifierError` for the worker).
+An answer identical to the gold (after trimming whitespace) is right at once, whatever it
+parses to. Equality with tolerance is relative and judged at 30 digits with an unbounded
+exponent: huge constants (``10^{400}``) never overflow into a match, and tiny ones
+(``10^{-400}``, subnormals) never match merely because both are small. Only a worker that cannot
+start raises (:class:`~meds_gym.errors.VerifierError`).
 
-Before parsing, a Unicode minus and degree sign are rewritten as ``-`` and ``^\circ``, and a whole
-answer in E notation (``4.5e33``, which math-verify reads as ``4.5 * e * 33``) as
-``4.5\times 10^{33}``.
+Before parsing, decimal digits of any script (fullwidth ``１``, ...) are read as ASCII digits, a
+Unicode or fullwidth minus, plus, full stop or comma as its ASCII form, the degree sign as
+``^\circ``, and a whole answer in E notation (``4.5e33``, which math-verify reads as
+``4.5 * e * 33``) as ``4.5\times 10^{33}``.
 
 Timeouts: the symbolic comparison runs in a worker process
 (:mod:`meds_gym.verifiers.symbolic_worker`) that is killed when ``timeout_seconds`` pass, so the
@@ -56,6 +63,7 @@ import functools
 import logging
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,8 +76,37 @@ logger = logging.getLogger(__name__)
 MAX_ANSWER_CHARS = 1_000
 """A predicted answer longer than this many characters is scored wrong without being parsed."""
 
-# Unicode a model may write for LaTeX notation math-verify understands.
-_UNICODE_NOTATION = str.maketrans({"\u2212": "-", "\u00b0": "^\\circ"})
+
+_UNICODE_SIGNS = {
+    **dict.fromkeys("\u2212\uff0d\ufe63", "-"),  # minus sign, fullwidth and small hyphen-minus
+    **dict.fromkeys("\uff0b\ufe62", "+"),
+    "\uff0e": ".",
+    "\uff0c": ",",
+    "\u00b0": "^\\circ",
+}
+
+
+def _ascii_notation(text: str) -> str:
+    """Unicode a model may write for ASCII notation, in ASCII.
+
+    Decimal digits of every script (fullwidth ``１``, Arabic-Indic ``١``, ...) become ``0-9``;
+    fullwidth and other minus, plus, full stop and comma forms, and the degree sign, their ASCII
+    (LaTeX) forms. Only these: a general NFKC fold would turn ``x²`` into ``x2``.
+    """
+    if text.isascii():
+        return text
+    out = []
+    for char in text:
+        sign = _UNICODE_SIGNS.get(char)
+        if sign is not None:
+            out.append(sign)
+        elif unicodedata.category(char) == "Nd":
+            out.append(str(unicodedata.decimal(char)))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 # A whole answer in scientific E notation (4.5e33), which math-verify reads as 4.5 * e * 33.
 _E_NOTATION = re.compile(r"([+-]?\d+(?:\.\d*)?|[+-]?\.\d+)[eE]([+-]?\d+)")
 _INTEGER = re.compile(r"([+-]?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?")
@@ -107,7 +144,7 @@ def canonical_integer(answer: str) -> str | None:
         >>> canonical_integer("1/2") is None
         True
     """
-    text = answer.translate(_UNICODE_NOTATION).strip().strip("$").strip()
+    text = _ascii_notation(answer).strip().strip("$").strip()
     if text.startswith("\\$"):
         text = text[2:].lstrip()
     match = _INTEGER.fullmatch(text)
@@ -134,7 +171,7 @@ def _braces_balanced(text: str) -> bool:
 
 def _normalize_notation(answer: str) -> str:
     """Rewrite notation math-verify misreads: Unicode minus and degree sign, E notation."""
-    text = answer.translate(_UNICODE_NOTATION).strip().strip("$").strip()
+    text = _ascii_notation(answer).strip().strip("$").strip()
     match = _E_NOTATION.fullmatch(text)
     if match is not None:
         text = f"{match.group(1)}\\times 10^{{{match.group(2)}}}"
@@ -192,20 +229,17 @@ def _parse_gold(gold: str) -> tuple[Any, ...]:
     return tuple(_parse(gold))
 
 
-def _float_value(parsed: Sequence[Any]) -> float | None:
-    """The value of a parsed answer that is a real number containing a float, else ``None``."""
+def _has_float(parsed: Sequence[Any]) -> bool:
     import sympy
 
-    if not parsed or not isinstance(parsed[0], sympy.Expr) or not parsed[0].has(sympy.Float):
-        return None
-    return _exact_value(parsed)
+    return bool(parsed) and isinstance(parsed[0], sympy.Expr) and parsed[0].has(sympy.Float)
 
 
-def _exact_value(parsed: Sequence[Any]) -> float | None:
-    """The value of a parsed answer that is a real number (exact or not), else ``None``.
+def _number(parsed: Sequence[Any]) -> Any | None:
+    """The value of a parsed real or complex number at 30 digits, as a sympy number, else ``None``.
 
-    ``None`` also for a number sympy cannot evaluate, and for one whose evaluation divides by a
-    float zero (``0/0.0``, ``1/.0``: mpmath raises rather than give an infinity).
+    sympy's (mpmath's) floats have an unbounded exponent, so ``10^{400}`` and ``10^{-400}`` keep
+    their values where a Python float would overflow to infinity or underflow to zero.
     """
     import sympy
 
@@ -213,30 +247,49 @@ def _exact_value(parsed: Sequence[Any]) -> float | None:
     if not isinstance(expression, sympy.Expr) or not expression.is_number:
         return None
     try:
-        value = expression.evalf(n=20)
-    except ArithmeticError:
+        value = expression.evalf(n=30)
+    except (ArithmeticError, ValueError, TypeError):
         return None
-    return float(value) if isinstance(value, sympy.Float) else None
+    return value if isinstance(value, sympy.Number) or value.is_number else None
 
 
-def _relatively_close(gold_parsed: Sequence[Any], predicted_parsed: Sequence[Any]) -> bool:
-    """Veto math-verify's float comparison when the two numbers differ relatively.
+def _undefined(parsed: Sequence[Any]) -> bool:
+    """Whether a parsed answer is a number expression with no value (``0/0.0``, ``1/0``, ``oo``)."""
+    import sympy
 
-    math-verify compares a float with another number after rounding both to 6 decimal places, so
-    every pair of numbers below 5e-7 compares equal (2.88e-19 "equals" 3.88e-19, a physics answer
-    off by a third). When it says equal and one side is a float, the values must also agree to a
-    relative 1e-6 (the 6 significant digits its rounding gives numbers near 1).
+    expression = parsed[0] if parsed else None
+    if not isinstance(expression, sympy.Expr) or not expression.is_number:
+        return False
+    if expression.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+        return True
+    try:
+        value = expression.evalf(n=30)
+    except (ArithmeticError, ValueError, TypeError):
+        return True
+    return bool(value.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo))
+
+
+def _numbers_agree(gold_parsed: Sequence[Any], predicted_parsed: Sequence[Any]) -> bool:
+    """Veto math-verify's "equal" when two numbers differ, judged at 30 digits with no overflow.
+
+    math-verify compares numbers after rounding them to 6 decimal places, so every pair below
+    5e-7 compares equal (2.88e-19 "equals" 3.88e-19, a physics answer off by a third, and
+    ``10^{-400}`` "equals" ``10^{-300}``), and values beyond float range overflow. When it says
+    equal and both answers are numbers, they must also agree: to a relative 1e-6 when a float is
+    involved (the 6 significant digits its rounding gives numbers near 1), and exactly (up to the
+    30-digit evaluation's error) when both are exact.
     """
-    gold_float, predicted_float = _float_value(gold_parsed), _float_value(predicted_parsed)
-    if gold_float is None and predicted_float is None:
-        return True  # no float involved: math-verify compared exactly
-    gold_value = gold_float if gold_float is not None else _exact_value(gold_parsed)
-    predicted_value = (
-        predicted_float if predicted_float is not None else _exact_value(predicted_parsed)
-    )
+    gold_value, predicted_value = _number(gold_parsed), _number(predicted_parsed)
     if gold_value is None or predicted_value is None:
-        return True  # not two real numbers (a set, an equation, ...): keep math-verify's verdict
-    return math.isclose(gold_value, predicted_value, rel_tol=_RELATIVE_TOLERANCE, abs_tol=0.0)
+        return True  # not two numbers (a set, an equation, ...): keep math-verify's verdict
+    floats = _has_float(gold_parsed) or _has_float(predicted_parsed)
+    # On top of the tolerance, the error of the values themselves: a float literal is read as a
+    # binary float (relative error 1.1e-16; 0.333333 against 1/3 sits right at 1e-6), an exact
+    # number is evaluated to 30 digits.
+    tolerance = _RELATIVE_TOLERANCE + 1e-15 if floats else 1e-20
+    difference = abs(gold_value - predicted_value)
+    scale = max(abs(gold_value), abs(predicted_value))
+    return bool(difference <= tolerance * scale)
 
 
 def symbolic_equivalent(predicted: str, gold: str) -> bool:
@@ -253,6 +306,8 @@ def symbolic_equivalent(predicted: str, gold: str) -> bool:
     predicted_parsed = _parse(predicted)
     if not predicted_parsed:
         return False
+    if _undefined(predicted_parsed) or _undefined(gold_parsed):
+        return False  # an undefined value is never equal to anything (math-verify's verdict varies)
     structural = compare_relations(gold_parsed[0], predicted_parsed[0])
     if structural is not None:
         return structural
@@ -260,7 +315,7 @@ def symbolic_equivalent(predicted: str, gold: str) -> bool:
         return False
     if "%" in predicted or "%" in gold:
         return True  # percentages: math-verify's value is not the parsed number (50% == 50)
-    return _relatively_close(gold_parsed, predicted_parsed)
+    return _numbers_agree(gold_parsed, predicted_parsed)
 
 
 # --- In the calling process. ---
@@ -309,8 +364,7 @@ def is_equivalent(predicted: str, gold: str, *, timeout_seconds: float = 5.0) ->
     Raises:
         TypeError: If ``predicted`` or ``gold`` is not a ``str``.
         InvalidArgumentError: If ``timeout_seconds`` is not a positive finite number.
-        VerifierError: If the verifier worker cannot start or the comparison raised inside it
-            (a bug, never an answer's fault).
+        VerifierError: If the verifier worker cannot start (never an answer's fault).
 
     Example:
         >>> is_equivalent("1,000", "1000")
@@ -327,6 +381,8 @@ def is_equivalent(predicted: str, gold: str, *, timeout_seconds: float = 5.0) ->
     if not isinstance(gold, str):
         raise invalid_type("gold", "a str", gold)
     timeout = check_timeout(timeout_seconds)
+    if predicted.strip() == gold.strip() and predicted.strip():
+        return True  # the gold itself, character for character: right, whatever it parses to
     if len(predicted) > MAX_ANSWER_CHARS:
         logger.debug("predicted answer of %d characters scored wrong", len(predicted))
         return False

@@ -52,7 +52,7 @@ def verify_response(
     Raises:
         TypeError: If ``response`` or ``gold`` is not a ``str``.
         InvalidArgumentError: If ``extractor`` or ``timeout_seconds`` is invalid.
-        VerifierError: If the verifier worker cannot start or the comparison raised inside it.
+        VerifierError: If the verifier worker cannot start.
     """
     if not isinstance(response, str):
         raise invalid_type("response", "a str", response)

@@ -6,7 +6,9 @@ loader workers, where an answer such as ``9^{9^{9}}`` would otherwise keep the p
 minutes (issue 11). So every symbolic comparison runs in a small worker process:
 
 * a worker is a ``python`` child started with :mod:`subprocess` (allowed from daemonic
-  processes, unlike :mod:`multiprocessing` children), importing only this package's verifiers.
+  processes, unlike :mod:`multiprocessing` children), importing only this package's verifiers
+  and their installed dependencies: the current directory is not on its path, so a stray
+  ``mpmath.py`` or ``sympy.py`` there is never imported.
   It reads one JSON request per line on stdin and answers one JSON line; gold answers parsed in a
   worker stay cached there;
 * the caller waits for the answer for at most ``timeout_seconds`` (from the moment the request is
@@ -26,8 +28,9 @@ The per-call cost is one round trip over a pipe plus JSON encoding (see
 ``benchmarks/verifier_accuracy.py --overhead``). Starting a worker (importing sympy and
 math-verify) is not counted against a comparison's deadline; it is bounded by
 :data:`STARTUP_TIMEOUT_SECONDS`, and a worker that cannot start raises
-:class:`~meds_gym.errors.VerifierError`, as does an exception raised inside a worker: neither is an
-answer, and neither becomes a score.
+:class:`~meds_gym.errors.VerifierError`. An exception raised inside a worker while comparing
+(sympy failing on an odd answer such as a matrix against an equation) scores the pair not equal
+and is logged as a warning with its traceback: every answer a model can write gets a verdict.
 """
 
 from __future__ import annotations
@@ -63,7 +66,16 @@ _THREAD_VARIABLES = (
     "NUMBA_NUM_THREADS",
 )
 _ORPHAN_CHECK_SECONDS = 1.0
-_BOOT = "from meds_gym.verifiers.symbolic_worker import serve; serve()"
+_BOOT = (
+    "import os, sys\n"
+    # The verifier runs only its own code: the current directory (a stray mpmath.py or sympy.py
+    # there) is not searched, and this package's root is searched after the installed packages.
+    "cwd = os.path.realpath(os.getcwd())\n"
+    "sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != cwd]\n"
+    f"sys.path.append({_PACKAGE_ROOT!r})\n"
+    "from meds_gym.verifiers.symbolic_worker import serve\n"
+    "serve()\n"
+)
 
 
 class _Worker:
@@ -71,8 +83,6 @@ class _Worker:
 
     def __init__(self) -> None:
         environment = dict(os.environ)
-        path = environment.get("PYTHONPATH")
-        environment["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
         # The worker does no linear algebra: one BLAS/OpenMP thread keeps it small.
         environment.update({name: "1" for name in _THREAD_VARIABLES})
         self.process = subprocess.Popen(
@@ -146,9 +156,12 @@ class _Worker:
                 f"{self.next_id}; it was stopped and the next comparison starts a new one."
             )
         if "error" in reply:
-            raise VerifierError(
-                "comparing answers raised inside the verifier worker "
-                f"(predicted {repr(predicted)[:80]}, gold {repr(gold)[:80]}):\n{reply['error']}"
+            logger.warning(
+                "comparing answers raised inside the verifier worker; scored not equal "
+                "(predicted %.80r, gold %.80r):\n%s",
+                predicted,
+                gold,
+                reply["error"],
             )
         return bool(reply["equal"])
 
@@ -344,7 +357,7 @@ def serve() -> None:
             equal = symbolic_equivalent(request["predicted"], request["gold"])
         except MemoryError:  # past WORKER_MEMORY_HEADROOM_BYTES: too costly, scored not equal
             equal = False
-        except Exception:  # relayed to the caller, which raises VerifierError
-            send({"id": request["id"], "error": traceback.format_exc(limit=20)})
+        except Exception:  # sympy failing on an odd answer: scored not equal, the caller warns
+            send({"id": request["id"], "equal": False, "error": traceback.format_exc(limit=20)})
         else:
             send({"id": request["id"], "equal": bool(equal)})
