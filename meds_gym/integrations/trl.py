@@ -511,8 +511,10 @@ class MEDSRewardFunction:
         texts = [completion_text(c) for c in completions]
         size = len(texts)
         golds = self._column(kwargs, self.answer_column, size)
-        ids = [str(pid) for pid in self._column(kwargs, self.problem_id_column, size)]
-        correct = [bool(self.correctness_fn(t, str(g))) for t, g in zip(texts, golds, strict=True)]
+        ids = self._problem_ids(self._column(kwargs, self.problem_id_column, size))
+        correct = [
+            self._verdict(i, t, g) for i, (t, g) in enumerate(zip(texts, golds, strict=True))
+        ]
         by_answer = self.shaper.config.cluster_method is ClusterMethod.ANSWER
         features = (
             np.full((size, 1), np.nan, dtype=np.float32)  # the answer-string memory: no logits
@@ -616,6 +618,42 @@ class MEDSRewardFunction:
                     "pass the GRPOConfig's value, or None to group completions by problem id.",
                 )
         return [i // size for i in range(len(all_ids))]
+
+    def _problem_ids(self, values: list[Any]) -> list[str]:
+        """Problem ids as str; a missing one (None, NaN) is refused (it would share one bucket)."""
+        ids = []
+        for i, pid in enumerate(values):
+            if pid is None or (isinstance(pid, float) and not math.isfinite(pid)):
+                raise InvalidArgumentError(
+                    f"{self.problem_id_column}[{i}]",
+                    "a problem id (str or int) for every completion",
+                    pid,
+                    "Give every dataset row an id; rows without one would share one memory bucket.",
+                )
+            ids.append(str(pid))
+        return ids
+
+    def _verdict(self, i: int, text: str, gold: Any) -> bool:
+        """The correctness function's verdict; a missing gold scores wrong, never right."""
+        if gold is None or (isinstance(gold, float) and not math.isfinite(gold)):
+            logger.warning(
+                "completion %d has no gold answer (%s is %r): scored wrong",
+                i,
+                self.answer_column,
+                gold,
+            )
+            return False
+        verdict = self.correctness_fn(text, str(gold))
+        if isinstance(verdict, (bool, np.bool_)):
+            return bool(verdict)
+        if isinstance(verdict, (int, np.integer)) and verdict in (0, 1):
+            return bool(verdict)
+        raise InvalidArgumentError(
+            "correctness_fn(completion, gold)",
+            "a bool (or 0 / 1)",
+            verdict,
+            'A string such as "false" is truthy; return a bool.',
+        )
 
     @staticmethod
     def _column(kwargs: dict[str, Any], name: str, size: int) -> list[Any]:

@@ -511,3 +511,26 @@ def test_answer_string_memory_needs_no_model_and_clusters_by_the_answer():
     # Only the mixed group (last three) is shaped and stored: WRONG_A once, then penalised.
     assert second[:3] == [-1.0, -1.0, -1.0] and second[4] == 1.0
     assert second[3] == second[5] < -1.0
+
+
+def test_missing_golds_score_wrong_and_missing_ids_are_refused(caplog):
+    meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE), skip_uniform_groups=False)
+    with caplog.at_level("WARNING"):
+        rewards = meds(prompts=["q"] * 2, completions=[WRONG_A, RIGHT],
+                       answer=[None, float("nan")], problem_id=["p", "p"])  # fmt: skip
+    assert rewards == [-1.0, -1.0] and "no gold answer" in caplog.text
+    for bad in ([None, None], ["p", float("nan")]):
+        with pytest.raises(InvalidArgumentError, match="problem_id"):
+            meds(prompts=["q"] * 2, completions=[RIGHT] * 2, answer=["19"] * 2, problem_id=bad)
+    assert meds.shaper.memory.n_rows == 2  # only the first (valid) call stored anything
+
+
+@pytest.mark.parametrize("verdict", ["false", "true", 2, None, 0.5])
+def test_a_correctness_function_must_return_a_bool(verdict):
+    meds = MEDSRewardFunction(
+        features_fn=_fixed_features(TABLE), correctness_fn=lambda t, g: verdict
+    )
+    with pytest.raises(InvalidArgumentError, match="correctness_fn"):
+        meds(prompts=["q"], completions=[RIGHT], answer=["19"], problem_id=["p"])
+    numeric = MEDSRewardFunction(features_fn=_fixed_features(TABLE), correctness_fn=lambda t, g: 1)
+    assert numeric(prompts=["q"], completions=[RIGHT], answer=["19"], problem_id=["p"]) == [1.0]
