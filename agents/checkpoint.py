@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -338,6 +339,62 @@ def _check_optimizer_state(path: Path, saved: Any, optimizer: torch.optim.Optimi
                 raise CorruptFileError(
                     f"{path}: optimiser state {field!r} of parameter {key!r} is {value.dtype}."
                 )
+            _check_state_value(path, f"state {field!r} of parameter {key!r}", field, value)
+    for index, group in enumerate(groups):
+        for option, value in group.items():
+            if option in _GROUP_RANGES:
+                _check_group_option(path, index, option, value)
+
+
+_GROUP_RANGES: dict[str, tuple[float, float, bool]] = {
+    "lr": (0.0, math.inf, True),
+    "eps": (0.0, math.inf, False),
+    "weight_decay": (0.0, math.inf, True),
+    "betas": (0.0, 1.0, True),
+}
+"""Optimiser options and their ranges: (low, high, low included); high is always excluded."""
+
+
+def _check_group_option(path: Path, index: int, option: str, value: Any) -> None:
+    """A parameter group's ``lr``, ``eps``, ``weight_decay`` or ``betas``: finite and in range."""
+    low, high, low_included = _GROUP_RANGES[option]
+    values = list(value) if option == "betas" and isinstance(value, (list, tuple)) else [value]
+    if option == "betas" and len(values) != 2:
+        raise CorruptFileError(
+            f"{path}: optimiser group {index} 'betas' is {value!r}, not 2 values."
+        )
+    for number in values:
+        if isinstance(number, torch.Tensor) and number.numel() == 1:
+            number = number.item()
+        ok = (
+            isinstance(number, (int, float))
+            and not isinstance(number, bool)
+            and math.isfinite(number)
+            and (number >= low if low_included else number > low)
+            and number < high
+        )
+        if not ok:
+            bound = "[" if low_included else "("
+            raise CorruptFileError(
+                f"{path}: optimiser group {index} option {option!r} is {value!r}; expected finite "
+                f"values in {bound}{low:g}, {high:g})."
+            )
+
+
+def _check_state_value(path: Path, what: str, field: str, value: Any) -> None:
+    """An optimiser state entry: finite; ``step`` >= 0; second moments (``*_sq``) >= 0."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CorruptFileError(f"{path}: optimiser {what} holds NaN or infinite values.")
+        smallest = float(value.min()) if value.numel() else 0.0
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise CorruptFileError(f"{path}: optimiser {what} is {value!r}.")
+        smallest = float(value)
+    else:
+        raise CorruptFileError(f"{path}: optimiser {what} is a {type(value).__name__}.")
+    if (field == "step" or field.endswith("_sq")) and smallest < 0:
+        raise CorruptFileError(f"{path}: optimiser {what} is negative ({smallest:g}).")
 
 
 def _check_rng_states(path: Path, trainer: dict[str, Any]) -> None:

@@ -151,6 +151,38 @@ def test_wrong_shapes_and_rng_states_are_rejected(tmp_path):
     _assert_rejected_unchanged(tmp_path, "invalid RNG state")
 
 
+def _set_state(field, value):
+    return lambda t: t["optimizer"]["state"][0].__setitem__(field, value)
+
+
+def _set_group(option, value):
+    return lambda t: t["optimizer"]["param_groups"][0].__setitem__(option, value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (_set_state("exp_avg", torch.full((3, 4), float("nan"))), "'exp_avg'.*NaN or infinite"),
+        (_set_state("exp_avg_sq", torch.full((3, 4), float("inf"))), "NaN or infinite"),
+        (_set_state("exp_avg_sq", -torch.ones(3, 4)), "'exp_avg_sq'.*negative"),
+        (_set_state("step", torch.tensor(-3.0)), "'step'.*negative"),
+        (_set_state("step", torch.tensor(float("nan"))), "'step'.*NaN"),
+        (_set_state("step", "many"), "'step'.* is a str"),
+        (_set_group("lr", float("nan")), "'lr'"),
+        (_set_group("lr", -1e-3), "'lr'"),
+        (_set_group("eps", 0.0), "'eps'"),
+        (_set_group("betas", (0.9, 1.5)), "'betas'"),
+        (_set_group("betas", (0.9, float("nan"))), "'betas'"),
+        (_set_group("betas", (0.9,)), "parameter groups do not match"),
+        (_set_group("weight_decay", float("inf")), "'weight_decay'"),
+    ],
+)
+def test_every_optimiser_field_is_checked_before_anything_is_restored(tmp_path, edit, match):
+    directory = _write_run(tmp_path)
+    _rewrite_trainer(directory, edit)
+    _assert_rejected_unchanged(tmp_path, match)
+
+
 @pytest.mark.parametrize(
     "pointer",
     ["../../..", "../other/checkpoint-1", "/etc", "checkpoint-1/..", "checkpoint-2", "", "\xff"],
