@@ -501,8 +501,7 @@ def build_run(args: Args, recipe: Recipe, observer: RunObserver) -> Run:
         check_resume_arguments(out_dir, settings)
         last, shaper = load_checkpoint(out_dir, trainable, optimizer, rng)
         start = last + 1
-        lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
-        kept_lines = [line for line in lines if json.loads(line)["iteration"] <= last]
+        kept_lines = metrics_kept_on_resume(metrics_path, last)
     scorer = (
         MEDSScorer(lambda: spec.make(verdict_cache=verdict_cache), shaper, args.group_size)
         if args.use_meds
@@ -529,6 +528,28 @@ def build_run(args: Args, recipe: Recipe, observer: RunObserver) -> Run:
         settings=settings,
         tracker=tracker,
     )
+
+
+def metrics_kept_on_resume(path: Path, last: int) -> list[str]:
+    """The lines of ``metrics.jsonl`` up to iteration ``last``, for a resumed run to keep.
+
+    A line that is not a JSON object with an integer ``iteration`` (the partial last line of a
+    run killed mid-write) is dropped with a warning, as are the iterations after ``last``.
+    """
+    if not path.is_file():
+        return []
+    kept: list[str] = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        try:
+            row = json.loads(line)
+            iteration = row["iteration"]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("%s line %d is not a complete metrics row (cut mid-write?): dropped",
+                           path, number)  # fmt: skip
+            continue
+        if isinstance(iteration, (int, float)) and iteration <= last:
+            kept.append(line)
+    return kept
 
 
 def rollout_step(

@@ -64,6 +64,7 @@ def test_resume_is_bit_exact(tmp_path, algorithm):
     # A crash after the checkpoint left a metrics line that the resumed run must replace.
     with (run_dir / "metrics.jsonl").open("a") as handle:
         handle.write(json.dumps({"iteration": 2, "charts/seconds": 0.0, "stale": True}) + "\n")
+        handle.write('{"iteration": 3, "charts/seco')  # and was killed mid-write
     main(_args(tmp_path, "resumed", algorithm, iterations=4, resume=True))
     expected = _rows(tmp_path / "straight" / straight.run_name / "metrics.jsonl")
     got = _rows(run_dir / "metrics.jsonl")
@@ -71,6 +72,20 @@ def test_resume_is_bit_exact(tmp_path, algorithm):
     assert 0.0 < np.mean([r["charts/accuracy"] for r in got]) < 1.0  # something to learn
     # Every loss, reward and MEDS statistic identical (NaN-aware: JSON NaN != NaN).
     assert json.dumps(got) == json.dumps(expected)
+
+
+def test_resume_keeps_finished_rows_and_drops_a_line_cut_mid_write(tmp_path, caplog):
+    from agents.ppo import metrics_kept_on_resume
+
+    path = tmp_path / "metrics.jsonl"
+    rows = [json.dumps({"iteration": i, "loss": 0.5}) for i in range(3)]
+    path.write_text("\n".join(rows) + '\n{"iteration": 3, "lo')
+    with caplog.at_level("WARNING"):
+        assert metrics_kept_on_resume(path, last=1) == rows[:2]
+    assert "line 4 is not a complete metrics row" in caplog.text
+    path.write_bytes("\n".join([*rows, "[1, 2]", '{"no": "iteration"}']).encode() + b"\n\xff{")
+    assert metrics_kept_on_resume(path, last=5) == rows
+    assert metrics_kept_on_resume(tmp_path / "missing.jsonl", last=5) == []
 
 
 def test_checkpoint_round_trip_and_errors(tmp_path):
