@@ -98,18 +98,27 @@ class GroupRule(Enum):
         return has_wrong
 
 
+_MAX_INT = 2**31 - 1
+"""Largest value of an integer field: every count and size fits the clustering kernels' ints."""
+
+
 def _check_finite_nonneg(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgumentError(name, "a finite real number >= 0", value)
-    if not math.isfinite(value) or value < 0:
+    try:
+        number = float(value)  # an int beyond float range overflows here
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or number < 0:
         raise InvalidArgumentError(name, "a finite real number >= 0", value)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
+    expected = f"an integer in [{minimum}, {_MAX_INT}]"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(name, f"an integer >= {minimum}", value)
-    if value < minimum:
-        raise InvalidArgumentError(name, f"an integer >= {minimum}", value)
+        raise InvalidArgumentError(name, expected, value)
+    if not minimum <= value <= _MAX_INT:
+        raise InvalidArgumentError(name, expected, value)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from meds_gym.errors import CorruptFileError
+from meds_gym.errors import CorruptFileError, InvalidArgumentError
 from meds_gym.meds import MEDSConfig, MEDSShaper
 from meds_gym.meds.persistence import remove_stale_temps
 
@@ -41,7 +41,7 @@ def run_python(code: str, timeout: float = 120.0) -> subprocess.CompletedProcess
 LOAD_AND_SHAPE = """
 import sys
 import numpy as np
-from meds_gym.errors import CorruptFileError
+from meds_gym.errors import CorruptFileError, InvalidArgumentError
 from meds_gym.meds import MEDSShaper
 try:
     shaper = MEDSShaper.load(sys.argv[1] if len(sys.argv) > 1 else {path!r})
@@ -216,3 +216,28 @@ def test_temp_of_a_running_save_is_kept(tmp_path):
     os.utime(unknown, (old, old))
     assert remove_stale_temps(path) == [unknown]
     assert live.exists() and other.exists()
+
+
+def _with_config(path: Path, target: Path, **changes) -> None:
+    from meds_gym.meds.persistence import atomic_savez
+
+    with np.load(path) as archive:
+        meta = json.loads(str(archive["meta"]))
+        arrays = {"rows": archive["rows"], "bucket_sizes": archive["bucket_sizes"]}
+    meta.pop("format_version", None)
+    meta["config"] = {**meta["config"], **changes}
+    atomic_savez(target, meta, arrays)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"k": 10**30}, {"min_cluster_size": 2**63}, {"min_samples": 10**30}, {"alpha": 10**400},
+     {"beta": -(10**400)}, {"bucket_capacity": 2**40}, {"warn_bucket_size": 10**20}],
+)  # fmt: skip
+def test_a_config_integer_too_large_is_a_corrupt_file(saved_state, tmp_path, changes):
+    target = tmp_path / "crafted.npz"
+    _with_config(saved_state, target, **changes)
+    with pytest.raises(CorruptFileError, match="invalid configuration"):
+        MEDSShaper.load(target)
+    with pytest.raises(InvalidArgumentError, match=next(iter(changes))):
+        MEDSConfig(**changes)  # the same check at construction (InvalidArgumentError)
