@@ -27,6 +27,9 @@ _KIND = "MEDSShaper"
 _warm_up_started = False
 """Whether this process has started compiling the clustering kernels in the background."""
 
+MAX_LOADED_BUCKET_ROWS = 32_768
+"""Largest bucket :meth:`MEDSShaper.load` refits by default (its refit costs O(N^2))."""
+
 _MEMBERS: dict[str, tuple[tuple[str, ...], int]] = {
     "rows": (("f4", "f8"), 2),  # float64 in format version 1
     "bucket_sizes": (("i8",), 1),
@@ -270,14 +273,24 @@ class MEDSShaper:
         atomic_savez(path, meta, {"rows": rows, "bucket_sizes": sizes})
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> MEDSShaper:
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        max_bucket_rows: int | None = MAX_LOADED_BUCKET_ROWS,
+    ) -> MEDSShaper:
         """Read a shaper written by :meth:`save`; continuing it gives bit-identical penalties.
 
         The stored fingerprints are checked like user input and the clusters are refitted from
-        them, so nothing in the file is trusted.
+        them, so nothing in the file is trusted. Refitting a bucket costs O(N^2) in its rows, so
+        a bucket larger than ``max_bucket_rows`` (or than the config's ``bucket_capacity``, which
+        the memory never exceeds) is refused before any refit: a crafted file cannot keep a
+        process busy for minutes.
 
         Args:
             path: The file.
+            max_bucket_rows: Largest bucket to refit (:data:`MAX_LOADED_BUCKET_ROWS`, about 3 s
+                on one core); ``None`` loads any size.
 
         Returns:
             A shaper in training mode with the saved configuration and memory.
@@ -297,6 +310,21 @@ class MEDSShaper:
 
         if sizes.shape != (len(keys),) or (sizes.size and int(sizes.min()) < 1):
             raise bad("bucket sizes do not match the bucket keys")
+        largest = int(sizes.max()) if sizes.size else 0
+        if config.bucket_capacity is not None and largest > config.bucket_capacity:
+            raise bad(
+                f"a bucket of {largest} rows exceeds bucket_capacity={config.bucket_capacity}"
+            )
+        if (
+            max_bucket_rows is not None
+            and config.cluster_method is not ClusterMethod.ANSWER
+            and largest > max_bucket_rows
+        ):
+            raise CorruptFileError(
+                f"{where!r} holds a bucket of {largest} rows, more than max_bucket_rows="
+                f"{max_bucket_rows} (its refit costs O(N^2)). Load a file you trust with "
+                "MEDSShaper.load(path, max_bucket_rows=None)."
+            )
         if config.cluster_method is ClusterMethod.ANSWER:
             answers = meta.get("answers")
             if (

@@ -241,3 +241,30 @@ def test_a_config_integer_too_large_is_a_corrupt_file(saved_state, tmp_path, cha
         MEDSShaper.load(target)
     with pytest.raises(InvalidArgumentError, match=next(iter(changes))):
         MEDSConfig(**changes)  # the same check at construction (InvalidArgumentError)
+
+
+@pytest.mark.parametrize("kind", ["near", "two"])
+def test_a_huge_degenerate_bucket_is_refused_before_any_refit(tmp_path, kind):
+    from meds_gym.meds.persistence import atomic_savez
+    from meds_gym.meds.shaper import MAX_LOADED_BUCKET_ROWS
+
+    n = 100_000
+    rng = np.random.default_rng(0)
+    if kind == "near":  # nearly identical rows
+        rows = (1.0 + 1e-6 * rng.normal(size=(n, 8))).astype(np.float32)
+    else:  # two rows repeated
+        rows = np.tile(np.eye(8, dtype=np.float32)[:2] + 1.0, (n // 2, 1))
+    meta = {"kind": "MEDSShaper", "config": MEDSConfig().to_dict(), "bucket_keys": [["p", False]],
+            "dim": 8}  # fmt: skip
+    path = tmp_path / "huge.npz"
+    atomic_savez(path, meta, {"rows": rows, "bucket_sizes": np.array([n], dtype=np.int64)})
+    with pytest.raises(CorruptFileError, match=f"max_bucket_rows={MAX_LOADED_BUCKET_ROWS}"):
+        MEDSShaper.load(path)  # refused from the sizes alone, before the O(N^2) refit
+    capped = MEDSConfig(bucket_capacity=1000).to_dict()
+    over = {"rows": rows[:2000], "bucket_sizes": np.array([2000], dtype=np.int64)}
+    atomic_savez(path, {**meta, "config": capped}, over)
+    with pytest.raises(CorruptFileError, match="exceeds bucket_capacity=1000"):
+        MEDSShaper.load(path)
+    small = {"rows": rows[:500], "bucket_sizes": np.array([500], dtype=np.int64)}
+    atomic_savez(path, meta, small)
+    assert MEDSShaper.load(path, max_bucket_rows=None).memory.n_rows == 500
