@@ -28,6 +28,7 @@ import torch
 from meds_gym.clustering import warm_up
 from meds_gym.errors import InvalidArgumentError
 
+from .cli import at_least, check_numbers, run, validator
 from .evaluate import evaluate_policy
 from .policy import load_policy
 from .ppo import Args, main
@@ -74,9 +75,9 @@ class CompareArgs:
     output_dir: str = "runs"
     """The comparison goes to ``<output_dir>/compare-<UTC time>/``."""
 
+    @validator
     def __post_init__(self) -> None:
-        if self.seeds < 1:
-            raise InvalidArgumentError("seeds", "an int >= 1", self.seeds)
+        check_numbers(self, {"seeds": at_least(1)})
         if not self.arms or len(set(self.arms)) != len(self.arms):
             raise InvalidArgumentError(
                 "arms", "a non-empty tuple of distinct algorithms", self.arms
@@ -182,12 +183,13 @@ def compare(args: CompareArgs) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
     return out, arms
 
 
-if __name__ == "__main__":
-    import tyro
-
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger(__package__).setLevel(logging.INFO)  # progress of the warm-up and the runs
-    compare_args = tyro.cli(CompareArgs)
-    directory, results = compare(compare_args)
+def _main(compare_args: CompareArgs) -> None:
+    directory, _ = compare(compare_args)
     print((directory / "report.md").read_text().split("\nSettings:")[0])
     print(f"report: {directory / 'report.md'}  plot: {directory / 'pass_at_k.png'}")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger(__package__).setLevel(logging.INFO)  # progress of the warm-up and the runs
+    run(CompareArgs, _main)

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from meds_gym.errors import InvalidArgumentError
-
+from .cli import above, at_least, check_numbers, run, validator
 from .evaluation import (
     distinct_answers,
     dominant_mode_share,
@@ -60,9 +59,13 @@ class EvalArgs:
     json_out: str | None = None
     """Also write the metrics to this JSON file."""
 
+    @validator
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise InvalidArgumentError("n", "an int >= 1", self.n)
+        check_numbers(
+            self,
+            {"num_problems": at_least(1), "difficulty": at_least(1), "n": at_least(1),
+             "max_new_tokens": at_least(1), "temperature": above(0)},
+        )  # fmt: skip
 
 
 def evaluate_policy(
@@ -144,14 +147,15 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
     return {"model_path": model_path, **metrics}
 
 
-if __name__ == "__main__":
-    import tyro
-
-    logging.basicConfig(level=logging.INFO)
-    eval_args = tyro.cli(EvalArgs)
+def _main(eval_args: EvalArgs) -> None:
     result = evaluate(eval_args)
     for name, value in result.items():
         print(f"{name}: {value}")
     if eval_args.json_out:
         with open(eval_args.json_out, "w") as handle:
             json.dump(result, handle, indent=1)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    run(EvalArgs, _main)

@@ -83,6 +83,7 @@ from meds_gym.meds import MEDSConfig, MEDSShaper
 from meds_gym.meds.config import ClusterMethod, GroupRule
 
 from .checkpoint import check_resume_arguments, load_checkpoint, save_checkpoint
+from .cli import above, at_least, check_numbers, run, validator
 from .evaluate import evaluate_policy
 from .evaluation import meds_metrics, rollout_metrics
 from .losses import (
@@ -124,6 +125,34 @@ class Algorithm(str, Enum):
     GRPO_ENTROPY = "grpo_entropy"
     MEDS = "meds"
     """Alias of DAPO with ``--meds`` (the paper's configuration)."""
+
+
+ARG_RANGES = {
+    "num_problems": at_least(1),
+    "difficulty": at_least(1),
+    "iterations": at_least(1),
+    "prompts_per_iteration": at_least(1),
+    "group_size": at_least(1),
+    "max_new_tokens": at_least(1),
+    "temperature": above(0),
+    "learning_rate": above(0),
+    "update_epochs": at_least(1),
+    "micro_batch_size": at_least(1),
+    "max_grad_norm": above(0),
+    "clip_low": (0.0, 1.0, False, False),
+    "clip_high": at_least(0),
+    "clip_ratio_c": above(1),
+    "kl_coef": at_least(0),
+    "max_generation_rounds": at_least(1),
+    "entropy_coef": at_least(0),
+    "entropy_kappa": above(0),
+    "meds_alpha": at_least(0),
+    "meds_beta": at_least(0),
+    "incorrect_reward": (-1e6, 1.0, True, False),
+    "fingerprint_k": at_least(1),
+    "threads": at_least(1),
+}
+"""Allowed ranges of :class:`Args`' numbers; the others: floats finite, ints >= 0."""
 
 
 @dataclass
@@ -239,7 +268,9 @@ class Args:
     eval_split: Literal["test", "train"] = "test"
     """Toy tasks: the split the final evaluation uses (``test``: held-out problems)."""
 
+    @validator
     def __post_init__(self) -> None:
+        check_numbers(self, ARG_RANGES)
         # GRPO-style algorithms normalise advantages within a group: a group of one has none.
         if self.group_size < 2 and self.base_algorithm is not Algorithm.PPO:
             raise InvalidArgumentError(
@@ -831,7 +862,5 @@ def final_evaluation(args: Args, run: Run, history: list[dict[str, float]]) -> N
 
 
 if __name__ == "__main__":
-    import tyro
-
     logging.basicConfig(level=logging.INFO)
-    main(tyro.cli(Args))
+    run(Args, main)

@@ -32,6 +32,8 @@ import torch
 
 from meds_gym.errors import InvalidArgumentError
 
+from .cli import above, at_least, between, check_numbers, validator
+
 logger = logging.getLogger(__name__)
 
 PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"
@@ -127,7 +129,18 @@ class TinyModelConfig:
     instruction and question) or ``compact`` (the question alone). Train and evaluate the model in
     the format it was warmed up on; the texts, hence the cache entry, depend on it."""
 
+    @validator
     def __post_init__(self) -> None:
+        check_numbers(
+            self,
+            {"correct_share_low": between(0, 1), "correct_share_high": between(0, 1),
+             "dominant_share": between(0, 1), "num_problems": at_least(1),
+             "difficulty": at_least(1), "solutions_per_problem": at_least(1),
+             "hidden_size": at_least(1), "num_layers": at_least(1), "num_heads": at_least(1),
+             "max_positions": at_least(8), "steps": at_least(1), "batch_size": at_least(1),
+             "learning_rate": above(0)},
+            "tiny.",
+        )  # fmt: skip
         if not 0.0 <= self.correct_share_low <= self.correct_share_high <= 1.0:
             raise InvalidArgumentError(
                 "correct_share_low/high",

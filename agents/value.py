@@ -27,6 +27,7 @@ from torch import nn
 
 from meds_gym.errors import InvalidArgumentError
 
+from .cli import above, at_least, between, check_numbers, validator
 from .losses import aggregate_loss, gae_advantages, kl_penalised_token_rewards, masked_whiten
 
 
@@ -43,7 +44,14 @@ class CriticConfig:
     learning_rate: float | None = None
     """Learning rate of the value head; None: 10 x the policy's (veRL's critic/actor ratio)."""
 
+    @validator
     def __post_init__(self) -> None:
+        check_numbers(
+            self,
+            {"gae_lambda": between(0, 1), "value_clip": at_least(0), "vf_coef": at_least(0),
+             "learning_rate": above(0)},
+            "critic.",
+        )  # fmt: skip
         if not 0.0 <= self.gae_lambda <= 1.0:
             raise InvalidArgumentError("critic.gae_lambda", "a float in [0, 1]", self.gae_lambda)
         for name in ("value_clip", "vf_coef"):
