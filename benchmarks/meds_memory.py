@@ -7,7 +7,9 @@ as a 512-prompt training step would), then measures, against the goals of the re
 * resident memory growth (RSS, psutil) within 2x the raw float32 size of the fingerprints;
 * ``stats()`` under 100 ms (it is cached per bucket; the first call after growing computes all);
 * the time of one more 512-bucket step at that size;
-* save and load times and the file size (the file holds the rows only; load refits every bucket).
+* save and load times and the file size (the file holds the rows only; load refits every bucket);
+* many one-row buckets of wide fingerprints (``--one-row-buckets`` of ``--one-row-dim``): resident
+  memory growth within 3x the raw float32 size, so per-bucket overhead does not dominate.
 
 Run: ``python -m benchmarks.meds_memory`` (about 2-4 minutes on 2 cores).
 """
@@ -43,6 +45,10 @@ class Args:
     rows_per_bucket_step: int = 8
     """New rows per touched bucket per step."""
     seed: int = 0
+    one_row_buckets: int = 200_000
+    """Second part: this many buckets holding one fingerprint each (0 skips it)."""
+    one_row_dim: int = 128
+    """Fingerprint length of the second part."""
 
 
 def rss() -> int:
@@ -126,5 +132,29 @@ def main(args: Args) -> None:
     )
 
 
+def one_row_buckets(args: Args) -> None:
+    """Resident memory of many buckets of one wide fingerprint each."""
+    n, dim = args.one_row_buckets, args.one_row_dim
+    rows = np.random.default_rng(args.seed).normal(size=(n, dim)).astype(np.float32)
+    pids = [f"problem-{i}" for i in range(n)]
+    shaper = MEDSShaper(MEDSConfig())
+    shaper.shape(["warm"], [False], [0.0], rows[:1])  # compile outside the measurement
+    before = rss()
+    step = 20_000
+    for start in tqdm(range(0, n, step), desc="one-row buckets", unit="step"):
+        end = min(start + step, n)
+        shaper.shape(pids[start:end], np.zeros(end - start, bool), np.zeros(end - start),
+                     rows[start:end])  # fmt: skip
+    grown = rss() - before
+    print(
+        f"{n:,} one-row buckets of dimension {dim}: RSS growth {grown / 2**20:.1f} MiB = "
+        f"{grown / rows.nbytes:.2f}x the raw float32 size ({rows.nbytes / 2**20:.1f} MiB); "
+        f"goal <= 3x: {'met' if grown <= 3 * rows.nbytes else 'NOT met'}"
+    )
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli_args = tyro.cli(Args)
+    main(cli_args)
+    if cli_args.one_row_buckets:
+        one_row_buckets(cli_args)

@@ -60,6 +60,10 @@ def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return array
 
 
+_SPARE_FROM_ROWS = 64
+"""Buckets of at least this many rows keep spare rows for the next appends."""
+
+
 @dataclass(frozen=True, slots=True)
 class Bucket:
     """Read-only view of one bucket.
@@ -442,13 +446,15 @@ class ErrorMemory:
         if old is not None and reusable is not None and reusable.shape[0] >= total:
             reusable[size:total] = new
             return reusable[:total], reusable, size
-        # Room for an eighth more rows (at least 8), so a bucket is copied about once every
-        # size / 8 appended rows rather than on every step.
-        store = np.empty((total + max(total // 8, 8), new.shape[1]), dtype=np.float32)
+        # Room for an eighth more rows, so a bucket is copied about once every size / 8 appended
+        # rows rather than on every step. Small buckets get no spare rows: copying them is cheap,
+        # and with many one-row buckets spare rows would multiply the memory's size.
+        spare = total // 8 if total >= _SPARE_FROM_ROWS else 0
+        store = np.empty((total + spare, new.shape[1]), dtype=np.float32)
         if old is not None:
             store[:size] = old.rows
         store[size:total] = new
-        return store[:total], store, size
+        return (store if spare == 0 else store[:total]), store, size
 
     def _store(
         self, touched: list[BucketKey], grouped: npt.NDArray[np.float32], bounds: list[int]
