@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -395,6 +395,7 @@ def collect_rollouts(
     max_rounds: int = 1,
     prompt_format: str = "chat",
     keep_all_wrong: bool = False,
+    draw: Callable[[int], Sequence[int]] | None = None,
 ) -> Rollouts:
     """Sample groups of responses to random problems of ``env`` and score them with it.
 
@@ -418,6 +419,8 @@ def collect_rollouts(
         prompt_format: How observations become prompts (:data:`PROMPT_FORMATS`).
         keep_all_wrong: Dynamic sampling keeps all-wrong groups too (MEDS shaping them; see
             :func:`~agents.losses.dynamic_sampling_mask`).
+        draw: ``draw(groups)`` gives the problem indices of a round (e.g. an
+            :class:`EpochSchedule`); None draws them with ``rng``, independently per round.
 
     Returns:
         The kept rollouts, grouped, and every sampled rollout's ids, rewards and verdicts.
@@ -436,7 +439,11 @@ def collect_rollouts(
     rounds = 0
     while len(kept) < groups * group_size and rounds < max_rounds:
         rounds += 1
-        indices = rng.choice(len(source), size=groups, replace=len(source) < groups)
+        indices = (
+            draw(groups)
+            if draw is not None
+            else rng.choice(len(source), size=groups, replace=len(source) < groups)
+        )
         problem_ids, prompts = [], []
         for index in indices:
             obs, info = env.reset(options={"index": int(index)})
@@ -571,6 +578,40 @@ def logprob_pass(
         fingerprints=np.concatenate(feature_parts),
         boxed=[b is not None for b in brace],
     )
+
+
+class EpochSchedule:
+    """Problem indices in epochs: every problem once per epoch, in a fresh order each epoch.
+
+    Draw ``d`` (counted over the whole run) is problem ``permutation(epoch)[d % n]`` with
+    ``epoch = d // n`` and the permutation seeded by ``(seed, epoch)``, so the schedule is a pure
+    function of the seed and the number of draws: a resumed run continues it from the draws its
+    finished iterations made. Over ``k * n`` draws every problem is met exactly ``k`` times.
+
+    Args:
+        num_problems: Problems in the training set.
+        seed: The run's seed.
+        draws: Draws already made (nonzero when resuming).
+    """
+
+    def __init__(self, num_problems: int, seed: int, draws: int = 0) -> None:
+        if num_problems < 1:
+            raise InvalidArgumentError("num_problems", "an int >= 1", num_problems)
+        self.num_problems = num_problems
+        self.seed = seed
+        self.draws = draws
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(self.num_problems)
+
+    def __call__(self, count: int) -> list[int]:
+        """The next ``count`` problem indices."""
+        out = []
+        for draw in range(self.draws, self.draws + count):
+            epoch, position = divmod(draw, self.num_problems)
+            out.append(int(self._permutation(epoch)[position]))
+        self.draws += count
+        return out
 
 
 class MEDSScorer:

@@ -98,6 +98,7 @@ from .losses import (
     token_entropy,
 )
 from .policy import (
+    EpochSchedule,
     LogProbPass,
     MEDSScorer,
     Rollouts,
@@ -236,6 +237,10 @@ class Args:
     meds_cluster: Literal["hdbscan", "single", "answer"] = "hdbscan"
     """MEDS clustering: ``hdbscan`` (paper); ``single``: one cluster per problem (control);
     ``answer``: the earlier wrong rollouts with the same final answer (no logits, a baseline)."""
+    problem_order: Literal["random", "epochs"] = "random"
+    """How each round's problems are drawn: ``random`` (independently, with replacement across
+    rounds) or ``epochs`` (every problem once per epoch, reshuffled each epoch, so that every
+    training problem is revisited equally often; the error memory acts only on revisits)."""
     meds_groups: Literal["mixed", "mixed_and_all_wrong"] = "mixed"
     """Groups MEDS shapes: ``mixed`` (the reference); ``mixed_and_all_wrong`` (a variant: all-wrong
     groups too, which dynamic sampling then keeps)."""
@@ -419,6 +424,8 @@ class Run:
     """The frozen initial model when the KL coefficient is positive, else None."""
     optimizer: torch.optim.Optimizer
     shaper: MEDSShaper
+    schedule: EpochSchedule | None
+    """``--problem-order epochs``: the problem schedule; None draws at random."""
     scorer: MEDSScorer | None
     """MEDS: scores and shapes by stepping the env in the MEDS wrapper; None without MEDS."""
     rng: np.random.Generator
@@ -533,6 +540,12 @@ def build_run(args: Args, recipe: Recipe, observer: RunObserver) -> Run:
         last, shaper = load_checkpoint(out_dir, trainable, optimizer, rng)
         start = last + 1
         kept_lines = metrics_kept_on_resume(metrics_path, last)
+    schedule = None
+    if args.problem_order == "epochs":  # resumed: continued from the draws already made
+        rounds = sum(json.loads(line).get("charts/generation_rounds", 0) for line in kept_lines)
+        schedule = EpochSchedule(
+            len(env.unwrapped.source), args.seed, int(rounds) * args.prompts_per_iteration
+        )
     scorer = (
         MEDSScorer(lambda: spec.make(verdict_cache=verdict_cache), shaper, args.group_size)
         if args.use_meds
@@ -552,6 +565,7 @@ def build_run(args: Args, recipe: Recipe, observer: RunObserver) -> Run:
         reference=reference,
         optimizer=optimizer,
         shaper=shaper,
+        schedule=schedule,
         scorer=scorer,
         rng=rng,
         start=start,
@@ -601,6 +615,7 @@ def rollout_step(
         recipe.generation_rounds,
         args.prompt_format,
         keep_all_wrong=args.use_meds and args.meds_groups == GroupRule.MIXED_AND_ALL_WRONG.value,
+        draw=run.schedule,
     )
     row: dict[str, float] = {
         "iteration": iteration,

@@ -100,6 +100,12 @@ class TinyModelConfig:
     """Difficulty of the task."""
     task_seed: int = 0
     """Seed of the task's problem set."""
+    exclude_seed: int | None = None
+    """Never warm up on a question of the task at this seed: its first ``exclude_problems``
+    problems of the train split and of the test split (the RL and evaluation problems) are
+    skipped, and more problems are drawn in their place. None: no exclusion."""
+    exclude_problems: int = 0
+    """How many problems per split of ``exclude_seed`` are excluded."""
     correct_share_low: float = 0.2
     """Each problem's share of correct warm-up solutions is drawn uniformly in [low, high]."""
     correct_share_high: float = 0.6
@@ -221,15 +227,51 @@ def build_model(config: TinyModelConfig, tokenizer: Any) -> Any:
     return AutoModelForCausalLM.from_config(model_config)
 
 
-def make_task(config: TinyModelConfig) -> Any:
-    """The toy task the warm-up and the default RL run use."""
+def make_task(config: TinyModelConfig, num_problems: int | None = None) -> Any:
+    """The toy task the warm-up and the default RL run use (``num_problems`` overrides)."""
     from meds_gym.tasks.toy import TOY_TASKS
 
     if config.task not in TOY_TASKS:
         raise InvalidArgumentError("task", f"one of {sorted(TOY_TASKS)}", config.task)
     return TOY_TASKS[config.task](
-        num_problems=config.num_problems, difficulty=config.difficulty, seed=config.task_seed
+        num_problems=config.num_problems if num_problems is None else num_problems,
+        difficulty=config.difficulty,
+        seed=config.task_seed,
     )
+
+
+def excluded_questions(config: TinyModelConfig) -> set[str]:
+    """The questions the warm-up must not see: ``exclude_seed``'s first problems of each split."""
+    from meds_gym.tasks.toy import TOY_TASKS
+
+    if config.exclude_seed is None or config.exclude_problems == 0:
+        return set()
+    out: set[str] = set()
+    for split in ("train", "test"):
+        task = TOY_TASKS[config.task](
+            num_problems=config.exclude_problems,
+            difficulty=config.difficulty,
+            seed=config.exclude_seed,
+            split=split,
+        )
+        out.update(problem.question for problem in task)
+    return out
+
+
+def warmup_problems(config: TinyModelConfig) -> list[Any]:
+    """The ``num_problems`` problems of the warm-up, none of them an excluded question."""
+    excluded = excluded_questions(config)
+    if not excluded:
+        return list(make_task(config))
+    pool = make_task(config, num_problems=2 * (config.num_problems + len(excluded)))
+    chosen = [problem for problem in pool if problem.question not in excluded]
+    if len(chosen) < config.num_problems:
+        raise InvalidArgumentError(
+            "num_problems",
+            f"at most {len(chosen)} problems of this task that avoid the excluded questions",
+            config.num_problems,
+        )
+    return chosen[: config.num_problems]
 
 
 def mixture_weights(
@@ -264,7 +306,7 @@ def warmup_texts(config: TinyModelConfig, tokenizer: Any) -> tuple[list[str], li
     task = make_task(config)
     rng = np.random.default_rng([config.seed, 1])
     prompts, responses = [], []
-    for problem in task:
+    for problem in warmup_problems(config):
         weights = mixture_weights(sorted(problem.error_modes), rng, config)
         modes = list(weights)
         probs = np.array([weights[m] for m in modes])

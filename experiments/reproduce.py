@@ -49,7 +49,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -83,6 +83,8 @@ MethodName = Literal[
     "dapo_meds_all_layers",
     "dapo_meds_single_cluster",
     "dapo_meds_random_fingerprint",
+    "dapo_meds_all_wrong",
+    "dapo_answer_memory",
 ]
 METHODS: dict[str, dict[str, Any]] = {
     "grpo": {"algorithm": "grpo"},
@@ -94,6 +96,12 @@ METHODS: dict[str, dict[str, Any]] = {
     "dapo_meds_all_layers": {"algorithm": "dapo", "meds": True, "fingerprint_layers": "all"},
     "dapo_meds_single_cluster": {"algorithm": "dapo", "meds": True, "meds_cluster": "single"},
     "dapo_meds_random_fingerprint": {"algorithm": "dapo", "meds": True},
+    "dapo_meds_all_wrong": {
+        "algorithm": "dapo",
+        "meds": True,
+        "meds_groups": "mixed_and_all_wrong",
+    },
+    "dapo_answer_memory": {"algorithm": "dapo", "meds": True, "meds_cluster": "answer"},
 }
 """Method name -> the ``agents.ppo.Args`` fields that make it (the random control adds noise)."""
 LABELS = {
@@ -107,84 +115,139 @@ LABELS = {
     "dapo_meds_all_layers": "DAPO+MEDS, all layers",
     "dapo_meds_single_cluster": "DAPO+MEDS, single cluster",
     "dapo_meds_random_fingerprint": "DAPO+MEDS, random fingerprint",
+    "dapo_meds_all_wrong": "DAPO+MEDS, all-wrong groups too",
+    "dapo_answer_memory": "DAPO + answer-string memory",
 }
 MEDS_VARIANTS = ("dapo_meds", "dapo_meds_all_layers", "dapo_meds_single_cluster")
 """The cluster-agreement ordering the paper reports: last half > all layers > single cluster."""
 SPLITS = ("test", "train")
-QUICK_METHODS: tuple[MethodName, ...] = ("dapo", "dapo_meds")
+QUICK_METHODS: tuple[MethodName, ...] = ("dapo", "dapo_meds", "dapo_meds_all_wrong")
+PRIMARY_METHODS: tuple[MethodName, ...] = ("dapo", "dapo_meds", "dapo_meds_all_wrong")
+"""The methods of the primary comparison's table: every seed, every family."""
+SECONDARY_METHODS: tuple[MethodName, ...] = (
+    "dapo_answer_memory",
+    "dapo_meds_single_cluster",
+    "dapo_meds_random_fingerprint",
+    "grpo_entropy",
+)
+"""Controls and baselines: ``secondary_seeds`` seeds on the first family."""
 
 
 @dataclass
 class Args:
-    """Command-line arguments (``tyro``)."""
+    """Command-line arguments (``tyro``); the defaults are the second edition's protocol."""
 
     output_dir: str = "runs/reproduce"
     """Results, report and plots; finished runs found here are not run again."""
     families: tuple[str, ...] = ("meds_gym/Arithmetic-v0", "meds_gym/AddSub-v0")
     """Toy task env ids (at least 2 for the issue)."""
-    methods: tuple[MethodName, ...] = get_args(MethodName)
-    """Methods to train (the initial policy is always evaluated)."""
+    methods: tuple[MethodName, ...] = PRIMARY_METHODS
+    """Methods trained with every seed on every family (the initial policy is always evaluated)."""
+    secondary_methods: tuple[MethodName, ...] = SECONDARY_METHODS
+    """Methods trained with ``secondary_seeds`` seeds on the first family only."""
     seeds: int = 5
-    """Seeds per method: ``first_seed``, ``first_seed + 1``, ..."""
+    """Seeds of ``methods``: ``first_seed``, ``first_seed + 1``, ..."""
+    secondary_seeds: int = 3
+    """Seeds of ``secondary_methods`` (the first ones of ``seeds``)."""
     first_seed: int = 0
     """The first seed."""
-    num_problems: int = 16
-    """Training problems per family: RL trains on the first ``num_problems`` of the warm-up's."""
-    warmup_problems: int = 256
-    """Problems the tiny model is warmed up on (train split): enough that it learns the
-    procedures rather than the answers, so that held-out problems are within its reach."""
+    primary_method: MethodName = "dapo_meds_all_wrong"
+    """The pre-registered primary comparison: this method against ``primary_baseline``..."""
+    primary_baseline: MethodName = "dapo"
+    """...on ``primary_family``'s held-out problems, by ``primary_metric``."""
+    primary_family: str = "meds_gym/Arithmetic-v0"
+    """The primary comparison's family."""
+    primary_metric: str = "pass@8"
+    """The primary comparison's metric (held-out split)."""
+    num_problems: int = 128
+    """Training problems per family (the first of the train split, task seed 0)."""
+    test_problems: int = 256
+    """Held-out problems per family (the test split of the same family, difficulty and seed)."""
+    warmup_problems: int = 2048
+    """Problems the tiny model is warmed up on: freshly generated (task seed
+    ``warmup_task_seed``), never a training or held-out question (those are excluded)."""
+    warmup_task_seed: int = 1
+    """Task seed of the warm-up problems."""
     warmup_steps: int = 1500
-    """Warm-up optimiser steps of the tiny model (``agents.compare``'s small model otherwise)."""
-    test_problems: int = 16
-    """Held-out problems per family (the ``test`` split of the same family and difficulty)."""
+    """Warm-up optimiser steps of the tiny model."""
+    num_layers: int = 8
+    """Decoder layers of the tiny model (the fingerprint keeps the last half)."""
     difficulty: int = 1
     """Difficulty of every family."""
-    iterations: int = 16
+    iterations: int = 60
     """Training iterations of every run."""
-    prompts_per_iteration: int = 4
-    """Problems per iteration."""
+    prompts_per_iteration: int = 16
+    """Problems per iteration, drawn in epochs (every training problem once per epoch)."""
     group_size: int = 8
     """Responses per problem in training."""
     learning_rate: float = 1e-4
-    """AdamW learning rate of every method (``agents.compare``'s default for this model)."""
+    """AdamW learning rate of every method."""
     max_new_tokens: int = 64
     """Longest response, in training and evaluation."""
     meds_alpha: float = 0.1
-    """MEDS penalty slope (the paper's)."""
+    """MEDS penalty slope (the paper's, on the agent's +1 / -1 rewards)."""
     meds_beta: float = 0.2
     """MEDS penalty cap (the paper's)."""
-    eval_n: int = 64
+    eval_n: int = 16
     """Responses sampled per problem in evaluation (pass@k for k = 1, 2, 4, ... <= eval_n)."""
     threads: int = 1
     """CPU threads for torch and numba in this process."""
     quick: bool = False
-    """Smoke configuration: 1 seed, DAPO and DAPO+MEDS, the first family, a small budget."""
+    """Smoke configuration: 1 seed, the primary methods, the first family, a small budget."""
     report_only: bool = False
     """Train nothing: write the results, report and plots from the runs already on disk."""
 
     def __post_init__(self) -> None:
         if self.quick:
-            self.seeds, self.methods = 1, QUICK_METHODS
+            self.seeds, self.secondary_seeds = 1, 1
+            self.methods, self.secondary_methods = QUICK_METHODS, ()
             self.families = self.families[:1]
-            # The training problems stay: the warmed-up model of the full run (cached) serves both.
-            self.iterations, self.test_problems = 4, 8
-            self.eval_n = min(self.eval_n, 16)
+            self.num_problems, self.test_problems, self.warmup_problems = 8, 8, 64
+            self.warmup_steps, self.num_layers = 60, 2
+            self.iterations, self.prompts_per_iteration = 2, 4
+            self.eval_n = min(self.eval_n, 4)
+            self.primary_family, self.primary_metric = self.families[0], "pass@4"
         unknown = [f for f in self.families if f not in TOY_ENV_IDS]
         if unknown or not self.families:
             raise InvalidArgumentError(
                 "families", f"toy env ids among {sorted(TOY_ENV_IDS)}", self.families
             )
-        if self.warmup_problems < self.num_problems:
-            raise InvalidArgumentError(
-                "warmup_problems",
-                f"an int >= num_problems={self.num_problems}",
-                self.warmup_problems,
-            )
-        for name in ("seeds", "num_problems", "test_problems", "iterations", "eval_n"):
+        for name in (
+            "seeds", "num_problems", "test_problems", "iterations", "eval_n", "warmup_problems",
+            "num_layers", "warmup_steps", "prompts_per_iteration",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(name, "an int >= 1", getattr(self, name))
-        if not self.methods or len(set(self.methods)) != len(self.methods):
-            raise InvalidArgumentError("methods", "a non-empty tuple of distinct methods", None)
+        if not 0 <= self.secondary_seeds <= self.seeds:
+            raise InvalidArgumentError(
+                "secondary_seeds", f"an int in [0, seeds={self.seeds}]", self.secondary_seeds
+            )
+        every = [*self.methods, *self.secondary_methods]
+        if not self.methods or len(set(every)) != len(every):
+            raise InvalidArgumentError("methods", "a non-empty tuple of distinct methods", every)
+        if {self.primary_method, self.primary_baseline} - set(self.methods):
+            raise InvalidArgumentError(
+                "primary_method", f"a method among methods={self.methods}", self.primary_method
+            )
+        if self.primary_family not in self.families:
+            raise InvalidArgumentError(
+                "primary_family", f"one of families={self.families}", self.primary_family
+            )
+
+    @property
+    def all_methods(self) -> list[str]:
+        """Every trained method, primary ones first."""
+        return [*self.methods, *self.secondary_methods]
+
+    def plan(self) -> list[tuple[str, str, int]]:
+        """Every (family, method, seed) run: initial policies, the methods, the controls."""
+        runs = []
+        for seed in self.seed_list:
+            for family in self.families:
+                runs += [(family, m, seed) for m in ["initial", *self.methods]]
+                if family == self.families[0] and seed < self.first_seed + self.secondary_seeds:
+                    runs += [(family, m, seed) for m in self.secondary_methods]
+        return runs
 
     @property
     def seed_list(self) -> list[int]:
@@ -339,6 +402,7 @@ def train_args(args: Args, family: str, method: str, seed: int, model_path: str,
             "meds_alpha": args.meds_alpha,
             "meds_beta": args.meds_beta,
             "output_dir": str(out / "train" / method),
+            "problem_order": "epochs",
             "tensorboard": False,
             "threads": args.threads,
             "device": "cpu",
@@ -368,6 +432,12 @@ def run_method(
             row.get("charts/dominant_error_share", float("nan")) for row in history
         ]
         result["reward_training"] = [row.get("charts/reward_mean", float("nan")) for row in history]
+        result["accuracy_training"] = [row.get("charts/accuracy", float("nan")) for row in history]
+        # Problems are drawn in epochs: every training problem is met draws // num_problems
+        # times at least (dynamic sampling's extra rounds draw more).
+        draws = int(sum(row["charts/generation_rounds"] for row in history))
+        result["problem_draws"] = draws * args.prompts_per_iteration
+        result["min_visits_per_problem"] = result["problem_draws"] // args.num_problems
         ratios = [row["meds/top1_eigen_ratio"] for row in history if "meds/top1_eigen_ratio" in row]
         result["top1_eigen_ratio"] = ratios[-1] if ratios else float("nan")
         if recorder.batches:
@@ -407,7 +477,7 @@ def agreement_key(metric: str) -> Any:
 
 def summarise(args: Args, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Mean and 95% interval over seeds of every metric, per family, split and method."""
-    methods = ["initial", *args.methods]
+    methods = ["initial", *args.all_methods]
     metrics = [f"pass@{k}" for k in args.ks] + [
         "distinct_wrong_answers",
         "dominant_error_share",
@@ -425,7 +495,7 @@ def summarise(args: Args, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 }
                 for m in methods
             }
-        for m in args.methods:
+        for m in args.all_methods:
             summary[name]["training"][m] = {
                 "final_dominant_error_share": interval95(
                     collect(results, family, m, lambda r: r["dominant_error_share_training"][-1])
@@ -443,9 +513,30 @@ def summarise(args: Args, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def primary_comparison(args: Args, results: Sequence[dict[str, Any]]) -> str:
+    """The pre-registered primary comparison, as measured."""
+    metric = args.primary_metric
+    method = collect(results, args.primary_family, args.primary_method, eval_key("test", metric))
+    base = collect(results, args.primary_family, args.primary_baseline, eval_key("test", metric))
+    disjoint = intervals_disjoint(method, base)
+    above = interval95(method)[0] > interval95(base)[0]
+    verdict = (
+        "above, intervals disjoint"
+        if above and disjoint
+        else "above, intervals overlap"
+        if above
+        else "not above"
+    )
+    return (
+        f"{LABELS[args.primary_method]} against {LABELS[args.primary_baseline]} on "
+        f"{family_name(args.primary_family)}, held-out {metric}: {format_interval(method)} vs "
+        f"{format_interval(base)} ({len(method)} and {len(base)} seeds): {verdict}"
+    )
+
+
 def goal_checks(args: Args, results: Sequence[dict[str, Any]]) -> list[str]:
     """The issue's goals, each stated as measured (never tuned to): one line per family."""
-    lines = []
+    lines = [f"**Primary (pre-registered)**: {primary_comparison(args, results)}"]
     for family in args.families:
         name = family_name(family)
         if "dapo" in args.methods and "dapo_meds" in args.methods:
@@ -469,7 +560,7 @@ def goal_checks(args: Args, results: Sequence[dict[str, Any]]) -> list[str]:
                 f"{'lower' if lower else 'not lower'} than DAPO's "
                 f"({format_interval(meds)} vs {format_interval(dapo)})"
             )
-        variants = [v for v in MEDS_VARIANTS if v in args.methods]
+        variants = [v for v in MEDS_VARIANTS if v in args.all_methods]
         if len(variants) > 1:
             means = {
                 v: interval95(collect(results, family, v, agreement_key("pairwise")))[0]
@@ -481,7 +572,7 @@ def goal_checks(args: Args, results: Sequence[dict[str, Any]]) -> list[str]:
                 + " > ".join(f"{LABELS[v]} ({means[v]:.3f})" for v in order)
                 + (" (the paper's order)" if order == variants else " (not the paper's order)")
             )
-        if "dapo_meds_random_fingerprint" in args.methods and "dapo" in args.methods:
+        if "dapo_meds_random_fingerprint" in args.all_methods and "dapo" in args.methods:
             k = args.ks[-1]
             rand = collect(
                 results, family, "dapo_meds_random_fingerprint", eval_key("test", f"pass@{k}")
@@ -499,7 +590,7 @@ def goal_checks(args: Args, results: Sequence[dict[str, Any]]) -> list[str]:
 def markdown_tables(args: Args, results: Sequence[dict[str, Any]]) -> list[str]:
     """Per family: pass@k on each split, error diversity, and the MEDS memory and clusters."""
     parts: list[str] = []
-    methods = ["initial", *args.methods]
+    methods = ["initial", *args.all_methods]
     shown_ks = [k for k in args.ks if k in (1, 4, 16, 64) or k == args.ks[-1]]
     for family in args.families:
         name = family_name(family)
@@ -533,7 +624,7 @@ def markdown_tables(args: Args, results: Sequence[dict[str, Any]]) -> list[str]:
         ]
         parts.append("| method | " + " | ".join(columns) + " |")
         parts.append("|" + "---|" * (len(columns) + 1))
-        for m in args.methods:
+        for m in args.all_methods:
             cells = [
                 format_interval(
                     collect(results, family, m, lambda r: r["dominant_error_share_training"][-1])
@@ -565,7 +656,7 @@ def plot_pass_at_k(args: Args, results: Sequence[dict[str, Any]], out: Path) -> 
     for family in args.families:
         for split in SPLITS:
             figure, axes = plt.subplots(figsize=(6.5, 4.5))
-            for m in ["initial", *args.methods]:
+            for m in ["initial", *args.all_methods]:
                 stats = [
                     interval95(collect(results, family, m, eval_key(split, f"pass@{k}")))
                     for k in args.ks
@@ -597,7 +688,7 @@ def plot_dominant_share(args: Args, results: Sequence[dict[str, Any]], out: Path
     plt = _pyplot()
     figure, axes_row = plt.subplots(1, len(args.families), figsize=(6 * len(args.families), 4.2))
     for axes, family in zip(np.atleast_1d(axes_row), args.families, strict=True):
-        for m in args.methods:
+        for m in args.all_methods:
             curves = [
                 r["dominant_error_share_training"]
                 for r in results
@@ -629,7 +720,7 @@ def plot_dominant_share(args: Args, results: Sequence[dict[str, Any]], out: Path
 def plot_cluster_agreement(args: Args, results: Sequence[dict[str, Any]], out: Path) -> Path:
     """Pairwise agreement, ARI and purity of each MEDS method's clusters, 95% intervals."""
     plt = _pyplot()
-    variants = [m for m in args.methods if METHODS[m].get("meds")]
+    variants = [m for m in args.all_methods if METHODS[m].get("meds")]
     figure, axes_row = plt.subplots(1, len(args.families), figsize=(6 * len(args.families), 4.2))
     metrics = ("pairwise", "ari", "purity")
     for axes, family in zip(np.atleast_1d(axes_row), args.families, strict=True):
@@ -658,6 +749,47 @@ def plot_cluster_agreement(args: Args, results: Sequence[dict[str, Any]], out: P
     return path
 
 
+def protocol(args: Args, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What was run, as the issue asks ``results.json`` to state it at the top."""
+    from meds_gym.integrations.hf import selected_layers
+
+    visits = [r["min_visits_per_problem"] for r in results if "min_visits_per_problem" in r]
+    return {
+        "seeds": {
+            "methods": args.seed_list,
+            "secondary_methods": args.seed_list[: args.secondary_seeds],
+        },
+        "methods": {"primary": list(args.methods), "secondary": list(args.secondary_methods)},
+        "families": list(args.families),
+        "secondary_families": list(args.families[:1]),
+        "num_layers": args.num_layers,
+        "fingerprint_layers": selected_layers(args.num_layers),
+        "train_problems_per_family": args.num_problems,
+        "heldout_problems_per_family": args.test_problems,
+        "min_visits_per_problem": min(visits) if visits else None,
+        "iterations": args.iterations,
+        "heldout_initial_pass_at_1": {
+            family_name(f): interval95(collect(results, f, "initial", eval_key("test", "pass@1")))[
+                0
+            ]
+            for f in args.families
+        },
+        "warmup": {
+            "problems": args.warmup_problems,
+            "task_seed": args.warmup_task_seed,
+            "steps": args.warmup_steps,
+            "excludes": "every training and held-out question (task seed 0)",
+        },
+        "primary": {
+            "method": args.primary_method,
+            "baseline": args.primary_baseline,
+            "family": args.primary_family,
+            "split": "test",
+            "metric": args.primary_metric,
+        },
+    }
+
+
 def write_outputs(
     args: Args, results: list[dict[str, Any]], out: Path, wall_seconds: float, command: str
 ) -> Path:
@@ -670,6 +802,7 @@ def write_outputs(
             finite_or_none(
                 {
                     "command": command,
+                    "protocol": protocol(args, results),
                     "settings": settings,
                     "wall_seconds_this_invocation": wall_seconds,
                     "run_seconds_total": run_seconds,
@@ -682,15 +815,15 @@ def write_outputs(
         )
     )
     plots = [*plot_pass_at_k(args, results, out), plot_dominant_share(args, results, out)]
-    if any(METHODS[m].get("meds") for m in args.methods):
+    if any(METHODS[m].get("meds") for m in args.all_methods):
         plots.append(plot_cluster_agreement(args, results, out))
     budget = (
         f"{args.iterations} iterations x {args.prompts_per_iteration} prompts x "
         f"{args.group_size} responses per run (DAPO's dynamic sampling draws up to 4 rounds to "
         f"fill its batch), learning rate {args.learning_rate}, {args.num_problems} training and "
         f"{args.test_problems} held-out problems per family (difficulty {args.difficulty}); the "
-        f"tiny model ({SMALL_TINY.num_layers} layers) warmed up for {args.warmup_steps} steps on "
-        f"{args.warmup_problems} training problems (the RL problems among them), "
+        f"tiny model ({args.num_layers} layers) warmed up for {args.warmup_steps} steps on "
+        f"{args.warmup_problems} fresh problems (no training or held-out question among them), "
         f"{args.eval_n} samples per problem in evaluation, MEDS alpha {args.meds_alpha}, "
         f"beta {args.meds_beta}"
     )
@@ -715,7 +848,7 @@ def write_outputs(
         "voted each wrong training rollout into with its true error mode, per batch, averaged "
         "over training.",
         "",
-        "## Goals of issue 10, as measured",
+        "## The primary comparison and the secondary goals, as measured",
         "",
         *[f"- {line}" for line in goal_checks(args, results)],
         "",
@@ -733,13 +866,20 @@ def write_outputs(
 
 
 def tiny_config(args: Args, family: str) -> TinyModelConfig:
-    """The family's tiny model: ``agents.compare``'s architecture, warmed up on more problems.
+    """The family's tiny model, warmed up on freshly generated problems only.
 
-    Problem ``i`` of a split does not depend on the split's size, so the RL problems (the first
-    ``num_problems``) are among the warm-up's, and the held-out ones are not.
+    The warm-up draws ``warmup_problems`` problems of task seed ``warmup_task_seed`` and skips
+    every question among the RL training problems and the held-out problems (task seed 0, first
+    ``num_problems`` / ``test_problems`` of each split), so that the model has to learn the
+    procedures rather than memorise the answers of the problems it is trained and evaluated on.
     """
-    small = dataclasses.replace(SMALL_TINY, steps=args.warmup_steps)
-    return EnvSpec(family, args.warmup_problems, args.difficulty, task_seed=0).tiny_config(small)
+    arch = dataclasses.replace(SMALL_TINY, num_layers=args.num_layers, steps=args.warmup_steps)
+    spec = EnvSpec(family, args.warmup_problems, args.difficulty, task_seed=args.warmup_task_seed)
+    return dataclasses.replace(
+        spec.tiny_config(arch),
+        exclude_seed=0,
+        exclude_problems=max(args.num_problems, args.test_problems),
+    )
 
 
 def initial_model(args: Args, family: str) -> str:
@@ -758,12 +898,7 @@ def reproduce(args: Args) -> Path:
     out = Path(args.output_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     models: dict[str, str] = {}  # one warmed-up model per family, shared by every method
-    plan = [
-        (family, method, seed)
-        for seed in args.seed_list
-        for family in args.families
-        for method in ["initial", *args.methods]
-    ]
+    plan = args.plan()
     todo = [p for p in plan if not run_file(out, *p).is_file()]
     logger.info("%d runs planned, %d already done", len(plan), len(plan) - len(todo))
     if args.report_only:

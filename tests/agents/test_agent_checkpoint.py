@@ -53,11 +53,13 @@ def _rows(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["meds", "grpo"])
-def test_resume_is_bit_exact(tmp_path, algorithm):
-    straight = _args(tmp_path, "straight", algorithm, iterations=4)
+@pytest.mark.parametrize(("algorithm", "order"), [("meds", "epochs"), ("grpo", "random")])
+def test_resume_is_bit_exact(tmp_path, algorithm, order):
+    straight = _args(tmp_path, "straight", algorithm, iterations=4, problem_order=order)
     main(straight)
-    first = _args(tmp_path, "resumed", algorithm, iterations=2, checkpoint_every=2)
+    first = _args(
+        tmp_path, "resumed", algorithm, iterations=2, checkpoint_every=2, problem_order=order
+    )
     main(first)
     run_dir = tmp_path / "resumed" / first.run_name
     assert (run_dir / "latest").read_text() == "checkpoint-1"
@@ -65,7 +67,7 @@ def test_resume_is_bit_exact(tmp_path, algorithm):
     with (run_dir / "metrics.jsonl").open("a") as handle:
         handle.write(json.dumps({"iteration": 2, "charts/seconds": 0.0, "stale": True}) + "\n")
         handle.write('{"iteration": 3, "charts/seco')  # and was killed mid-write
-    main(_args(tmp_path, "resumed", algorithm, iterations=4, resume=True))
+    main(_args(tmp_path, "resumed", algorithm, iterations=4, resume=True, problem_order=order))
     expected = _rows(tmp_path / "straight" / straight.run_name / "metrics.jsonl")
     got = _rows(run_dir / "metrics.jsonl")
     assert [r["iteration"] for r in got] == [0, 1, 2, 3]

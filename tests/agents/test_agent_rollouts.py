@@ -173,3 +173,17 @@ def test_the_wrapper_path_gives_the_shapers_penalties_on_the_kept_groups(env):
     assert seen_penalty  # the memory acted, so the parity is not between two zero vectors
     assert seen_repeat  # some batch drew a problem twice, with a mixed and a uniform group
     assert scorer.shaper.stats().rows == direct.stats().rows > 0
+
+
+def test_epoch_schedule_meets_every_problem_equally_and_resumes_where_it_stopped():
+    from agents.policy import EpochSchedule
+
+    schedule = EpochSchedule(7, seed=3)
+    draws = schedule(5) + schedule(16) + schedule(7)  # 4 epochs of 7, in uneven rounds
+    assert sorted(draws) == sorted(list(range(7)) * 4)
+    for epoch in range(4):
+        assert sorted(draws[7 * epoch : 7 * epoch + 7]) == list(range(7))
+    assert draws[:7] != draws[7:14]  # reshuffled each epoch
+    resumed = EpochSchedule(7, seed=3, draws=12)
+    assert resumed(9) == draws[12:21]
+    assert EpochSchedule(7, seed=4)(7) != draws[:7]

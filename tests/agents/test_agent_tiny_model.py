@@ -235,3 +235,20 @@ def test_compact_prompt_format_rewarms_and_matches_the_agents_prompts():
         TinyModelConfig(prompt_format="terse")
     with pytest.raises(InvalidArgumentError, match="prompt_format"):
         prompt_text(tokenizer, obs, info, "terse")
+
+
+def test_warm_up_on_fresh_problems_never_sees_the_rl_or_evaluation_questions():
+    import dataclasses
+
+    from agents.tiny_model import excluded_questions, make_task, warmup_problems
+
+    config = TinyModelConfig(task="arithmetic", num_problems=300, task_seed=1, exclude_seed=0,
+                             exclude_problems=64)  # fmt: skip
+    excluded = excluded_questions(config)
+    rl = {p.question for p in TOY_TASKS["arithmetic"](num_problems=64, seed=0, split="train")}
+    held_out = {p.question for p in TOY_TASKS["arithmetic"](num_problems=64, seed=0, split="test")}
+    assert excluded == rl | held_out
+    chosen = warmup_problems(config)
+    assert len(chosen) == 300 and not {p.question for p in chosen} & excluded
+    plain = dataclasses.replace(config, exclude_seed=None)
+    assert not {p.question for p in warmup_problems(plain)} - {p.question for p in make_task(plain)}
