@@ -184,6 +184,9 @@ class Args:
     """AdamW learning rate of every method."""
     max_new_tokens: int = 64
     """Longest response, in training and evaluation."""
+    prompt_format: Literal["chat", "compact"] = "compact"
+    """Prompts of the warm-up, training and evaluation: ``compact`` (the question only, about 60
+    tokens shorter than the chat template's system line) makes every run about 1.7x cheaper."""
     meds_alpha: float = 0.1
     """MEDS penalty slope (the paper's, on the agent's +1 / -1 rewards)."""
     meds_beta: float = 0.2
@@ -324,14 +327,23 @@ class RunRecorder(ppo.RunObserver):
 
 
 def evaluate_split(
-    model: Any, tokenizer: Any, env: Any, n: int, max_new_tokens: int, seed: int
+    model: Any,
+    tokenizer: Any,
+    env: Any,
+    n: int,
+    max_new_tokens: int,
+    seed: int,
+    prompt_format: str = "chat",
 ) -> dict[str, Any]:
     """Sample ``n`` responses (temperature 1) to every problem of ``env`` and score them.
 
     Returns:
         :func:`split_metrics` of the samples.
     """
-    return split_metrics(sample_every_problem(model, tokenizer, env, n, max_new_tokens, 1.0, seed))
+    samples = sample_every_problem(
+        model, tokenizer, env, n, max_new_tokens, 1.0, seed, prompt_format=prompt_format
+    )
+    return split_metrics(samples)
 
 
 def split_metrics(samples: ProblemSamples) -> dict[str, Any]:
@@ -403,6 +415,7 @@ def train_args(args: Args, family: str, method: str, seed: int, model_path: str,
             "meds_beta": args.meds_beta,
             "output_dir": str(out / "train" / method),
             "problem_order": "epochs",
+            "prompt_format": args.prompt_format,
             "tensorboard": False,
             "threads": args.threads,
             "device": "cpu",
@@ -447,7 +460,7 @@ def run_method(
     for split in SPLITS:
         env = toy_env(args, family, split)
         result["eval"][split] = evaluate_split(
-            model, tokenizer, env, args.eval_n, args.max_new_tokens, seed
+            model, tokenizer, env, args.eval_n, args.max_new_tokens, seed, args.prompt_format
         )
         env.close()
     result["seconds"] = time.perf_counter() - started
@@ -876,7 +889,7 @@ def tiny_config(args: Args, family: str) -> TinyModelConfig:
     arch = dataclasses.replace(SMALL_TINY, num_layers=args.num_layers, steps=args.warmup_steps)
     spec = EnvSpec(family, args.warmup_problems, args.difficulty, task_seed=args.warmup_task_seed)
     return dataclasses.replace(
-        spec.tiny_config(arch),
+        spec.tiny_config(arch, args.prompt_format),
         exclude_seed=0,
         exclude_problems=max(args.num_problems, args.test_problems),
     )
