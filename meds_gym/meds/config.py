@@ -138,6 +138,15 @@ class MEDSConfig:
         >>> cfg = MEDSConfig(alpha=0.02, beta=0.04)
         >>> cfg.penalize
         <PenaltyTarget.WRONG: 'wrong'>
+
+        The paper's strength on +1 / -1 rewards, and the same strength on 1 / 0 rewards:
+
+        >>> paper = MEDSConfig()
+        >>> (paper.alpha, paper.beta)
+        (0.1, 0.2)
+        >>> on_one_zero = MEDSConfig(alpha=paper.alpha / 2, beta=paper.beta / 2)
+        >>> (on_one_zero.alpha, on_one_zero.beta)
+        (0.05, 0.1)
     """
 
     alpha: float = 0.1
