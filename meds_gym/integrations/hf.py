@@ -282,7 +282,7 @@ class FingerprintCapture:
     Example:
         >>> with FingerprintCapture(model, positions) as capture:  # doctest: +SKIP
         ...     logits = model(input_ids, attention_mask=attention_mask).logits
-        >>> features = capture.features(logits, input_ids)  # (B, L) float32, NaN rows  # +SKIP
+        >>> features = capture.features(logits, input_ids)  # doctest: +SKIP
 
     Args:
         model: A Hugging Face causal LM.

@@ -332,8 +332,8 @@ class MEDSRewardFunction:
         >>> import numpy as np
         >>> meds = MEDSRewardFunction(features_fn=lambda p, c, ids: np.ones((len(c), 2)))
         >>> meds(prompts=["1+1?"] * 2, completions=[r"\boxed{3}", r"\boxed{2}"],
-        ...      answer=["2", "2"], problem_id=["p0", "p0"])
-        [0.0, 1.0]
+        ...      answer=["2", "2"], problem_id=["p0", "p0"])  # +1 / -1, as the reference
+        [-1.0, 1.0]
     """
 
     __name__ = "meds"  # TRL names its logged reward metrics after the function
