@@ -130,7 +130,7 @@ SECONDARY_METHODS: tuple[MethodName, ...] = (
     "dapo_meds_random_fingerprint",
     "grpo_entropy",
 )
-"""Controls and baselines: ``secondary_seeds`` seeds on the first family."""
+"""Controls and baselines: ``secondary_seeds`` seeds on ``secondary_family``."""
 
 
 @dataclass
@@ -144,7 +144,10 @@ class Args:
     methods: tuple[MethodName, ...] = PRIMARY_METHODS
     """Methods trained with every seed on every family (the initial policy is always evaluated)."""
     secondary_methods: tuple[MethodName, ...] = SECONDARY_METHODS
-    """Methods trained with ``secondary_seeds`` seeds on the first family only."""
+    """Methods trained with ``secondary_seeds`` seeds on ``secondary_family`` only."""
+    secondary_family: str = "meds_gym/AddSub-v0"
+    """The family of the secondary methods (the cheaper one, so that the two families, run as
+    two processes, take about the same time)."""
     seeds: int = 5
     """Seeds of ``methods``: ``first_seed``, ``first_seed + 1``, ..."""
     secondary_seeds: int = 3
@@ -210,6 +213,7 @@ class Args:
             self.iterations, self.prompts_per_iteration = 2, 4
             self.eval_n = min(self.eval_n, 4)
             self.primary_family, self.primary_metric = self.families[0], "pass@4"
+            self.secondary_family = self.families[0]
         unknown = [f for f in self.families if f not in TOY_ENV_IDS]
         if unknown or not self.families:
             raise InvalidArgumentError(
@@ -232,10 +236,10 @@ class Args:
             raise InvalidArgumentError(
                 "primary_method", f"a method among methods={self.methods}", self.primary_method
             )
-        if self.primary_family not in self.families:
-            raise InvalidArgumentError(
-                "primary_family", f"one of families={self.families}", self.primary_family
-            )
+        for name in ("primary_family", "secondary_family"):
+            if getattr(self, name) not in TOY_ENV_IDS:
+                raise InvalidArgumentError(name, f"a toy env id among {sorted(TOY_ENV_IDS)}",
+                                           getattr(self, name))  # fmt: skip
 
     @property
     def all_methods(self) -> list[str]:
@@ -243,13 +247,24 @@ class Args:
         return [*self.methods, *self.secondary_methods]
 
     def plan(self) -> list[tuple[str, str, int]]:
-        """Every (family, method, seed) run: initial policies, the methods, the controls."""
-        runs = []
-        for seed in self.seed_list:
-            for family in self.families:
-                runs += [(family, m, seed) for m in ["initial", *self.methods]]
-                if family == self.families[0] and seed < self.first_seed + self.secondary_seeds:
-                    runs += [(family, m, seed) for m in self.secondary_methods]
+        """Every (family, method, seed) run of this invocation's families, in the order they run.
+
+        The initial policies and the primary methods come first, every seed; the secondary
+        methods last, so that a budget that runs out cuts the controls, never the primary
+        comparison.
+        """
+        runs = [
+            (family, m, seed)
+            for seed in self.seed_list
+            for family in self.families
+            for m in ["initial", *self.methods]
+        ]
+        if self.secondary_family in self.families:
+            runs += [
+                (self.secondary_family, m, seed)
+                for seed in self.seed_list[: self.secondary_seeds]
+                for m in self.secondary_methods
+            ]
         return runs
 
     @property
@@ -529,6 +544,8 @@ def summarise(args: Args, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def primary_comparison(args: Args, results: Sequence[dict[str, Any]]) -> str:
     """The pre-registered primary comparison, as measured."""
     metric = args.primary_metric
+    if args.primary_family not in args.families:
+        return f"{family_name(args.primary_family)} is not among this invocation's families"
     method = collect(results, args.primary_family, args.primary_method, eval_key("test", metric))
     base = collect(results, args.primary_family, args.primary_baseline, eval_key("test", metric))
     disjoint = intervals_disjoint(method, base)
@@ -774,7 +791,7 @@ def protocol(args: Args, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         },
         "methods": {"primary": list(args.methods), "secondary": list(args.secondary_methods)},
         "families": list(args.families),
-        "secondary_families": list(args.families[:1]),
+        "secondary_families": [args.secondary_family],
         "num_layers": args.num_layers,
         "fingerprint_layers": selected_layers(args.num_layers),
         "train_problems_per_family": args.num_problems,
