@@ -171,8 +171,9 @@ class Args:
     ``warmup_task_seed``), never a training or held-out question (those are excluded)."""
     warmup_task_seed: int = 1
     """Task seed of the warm-up problems."""
-    warmup_steps: int = 1500
-    """Warm-up optimiser steps of the tiny model."""
+    warmup_steps: int = 800
+    """Warm-up optimiser steps of the tiny model (calibrated on the initial policy's held-out
+    pass@1 alone: docs/results/second_edition/plan.md)."""
     num_layers: int = 8
     """Decoder layers of the tiny model (the fingerprint keeps the last half)."""
     difficulty: int = 1
@@ -194,7 +195,7 @@ class Args:
     """MEDS penalty slope (the paper's, on the agent's +1 / -1 rewards)."""
     meds_beta: float = 0.2
     """MEDS penalty cap (the paper's)."""
-    eval_n: int = 16
+    eval_n: int = 8
     """Responses sampled per problem in evaluation (pass@k for k = 1, 2, 4, ... <= eval_n)."""
     threads: int = 1
     """CPU threads for torch and numba in this process."""
