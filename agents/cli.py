@@ -1,11 +1,11 @@
 """The agents' command lines: every number range-checked, and one-line errors with exit status 2.
 
-Each script's arguments call :func:`check_numbers` in ``__post_init__``: every float must be finite
-(a NaN learning rate or an infinite temperature never reaches training), every int must be >= 0
-unless the script allows less, and the named fields must lie in their ranges. :func:`run` parses
-a command line with ``tyro`` and runs the script; an invalid argument (``InvalidArgumentError``)
-prints one line naming the flag and exits with status 2, as ``argparse`` does for a bad flag,
-instead of a traceback.
+Each script's arguments call :func:`check_numbers` in a ``__post_init__`` decorated with
+:func:`validator`: every float must be finite (a NaN learning rate or an infinite temperature
+never reaches training), every int must be >= 0 unless the script allows less, and the named
+fields must lie in their ranges. :func:`run` parses a command line with ``tyro`` and runs the
+script; an invalid argument (``InvalidArgumentError``) prints one line naming the flag and exits
+with status 2, as ``argparse`` does for a bad flag, instead of a traceback.
 """
 
 from __future__ import annotations
