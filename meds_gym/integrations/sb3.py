@@ -33,11 +33,14 @@ from meds_gym.meds.adapter import (
     DEFAULT_PROBLEM_ID,
     HoldsShaper,
     check_adapter_arguments,
+    check_answer,
     meds_info,
     meds_info_at,
     read_outcome,
+    reads_answers,
+    shape_rollouts,
 )
-from meds_gym.meds.config import ClusterMethod, MEDSConfig
+from meds_gym.meds.config import MEDSConfig
 from meds_gym.meds.shaper import MEDSShaper
 from meds_gym.meds.wrappers import Trajectory
 
@@ -176,16 +179,6 @@ class MEDSVecEnvWrapper(HoldsShaper, VecEnvWrapper):
                 raise InvalidArgumentError(f"problem_id_fn(infos[{i}])", "a str problem id", pid)
         return pid, read_outcome(reward, info, self.is_correct, f"infos[{i}]")
 
-    def _answer(self, trajectory: Trajectory) -> str | None:
-        value = self.feature_fn(trajectory)
-        if value is not None and not isinstance(value, str):
-            raise InvalidArgumentError(
-                FEATURE_FN_NAME,
-                "the episode's answer (a str, or None) with ClusterMethod.ANSWER",
-                value,
-            )
-        return value
-
     def _fingerprint(
         self, trajectory: Trajectory, dim: int | None
     ) -> npt.NDArray[np.float64] | None:
@@ -255,12 +248,12 @@ class MEDSVecEnvWrapper(HoldsShaper, VecEnvWrapper):
             flags: list[bool] = []
             features: list[npt.NDArray[np.float64] | None] = []
             answers: list[str | None] = []
-            by_answer = self.shaper.config.cluster_method is ClusterMethod.ANSWER
+            by_answer = reads_answers(self.shaper)
             dim = self._feature_dim if self._feature_dim is not None else self.shaper.memory.dim
             for i, trajectory in zip(finished, trajectories, strict=True):
                 pid, flag = self._outcome(i, float(raw[i]), infos[i])
                 if by_answer:
-                    answers.append(self._answer(trajectory))
+                    answers.append(check_answer(self.feature_fn(trajectory), FEATURE_FN_NAME))
                 else:
                     vector = self._fingerprint(trajectory, dim)
                     if vector is not None:
@@ -269,10 +262,7 @@ class MEDSVecEnvWrapper(HoldsShaper, VecEnvWrapper):
                 pids.append(pid)
                 flags.append(flag)
             correct = np.array(flags, dtype=bool)
-            if by_answer:
-                result = self.shaper.shape(pids, correct, raw[finished], None, answers=answers)
-            else:
-                result = self.shaper.shape(pids, correct, raw[finished], features)
+            result = shape_rollouts(self.shaper, pids, correct, raw[finished], features, answers)
             self._feature_dim = dim
             table = meds_info(raw, result, finished)
             for j, i in enumerate(finished):

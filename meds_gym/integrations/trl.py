@@ -80,7 +80,8 @@ from meds_gym.integrations.hf import (
     features_from_layer_logits,
     fingerprint_dim,
 )
-from meds_gym.meds import ClusterMethod, MEDSConfig, MEDSShaper, ShapeResult, shaped_groups
+from meds_gym.meds import MEDSConfig, MEDSShaper, ShapeResult, shaped_groups
+from meds_gym.meds.adapter import reads_answers, shape_rollouts
 from meds_gym.verifiers import AnswerAnchor, is_equivalent, parse_anchor, verify_response
 
 try:  # the integration needs the ``trl`` extra; fail with the command that installs it
@@ -515,7 +516,7 @@ class MEDSRewardFunction:
         correct = [
             self._verdict(i, t, g) for i, (t, g) in enumerate(zip(texts, golds, strict=True))
         ]
-        by_answer = self.shaper.config.cluster_method is ClusterMethod.ANSWER
+        by_answer = reads_answers(self.shaper)
         features = (
             np.full((size, 1), np.nan, dtype=np.float32)  # the answer-string memory: no logits
             if by_answer
@@ -549,13 +550,10 @@ class MEDSRewardFunction:
                 self.shaper.config.shape_groups,
             )
         try:
-            if by_answer:
-                answers = [self.answer_anchor.extract(t) for t in all_texts]
-                result = self.shaper.shape(
-                    all_ids, all_correct, rewards, None, kept=kept, answers=answers
-                )
-            else:
-                result = self.shaper.shape(all_ids, all_correct, rewards, all_features, kept=kept)
+            answers = [self.answer_anchor.extract(t) for t in all_texts] if by_answer else None
+            result = shape_rollouts(
+                self.shaper, all_ids, all_correct, rewards, all_features, answers, kept=kept
+            )
         finally:
             self.shaper.training = training
         local_rows = slice(offset, offset + size)

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from meds_gym.errors import InvalidArgumentError, invalid_type
-from meds_gym.meds.config import MEDSConfig
+from meds_gym.meds.config import ClusterMethod, MEDSConfig
 from meds_gym.meds.memory import NOT_ASSIGNED
 from meds_gym.meds.shaper import MEDSShaper, ShapeResult
 
@@ -100,6 +100,36 @@ def read_problem_id(
     if not isinstance(pid, str):
         raise InvalidArgumentError(name, "a str problem id", pid)
     return pid
+
+
+def reads_answers(shaper: MEDSShaper) -> bool:
+    """Whether the shaper's memory clusters by final answer (``ClusterMethod.ANSWER``)."""
+    return shaper.config.cluster_method is ClusterMethod.ANSWER
+
+
+def check_answer(value: Any, name: str) -> str | None:
+    """An episode's answer for the answer-string memory: a str, or ``None`` for none."""
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgumentError(
+            name, "the episode's answer (a str, or None) with ClusterMethod.ANSWER", value
+        )
+    return value
+
+
+def shape_rollouts(
+    shaper: MEDSShaper,
+    problem_ids: list[str],
+    correct: Any,
+    rewards: npt.ArrayLike,
+    features: Any,
+    answers: list[str | None] | None,
+    *,
+    kept: npt.NDArray[np.bool_] | None = None,
+) -> ShapeResult:
+    """``shaper.shape`` given what the memory reads: ``answers`` or the fingerprints."""
+    if reads_answers(shaper):
+        return shaper.shape(problem_ids, correct, rewards, None, kept=kept, answers=answers)
+    return shaper.shape(problem_ids, correct, rewards, features, kept=kept)
 
 
 def meds_info(raw: npt.ArrayLike, result: ShapeResult, rows: npt.ArrayLike) -> dict[str, Any]:

@@ -19,13 +19,16 @@ from meds_gym.meds.adapter import (
     HoldsShaper,
     IsCorrectFn,
     check_adapter_arguments,
+    check_answer,
     meds_info,
     meds_info_at,
     read_outcome,
     read_problem_id,
+    reads_answers,
+    shape_rollouts,
 )
 from meds_gym.meds.batch import shaped_groups, validate_features
-from meds_gym.meds.config import ClusterMethod, MEDSConfig
+from meds_gym.meds.config import MEDSConfig
 from meds_gym.meds.shaper import MEDSShaper
 
 logger = logging.getLogger(__name__)
@@ -204,10 +207,6 @@ class MEDSRewardWrapper(
             self._trajectory = Trajectory(observations=[obs], reset_info=dict(info))
         return obs, info
 
-    @property
-    def _by_answer(self) -> bool:
-        return self.shaper.config.cluster_method is ClusterMethod.ANSWER
-
     def _shape_one(
         self,
         info: Mapping[str, Any],
@@ -219,10 +218,7 @@ class MEDSRewardWrapper(
         pid = read_problem_id({**self._reset_info, **info}, default_pid)
         correct = read_outcome(reward, info, self._is_correct)
         raw = np.array([reward], dtype=np.float64)
-        if self._by_answer:
-            result = self.shaper.shape([pid], [correct], raw, None, answers=[answer])
-        else:
-            result = self.shaper.shape([pid], [correct], raw, [features])
+        result = shape_rollouts(self.shaper, [pid], [correct], raw, [features], [answer])
         return float(result.shaped_rewards[0]), meds_info_at(meds_info(raw, result, [0]), 0)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -230,7 +226,7 @@ class MEDSRewardWrapper(
         feature_fn = self._feature_fn
         if feature_fn is None:  # text mode
             text, features = _split_text_action(action, "action")
-            if features is not None and not self._by_answer:
+            if features is not None and not reads_answers(self.shaper):
                 _check_features([features], self.shaper, 'action["features"]')
             obs, reward, terminated, truncated, info = self.env.step(text)
             info = dict(info)
@@ -252,18 +248,12 @@ class MEDSRewardWrapper(
         if not (terminated or truncated):
             return obs, reward, terminated, truncated, info
         self._trajectory = None
-        features = feature_fn(trajectory)
-        if self._by_answer:
-            if features is not None and not isinstance(features, str):
-                raise InvalidArgumentError(
-                    "feature_fn(trajectory)",
-                    "the episode's answer (a str, or None) with ClusterMethod.ANSWER",
-                    features,
-                )
-            shaped, info["meds"] = self._shape_one(info, value, None, DEFAULT_PROBLEM_ID, features)
-            return obs, shaped, terminated, truncated, info
-        _check_features([features], self.shaper, "feature_fn(trajectory)")
-        shaped, info["meds"] = self._shape_one(info, value, features, DEFAULT_PROBLEM_ID)
+        features, answer = feature_fn(trajectory), None
+        if reads_answers(self.shaper):  # feature_fn gives the episode's answer
+            features, answer = None, check_answer(features, "feature_fn(trajectory)")
+        else:
+            _check_features([features], self.shaper, "feature_fn(trajectory)")
+        shaped, info["meds"] = self._shape_one(info, value, features, DEFAULT_PROBLEM_ID, answer)
         return obs, shaped, terminated, truncated, info
 
 
@@ -389,8 +379,7 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
         split = [_split_text_action(a, f"actions[{i}]") for i, a in enumerate(actions)]
         texts = tuple(text for text, _ in split)
         features = [feat for _, feat in split]
-        by_answer = self.shaper.config.cluster_method is ClusterMethod.ANSWER
-        if not by_answer:
+        if not reads_answers(self.shaper):
             _check_features(features, self.shaper, 'actions[i]["features"]')
 
         obs, rewards, terminated, truncated, infos = self.env.step(texts)
@@ -424,12 +413,8 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
         if self.skip_uniform_groups:
             groups = None if self.group_size is None else [i // self.group_size for i in idx]
             kept = shaped_groups(pids, correct, groups, self.shaper.config.shape_groups)
-        if by_answer:
-            result = self.shaper.shape(pids, correct, raw[idx], None, kept=kept, answers=answers)
-        else:
-            result = self.shaper.shape(
-                pids, correct, raw[idx], [features[i] for i in idx], kept=kept
-            )
+        rows = [features[i] for i in idx]
+        result = shape_rollouts(self.shaper, pids, correct, raw[idx], rows, answers, kept=kept)
         stepped_envs = np.asarray(idx, dtype=np.int64)
         infos = dict(infos)
         # Rollouts outside `kept` come back from the shaper unshaped, as meds_info reports them.
