@@ -26,7 +26,7 @@ _SPACE = re.compile(r"\s+")
 def answer_key(answer: str | None) -> str | None:
     r"""The normalised form under which two final answers count as the same answer.
 
-    Unicode compatibility forms are folded (NFKC: fullwidth digits, ``−``), whitespace and
+    Unicode compatibility forms are folded (NFKC: fullwidth digits and minus), whitespace and
     surrounding ``$`` and a trailing full stop are dropped, and an integer is written without
     sign ``+``, leading zeros or a ``.0`` tail. Nothing is evaluated: ``1/2`` and ``0.5`` stay two
     answers, as two different strings a model writes are two habits.
