@@ -235,41 +235,44 @@ def _has_float(parsed: Sequence[Any]) -> bool:
     return bool(parsed) and isinstance(parsed[0], sympy.Expr) and parsed[0].has(sympy.Float)
 
 
-def _number(parsed: Sequence[Any]) -> Any | None:
-    """The value of a parsed real or complex number at 30 digits, as a sympy number, else ``None``.
+_UNDEFINED = object()
+"""What :func:`_value` gives for a number expression with no value (``0/0.0``, ``1/0``, ``oo``)."""
 
-    sympy's (mpmath's) floats have an unbounded exponent, so ``10^{400}`` and ``10^{-400}`` keep
-    their values where a Python float would overflow to infinity or underflow to zero.
+
+def _value(parsed: Sequence[Any]) -> Any:
+    """A parsed number's value at 30 digits (a sympy number), :data:`_UNDEFINED`, or ``None``.
+
+    ``None`` when the answer is not a number expression (a set, an equation, ...). sympy's
+    (mpmath's) floats have an unbounded exponent, so ``10^{400}`` and ``10^{-400}`` keep their
+    values where a Python float would overflow to infinity or underflow to zero.
     """
     import sympy
 
     expression = parsed[0] if parsed else None
     if not isinstance(expression, sympy.Expr) or not expression.is_number:
         return None
+    infinities = (sympy.nan, sympy.zoo, sympy.oo, -sympy.oo)
+    if expression.has(*infinities):
+        return _UNDEFINED
     try:
         value = expression.evalf(n=30)
     except (ArithmeticError, ValueError, TypeError):
-        return None
-    return value if isinstance(value, sympy.Number) or value.is_number else None
+        return _UNDEFINED
+    return _UNDEFINED if value.has(*infinities) else value
 
 
-def _undefined(parsed: Sequence[Any]) -> bool:
-    """Whether a parsed answer is a number expression with no value (``0/0.0``, ``1/0``, ``oo``)."""
-    import sympy
-
-    expression = parsed[0] if parsed else None
-    if not isinstance(expression, sympy.Expr) or not expression.is_number:
-        return False
-    if expression.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
-        return True
-    try:
-        value = expression.evalf(n=30)
-    except (ArithmeticError, ValueError, TypeError):
-        return True
-    return bool(value.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo))
+@functools.lru_cache(maxsize=_GOLD_CACHE_SIZE)
+def _gold_value(gold: str) -> Any:
+    """:func:`_value` of a gold answer, cached like its parse (per worker process)."""
+    return _value(_parse_gold(gold))
 
 
-def _numbers_agree(gold_parsed: Sequence[Any], predicted_parsed: Sequence[Any]) -> bool:
+def _numbers_agree(
+    gold_parsed: Sequence[Any],
+    predicted_parsed: Sequence[Any],
+    gold_value: Any,
+    predicted_value: Any,
+) -> bool:
     """Veto math-verify's "equal" when two numbers differ, judged at 30 digits with no overflow.
 
     math-verify compares numbers after rounding them to 6 decimal places, so every pair below
@@ -277,9 +280,8 @@ def _numbers_agree(gold_parsed: Sequence[Any], predicted_parsed: Sequence[Any]) 
     ``10^{-400}`` "equals" ``10^{-300}``), and values beyond float range overflow. When it says
     equal and both answers are numbers, they must also agree: to a relative 1e-6 when a float is
     involved (the 6 significant digits its rounding gives numbers near 1), and exactly (up to the
-    30-digit evaluation's error) when both are exact.
+    30-digit evaluation's error) when both are exact. The values are :func:`_value`'s.
     """
-    gold_value, predicted_value = _number(gold_parsed), _number(predicted_parsed)
     if gold_value is None or predicted_value is None:
         return True  # not two numbers (a set, an equation, ...): keep math-verify's verdict
     floats = _has_float(gold_parsed) or _has_float(predicted_parsed)
@@ -306,7 +308,8 @@ def symbolic_equivalent(predicted: str, gold: str) -> bool:
     predicted_parsed = _parse(predicted)
     if not predicted_parsed:
         return False
-    if _undefined(predicted_parsed) or _undefined(gold_parsed):
+    gold_value, predicted_value = _gold_value(gold), _value(predicted_parsed)
+    if gold_value is _UNDEFINED or predicted_value is _UNDEFINED:
         return False  # an undefined value is never equal to anything (math-verify's verdict varies)
     structural = compare_relations(gold_parsed[0], predicted_parsed[0])
     if structural is not None:
@@ -315,7 +318,7 @@ def symbolic_equivalent(predicted: str, gold: str) -> bool:
         return False
     if "%" in predicted or "%" in gold:
         return True  # percentages: math-verify's value is not the parsed number (50% == 50)
-    return _numbers_agree(gold_parsed, predicted_parsed)
+    return _numbers_agree(gold_parsed, predicted_parsed, gold_value, predicted_value)
 
 
 # --- In the calling process. ---
