@@ -600,9 +600,14 @@ class EpochSchedule:
         self.num_problems = num_problems
         self.seed = seed
         self.draws = draws
+        self._epoch, self._order = -1, np.zeros(0, dtype=np.int64)
 
     def _permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(self.num_problems)
+        """Epoch ``epoch``'s order (the current epoch's is kept, not drawn again per draw)."""
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.seed, epoch, 0x5EED])
+            self._epoch, self._order = epoch, rng.permutation(self.num_problems)
+        return self._order
 
     def __call__(self, count: int) -> list[int]:
         """The next ``count`` problem indices."""
