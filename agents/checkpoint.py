@@ -34,6 +34,8 @@ import torch
 from meds_gym.errors import CorruptFileError, InvalidArgumentError
 from meds_gym.meds import MEDSShaper
 
+from .cli import Range, above, at_least, describe, in_range
+
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -346,18 +348,18 @@ def _check_optimizer_state(path: Path, saved: Any, optimizer: torch.optim.Optimi
                 _check_group_option(path, index, option, value)
 
 
-_GROUP_RANGES: dict[str, tuple[float, float, bool]] = {
-    "lr": (0.0, math.inf, True),
-    "eps": (0.0, math.inf, False),
-    "weight_decay": (0.0, math.inf, True),
-    "betas": (0.0, 1.0, True),
+_GROUP_RANGES: dict[str, Range] = {
+    "lr": at_least(0),
+    "eps": above(0),
+    "weight_decay": at_least(0),
+    "betas": (0.0, 1.0, True, False),
 }
-"""Optimiser options and their ranges: (low, high, low included); high is always excluded."""
+"""Optimiser options and their ranges."""
 
 
 def _check_group_option(path: Path, index: int, option: str, value: Any) -> None:
     """A parameter group's ``lr``, ``eps``, ``weight_decay`` or ``betas``: finite and in range."""
-    low, high, low_included = _GROUP_RANGES[option]
+    bounds = _GROUP_RANGES[option]
     values = list(value) if option == "betas" and isinstance(value, (list, tuple)) else [value]
     if option == "betas" and len(values) != 2:
         raise CorruptFileError(
@@ -366,18 +368,14 @@ def _check_group_option(path: Path, index: int, option: str, value: Any) -> None
     for number in values:
         if isinstance(number, torch.Tensor) and number.numel() == 1:
             number = number.item()
-        ok = (
-            isinstance(number, (int, float))
-            and not isinstance(number, bool)
-            and math.isfinite(number)
-            and (number >= low if low_included else number > low)
-            and number < high
-        )
-        if not ok:
-            bound = "[" if low_included else "("
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, (int, float))
+            or not in_range(number, bounds)
+        ):
             raise CorruptFileError(
-                f"{path}: optimiser group {index} option {option!r} is {value!r}; expected finite "
-                f"values in {bound}{low:g}, {high:g})."
+                f"{path}: optimiser group {index} option {option!r} is {value!r}; expected "
+                f"{describe(bounds)}."
             )
 
 

@@ -57,6 +57,24 @@ def between(low: float, high: float) -> Range:
     return (low, high, True, True)
 
 
+def in_range(value: float, bounds: Range) -> bool:
+    """Whether ``value`` is finite and inside ``bounds``."""
+    low, high, low_in, high_in = bounds
+    return (
+        math.isfinite(value)
+        and (value >= low if low_in else value > low)
+        and (value <= high if high_in else value < high)
+    )
+
+
+def describe(bounds: Range, kind: str = "number") -> str:
+    """What a value inside ``bounds`` looks like, for an error message."""
+    low, high, _, _ = bounds
+    if math.isinf(low) and math.isinf(high):
+        return f"a finite {kind}"
+    return _describe(bounds, kind)
+
+
 def _describe(bounds: Range, kind: str) -> str:
     low, high, low_in, high_in = bounds
     if math.isinf(high):
@@ -104,15 +122,8 @@ def check_numbers(obj: Any, ranges: Mapping[str, Range] | None = None, prefix: s
         kind = "int" if isinstance(value, int) else "number"
         if bounds is None:
             bounds = at_least(0) if isinstance(value, int) else (-math.inf, math.inf, True, True)
-        low, high, low_in, high_in = bounds
-        ok = (
-            math.isfinite(value)
-            and (value >= low if low_in else value > low)
-            and (value <= high if high_in else value < high)
-        )
-        if not ok:
-            expected = "a finite number" if math.isinf(low) and math.isinf(high) else None
-            raise InvalidArgumentError(name, expected or _describe(bounds, kind), value)
+        if not in_range(value, bounds):
+            raise InvalidArgumentError(name, describe(bounds, kind), value)
 
 
 def run(kind: Callable[..., T], entry: Callable[[T], Any]) -> Any:

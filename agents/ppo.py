@@ -284,30 +284,6 @@ class Args:
                 self.group_size,
                 "Sample several responses per prompt, e.g. --group-size 8.",
             )
-        for name in (
-            "iterations",
-            "prompts_per_iteration",
-            "max_new_tokens",
-            "update_epochs",
-            "micro_batch_size",
-            "max_generation_rounds",
-        ):
-            if getattr(self, name) < 1:
-                raise InvalidArgumentError(name, "an int >= 1", getattr(self, name))
-        if self.eval_n < 0:
-            raise InvalidArgumentError("eval_n", "an int >= 0", self.eval_n)
-        if self.checkpoint_every < 0:
-            raise InvalidArgumentError("checkpoint_every", "an int >= 0", self.checkpoint_every)
-        if not self.temperature > 0:
-            raise InvalidArgumentError("temperature", "a float > 0", self.temperature)
-        if not -1e6 <= self.incorrect_reward < 1.0:
-            raise InvalidArgumentError(
-                "incorrect_reward",
-                "a float below 1 (the reward of a right answer)",
-                self.incorrect_reward,
-            )
-        if self.clip_ratio_c is not None and not self.clip_ratio_c > 1.0:
-            raise InvalidArgumentError("clip_ratio_c", "None or a float > 1", self.clip_ratio_c)
         if self.env_id in TOY_ENV_IDS:  # args.json and report.md record the task really used
             self.tiny = tiny_config_for(self)
 

@@ -153,11 +153,6 @@ class TinyModelConfig:
                 "0 <= correct_share_low <= correct_share_high <= 1",
                 (self.correct_share_low, self.correct_share_high),
             )
-        if not 0.0 <= self.dominant_share <= 1.0:
-            raise InvalidArgumentError("dominant_share", "a float in [0, 1]", self.dominant_share)
-        for name in ("num_problems", "solutions_per_problem", "num_layers", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise InvalidArgumentError(name, "an int >= 1", getattr(self, name))
         if self.prompt_format not in ("chat", "compact"):
             raise InvalidArgumentError(
                 "prompt_format", "one of ('chat', 'compact')", self.prompt_format

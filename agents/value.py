@@ -52,15 +52,6 @@ class CriticConfig:
              "learning_rate": above(0)},
             "critic.",
         )  # fmt: skip
-        if not 0.0 <= self.gae_lambda <= 1.0:
-            raise InvalidArgumentError("critic.gae_lambda", "a float in [0, 1]", self.gae_lambda)
-        for name in ("value_clip", "vf_coef"):
-            if not getattr(self, name) >= 0:
-                raise InvalidArgumentError(f"critic.{name}", "a float >= 0", getattr(self, name))
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise InvalidArgumentError(
-                "critic.learning_rate", "None or a float > 0", self.learning_rate
-            )
 
 
 class ValueHead(nn.Module):
