@@ -34,6 +34,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
+from experiments.figures import pyplot, save
 from experiments.metrics import finite_or_none, interval95
 from experiments.simulation import ARMS, METRICS, Setting, simulate
 
@@ -182,15 +183,6 @@ def summarise(
     return out
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def heatmap_grids(
     args: Args, summary: dict[str, Any], arm: str, metric: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +202,7 @@ def plot_heatmaps(args: Args, summary: dict[str, Any], out: Path) -> list[Path]:
 
     Each metric has one colour scale across the arms' figures, so colours compare between them.
     """
-    plt = _pyplot()
+    plt = pyplot()
     bounds = {
         m: max(float(np.nanmax(np.abs(heatmap_grids(args, summary, a, m)[0]))) for a in MEDS_ARMS)
         or 1e-9
@@ -238,11 +230,7 @@ def plot_heatmaps(args: Args, summary: dict[str, Any], out: Path) -> list[Path]:
             f"{LABELS[arm]} minus DAPO, mean over {args.seeds} seeds (* : 95% interval excludes 0)",
             fontsize=10,
         )
-        figure.tight_layout()
-        path = out / f"heatmap_{arm}.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        paths.append(path)
+        paths.append(save(figure, out / f"heatmap_{arm}.png"))
     return paths
 
 
@@ -251,7 +239,7 @@ SWEEPS = ("alpha_beta", "incorrect_reward", "fingerprint_noise", "mode_skew")
 
 def plot_sweeps(args: Args, summary: dict[str, Any], out: Path) -> Path:
     """One panel per (sweep, metric): each MEDS arm's difference with its 95% interval."""
-    plt = _pyplot()
+    plt = pyplot()
     shown = ("pass@1", "pass@8", "largest_mode_share")
     figure, grid = plt.subplots(
         len(shown), len(SWEEPS), figsize=(4.4 * len(SWEEPS), 3.2 * len(shown))
@@ -284,11 +272,7 @@ def plot_sweeps(args: Args, summary: dict[str, Any], out: Path) -> Path:
         "95% intervals",
         fontsize=10,
     )
-    figure.tight_layout()
-    path = out / "sweeps.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save(figure, out / "sweeps.png")
 
 
 def regime_map(args: Args) -> Path:

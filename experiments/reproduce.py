@@ -60,6 +60,7 @@ from agents.evaluation import error_mode_label, pass_at_k_curve
 from agents.report import current_command
 from agents.run_setup import EnvSpec, ProblemSamples, sample_every_problem
 from agents.tiny_model import SMALL_TINY, TinyModelConfig, tiny_model_path
+from experiments.figures import pyplot, save
 from experiments.metrics import (
     cluster_agreement_scores,
     error_summary,
@@ -671,18 +672,9 @@ def markdown_tables(args: Args, results: Sequence[dict[str, Any]]) -> list[str]:
     return parts
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_pass_at_k(args: Args, results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     """One plot per family and split: mean pass@k against k, 95% intervals as error bars."""
-    plt = _pyplot()
+    plt = pyplot()
     paths = []
     for family in args.families:
         for split in SPLITS:
@@ -706,17 +698,13 @@ def plot_pass_at_k(args: Args, results: Sequence[dict[str, Any]], out: Path) -> 
             axes.set_title(f"{family_name(family)}, {split} split")
             axes.grid(alpha=0.3)
             axes.legend(fontsize=7)
-            figure.tight_layout()
-            path = out / f"pass_at_k_{family_name(family)}_{split}.png"
-            figure.savefig(path, dpi=110)
-            plt.close(figure)
-            paths.append(path)
+            paths.append(save(figure, out / f"pass_at_k_{family_name(family)}_{split}.png"))
     return paths
 
 
 def plot_dominant_share(args: Args, results: Sequence[dict[str, Any]], out: Path) -> Path:
     """Dominant error-mode share of the training rollouts per iteration, mean over seeds."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes_row = plt.subplots(1, len(args.families), figsize=(6 * len(args.families), 4.2))
     for axes, family in zip(np.atleast_1d(axes_row), args.families, strict=True):
         for m in args.all_methods:
@@ -741,16 +729,12 @@ def plot_dominant_share(args: Args, results: Sequence[dict[str, Any]], out: Path
         axes.set_title(family_name(family))
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
-    figure.tight_layout()
-    path = out / "dominant_error_share.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save(figure, out / "dominant_error_share.png")
 
 
 def plot_cluster_agreement(args: Args, results: Sequence[dict[str, Any]], out: Path) -> Path:
     """Pairwise agreement, ARI and purity of each MEDS method's clusters, 95% intervals."""
-    plt = _pyplot()
+    plt = pyplot()
     variants = [m for m in args.all_methods if METHODS[m].get("meds")]
     figure, axes_row = plt.subplots(1, len(args.families), figsize=(6 * len(args.families), 4.2))
     metrics = ("pairwise", "ari", "purity")
@@ -773,11 +757,7 @@ def plot_cluster_agreement(args: Args, results: Sequence[dict[str, Any]], out: P
         axes.set_title(family_name(family))
         axes.legend(fontsize=7)
         axes.grid(alpha=0.3, axis="y")
-    figure.tight_layout()
-    path = out / "cluster_agreement.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save(figure, out / "cluster_agreement.png")
 
 
 def protocol(args: Args, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
