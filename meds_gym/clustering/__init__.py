@@ -9,6 +9,13 @@ well under a second from the cache); :func:`warm_up` does it earlier, optionally
 background, so that it overlaps other start-up work.
 """
 
+from meds_gym.clustering.buckets import (
+    NO_LENGTHS,
+    NO_LINKS,
+    BucketInput,
+    BucketUpdate,
+    update_buckets,
+)
 from meds_gym.clustering.compilation import warm_up
 from meds_gym.clustering.hdbscan import (
     extend_minimum_spanning_tree,
@@ -21,6 +28,10 @@ from meds_gym.clustering.hdbscan import (
 from meds_gym.clustering.knn import knn_vote, vote_kernel
 
 __all__ = [
+    "NO_LENGTHS",
+    "NO_LINKS",
+    "BucketInput",
+    "BucketUpdate",
     "extend_minimum_spanning_tree",
     "hdbscan_labels",
     "knn_vote",
@@ -28,6 +39,7 @@ __all__ = [
     "minimum_spanning_tree",
     "refit_buckets",
     "refit_many",
+    "update_buckets",
     "vote_kernel",
     "warm_up",
 ]

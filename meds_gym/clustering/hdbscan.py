@@ -449,7 +449,3 @@ def refit_buckets(
     width = datasets[0].shape[1] if count else 0
     for_each_bucket(fit, np.array([x.shape[0] ** 2 * width for x in datasets], dtype=np.float64))
     return labels, msts
-
-
-_refit_trusted = refit_buckets
-"""Former private name of :func:`refit_buckets`, kept for existing imports."""

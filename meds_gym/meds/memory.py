@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from meds_gym.clustering.buckets import NO_LENGTHS, NO_LINKS, BucketInput, update_buckets
-from meds_gym.clustering.knn import vote_kernel
+from meds_gym.clustering import NO_LENGTHS, NO_LINKS, BucketInput, update_buckets, vote_kernel
 from meds_gym.errors import UnknownProblemError
 from meds_gym.meds.batch import BucketKey
 from meds_gym.meds.config import ClusterMethod, MEDSConfig, NoiseVote, TieBreak
@@ -73,7 +72,7 @@ class Bucket:
         labels: (N,) int64 labels of the last fit (-1 = noise).
         links: (N - 1, 4) int32 minimum spanning tree of the last HDBSCAN fit over the
             L2-normalised rows with its single-linkage merges (see
-            :class:`~meds_gym.clustering.buckets.BucketUpdate`), kept for buckets of at least
+            :class:`~meds_gym.clustering.BucketUpdate`), kept for buckets of at least
             :data:`TREE_MIN_ROWS` rows so the next fit extends it; (0, 4) otherwise and for the
             single-cluster method.
         lengths: (N - 1,) float64 squared length of each tree edge ((0,) without a tree).

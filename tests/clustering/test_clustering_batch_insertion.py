@@ -23,7 +23,6 @@ from meds_gym.clustering import (
     refit_buckets,
     refit_many,
 )
-from meds_gym.clustering.hdbscan import _refit_trusted
 
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True)
 
@@ -156,17 +155,6 @@ def test_clustering_refit_buckets_equals_refit_many(ms, method):
         np.testing.assert_array_equal(g, w)
         # Fresh arrays, safe to freeze: no output is a view of another array.
         assert g.flags.c_contiguous and not isinstance(g.base, np.ndarray)
-    # The former private name still answers, with the same results.
-    old = _refit_trusted(
-        buckets,
-        previous,
-        min_cluster_size=2,
-        min_samples=ms,
-        leaf=method == "leaf",
-        allow_single_cluster=False,
-    )
-    for w, g in zip(want[0] + want[1], old[0] + old[1], strict=True):
-        np.testing.assert_array_equal(g, w)
 
 
 def test_clustering_refit_buckets_one_row_bucket_is_noise():
