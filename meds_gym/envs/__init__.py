@@ -1,6 +1,6 @@
 """Text Gymnasium environments with verifiable rewards, and the registered ``meds_gym/*`` ids."""
 
-from meds_gym.envs.charset import TEXT_CHARSET
+from meds_gym.charset import TEXT_CHARSET
 from meds_gym.envs.reasoning_env import (
     DEFAULT_PROMPT_TEMPLATE,
     SYSTEM_INSTRUCTION,

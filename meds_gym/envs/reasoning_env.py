@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from meds_gym.envs.charset import TEXT_CHARSET
+from meds_gym.charset import TEXT_CHARSET
 from meds_gym.errors import InvalidArgumentError, invalid_type
 from meds_gym.tasks.base import Problem, ProblemSource
 from meds_gym.verifiers import (
@@ -204,7 +204,7 @@ class ReasoningEnv(gym.Env[str, str]):
     anchor (by default the last ``\\boxed{}``), verifies it against the gold answer and ends the
     episode.
 
-    Observation and action are strings of :data:`meds_gym.envs.charset.TEXT_CHARSET` (or of the
+    Observation and action are strings of :data:`meds_gym.charset.TEXT_CHARSET` (or of the
     ``charset`` given). The observation after the terminal step is the empty string: a
     single-turn episode has nothing more to show. Any string is a valid action: text outside the
     charset or longer than ``max_response_length`` is still verified (the verifier bounds its own
@@ -238,7 +238,7 @@ class ReasoningEnv(gym.Env[str, str]):
             ``"boxed"``, ``"answer_tag"``, a regex with one capture group, or an
             :class:`meds_gym.verifiers.AnswerAnchor`.
         charset: Characters of the observation and action spaces; None for the source's
-            ``charset`` hook, else :data:`meds_gym.envs.charset.TEXT_CHARSET`.
+            ``charset`` hook, else :data:`meds_gym.charset.TEXT_CHARSET`.
         verdict_cache: Reuse of verdicts across responses with the same final answer (see
             :class:`VerdictCache`): True (the default) for a cache of this env's own, a
             :class:`VerdictCache` to share one between envs of this process (each distinct

@@ -16,7 +16,7 @@ is built, and keeps them:
 * the source scores answers through reasoning-gym (``score_answer`` hook of
   :class:`meds_gym.envs.ReasoningEnv`), and puts the task name and the entry's metadata, made
   JSON-safe, in the env's ``info`` (``problem_info`` hook);
-* its ``charset`` is the project's :data:`meds_gym.envs.charset.TEXT_CHARSET` plus every character
+* its ``charset`` is the project's :data:`meds_gym.charset.TEXT_CHARSET` plus every character
   of the generated questions and answers, so that tasks whose questions hold emoji, box drawings or
   other symbols outside the project charset keep their exact text and still lie in the env's
   observation space (nothing is replaced or dropped);
@@ -44,7 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Any
 
-from meds_gym.envs.charset import TEXT_CHARSET
+from meds_gym.charset import TEXT_CHARSET
 from meds_gym.errors import (
     InvalidArgumentError,
     MissingExtraError,
