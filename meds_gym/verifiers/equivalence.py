@@ -68,7 +68,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from meds_gym.errors import InvalidArgumentError, invalid_type
-from meds_gym.verifiers.extraction import _BRACE_TOKEN
+from meds_gym.verifiers.extraction import braces_balanced
 from meds_gym.verifiers.guard import refusal_reason
 
 logger = logging.getLogger(__name__)
@@ -154,19 +154,6 @@ def canonical_integer(answer: str) -> str | None:
     if not digits:
         return "0"
     return ("-" if sign == "-" else "") + digits
-
-
-def _braces_balanced(text: str) -> bool:
-    depth = 0
-    for token in _BRACE_TOKEN.finditer(text):
-        char = token.group(0)
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth < 0:
-                return False
-    return depth == 0
 
 
 def _normalize_notation(answer: str) -> str:
@@ -394,7 +381,7 @@ def is_equivalent(predicted: str, gold: str, *, timeout_seconds: float = 5.0) ->
         gold_integer = canonical_integer(gold)
         if gold_integer is not None:
             return predicted_integer == gold_integer
-    if not predicted.strip() or not _braces_balanced(predicted):
+    if not predicted.strip() or not braces_balanced(predicted):
         return False
     reason = refusal_reason(_normalize_notation(predicted))
     if reason is not None:

@@ -64,6 +64,23 @@ def _matching_brace(text: str, open_index: int) -> int:
     return -1
 
 
+def braces_balanced(text: str) -> bool:
+    r"""Whether every ``{`` of ``text`` is closed by a later ``}`` and no ``}`` is left open.
+
+    Escaped braces (``\{``, ``\}``) do not count, as in :func:`extract_answer`.
+    """
+    depth = 0
+    for token in _BRACE_TOKEN.finditer(text):
+        char = token.group(0)
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
 def _last_box_start(text: str, end: int) -> tuple[int, str] | None:
     """Position and command of the last box command that starts before ``end``."""
     best: tuple[int, str] | None = None

@@ -43,6 +43,7 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,9 @@ _BOOT = (
     "cwd = os.path.realpath(os.getcwd())\n"
     "sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != cwd]\n"
     f"sys.path.append({_PACKAGE_ROOT!r})\n"
+    "from meds_gym.verifiers.equivalence import symbolic_equivalent, warm_up\n"
     "from meds_gym.verifiers.symbolic_worker import serve\n"
-    "serve()\n"
+    "serve(symbolic_equivalent, warm_up)\n"
 )
 
 
@@ -330,8 +332,14 @@ def _exit_when_orphaned() -> None:
             os._exit(0)
 
 
-def serve() -> None:
-    """The worker's main loop: one JSON request per stdin line, one JSON answer per line."""
+def serve(compare: Callable[[str, str], bool], warm_up: Callable[[], object]) -> None:
+    """The worker's main loop: one JSON request per stdin line, one JSON answer per line.
+
+    Args:
+        compare: ``compare(predicted, gold)``, the comparison the worker runs (the boot line
+            passes :func:`meds_gym.verifiers.equivalence.symbolic_equivalent`).
+        warm_up: Called once before the worker reports ready (imports, first parses).
+    """
     import traceback
     import warnings
 
@@ -341,8 +349,6 @@ def serve() -> None:
     warnings.simplefilter("ignore")
     logging.getLogger().addHandler(logging.NullHandler())
     threading.Thread(target=_exit_when_orphaned, name="orphan-check", daemon=True).start()
-    from meds_gym.verifiers.equivalence import symbolic_equivalent, warm_up
-
     warm_up()
     _limit_memory()
 
@@ -354,7 +360,7 @@ def serve() -> None:
     for line in sys.stdin.buffer:
         request = json.loads(line)
         try:
-            equal = symbolic_equivalent(request["predicted"], request["gold"])
+            equal = compare(request["predicted"], request["gold"])
         except MemoryError:  # past WORKER_MEMORY_HEADROOM_BYTES: too costly, scored not equal
             equal = False
         except Exception:  # sympy failing on an odd answer: scored not equal, the caller warns
