@@ -21,7 +21,7 @@ from meds_gym.integrations.features import (
 )
 
 _SB3_NAMES = ("MEDSLoggerCallback", "MEDSVecEnvWrapper")
-_TRL_NAMES = ("MEDSRewardFunction", "MEDSStep")
+_TRL_NAMES = ("MEDSCheckpointCallback", "MEDSRewardFunction", "MEDSStep")
 
 
 def __getattr__(name: str) -> Any:
@@ -36,6 +36,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "FeatureFn",
+    "MEDSCheckpointCallback",
     "MEDSLoggerCallback",
     "MEDSRewardFunction",
     "MEDSStep",

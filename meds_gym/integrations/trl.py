@@ -54,8 +54,12 @@ Example (``model`` and ``dataset`` with ``prompt``, ``answer`` and ``problem_id`
     meds = MEDSRewardFunction(MEDSConfig(alpha=0.1, beta=0.2))
     trainer = GRPOTrainer(model=model, reward_funcs=[meds], args=GRPOConfig(...),
                           train_dataset=dataset)
-    meds.bind(trainer)  # the policy model and tokenizer for the fingerprint
-    trainer.train()
+    meds.bind(trainer)  # the policy model and tokenizer, and the memory in each checkpoint
+    trainer.train()  # or trainer.train(resume_from_checkpoint=True): the memory comes back too
+
+**Checkpoints.** :meth:`MEDSRewardFunction.bind` adds a :class:`MEDSCheckpointCallback` to the
+trainer: each checkpoint folder the trainer writes also holds the memory (:data:`MEMORY_FILE`),
+and a run resumed from a checkpoint starts with that checkpoint's memory on every process.
 """
 
 from __future__ import annotations
@@ -81,7 +85,7 @@ from meds_gym.integrations.hf import (
     fingerprint_dim,
 )
 from meds_gym.meds import MEDSConfig, MEDSShaper, ShapeResult, shaped_groups
-from meds_gym.meds.adapter import reads_answers, shape_rollouts
+from meds_gym.meds.adapter import HoldsShaper, reads_answers, shape_rollouts
 from meds_gym.verifiers import AnswerAnchor, is_equivalent, parse_anchor, verify_response
 
 try:  # the integration needs the ``trl`` extra; fail with the command that installs it
@@ -89,6 +93,11 @@ try:  # the integration needs the ``trl`` extra; fail with the command that inst
     from torch import nn
 except ImportError as exc:  # pragma: no cover - exercised through a subprocess test
     raise MissingExtraError("MEDS for TRL", "trl", "torch") from exc
+try:
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+except ImportError as exc:  # pragma: no cover - trl needs transformers
+    raise MissingExtraError("MEDS for TRL", "trl", "transformers") from exc
 for _package in ("trl", "accelerate"):
     try:
         __import__(_package)
@@ -278,7 +287,7 @@ def anchored_correctness(anchor: AnswerAnchor) -> CorrectnessFn:
     return correct
 
 
-class MEDSRewardFunction:
+class MEDSRewardFunction(HoldsShaper):
     r"""A TRL reward function that grades completions and applies the MEDS penalty.
 
     Pass it in ``GRPOTrainer(reward_funcs=[...])`` and call :meth:`bind` with the trainer (or give
@@ -290,7 +299,9 @@ class MEDSRewardFunction:
     All processes gather the batch and shape it identically (see the module docstring); the
     memory therefore stays the same on every process and the result does not depend on the
     number of processes. While the policy model is in eval mode (TRL's evaluation loop) the
-    memory is frozen: completions are penalised but not stored.
+    memory is frozen: completions are penalised but not stored. :meth:`bind` also makes the
+    trainer save the memory with its checkpoints and restore it on resume
+    (:class:`MEDSCheckpointCallback`); :meth:`save` and :meth:`load` do it by hand.
 
     Args:
         config: MEDS configuration (ignored when ``shaper`` is given).
@@ -441,10 +452,15 @@ class MEDSRewardFunction:
     def bind(self, trainer: Any) -> MEDSRewardFunction:
         """Take the policy model and tokenizer from a TRL trainer; returns ``self``.
 
+        Also adds a :class:`MEDSCheckpointCallback` for this function to the trainer's callbacks
+        (once, however often it is bound), so that the memory is saved in every checkpoint and
+        restored by ``trainer.train(resume_from_checkpoint=...)``.
+
         Args:
             trainer: A ``GRPOTrainer`` (anything with ``model``, ``processing_class`` and
                 ``accelerator``; its ``num_generations`` and ``num_generations_eval``, when it has
-                them, set the group size of ``skip_uniform_groups``).
+                them, set the group size of ``skip_uniform_groups``; its ``callback_handler``,
+                when it has one, gets the checkpoint callback).
 
         Raises:
             InvalidArgumentError: If ``num_generations`` or ``num_generations_eval`` was given to
@@ -486,6 +502,12 @@ class MEDSRewardFunction:
             self.chat_template_kwargs["tools"] = tools
         for name, count in counts.items():
             setattr(self, name, count)
+        handler = getattr(trainer, "callback_handler", None)
+        if handler is not None and not any(
+            isinstance(callback, MEDSCheckpointCallback) and callback.reward_function is self
+            for callback in handler.callbacks
+        ):
+            handler.add_callback(MEDSCheckpointCallback(self))
         return self
 
     # -- the TRL reward-function protocol -----------------------------------------------------
@@ -580,6 +602,8 @@ class MEDSRewardFunction:
         """Write the shared memory (atomically, no pickle) from the main process only.
 
         Every process holds the same memory, so one copy suffices; call it on all processes.
+        :meth:`load` (inherited) reads it back; call that on every process, so that all of them
+        hold the same memory again.
 
         Args:
             path: Destination ``.npz`` file.
@@ -763,7 +787,104 @@ class MEDSRewardFunction:
             )
 
 
+# --------------------------------------------------------------------------------------------
+# Checkpoints: the memory travels with the trainer's checkpoints.
+# --------------------------------------------------------------------------------------------
+
+MEMORY_FILE = "meds_memory.npz"
+"""The MEDS memory's file in each checkpoint folder (written by :class:`MEDSCheckpointCallback`)."""
+
+
+class MEDSCheckpointCallback(TrainerCallback):
+    """Saves the MEDS memory with each checkpoint of the trainer and restores it on resume.
+
+    :meth:`MEDSRewardFunction.bind` adds one to the trainer; add it yourself
+    (``trainer.add_callback(MEDSCheckpointCallback(meds))``) when the model and tokenizer go to
+    the reward function's constructor instead of :meth:`~MEDSRewardFunction.bind`.
+
+    * **Saving.** Once the trainer has written ``output_dir/checkpoint-<step>``, the processes
+      that write checkpoints (``args.should_save``: the main process, or each node's with
+      ``save_on_each_node``) write the memory into it as :data:`MEMORY_FILE`, atomically.
+    * **Resuming.** ``trainer.train(resume_from_checkpoint=...)`` restores the trainer's step.
+      When training begins at step N > 0, every process loads
+      ``output_dir/checkpoint-N/meds_memory.npz`` (with its :class:`~meds_gym.meds.MEDSConfig`;
+      a configuration that differs from the reward function's is replaced, with a warning)
+      before the first reward call. All processes read the same file, so they hold the same
+      memory, as the reward function requires. A checkpoint without the file raises
+      ``FileNotFoundError``: a run never resumes silently with an empty memory.
+
+    Resume from a checkpoint of the trainer's own ``output_dir``: that is where the memory is
+    read, whatever ``resume_from_checkpoint`` names.
+
+    Args:
+        reward_function: The reward function whose memory is saved and restored.
+
+    Raises:
+        InvalidArgumentError: If ``reward_function`` is not a :class:`MEDSRewardFunction`.
+    """
+
+    def __init__(self, reward_function: MEDSRewardFunction) -> None:
+        if not isinstance(reward_function, MEDSRewardFunction):
+            raise InvalidArgumentError("reward_function", "a MEDSRewardFunction", reward_function)
+        self.reward_function = reward_function
+
+    @staticmethod
+    def memory_path(args: TrainingArguments, state: TrainerState) -> str:
+        """The memory file in the checkpoint folder of ``state.global_step``."""
+        folder = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        return os.path.join(str(args.output_dir), folder, MEMORY_FILE)
+
+    def on_save(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ) -> None:
+        """Write the memory into the checkpoint just saved (checkpoint-writing processes only)."""
+        if args.should_save:
+            self.reward_function.shaper.save(self.memory_path(args, state))
+
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ) -> None:
+        """On a resumed run, load the checkpoint's memory on this process.
+
+        Raises:
+            FileNotFoundError: If the checkpoint of the resumed step has no memory file.
+        """
+        if state.global_step == 0:
+            return  # a fresh run keeps the memory the reward function was given
+        path = self.memory_path(args, state)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Resuming at step {state.global_step}, but process {process_rank()} finds no "
+                f"MEDS memory at {path!r}. MEDSCheckpointCallback (added by "
+                "MEDSRewardFunction.bind) writes it into each checkpoint of output_dir; resume "
+                "from a checkpoint of this output_dir saved with it, on storage every process "
+                "reads (or with save_on_each_node=True)."
+            )
+        before = self.reward_function.config.to_dict()
+        self.reward_function.load(path)
+        after = self.reward_function.config.to_dict()
+        changed = [
+            f"{name} {before[name]!r} -> {value!r}"
+            for name, value in after.items()
+            if before[name] != value
+        ]
+        if changed:
+            logger.warning(
+                "resuming with the MEDS configuration saved in %s: %s", path, ", ".join(changed)
+            )
+
+
 __all__ = [
+    "MEMORY_FILE",
+    "MEDSCheckpointCallback",
     "MEDSRewardFunction",
     "MEDSStep",
     "answer_fingerprints",

@@ -1,4 +1,5 @@
-"""MEDS inside TRL's GRPOTrainer on CPU: penalties applied, and 1- vs 2-process parity.
+"""MEDS inside TRL's GRPOTrainer on CPU: penalties applied, 1- vs 2-process parity, and the
+memory carried through the trainer's checkpoints into a resumed run.
 
 The completions come from a ``rollout_func`` that writes, for generation g of a problem's group,
 a fixed answer (right, the dominant wrong mode twice, another wrong mode), so the error memory has
@@ -6,7 +7,7 @@ recurrent modes to cluster and the global batch is the same whatever the number 
 The fingerprints are computed by the real (tiny, random, training) policy model.
 
 Run as a script (``python -m torch.distributed.run --nproc_per_node 2 test_trl_grpo.py OUT``)
-this file is the worker of the parity test.
+this file is the worker of the 2-process tests (``MEDS_WORKER=resume``: of the resume test).
 """
 
 from __future__ import annotations
@@ -74,9 +75,27 @@ def forced_text(problem: Any, g: int) -> str:
     return f"Work {g % 2}. Answer: \\boxed{{{answers[g]}}}"
 
 
-def run_grpo(output_dir: str, learning_rate: float = 1e-3) -> Any:
-    """A few GRPO steps with MEDS; returns the reward function (with its history)."""
+def memory_arrays(shaper: Any) -> dict[str, np.ndarray]:
+    """A fingerprint memory as arrays: bucket keys, bucket sizes, stored rows."""
+    keys, sizes, rows = shaper.memory.state()
+    return {"keys": np.array([f"{pid}/{flag}" for pid, flag in keys]), "sizes": sizes, "rows": rows}
+
+
+def run_grpo(
+    output_dir: str,
+    learning_rate: float = 1e-3,
+    *,
+    max_steps: int = STEPS,
+    save_steps: int = 0,
+    resume_from_checkpoint: str | None = None,
+) -> Any:
+    """A few GRPO steps with MEDS; returns the reward function (with its history).
+
+    ``save_steps > 0`` saves a checkpoint every that many steps. The function also gets
+    ``memory_at_begin``: its memory as the first reward call finds it (after a resume).
+    """
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from meds_gym.integrations.trl import MEDSRewardFunction
@@ -106,10 +125,11 @@ def run_grpo(output_dir: str, learning_rate: float = 1e-3) -> Any:
         max_completion_length=32,
         num_generations=GENERATIONS,
         per_device_train_batch_size=GLOBAL_BATCH // world,
-        max_steps=STEPS,
+        max_steps=max_steps,
         learning_rate=learning_rate,
         bf16=False,
-        save_strategy="no",
+        save_strategy="steps" if save_steps else "no",
+        save_steps=max(save_steps, 1),
         logging_steps=1,
         seed=0,
         disable_tqdm=True,
@@ -123,7 +143,13 @@ def run_grpo(output_dir: str, learning_rate: float = 1e-3) -> Any:
         rollout_func=rollout,
     )
     meds.bind(trainer)
-    trainer.train()
+
+    class MemoryAtBegin(TrainerCallback):  # runs after the callback that bind added
+        def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
+            meds.memory_at_begin = memory_arrays(meds.shaper)  # type: ignore[attr-defined]
+
+    trainer.add_callback(MemoryAtBegin())
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     meds.log_history = trainer.state.log_history  # type: ignore[attr-defined]
     return meds
 
@@ -205,12 +231,97 @@ def test_two_processes_give_the_same_penalties_as_one(tmp_path: Path) -> None:
     assert stats["world_size"] == 2
 
 
+def assert_same_memory(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    for key in ("keys", "sizes", "rows"):
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+
+
+def _checkpointed_then_resumed(output_dir: str) -> tuple[Any, Any]:
+    """4 steps with checkpoints at steps 2 and 4, then a fresh run resumed from step 2."""
+    full = run_grpo(output_dir, max_steps=4, save_steps=2)
+    checkpoint = os.path.join(output_dir, "checkpoint-2")
+    resumed = run_grpo(output_dir, max_steps=4, save_steps=2, resume_from_checkpoint=checkpoint)
+    return full, resumed
+
+
+@pytest.mark.slow
+def test_resumed_run_starts_from_the_checkpoints_memory(tmp_path: Path) -> None:
+    """A fresh trainer and reward function resumed from checkpoint-2 hold the memory of step 2
+    before their first reward, and go on from it."""
+    from meds_gym.integrations.trl import MEMORY_FILE
+    from meds_gym.meds import MEDSConfig, MEDSShaper
+
+    full, resumed = _checkpointed_then_resumed(str(tmp_path / "run"))
+    assert [len(full.history), len(resumed.history)] == [4, 2]
+    # The memory of step 2: the shaper fed the uninterrupted run's first two global batches.
+    at_step_2 = MEDSShaper(MEDSConfig())
+    for step in full.history[:2]:
+        at_step_2.shape(list(step.problem_ids), step.correct, step.rewards, step.features)
+    expected = memory_arrays(at_step_2)
+    assert expected["sizes"].sum() == 2 * GLOBAL_BATCH  # every problem stored: not trivial
+    assert_same_memory(resumed.memory_at_begin, expected)
+    saved = MEDSShaper.load(tmp_path / "run" / "checkpoint-2" / MEMORY_FILE)
+    assert_same_memory(memory_arrays(saved), expected)
+    # Steps 3-4 revisit every problem: each wrong answer is penalised from the restored memory,
+    # exactly as the shaper loaded from the checkpoint penalises the same batches.
+    for step in resumed.history:
+        out = saved.shape(list(step.problem_ids), step.correct, step.rewards, step.features)
+        np.testing.assert_array_equal(out.penalties, step.result.penalties)
+        np.testing.assert_array_equal(out.cluster_sizes, step.result.cluster_sizes)
+    again = history_arrays(resumed)
+    assert (again["penalties"][~again["correct"]] > 0).all()
+
+
+@pytest.mark.slow
+def test_resuming_from_a_checkpoint_without_the_memory_raises(tmp_path: Path) -> None:
+    from meds_gym.integrations.trl import MEMORY_FILE
+
+    run_grpo(str(tmp_path / "run"), max_steps=1, save_steps=1)
+    memory = tmp_path / "run" / "checkpoint-1" / MEMORY_FILE
+    memory.unlink()  # a checkpoint saved without the callback
+    with pytest.raises(FileNotFoundError, match=f"no MEDS memory at '{memory}'"):
+        run_grpo(
+            str(tmp_path / "run"),
+            max_steps=2,
+            resume_from_checkpoint=str(memory.parent),
+        )
+
+
+@pytest.mark.slow
+def test_every_process_resumes_with_the_checkpoints_memory(tmp_path: Path) -> None:
+    from meds_gym.integrations.trl import MEMORY_FILE
+    from meds_gym.meds import MEDSShaper
+
+    run_two_processes(__file__, tmp_path, TRL_EXPERIMENTAL_SILENCE="1", MEDS_WORKER="resume")
+    saved = memory_arrays(MEDSShaper.load(tmp_path / "run" / "checkpoint-2" / MEMORY_FILE))
+    assert saved["sizes"].sum() == 2 * GLOBAL_BATCH
+    ranks = [dict(np.load(tmp_path / f"rank{rank}.npz")) for rank in (0, 1)]
+    for arrays in ranks:  # both ranks loaded the file before their first reward...
+        assert_same_memory({key: arrays[f"begin_{key}"] for key in saved}, saved)
+    # ...and went on in step: the same penalties, the same memory at the end.
+    for key in ("penalties", "cluster_sizes", "end_sizes", "end_rows"):
+        np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=key)
+    assert (ranks[0]["penalties"][~ranks[0]["correct"]] > 0).all()
+
+
 def _worker(out_dir: str) -> None:
     import torch.distributed as dist
 
-    meds = run_grpo(os.path.join(out_dir, "run"))
+    if os.environ.get("MEDS_WORKER") == "resume":
+        _, meds = _checkpointed_then_resumed(os.path.join(out_dir, "run"))
+        begin = {f"begin_{key}": value for key, value in meds.memory_at_begin.items()}
+        end = memory_arrays(meds.shaper)
+        arrays = {
+            **history_arrays(meds),
+            **begin,
+            "end_sizes": end["sizes"],
+            "end_rows": end["rows"],
+        }
+    else:
+        meds = run_grpo(os.path.join(out_dir, "run"))
+        arrays = history_arrays(meds)
     rank = dist.get_rank() if dist.is_initialized() else 0
-    np.savez(os.path.join(out_dir, f"rank{rank}.npz"), **history_arrays(meds))
+    np.savez(os.path.join(out_dir, f"rank{rank}.npz"), **arrays)
     world = dist.get_world_size() if dist.is_initialized() else 1
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"world_size": world}))
     end_ranks()

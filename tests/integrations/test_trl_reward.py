@@ -18,6 +18,8 @@ pytest.importorskip("accelerate")
 from meds_gym.errors import InvalidArgumentError, MissingExtraError  # noqa: E402
 from meds_gym.integrations.hf import anchor_token, selected_layers  # noqa: E402
 from meds_gym.integrations.trl import (  # noqa: E402
+    MEMORY_FILE,
+    MEDSCheckpointCallback,
     MEDSRewardFunction,
     answer_fingerprints,
     completion_text,
@@ -404,6 +406,51 @@ def test_save_writes_the_shared_memory(tmp_path: Path) -> None:
         shaper=MEDSShaper.load(tmp_path / "memory.npz"), features_fn=_fixed_features(TABLE)
     )
     assert _call(resumed, [WRONG_A, WRONG_B]) == _call(meds, [WRONG_A, WRONG_B])
+
+
+def test_checkpoint_callback_saves_the_memory_and_restores_it_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
+    meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE))
+    for _ in range(2):
+        _call(meds, [RIGHT, WRONG_A, WRONG_A, WRONG_B])
+    (tmp_path / "checkpoint-3").mkdir()  # the trainer writes the folder, then calls on_save
+    with monkeypatch.context() as other_rank:  # a process that writes no checkpoint files
+        other_rank.setattr(TrainingArguments, "should_save", property(lambda self: False))
+        MEDSCheckpointCallback(meds).on_save(args, TrainerState(global_step=3), TrainerControl())
+    assert not (tmp_path / "checkpoint-3" / MEMORY_FILE).exists()
+    MEDSCheckpointCallback(meds).on_save(args, TrainerState(global_step=3), TrainerControl())
+    assert (tmp_path / "checkpoint-3" / MEMORY_FILE).is_file()
+
+    resumed = MEDSRewardFunction(MEDSConfig(beta=0.5), features_fn=_fixed_features(TABLE))
+    callback = MEDSCheckpointCallback(resumed)
+    callback.on_train_begin(args, TrainerState(global_step=0), TrainerControl())
+    assert resumed.shaper.stats().rows == 0  # a fresh run keeps the memory it was given
+    callback.on_train_begin(args, TrainerState(global_step=3), TrainerControl())
+    assert resumed.shaper.stats().rows == meds.shaper.stats().rows > 0
+    assert resumed.config == meds.config  # the checkpoint's configuration, with a warning
+    assert "beta 0.5 -> 0.2" in caplog.text
+    assert _call(resumed, [WRONG_A, WRONG_B]) == _call(meds, [WRONG_A, WRONG_B])
+    missing = tmp_path / "checkpoint-5" / MEMORY_FILE
+    with pytest.raises(FileNotFoundError, match=f"no MEDS memory at '{missing}'"):
+        callback.on_train_begin(args, TrainerState(global_step=5), TrainerControl())
+
+
+def test_bind_adds_one_checkpoint_callback(model: Any, tokenizer: Any) -> None:
+    from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
+
+    trainer = _FakeTrainer(model, tokenizer, 2, 2)
+    handler = CallbackHandler([DefaultFlowCallback()], model, tokenizer, None, None)
+    trainer.callback_handler = handler  # type: ignore[attr-defined]
+    meds = MEDSRewardFunction(features_fn=_fixed_features(TABLE))
+    meds.bind(trainer).bind(trainer)
+    ours = [c for c in handler.callbacks if isinstance(c, MEDSCheckpointCallback)]
+    assert [c.reward_function for c in ours] == [meds]
+    with pytest.raises(InvalidArgumentError, match="reward_function"):
+        MEDSCheckpointCallback(meds.shaper)  # type: ignore[arg-type]
 
 
 def test_rejected_inputs_name_the_parameter() -> None:
