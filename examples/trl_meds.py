@@ -23,7 +23,15 @@ recurrent buggy procedures, so MEDS has wrong answers to cluster and penalise fr
 visit of a problem on. ``--random-init`` takes a random tiny model instead: it rarely writes
 ``\boxed{}``, so its rewards are 0 and MEDS has nothing to shape (the script says so at the end).
 
+Checkpoints: every ``--save-steps`` steps the trainer writes ``--output-dir/checkpoint-<step>``
+(weights, optimizer, data order) and ``MEDSRewardFunction.bind`` adds a callback that writes the
+MEDS memory into the same folder (``meds_memory.npz``, by the main process). ``--resume``
+continues from the last checkpoint there (same arguments): every process loads that checkpoint's
+memory before the first reward, so the penalties go on from the memory the run had at that step. A
+checkpoint without the memory file is an error, never a fresh memory.
+
 Run (CPU, tiny):      python examples/trl_meds.py --use-cpu
+Resume it:            python examples/trl_meds.py --use-cpu --resume
 Run (multi-GPU):      accelerate launch --config_file examples/accelerate_config.yaml \
                           examples/trl_meds.py --model-path /path/to/Qwen2.5-Math-1.5B
 """
@@ -82,9 +90,14 @@ class Args:
     fingerprint_batch_size: int = 8
     """Completions per fingerprint forward."""
     memory_path: str | None = None
-    """Resume the MEDS memory from this .npz if it exists, and save it there at the end."""
+    """Start the MEDS memory from this .npz if it exists (an earlier run's), and save it there at
+    the end (--resume takes the checkpoint's memory instead)."""
     output_dir: str = "runs/trl_meds"
-    """TRL output directory (logs; checkpoints are not saved)."""
+    """TRL output directory (logs and checkpoints)."""
+    save_steps: int = 10
+    """Save a checkpoint (weights, optimizer, MEDS memory) every this many steps; 0: none."""
+    resume: bool = False
+    """Continue from the last checkpoint in --output-dir, MEDS memory included."""
     use_cpu: bool = False
     """Train on the CPU."""
     bf16: bool = False
@@ -168,7 +181,8 @@ def main(args: Args) -> None:
         vllm_mode="colocate",
         seed=args.seed,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if args.save_steps > 0 else "no",
+        save_steps=max(args.save_steps, 1),  # read only with save_strategy="steps"
         report_to=[],
     )
     trainer = GRPOTrainer(
@@ -178,8 +192,8 @@ def main(args: Args) -> None:
         train_dataset=dataset,
         processing_class=tokenizer,
     )
-    meds.bind(trainer)  # the fingerprint uses the policy being trained
-    trainer.train()
+    meds.bind(trainer)  # the fingerprint uses the policy being trained; checkpoints hold the memory
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
 
     if args.memory_path is not None:
         meds.save(args.memory_path)  # written by the main process only
