@@ -14,9 +14,11 @@ the reference model as a per-token reward penalty, token-level GAE, a clipped va
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from meds_gym.errors import InvalidArgumentError
 
@@ -259,22 +261,80 @@ def overlong_penalty(lengths: torch.Tensor, max_length: int, buffer: int) -> tor
     return torch.where(lengths > max_length, torch.full_like(penalty, -1.0), penalty)
 
 
+CHUNK_ELEMENTS = 1 << 24
+"""Logit entries (positions x vocabulary) that :func:`token_logprobs` and :func:`token_entropy`
+convert to float32 at a time: 64 MB of float32, about 110 positions of Qwen's 151,936-token
+vocabulary."""
+
+
+def _over_positions(
+    per_chunk: Callable[..., torch.Tensor], logits: torch.Tensor, *per_position: torch.Tensor
+) -> torch.Tensor:
+    """``per_chunk`` applied to chunks of positions of ``logits``, in float32 one chunk at a time.
+
+    The full (B, T, V) float32 tensor is never built: each chunk of at most
+    :data:`CHUNK_ELEMENTS` logits is converted, reduced over the vocabulary and freed. With a
+    gradient, each chunk is checkpointed (its float32 copy recomputed in the backward pass), so
+    the forward does not keep every chunk's copy alive for the backward either; the gradient of
+    ``logits`` is then built in their own dtype, chunk by chunk.
+
+    Args:
+        per_chunk: ``(n, V) float32 logits, *(n,) tensors -> (n,)`` result.
+        logits: (B, T, V) logits, in any float dtype.
+        per_position: (B, T) tensors cut into the same chunks as ``logits``.
+
+    Returns:
+        (B, T) float32 results.
+    """
+    vocab = logits.shape[-1]
+    rows = max(1, CHUNK_ELEMENTS // max(1, vocab))
+    chunks = zip(
+        logits.reshape(-1, vocab).split(rows),
+        *(x.reshape(-1).split(rows) for x in per_position),
+        strict=True,
+    )
+    keep_graph = torch.is_grad_enabled() and logits.requires_grad
+    parts = [
+        checkpoint(per_chunk, *chunk, use_reentrant=False) if keep_graph else per_chunk(*chunk)
+        for chunk in chunks
+    ]
+    return torch.cat(parts).view(logits.shape[:-1])  # (B, T)
+
+
+def _chunk_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (n, V)
+    return logp.gather(-1, tokens[:, None]).squeeze(-1)  # (n,)
+
+
+def _chunk_entropy(logits: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (n, V)
+    return -(logp.exp() * logp).sum(dim=-1)  # (n,)
+
+
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities of ``tokens`` under ``logits``.
+    """Log-probabilities of ``tokens`` under ``logits``, the log-softmax taken in float32.
+
+    The log-softmax runs over chunks of positions (:data:`CHUNK_ELEMENTS` logits each), so no
+    float32 copy of the whole (B, T, V) tensor is made, with or without a gradient: with Qwen's
+    152k-token vocabulary and 1,024 response tokens that copy would take 0.6 GB per sequence.
+    The (B, T, V) ``logits`` themselves, the model's output in its own dtype, are the caller's.
 
     Args:
         logits: (B, T, V) next-token logits aligned with ``tokens``.
         tokens: (B, T) token ids.
 
     Returns:
-        (B, T) float32 log-probabilities.
+        (B, T) float32 log-probabilities; gradients flow into ``logits`` as through
+        ``log_softmax(logits.float()).gather(tokens)``.
     """
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
-    return torch.gather(logp, -1, tokens.unsqueeze(-1)).squeeze(-1)
+    return _over_positions(_chunk_logprobs, logits, tokens)
 
 
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the next-token distribution at each position.
+    """Entropy of the next-token distribution at each position, in float32.
+
+    Computed over chunks of positions as :func:`token_logprobs` is, without a float32 copy of the
+    whole (B, T, V) tensor.
 
     Args:
         logits: (B, T, V) logits.
@@ -282,8 +342,7 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, T) float32 entropies in nats.
     """
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
-    return -(logp.exp() * logp).sum(dim=-1)
+    return _over_positions(_chunk_entropy, logits)
 
 
 # -- PPO with a critic -------------------------------------------------------------------------

@@ -8,6 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+from torch.utils._pytree import tree_flatten  # noqa: E402
+
+from agents import losses  # noqa: E402
 from agents.losses import (  # noqa: E402
     LossAggregation,
     aggregate_loss,
@@ -241,6 +245,76 @@ def test_token_logprobs_and_entropy_match_loop():
             probs = [x / s for x in z]
             assert lp[i, j].item() == pytest.approx(math.log(probs[tokens[i, j]]), abs=1e-5)
             assert ent[i, j].item() == pytest.approx(-sum(p * math.log(p) for p in probs), abs=1e-5)
+
+
+def _unchunked_logprobs(logits, tokens):
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    return logp.gather(-1, tokens[..., None])[..., 0]
+
+
+def _unchunked_entropy(logits):
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    return -(logp.exp() * logp).sum(dim=-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunked_logprobs_and_entropy_equal_the_unchunked_formula_with_gradients(
+    monkeypatch, dtype
+):
+    # Chunks of 3 positions over 2 x 7 positions: several chunks and a ragged last one.
+    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 3 * 11)
+    g = torch.Generator().manual_seed(3)
+    logits = (3 * torch.randn(2, 7, 11, generator=g)).to(dtype).requires_grad_(True)
+    tokens = torch.randint(0, 11, (2, 7), generator=g)
+    weights = torch.randn(2, 7, generator=g)  # a loss that weighs every position differently
+    pairs = [
+        (token_logprobs(logits, tokens), _unchunked_logprobs(logits, tokens)),
+        (token_entropy(logits), _unchunked_entropy(logits)),
+    ]
+    for got, expected in pairs:
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        # Each gradient is computed in float32 and rounded to the logits' dtype once, both ways.
+        (got_grad,) = torch.autograd.grad((got * weights).sum(), logits)
+        (expected_grad,) = torch.autograd.grad((expected * weights).sum(), logits)
+        assert got_grad.dtype == dtype
+        torch.testing.assert_close(got_grad, expected_grad, rtol=1e-5, atol=1e-5)
+
+
+class _LargestFloat32(TorchDispatchMode):
+    """Records the most elements of any float32 tensor an operation returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_flatten(out)[0]:
+            if isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float32:
+                self.largest = max(self.largest, tensor.numel())
+        return out
+
+
+def test_logprobs_and_entropy_never_build_the_full_float32_tensor(monkeypatch):
+    # A wide vocabulary (Qwen's is 151,936) in bfloat16, as the model returns it under autocast:
+    # the float32 log-softmax of all B * T positions at once would be 16 x the chunk budget.
+    budget = 1 << 20
+    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", budget)
+    batch, positions, vocab = 2, 96, 100_000
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(batch, positions, vocab, generator=g).to(torch.bfloat16)
+    tokens = torch.randint(0, vocab, (batch, positions), generator=g)
+    logits.requires_grad_(True)
+    with _LargestFloat32() as tracker:
+        logprobs = token_logprobs(logits, tokens)
+        with torch.no_grad():
+            entropy = token_entropy(logits)
+        logprobs.sum().backward()
+    assert logprobs.shape == entropy.shape == (batch, positions)
+    assert logits.grad is not None and logits.grad.dtype == torch.bfloat16
+    assert batch * positions * vocab >= 16 * budget
+    assert 0 < tracker.largest <= budget
 
 
 # -- PPO with a critic -------------------------------------------------------------------------
