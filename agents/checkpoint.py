@@ -52,6 +52,7 @@ RESUMABLE_ARGUMENTS = frozenset(
         "resume",
         "checkpoint_every",
         "device",
+        "precision",
         "threads",
         "tensorboard",
         "eval_n",
@@ -65,8 +66,8 @@ RESUMABLE_ARGUMENTS = frozenset(
     }
 )
 """Arguments a resumed run may change: how long to run, where and how often to save, on what
-hardware, where metrics go, and the final evaluation. Everything else changes what the resumed
-iterations compute."""
+hardware and in what precision (the weights are float32 in both), where metrics go, and the final
+evaluation. Everything else changes what the resumed iterations compute."""
 
 
 # -- saving ---------------------------------------------------------------------------------------

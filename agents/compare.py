@@ -30,7 +30,7 @@ from meds_gym.errors import InvalidArgumentError
 
 from .cli import at_least, check_numbers, run, validator
 from .evaluate import evaluate_policy
-from .policy import load_policy
+from .policy import autocast_for, load_policy
 from .ppo import Args, main
 from .report import current_command, write_report
 from .run_setup import EnvSpec, resolve_model_path
@@ -119,19 +119,20 @@ def compare(args: CompareArgs) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
     # The same problems as the trained arms' final evaluation: the held-out split by default.
     env = spec.make(split=train.eval_split)
     logger.info("Evaluating the initial policy (%d samples per problem)", train.eval_n)
-    for seed in seeds:  # the same sampling seed as the trained arms' final evaluation
-        arms["initial"].append(
-            evaluate_policy(
-                model,
-                tokenizer,
-                env,
-                train.eval_n,
-                train.max_new_tokens,
-                train.temperature,
-                seed,
-                train.prompt_format,
+    for seed in seeds:  # the same sampling seed and precision as the trained arms' evaluation
+        with autocast_for(train.precision, train.device):
+            arms["initial"].append(
+                evaluate_policy(
+                    model,
+                    tokenizer,
+                    env,
+                    train.eval_n,
+                    train.max_new_tokens,
+                    train.temperature,
+                    seed,
+                    train.prompt_format,
+                )
             )
-        )
     env.close()
     del model
     run_seconds: dict[str, list[float]] = {}

@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -32,13 +32,45 @@ from .value import capture_values
 logger = logging.getLogger(__name__)
 
 
+Precision = Literal["fp32", "bf16-mixed"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16-mixed")
+"""How the agent computes: ``fp32`` throughout, or ``bf16-mixed``: float32 weights (the
+optimiser's master copy, so that updates of 1e-6 do not round away as they do on bfloat16
+weights) with the forward passes under bfloat16 autocast (:func:`autocast_for`)."""
+
+
+def default_precision(device: str) -> Precision:
+    """``bf16-mixed`` on a CUDA device that supports bfloat16, else ``fp32``."""
+    on_bf16_gpu = str(device).startswith("cuda") and torch.cuda.is_bf16_supported()
+    return "bf16-mixed" if on_bf16_gpu else "fp32"
+
+
+def autocast_for(precision: str | None, device: str) -> torch.autocast:
+    """The autocast context of the forward passes under ``precision`` on ``device``.
+
+    ``bf16-mixed``: bfloat16 autocast (on CUDA, or on the CPU, which supports it too); ``fp32``:
+    a disabled one; None: that of :func:`default_precision`. Gradients and optimiser steps stay
+    outside it, on the float32 weights.
+
+    Raises:
+        InvalidArgumentError: If ``precision`` is not one of :data:`PRECISIONS`.
+    """
+    precision = default_precision(device) if precision is None else precision
+    if precision not in PRECISIONS:
+        raise InvalidArgumentError("precision", f"one of {PRECISIONS}", precision)
+    return torch.autocast(
+        torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"
+    )
+
+
 def load_policy(model_path: str | os.PathLike[str], device: str = "cpu") -> tuple[Any, Any]:
     """Load ``AutoModelForCausalLM.from_pretrained(model_path)`` and its tokenizer.
 
     The tokenizer pads on the left (for generation). A tokenizer without a pad token pads with its
     eos token (a warning is logged): padding is masked out everywhere, so any token can stand in.
-    Nothing is downloaded (``local_files_only``). On a CUDA device that supports it the weights
-    are loaded in bfloat16, elsewhere in float32.
+    Nothing is downloaded (``local_files_only``). The weights are loaded in float32 on every
+    device, also from a bfloat16 checkpoint: they are the optimiser's master weights, and
+    bfloat16 computation comes from autocast (:data:`PRECISIONS`).
 
     Args:
         model_path: A local directory, or a Hub name already in the local cache.
@@ -55,11 +87,8 @@ def load_policy(model_path: str | os.PathLike[str], device: str = "cpu") -> tupl
 
     path = str(model_path)
     try:
-        on_bf16_gpu = str(device).startswith("cuda") and torch.cuda.is_bf16_supported()
         model: Any = AutoModelForCausalLM.from_pretrained(
-            path,
-            dtype=torch.bfloat16 if on_bf16_gpu else torch.float32,
-            local_files_only=True,
+            path, dtype=torch.float32, local_files_only=True
         )
         tokenizer = load_tokenizer(path)
     except (OSError, ValueError) as error:

@@ -55,6 +55,11 @@ Deviations from the paper, for a small single-process run:
   learning rate is accordingly much larger than the paper's 1e-6.
 * A tokenizer without a pad token pads with its eos token (padding is masked out everywhere).
 
+Precision (``--precision``): on a CUDA device that supports bfloat16, ``bf16-mixed`` by default:
+the weights and the optimiser state stay float32 (at the paper's learning rate of 1e-6 most
+updates would round away on bfloat16 weights) and every forward pass runs under bfloat16
+autocast; the frozen reference model is kept in bfloat16. Elsewhere ``fp32``.
+
 Run ``python -m agents.ppo --help``.
 """
 
@@ -98,12 +103,16 @@ from .losses import (
     token_entropy,
 )
 from .policy import (
+    PRECISIONS,
     EpochSchedule,
     LogProbPass,
     MEDSScorer,
+    Precision,
     Rollouts,
     SampledBatch,
+    autocast_for,
     collect_rollouts,
+    default_precision,
     forward_logprobs,
     load_policy,
     logprob_pass,
@@ -266,6 +275,10 @@ class Args:
     to reach, and metrics past the checkpoint are rewritten."""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     """Torch device."""
+    precision: Precision | None = None
+    """``bf16-mixed``: float32 weights and optimiser state (the master copy) with every forward
+    pass under bfloat16 autocast, and a bfloat16 reference model; ``fp32``: float32 throughout;
+    None: ``bf16-mixed`` on a CUDA device that supports bfloat16, else ``fp32``."""
     threads: int | None = None
     """CPU threads for torch (None: torch's default, one per physical core)."""
     eval_n: int = 16
@@ -286,6 +299,15 @@ class Args:
             )
         if self.env_id in TOY_ENV_IDS:  # args.json and report.md record the task really used
             self.tiny = tiny_config_for(self)
+        if self.precision is None:  # args.json records the precision really used
+            self.precision = default_precision(self.device)
+        if self.precision not in PRECISIONS:
+            raise InvalidArgumentError("precision", f"one of {PRECISIONS}", self.precision)
+        bf16_on_cuda = self.precision == "bf16-mixed" and self.device.startswith("cuda")
+        if bf16_on_cuda and not torch.cuda.is_bf16_supported():
+            raise InvalidArgumentError(
+                "precision", "fp32 on a CUDA device without bfloat16 support", self.precision
+            )
 
     @property
     def base_algorithm(self) -> Algorithm:
@@ -491,7 +513,10 @@ def build_run(args: Args, recipe: Recipe, observer: RunObserver) -> Run:
     trainable: Any = (
         model if value_head is None else torch.nn.ModuleDict({"policy": model, "value": value_head})
     )
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if recipe.kl_coef > 0 else None
+    reference = None
+    if recipe.kl_coef > 0:  # frozen: bfloat16 weights suffice under bfloat16 autocast
+        frozen_dtype = torch.bfloat16 if args.precision == "bf16-mixed" else torch.float32
+        reference = copy.deepcopy(model).to(frozen_dtype).eval().requires_grad_(False)
     param_groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
     if value_head is not None:
         value_lr = args.critic.learning_rate or 10 * args.learning_rate
@@ -578,21 +603,23 @@ def rollout_step(
 ) -> tuple[Rollouts, dict[str, float]]:
     """Groups of responses scored by the env (dynamic sampling refills the batch), and their row."""
     run.model.eval()
-    rollouts = collect_rollouts(
-        run.model,
-        run.tokenizer,
-        run.env,
-        run.rng,
-        args.prompts_per_iteration,
-        args.group_size,
-        args.max_new_tokens,
-        args.temperature,
-        recipe.dynamic_sampling,
-        recipe.generation_rounds,
-        args.prompt_format,
-        keep_all_wrong=args.use_meds and args.meds_groups == GroupRule.MIXED_AND_ALL_WRONG.value,
-        draw=run.schedule,
-    )
+    keep_all_wrong = args.use_meds and args.meds_groups == GroupRule.MIXED_AND_ALL_WRONG.value
+    with autocast_for(args.precision, args.device):
+        rollouts = collect_rollouts(
+            run.model,
+            run.tokenizer,
+            run.env,
+            run.rng,
+            args.prompts_per_iteration,
+            args.group_size,
+            args.max_new_tokens,
+            args.temperature,
+            recipe.dynamic_sampling,
+            recipe.generation_rounds,
+            args.prompt_format,
+            keep_all_wrong=keep_all_wrong,
+            draw=run.schedule,
+        )
     row: dict[str, float] = {
         "iteration": iteration,
         **rollout_metrics(
@@ -612,17 +639,18 @@ def logprob_step(args: Args, run: Run, batch: SampledBatch, row: dict[str, float
     """The log-prob pass, which also takes the MEDS fingerprint and the critic's values."""
     layers = (args.fingerprint_layers, args.fingerprint_k)
     anchor = run.env.unwrapped.answer_anchor
-    old = logprob_pass(
-        run.model,
-        run.tokenizer,
-        batch,
-        args.micro_batch_size,
-        args.temperature,
-        *layers,
-        run.reference,
-        run.value_head,
-        anchor,
-    )
+    with autocast_for(args.precision, args.device):
+        old = logprob_pass(
+            run.model,
+            run.tokenizer,
+            batch,
+            args.micro_batch_size,
+            args.temperature,
+            *layers,
+            run.reference,
+            run.value_head,
+            anchor,
+        )
     if batch.sampler_logprobs is not None:  # the sampler and the trainer see the same policy
         gap = (batch.sampler_logprobs - old.logprobs).abs() * batch.response_mask
         row["sampler_logprob_gap"] = float(gap.max())
@@ -710,7 +738,10 @@ def update_policy(
             mask = loss_mask[sl]
             if mask.sum() == 0:
                 continue
-            with capture_values(model, value_head, prompt_width) as critic:
+            with (
+                autocast_for(args.precision, args.device),
+                capture_values(model, value_head, prompt_width) as critic,
+            ):
                 logprobs, logits, _ = forward_logprobs(
                     model,
                     sequences[sl],
@@ -832,16 +863,17 @@ def final_evaluation(args: Args, run: Run, history: list[dict[str, float]]) -> N
     """Evaluate the final policy (``eval_n`` samples per problem) into eval.json and report.md."""
     toy = run.spec.is_toy
     eval_env = run.spec.make(args.eval_split, run.verdict_cache) if toy else run.env
-    final = evaluate_policy(
-        run.model,
-        run.tokenizer,
-        eval_env,
-        args.eval_n,
-        args.max_new_tokens,
-        args.temperature,
-        args.seed,
-        args.prompt_format,
-    )
+    with autocast_for(args.precision, args.device):
+        final = evaluate_policy(
+            run.model,
+            run.tokenizer,
+            eval_env,
+            args.eval_n,
+            args.max_new_tokens,
+            args.temperature,
+            args.seed,
+            args.prompt_format,
+        )
     held_out = "held-out problems" if args.eval_split == "test" else "the training problems"
     final["evaluated_on"] = f"{args.eval_split} split ({held_out})" if toy else "benchmark file"
     final["cluster_ari"] = training_cluster_ari(history)

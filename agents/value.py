@@ -72,8 +72,9 @@ class ValueHead(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(B, T, H) hidden states -> (B, T) float32 values."""
-        return self.linear(hidden.float()).squeeze(-1)
+        """(B, T, H) hidden states -> (B, T) float32 values, also under bfloat16 autocast."""
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.linear(hidden.float()).squeeze(-1)
 
 
 def value_head_for(model: Any) -> ValueHead:

@@ -14,7 +14,7 @@ pytest.importorskip("tyro")
 pytest.importorskip("tqdm")
 
 from agents.policy import forward_logprobs, load_policy  # noqa: E402
-from agents.ppo import Args, main, tiny_config_for  # noqa: E402
+from agents.ppo import Args, RunObserver, main, tiny_config_for  # noqa: E402
 from agents.tiny_model import TinyModelConfig, build_char_tokenizer, build_model  # noqa: E402
 from meds_gym.errors import InvalidArgumentError  # noqa: E402
 
@@ -58,6 +58,32 @@ def test_tokenizer_without_pad_falls_back_to_eos(tmp_path, caplog):
         _, loaded = load_policy(tmp_path)
     assert loaded.pad_token == loaded.eos_token == "<|eos|>"
     assert "no pad token" in caplog.text
+
+
+def test_load_policy_keeps_float32_weights_on_a_bf16_gpu(tmp_path, monkeypatch):
+    # The weights of a model that trains are the optimiser's master copy: float32 on any device,
+    # also where bfloat16 is supported (emulated here: CUDA with bfloat16, the move a no-op).
+    tokenizer = build_char_tokenizer()
+    build_model(TinyModelConfig(hidden_size=32, num_layers=1), tokenizer).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "tiny_model.json").write_text("{}")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *args, **kwargs: self)
+    model, _ = load_policy(tmp_path, "cuda")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_precision_defaults_to_bf16_mixed_on_a_bf16_gpu_and_is_checked(monkeypatch):
+    assert Args(device="cpu").precision == "fp32"
+    assert Args(device="cpu", precision="bf16-mixed").precision == "bf16-mixed"
+    with pytest.raises(InvalidArgumentError, match="`precision` must be one of"):
+        Args(device="cpu", precision="bf16")  # type: ignore[arg-type]
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert Args(device="cuda").precision == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert Args(device="cuda:0").precision == "fp32"
+    with pytest.raises(InvalidArgumentError, match="without bfloat16 support"):
+        Args(device="cuda", precision="bf16-mixed")
 
 
 def test_forward_logprobs_left_padding_matches_unpadded_forward():
@@ -228,6 +254,48 @@ def _micro_run(tmp_path, observer=None, **kwargs):
     }
     args = Args(**{**settings, **kwargs})
     return args, main(args, observer)
+
+
+class _WeightsAsLoaded(RunObserver):
+    """Keeps the policy and a copy of its weights as loaded, first cast to ``dtype`` if given."""
+
+    def __init__(self, dtype: torch.dtype | None = None) -> None:
+        self.dtype = dtype
+
+    def policy_loaded(self, model, tokenizer):
+        if self.dtype is not None:
+            model.to(self.dtype)
+        self.model = model
+        self.before = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    def moved_share(self) -> float:
+        """Share of the weights that changed, the input embedding aside (only the rows of the
+        batch's tokens get a gradient)."""
+        moved = total = 0
+        for name, p in self.model.named_parameters():
+            if p is not self.model.get_input_embeddings().weight:
+                moved += int((p.detach() != self.before[name]).sum())
+                total += p.numel()
+        return moved / total
+
+
+def test_one_update_at_the_papers_learning_rate_moves_the_weights_in_the_gpu_configuration(
+    tmp_path,
+):
+    # The GPU configuration (bf16-mixed) on the CPU's bfloat16 autocast, at the paper's 1e-6. The
+    # overlong penalty makes rewards differ within a group, so the untrained policy gets a
+    # gradient. AdamW's first step moves every weight with a gradient by about the rate.
+    settings = {"algorithm": "grpo", "overlong_buffer": 20, "iterations": 1, "eval_n": 0,
+                "learning_rate": 1e-6, "update_epochs": 1}  # fmt: skip
+    mixed = _WeightsAsLoaded()
+    _micro_run(tmp_path / "mixed", mixed, precision="bf16-mixed", **settings)
+    assert {p.dtype for p in mixed.model.parameters()} == {torch.float32}
+    assert mixed.moved_share() > 0.99
+    # bfloat16 weights under plain AdamW, as the policy was loaded on CUDA before: a step of 1e-6
+    # is far below bfloat16's spacing near the weights (about 1e-4 at 0.02), so it rounds away.
+    bf16_weights = _WeightsAsLoaded(torch.bfloat16)
+    _micro_run(tmp_path / "bf16", bf16_weights, precision="fp32", **settings)
+    assert bf16_weights.moved_share() < 0.1
 
 
 @pytest.mark.parametrize(
@@ -410,10 +478,14 @@ def test_ablation_flags_reach_the_fingerprint_and_the_memory(tmp_path, monkeypat
     assert widths == [2, 2]  # all 2 decoder layers of the micro model, not the last half (1)
 
 
-def test_ppo_resumes_bit_exact_with_its_critic(tmp_path):
-    # The checkpoint holds the value head beside the policy: a resumed PPO run is the same run.
+@pytest.mark.parametrize("precision", ["fp32", "bf16-mixed"])
+def test_ppo_resumes_bit_exact_with_its_critic(tmp_path, precision):
+    # The checkpoint holds the value head beside the policy: a resumed PPO run is the same run,
+    # also in mixed precision (float32 weights and optimiser state, bfloat16 reference model).
     def rows(out, **kwargs):
-        args, _ = _micro_run(tmp_path / out, algorithm="ppo", meds=True, eval_n=0, **kwargs)
+        args, _ = _micro_run(
+            tmp_path / out, algorithm="ppo", meds=True, eval_n=0, precision=precision, **kwargs
+        )
         lines = (tmp_path / out / "runs" / args.run_name / "metrics.jsonl").read_text()
         return [
             {k: v for k, v in json.loads(line).items() if k != "charts/seconds"}

@@ -72,6 +72,18 @@ def test_value_head_starts_at_zero_and_learns_through_the_shared_trunk(model_and
         assert nothing is None
 
 
+def test_values_stay_float32_under_bfloat16_autocast():
+    # The forward passes of --precision bf16-mixed run under autocast; GAE reads these values.
+    head = ValueHead(hidden_size=8)
+    torch.nn.init.normal_(head.linear.weight)
+    with torch.no_grad():
+        hidden = torch.randn(2, 5, 8)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            values = head(hidden)
+        assert values.dtype == torch.float32
+        torch.testing.assert_close(values, head(hidden))
+
+
 def test_temperature_scales_the_logits_of_the_logprobs(model_and_batch):
     model, sequences, attention, width = model_and_batch
     with torch.no_grad():
