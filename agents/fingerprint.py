@@ -3,8 +3,8 @@ r"""The agent's view of the MEDS answer fingerprint, taken in its log-prob forwa
 The maths lives in :mod:`meds_gym.integrations.hf` (shared with the TRL reward function); this
 module names the pieces the agent uses. The agent wraps its log-prob pass in
 :class:`FingerprintCapture` with, for each response, the position of the token that carries the
-answer anchor (:func:`boxed_brace_token_in_ids`, found once per response from the generated ids),
-so no extra forward pass is run.
+answer anchor (:func:`boxed_brace_token_in_ids`, found once per response from the generated ids)
+and the token after it (:func:`answer_tokens`), so no extra forward pass is run.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from meds_gym.integrations.hf import (
     LayerSelection,
     anchor_token,
     answer_fingerprint,
+    answer_tokens,
     features_from_layer_logits,
     fingerprint_dim,
     num_decoder_layers,
@@ -28,6 +29,7 @@ __all__ = [
     "FingerprintCapture",
     "LayerSelection",
     "answer_fingerprint",
+    "answer_tokens",
     "boxed_brace_char",
     "boxed_brace_token",
     "boxed_brace_token_in_ids",

@@ -17,7 +17,7 @@ from meds_gym.integrations.hf import BOXED_ANCHOR
 from meds_gym.meds import MEDSShaper, MEDSVectorRewardWrapper
 from meds_gym.verifiers import AnswerAnchor
 
-from .fingerprint import FingerprintCapture, boxed_brace_token_in_ids
+from .fingerprint import FingerprintCapture, answer_tokens, boxed_brace_token_in_ids
 from .losses import dynamic_sampling_mask, token_logprobs
 from .sampling import (
     groups_share_prompts,
@@ -191,17 +191,18 @@ def forward_logprobs(
             None
             if capture is None
             else FingerprintCapture(
-                model, capture.positions - prompt_width, capture.selection, capture.k
+                model,
+                capture.positions - prompt_width,
+                capture.next_tokens,
+                capture.selection,
+                capture.k,
             )
         )
         response_logits = shared_prompt_forward(
             model, sequences, attention, prompt_width, group_size, response_capture
         )
         if response_capture is not None:
-            # Column t + 1 of the aligned logits is the response pass's output at token t.
-            features = response_capture.features(
-                response_logits[:, 1:], sequences[:, prompt_width:], attention[:, prompt_width:]
-            )
+            features = response_capture.features()
     else:
         positions = prompt_positions(attention)  # left padding: positions as generated
         if capture is None:
@@ -213,7 +214,7 @@ def forward_logprobs(
                 logits = model(
                     input_ids=sequences, attention_mask=attention, position_ids=positions
                 ).logits
-            features = capture.features(logits, sequences, attention)
+            features = capture.features()
         response_logits = logits[:, prompt_width - 1 : -1]  # (B, T, V): predicts the response
     if temperature != 1.0:  # in float32 first, as the sampler does (bf16 would round first)
         response_logits = response_logits.float() / temperature
@@ -569,11 +570,14 @@ def logprob_pass(
         for i in range(len(texts))
     ]
     brace_positions = torch.tensor([-1 if b is None else prompt_width + b for b in brace])
+    answer_starts = answer_tokens(sequences, brace_positions, attention)  # (B,) tokens at P + 1
     logprob_parts, ref_parts, value_parts = [], [], []
     feature_parts: list[Any] = []
     for s in range(0, len(texts), micro_batch_size):
         sl = slice(s, s + micro_batch_size)
-        capture = FingerprintCapture(model, brace_positions[sl], fingerprint_layers, fingerprint_k)
+        capture = FingerprintCapture(
+            model, brace_positions[sl], answer_starts[sl], fingerprint_layers, fingerprint_k
+        )
         with capture_values(model, value_head, prompt_width) as critic:
             logprobs, _, features = forward_logprobs(
                 model,

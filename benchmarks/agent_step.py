@@ -68,7 +68,7 @@ import numpy as np
 import torch
 
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
-from agents.fingerprint import FingerprintCapture, boxed_brace_token_in_ids
+from agents.fingerprint import FingerprintCapture, answer_tokens, boxed_brace_token_in_ids
 from agents.losses import LossAggregation, clipped_policy_loss, group_advantages
 from agents.policy import (
     forward_logprobs,
@@ -126,6 +126,7 @@ def step_breakdown(
         locate = time.perf_counter() - start
         sequences = torch.cat([batch.prompt_ids, batch.responses], dim=1)  # (B, P + T)
         attention = torch.cat([batch.prompt_mask, batch.response_mask.long()], dim=1)
+        answer_starts = answer_tokens(sequences, positions, attention)
         plain, hooked = [], []
         with torch.no_grad():
             for _ in range(args.inner):
@@ -133,7 +134,7 @@ def step_breakdown(
                 forward_logprobs(model, sequences, attention, batch.prompt_width, None, 1.0, n)
                 plain.append(time.perf_counter() - start)
                 start = time.perf_counter()
-                capture = FingerprintCapture(model, positions)
+                capture = FingerprintCapture(model, positions, answer_starts)
                 old_logprobs, _, features = forward_logprobs(
                     model, sequences, attention, batch.prompt_width, capture, 1.0, n
                 )

@@ -5,18 +5,27 @@ carries the last character of the answer anchor (by default the ``{`` of the las
 :class:`~meds_gym.verifiers.AnswerAnchor`), so that P + 1 holds the first token of the final
 answer. For each selected decoder layer n (1-based; the embedding output is never used) the
 fingerprint keeps ``lm_head(hidden_states[n])[P, token[P + 1]]``, with ``hidden_states`` as
-Hugging Face returns it with ``output_hidden_states=True``:
+Hugging Face returns it with ``output_hidden_states=True``, as the MEDS reference code does:
 
 * for intermediate layers n < N, ``hidden_states[n]`` is the raw output of decoder layer n, with no
-  final norm (the logit lens, as in the MEDS reference code);
-* for the last layer n = N, Hugging Face's ``hidden_states[N]`` has the final norm applied, so the
-  value is the model's own output logit of that token, read from the logits of the pass.
+  final norm (the logit lens);
+* for the last layer n = N, ``hidden_states[N]`` has the final norm applied: it is what the LM
+  head receives, so the value is the LM head's output logit of that token. Models that
+  post-process the head's logits (Gemma 2's soft-capping, Cohere's logit scale) return a
+  different logit from their forward; the fingerprint keeps the head's, before that step.
+
+Every value is ``dot(hidden at P, head.weight[token]) (+ head.bias[token])`` in float32, whatever
+the model's dtype, from one head row per sequence.
 
 This module holds that computation once, for the bundled agent (which rides on its log-prob pass)
 and for the TRL reward function (which runs one no-grad pass over prompt + response up to P).
 :class:`FingerprintCapture` registers forward hooks that copy out only the hidden state at P of
-each sequence, so the extra memory is O(batch x layers x hidden). It needs torch (the ``agents``
-or ``trl`` extra).
+each sequence, so the extra memory is O(batch x layers x hidden), and a forward pre-hook on the LM
+head that computes the values while the forward runs: there the head's weight is complete even
+when DeepSpeed ZeRO-3 partitions it (ZeRO-3 gathers a module's parameters in a forward pre-hook
+registered before ours and releases them after its forward, so outside the forward the weight is
+an empty shard). The tokens at P + 1 are therefore given before the pass. It needs torch
+(the ``agents`` or ``trl`` extra).
 """
 
 from __future__ import annotations
@@ -236,58 +245,91 @@ def answer_has_token(text: str, anchor: AnswerAnchor = BOXED_ANCHOR) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+def answer_tokens(
+    input_ids: torch.Tensor, positions: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Each sequence's token at P + 1 (the first token of the answer), -1 where there is none.
+
+    There is none when P < 0, or when P + 1 is past the sequence or (given ``attention_mask``) a
+    padding position: the response ended on the anchor, with no answer token after it.
+
+    Args:
+        input_ids: (B, T) the ids the pass will run on.
+        positions: (B,) P in each sequence, negative for a sequence without an anchor.
+        attention_mask: (B, T) its attention mask, 0 on padding.
+
+    Returns:
+        (B,) long tensor on the device of ``input_ids``.
+    """
+    batch, length = input_ids.shape
+    if positions.shape != (batch,):
+        raise InvalidArgumentError(
+            "positions", f"shape ({batch},) to match input_ids", tuple(positions.shape)
+        )
+    after = positions.long().to(input_ids.device) + 1  # (B,)
+    valid = (after > 0) & (after < length)
+    rows = torch.arange(batch, device=input_ids.device)
+    at = after.clamp(min=0, max=length - 1)
+    if attention_mask is not None:
+        valid &= attention_mask[rows, at.to(attention_mask.device)].to(valid.device) > 0
+    return torch.where(valid, input_ids[rows, at], -1)
+
+
 def layer_logits_at(
-    head: nn.Module,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
     hidden_at: dict[int, torch.Tensor],
-    final_logits: torch.Tensor,
     next_tokens: torch.Tensor,
     layers: Sequence[int],
-    num_layers: int,
 ) -> torch.Tensor:
     """Per-layer logit of each sequence's next token at P: the fingerprint's maths, once.
 
+    ``dot(hidden_at[n], weight[token]) + bias[token]`` for each selected layer n, all in float32
+    from the rows of the tokens only (no (B, V) logits).
+
     Args:
-        head: The LM head (``model.get_output_embeddings()``).
-        hidden_at: Layer n -> (B, H) hidden state at P, for every selected layer n < N.
-        final_logits: (B, V) the model's own logits at P (layer N).
-        next_tokens: (B,) the token at P + 1.
+        weight: (V, H) the LM head's weight, complete (gathered, under ZeRO-3).
+        bias: (V,) its bias, or None.
+        hidden_at: Layer n -> (B, H) hidden state at P, for every selected layer n; for the last
+            layer N, the final-normed one that the head receives.
+        next_tokens: (B,) the token at P + 1; negative values (no token) read row 0.
         layers: The selected 1-based layers.
-        num_layers: N.
 
     Returns:
-        (B, len(layers)) float32.
+        (B, len(layers)) float32, on the device of ``weight``.
     """
-    weight: Any = head.weight
-    rows = weight[next_tokens.to(weight.device)].float()  # (B, H): only the rows needed
-    bias = getattr(head, "bias", None)
-    columns = []
-    for layer in layers:
-        if layer == num_layers:
-            tokens = next_tokens.to(final_logits.device)[:, None]
-            value = final_logits.float().gather(1, tokens)[:, 0]  # (B,)
-        else:
-            value = (hidden_at[layer].to(rows.device).float() * rows).sum(dim=-1)
-            if bias is not None:
-                value = value + bias[next_tokens.to(bias.device)].float()
-        columns.append(value.to(final_logits.device))
-    return torch.stack(columns, dim=1)
+    tokens = next_tokens.to(weight.device).clamp(min=0)  # -1 would be an out-of-range index
+    rows = weight[tokens].float()  # (B, H): only the rows needed
+    values = torch.stack(
+        [(hidden_at[n].to(rows.device).float() * rows).sum(dim=-1) for n in layers], dim=1
+    )  # (B, len(layers))
+    if bias is not None:
+        values = values + bias[tokens].float()[:, None]
+    return values
 
 
 class FingerprintCapture:
-    """Forward hooks that copy each sequence's hidden state at one position out of decoder layers.
+    """Forward hooks that compute each sequence's fingerprint during one forward pass.
 
-    Use as a context manager around the forward pass that computes log-probs, then call
-    :meth:`features` with that pass's logits and input ids.
+    Hooks on the selected decoder layers copy out each sequence's hidden state at P; a forward
+    pre-hook on the LM head then dots them, and the final-normed hidden state the head receives,
+    with the head's rows of the tokens at P + 1 while the head's weight is at hand (complete even
+    under DeepSpeed ZeRO-3, whose own pre-hook, registered at engine start, runs first). Use as a
+    context manager around the forward pass that computes log-probs, then call :meth:`features`.
+    The head may see only the last positions (``logits_to_keep``), as long as they include P.
 
     Example:
-        >>> with FingerprintCapture(model, positions) as capture:  # doctest: +SKIP
+        >>> tokens = answer_tokens(input_ids, positions, attention_mask)  # doctest: +SKIP
+        >>> with FingerprintCapture(model, positions, tokens) as capture:  # doctest: +SKIP
         ...     logits = model(input_ids, attention_mask=attention_mask).logits
-        >>> features = capture.features(logits, input_ids)  # doctest: +SKIP
+        >>> features = capture.features()  # doctest: +SKIP
 
     Args:
         model: A Hugging Face causal LM.
-        positions: (B,) absolute position P in each input sequence of the token that carries
-            the anchor; -1 (or any negative) for a sequence without one.
+        positions: (B,) position P in each input sequence of the token that carries the anchor;
+            -1 (or any negative) for a sequence without one.
+        next_tokens: (B,) the token at P + 1 of each sequence (:func:`answer_tokens`); -1 (or
+            any negative) where there is none.
         selection: Which layers to keep, see :class:`LayerSelection`.
         k: Number of layers for ``last_k``.
     """
@@ -296,11 +338,18 @@ class FingerprintCapture:
         self,
         model: nn.Module,
         positions: torch.Tensor,
+        next_tokens: torch.Tensor,
         selection: LayerSelection | str = LayerSelection.LAST_HALF,
         k: int = 1,
     ) -> None:
-        if positions.dim() != 1:
-            raise InvalidArgumentError("positions", "a 1-D tensor of shape (B,)", positions.shape)
+        if not isinstance(positions, torch.Tensor) or positions.dim() != 1:
+            raise InvalidArgumentError("positions", "a 1-D tensor of shape (B,)", positions)
+        if not isinstance(next_tokens, torch.Tensor) or next_tokens.shape != positions.shape:
+            raise InvalidArgumentError(
+                "next_tokens",
+                f"a tensor of shape {tuple(positions.shape)}, one token per position",
+                next_tokens,
+            )
         self.model: Any = model
         self.selection = LayerSelection(selection)
         self.k = k
@@ -308,31 +357,72 @@ class FingerprintCapture:
         self.num_layers = len(self.layers_module)
         self.layers = selected_layers(self.num_layers, self.selection, k)
         self.positions = positions.long()
+        self.next_tokens = next_tokens.long()
         self.hidden_at: dict[int, torch.Tensor] = {}
-        """Layer n -> (B, H) hidden state at P (zeros where P < 0); filled by the forward pass."""
+        """Layer n -> (B, H) hidden state at P (P < 0 reads 0), for the selected n < N."""
+        self._length: int | None = None  # T of the pass, seen at the last decoder layer
+        self._values: torch.Tensor | None = None  # (B, len(layers)), set by the head's pre-hook
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _check_batch(self, hidden: torch.Tensor) -> None:
+        if hidden.shape[0] != self.positions.shape[0]:
+            raise InvalidArgumentError(
+                "positions",
+                f"shape ({hidden.shape[0]},), one position per sequence of the batch",
+                tuple(self.positions.shape),
+            )
 
     def _hook(self, layer: int) -> Any:
         def copy_out(module: nn.Module, inputs: Any, output: Any) -> None:
             hidden = output[0] if isinstance(output, tuple) else output  # (B, T, H)
-            if hidden.shape[0] != self.positions.shape[0]:
-                raise InvalidArgumentError(
-                    "positions",
-                    f"shape ({hidden.shape[0]},), one position per sequence of the batch",
-                    tuple(self.positions.shape),
-                )
-            rows = torch.arange(hidden.shape[0], device=hidden.device)
-            pos = self.positions.to(hidden.device).clamp(min=0)
-            self.hidden_at[layer] = hidden[rows, pos].detach().clone()  # (B, H)
+            self._check_batch(hidden)
+            self._length = hidden.shape[1]
+            if layer < self.num_layers:  # the last layer's value is read at the head
+                rows = torch.arange(hidden.shape[0], device=hidden.device)
+                pos = self.positions.to(hidden.device).clamp(min=0)
+                self.hidden_at[layer] = hidden[rows, pos].detach().clone()  # (B, H)
 
         return copy_out
 
+    @torch.no_grad()
+    def _at_head(self, head: nn.Module, inputs: tuple[Any, ...]) -> None:
+        hidden = inputs[0]  # (B, T', H) final-normed; T' < T when only the last logits are kept
+        self._check_batch(hidden)
+        if self._length is None:
+            raise InvalidArgumentError(
+                "model",
+                "a causal LM that runs its decoder layers before its LM head",
+                type(self.model).__name__,
+            )
+        skipped = self._length - hidden.shape[1]
+        index = self.positions.to(hidden.device) - skipped  # (B,) P among the head's positions
+        if bool(((index < 0) & (self.positions.to(hidden.device) >= 0)).any()):
+            raise InvalidArgumentError(
+                "logits_to_keep",
+                "a number of last positions that includes every sequence's position P",
+                hidden.shape[1],
+            )
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        hidden_at = {**self.hidden_at, self.num_layers: hidden[rows, index.clamp(min=0)]}
+        weight: Any = head.weight
+        self._values = layer_logits_at(
+            weight, getattr(head, "bias", None), hidden_at, self.next_tokens, self.layers
+        )
+
     def __enter__(self) -> FingerprintCapture:
         self.hidden_at.clear()
-        for layer in self.layers:
-            if layer < self.num_layers:  # the last layer is read from the logits
-                module = self.layers_module[layer - 1]
-                self._handles.append(module.register_forward_hook(self._hook(layer)))
+        self._length, self._values = None, None
+        for layer in sorted({*self.layers, self.num_layers}):  # the last one tells T
+            module = self.layers_module[layer - 1]
+            self._handles.append(module.register_forward_hook(self._hook(layer)))
+        head = self.model.get_output_embeddings()
+        if not isinstance(head, nn.Module) or not isinstance(
+            getattr(head, "weight", None), torch.Tensor
+        ):
+            raise InvalidArgumentError(
+                "model", "a causal LM whose get_output_embeddings() has a weight", head
+            )
+        self._handles.append(head.register_forward_pre_hook(self._at_head))
         return self
 
     def __exit__(
@@ -345,58 +435,28 @@ class FingerprintCapture:
             handle.remove()
         self._handles.clear()
 
-    def logits_for(self, final_logits: torch.Tensor, next_tokens: torch.Tensor) -> torch.Tensor:
-        """(B, len(self.layers)) per-layer logits, given the logits at P and the tokens at P + 1."""
-        head = self.model.get_output_embeddings()
-        return layer_logits_at(
-            head, self.hidden_at, final_logits, next_tokens, self.layers, self.num_layers
-        )
-
-    @torch.no_grad()
-    def layer_logits(
-        self,
-        logits: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def layer_logits(self) -> torch.Tensor:
         """Per-layer logit of the token at P + 1, (B, len(self.layers)) float32, NaN rows if none.
 
-        A row is NaN when P < 0, or when P + 1 is past the sequence or (given ``attention_mask``)
-        a padding position: the response ended on the anchor, with no answer token after it.
+        A row is NaN when P < 0 or its token at P + 1 is negative (none).
 
-        Args:
-            logits: (B, T, V) logits of the pass the hooks watched.
-            input_ids: (B, T) the input ids of that pass.
-            attention_mask: (B, T) its attention mask, 0 on padding.
+        Raises:
+            InvalidArgumentError: If no forward pass reached the LM head inside the capture.
         """
-        batch, length = input_ids.shape
-        if self.positions.shape[0] != batch:
+        if self._values is None:
             raise InvalidArgumentError(
-                "positions", f"shape ({batch},) to match input_ids", tuple(self.positions.shape)
+                "capture",
+                "a forward pass of the model run inside `with capture:`",
+                "no pass through the LM head",
             )
-        valid = (self.positions >= 0) & (self.positions + 1 < length)  # (B,)
-        rows = torch.arange(batch, device=input_ids.device)
-        pos = self.positions.clamp(min=0, max=max(length - 2, 0)).to(input_ids.device)  # (B,)
-        next_tokens = input_ids[rows, (pos + 1).clamp(max=length - 1)]  # (B,)
-        if attention_mask is not None:
-            after = attention_mask[rows, (pos + 1).clamp(max=length - 1).to(attention_mask.device)]
-            valid &= after.to(valid.device) > 0
-        final = logits[rows.to(logits.device), pos.to(logits.device)]  # (B, V)
-        out = self.logits_for(final, next_tokens)
-        out[~valid.to(out.device)] = math.nan
+        out = self._values.clone()
+        missing = (self.positions < 0) | (self.next_tokens < 0)
+        out[missing.to(out.device)] = math.nan
         return out
 
-    def features(
-        self,
-        logits: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-    ) -> np.ndarray:
-        """The fingerprints, (B, L) float32 numpy with NaN rows for sequences without one.
-
-        Arguments as for :meth:`layer_logits`.
-        """
-        per_layer = self.layer_logits(logits, input_ids, attention_mask).cpu().numpy()
+    def features(self) -> np.ndarray:
+        """The fingerprints, (B, L) float32 numpy with NaN rows for sequences without one."""
+        per_layer = self.layer_logits().cpu().numpy()
         return features_from_layer_logits(
             per_layer, self.num_layers, self.selection, self.k
         ).astype(np.float32)
@@ -427,6 +487,7 @@ def answer_fingerprint(
     Returns:
         ``(logits, features)``: (B, T, V) logits and (B, L) float32 fingerprints.
     """
-    with FingerprintCapture(model, positions, selection, k) as capture:
+    tokens = answer_tokens(input_ids, positions, attention_mask)
+    with FingerprintCapture(model, positions, tokens, selection, k) as capture:
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-    return logits, capture.features(logits, input_ids, attention_mask)
+    return logits, capture.features()

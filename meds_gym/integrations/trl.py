@@ -180,8 +180,9 @@ def answer_fingerprints(
     Sequences are left-padded in chunks of ``batch_size`` with explicit position ids, so a
     sequence's fingerprint does not depend on its neighbours' positions; with ``batch_size=1``
     there is no padding at all and the values do not depend on how the batch was split. Rows given
-    as ``None`` have no fingerprint; they still take a slot (a one-token dummy) so that every
-    process runs the same number of forwards (sharded models such as DeepSpeed ZeRO-3 need it).
+    as ``None`` have no fingerprint; they still take a slot (a one-token dummy). The values are
+    computed inside the forward (see :class:`~meds_gym.integrations.hf.FingerprintCapture`),
+    where DeepSpeed ZeRO-3's LM head weight is gathered.
 
     Args:
         model: A Hugging Face causal LM (unwrapped from DDP/DeepSpeed).
@@ -204,15 +205,15 @@ def answer_fingerprints(
     out = np.full(
         (len(sequences), fingerprint_dim(num_layers, selection)), np.nan, dtype=np.float32
     )
-    if not sequences:
-        return out
+    chunks = math.ceil(len(sequences) / batch_size)
     device = model.get_output_embeddings().weight.device  # type: ignore[operator]
     was_training = model.training
     model.eval()  # no dropout: the fingerprint must be a function of the weights only
     try:
-        for start in range(0, len(sequences), batch_size):
+        for start in range(0, chunks * batch_size, batch_size):
             chunk = range(start, min(start + batch_size, len(sequences)))
-            rows = [list(sequences[i] or [pad_token_id]) for i in chunk]
+            rows = [list(sequences[i] or [pad_token_id]) for i in chunk] or [[pad_token_id]]
+            tgt = [-1 if sequences[i] is None or targets[i] is None else targets[i] for i in chunk]
             width = max(len(r) for r in rows)
             ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
             mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -227,17 +228,15 @@ def answer_fingerprints(
                 use_cache=False,
             )
             last = torch.full((len(rows),), width - 1, dtype=torch.long)  # P: the last position
-            with FingerprintCapture(model, last, selection) as capture:
+            next_tokens = torch.tensor(tgt or [-1], dtype=torch.long)
+            with FingerprintCapture(model, last, next_tokens, selection) as capture:
                 try:
-                    logits = model(**kwargs, logits_to_keep=1).logits[:, -1]  # (b, V)
+                    model(**kwargs, logits_to_keep=1)  # the head sees P only
                 except TypeError:  # an architecture without ``logits_to_keep``
-                    logits = model(**kwargs).logits[:, -1]
-            tgt = torch.tensor([t if t is not None else 0 for t in (targets[i] for i in chunk)])
-            per_layer = capture.logits_for(logits, tgt).cpu().numpy()  # (b, layers)
+                    model(**kwargs)
+            per_layer = capture.layer_logits().cpu().numpy()  # (b, layers), NaN rows: no target
             values = features_from_layer_logits(per_layer, num_layers, selection)
-            for j, i in enumerate(chunk):
-                if sequences[i] is not None and targets[i] is not None:
-                    out[i] = values[j]
+            out[chunk.start : chunk.stop] = values[: len(chunk)]
     finally:
         model.train(was_training)
     return out

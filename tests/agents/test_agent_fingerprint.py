@@ -14,6 +14,7 @@ from agents.fingerprint import (  # noqa: E402
     FingerprintCapture,
     LayerSelection,
     answer_fingerprint,
+    answer_tokens,
     boxed_brace_char,
     boxed_brace_token,
     fingerprint_dim,
@@ -21,6 +22,7 @@ from agents.fingerprint import (  # noqa: E402
 )
 from agents.tiny_model import build_char_tokenizer  # noqa: E402
 from meds_gym.errors import InvalidArgumentError  # noqa: E402
+from tests.partitioned import partitioned_lm_head  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -129,7 +131,8 @@ def test_hooks_match_output_hidden_states(arch, selection):
         model, input_ids, attention, positions, lengths, layers
     )
     hooks_before = [len(layer._forward_hooks) for layer in model.model.layers]
-    with FingerprintCapture(model, positions, selection, k=3) as capture:
+    tokens = answer_tokens(input_ids, positions, attention)
+    with FingerprintCapture(model, positions, tokens, selection, k=3) as capture:
         logits = model(input_ids=input_ids, attention_mask=attention).logits
     # Hidden states copied by the hooks are bit-identical to Hugging Face's intermediate ones.
     rows = torch.arange(input_ids.shape[0])
@@ -137,11 +140,11 @@ def test_hooks_match_output_hidden_states(arch, selection):
         if n < 5:
             assert torch.equal(capture.hidden_at[n], hidden_states[n][rows, positions.clamp(min=0)])
     assert torch.equal(logits, slow_logits)
-    fast = capture.layer_logits(logits, input_ids, attention).numpy()
+    fast = capture.layer_logits().numpy()
     np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
     # Rows: answer, last of two answers, no \boxed, brace with nothing after it.
     assert not np.isnan(fast[:2]).any() and np.isnan(fast[2:]).all()
-    features = capture.features(logits, input_ids, attention)
+    features = capture.features()
     assert features.dtype == np.float32
     assert features.shape == (4, fingerprint_dim(5, selection, k=3))
     if selection == "diff":
@@ -171,11 +174,13 @@ def test_capture_inside_grad_pass_does_not_keep_graph():
     tok = build_char_tokenizer()
     model = _model("qwen2", tok)
     input_ids, attention, positions, _ = _batch(tok)
-    with FingerprintCapture(model, positions) as capture:
+    with FingerprintCapture(model, positions, answer_tokens(input_ids, positions)) as capture:
         logits = model(input_ids=input_ids, attention_mask=attention).logits
+    assert logits.requires_grad
     assert all(not h.requires_grad for h in capture.hidden_at.values())
     assert capture.hidden_at[3].shape == (4, 32)  # (B, H): only position P is kept
-    assert not math.isnan(float(capture.features(logits, input_ids)[0, 0]))
+    assert not capture.layer_logits().requires_grad
+    assert not math.isnan(float(capture.features()[0, 0]))
 
 
 def test_selected_layers():
@@ -195,15 +200,22 @@ def test_positions_must_match_batch():
     tok = build_char_tokenizer()
     model = _model("qwen2", tok)
     input_ids, attention, _, _ = _batch(tok)
+    three = torch.zeros(3, dtype=torch.long)
     with pytest.raises(InvalidArgumentError, match="positions"):
-        FingerprintCapture(model, torch.zeros(2, 2, dtype=torch.long))
+        FingerprintCapture(model, torch.zeros(2, 2, dtype=torch.long), three)
+    with pytest.raises(InvalidArgumentError, match="next_tokens"):
+        FingerprintCapture(model, three, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(InvalidArgumentError, match="positions"):
+        answer_tokens(input_ids, three)
     with pytest.raises(InvalidArgumentError, match="one position per sequence"):
-        with FingerprintCapture(model, torch.zeros(3, dtype=torch.long)):
+        with FingerprintCapture(model, three, three):
             model(input_ids=input_ids, attention_mask=attention)
-    logits = model(input_ids=input_ids, attention_mask=attention).logits
-    capture = FingerprintCapture(model, torch.zeros(3, dtype=torch.long), "last_k", k=1)
-    with pytest.raises(InvalidArgumentError, match="positions"):  # last layer: read from logits
-        capture.features(logits, input_ids)
+    # With the last layer alone (read at the LM head), the batch is checked too.
+    with pytest.raises(InvalidArgumentError, match="one position per sequence"):
+        with FingerprintCapture(model, three, three, "last_k", k=1):
+            model(input_ids=input_ids, attention_mask=attention)
+    with pytest.raises(InvalidArgumentError, match="no pass through the LM head"):
+        FingerprintCapture(model, three, three).features()
 
 
 def test_boxed_brace_token_in_ids():
@@ -270,9 +282,9 @@ def test_answer_tag_anchor_matches_output_hidden_states_and_the_trl_path(arch):
     slow, _, _ = _slow_layer_logits(
         model, input_ids, attention, positions, attention.sum(dim=1), layers
     )
-    with FingerprintCapture(model, positions) as capture:
-        logits = model(input_ids=input_ids, attention_mask=attention).logits
-    fast = capture.features(logits, input_ids, attention)
+    with FingerprintCapture(model, positions, answer_tokens(input_ids, positions, attention)) as c:
+        model(input_ids=input_ids, attention_mask=attention)
+    fast = c.features()
     np.testing.assert_allclose(fast[:2], slow[:2], rtol=1e-5, atol=1e-5)
     assert np.isnan(fast[2:]).all()
     # The TRL path: prompt + response up to P, target P + 1, one forward per sequence.
@@ -313,6 +325,74 @@ def test_the_agents_log_prob_pass_reads_the_fingerprint_at_the_envs_anchor():
     # The oracle: hooks at the tag's ">" in the full sequence.
     position = len(prompt) + texts[0].index("<answer>") + len("<answer>") - 1
     ids = torch.tensor([prompt + rows[0]])
-    with FingerprintCapture(model, torch.tensor([position])) as capture:
-        logits = model(input_ids=ids).logits
-    np.testing.assert_allclose(tagged[0], capture.features(logits, ids)[0], rtol=1e-5, atol=1e-5)
+    position = torch.tensor([position])
+    with FingerprintCapture(model, position, answer_tokens(ids, position)) as capture:
+        model(input_ids=ids)
+    np.testing.assert_allclose(tagged[0], capture.features()[0], rtol=1e-5, atol=1e-5)
+
+
+def _sampled_batch(tokenizer, group_size: int):
+    """The RESPONSES as one group of rollouts of one prompt (left-padded prompt block)."""
+    from agents.policy import SampledBatch
+
+    prompt = tokenizer("<|user|>What is 2+3*4?\n<|assistant|>", add_special_tokens=False).input_ids
+    rows = [tokenizer(t, add_special_tokens=False).input_ids for t in RESPONSES]
+    width = max(map(len, rows))
+    responses = torch.full((len(rows), width), tokenizer.pad_token_id)
+    mask = torch.zeros((len(rows), width))
+    for i, row in enumerate(rows):
+        responses[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return SampledBatch(
+        prompt_ids=torch.tensor([prompt] * len(rows)),
+        prompt_mask=torch.ones((len(rows), len(prompt)), dtype=torch.long),
+        responses=responses,
+        response_mask=mask,
+        texts=list(RESPONSES),
+        group_size=group_size,
+    )
+
+
+@pytest.mark.parametrize("group_size", [1, 2])  # 2: the shared-prompt pass
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])  # llama: the head is tied to the embeddings
+def test_log_prob_pass_under_a_zero3_partitioned_lm_head(arch, group_size):
+    """ZeRO-3 holds the head's weight only inside the forwards of the modules that own it: the
+    agent's fingerprint must be computed there, and equal the plain model's."""
+    from agents.policy import logprob_pass
+
+    tok = build_char_tokenizer()
+    model = _model(arch, tok)
+    batch = _sampled_batch(tok, group_size)
+    plain = logprob_pass(model, tok, batch, 4, temperature=0.7, fingerprint_layers="all")
+    with partitioned_lm_head(model) as weight:
+        sharded = logprob_pass(model, tok, batch, 4, temperature=0.7, fingerprint_layers="all")
+        assert weight.numel() == 0  # the emulation: nothing outside the owners' forwards
+    np.testing.assert_allclose(sharded.fingerprints, plain.fingerprints, rtol=1e-6, atol=1e-6)
+    assert not np.isnan(plain.fingerprints[:2]).any() and np.isnan(plain.fingerprints[2:]).all()
+    torch.testing.assert_close(sharded.logprobs, plain.logprobs)
+
+
+def test_every_column_is_a_float32_dot_product_for_a_bf16_model():
+    """The last column too is dot(normed hidden at P, head row) in float32, as the intermediate
+    ones; it was the model's bf16 logit before."""
+    tok = build_char_tokenizer()
+    model = _model("qwen2", tok).to(torch.bfloat16)
+    input_ids, attention, positions, _ = _batch(tok)
+    _, features = answer_fingerprint(model, input_ids, attention, positions, "all")
+    with torch.no_grad():
+        hidden = model(input_ids, attention_mask=attention, output_hidden_states=True).hidden_states
+        for b in range(2):  # the rows with an answer token
+            p = int(positions[b])
+            row = model.lm_head.weight[input_ids[b, p + 1]].float()
+            want = [float((hidden[n][b, p].float() * row).sum()) for n in range(1, 5)]
+            np.testing.assert_allclose(features[b], want, rtol=1e-6, atol=1e-6)
+
+
+def test_the_lm_head_must_see_the_anchor_position():
+    tok = build_char_tokenizer()
+    model = _model("qwen2", tok)
+    input_ids, attention, positions, _ = _batch(tok)
+    tokens = answer_tokens(input_ids, positions, attention)
+    with pytest.raises(InvalidArgumentError, match="logits_to_keep"):
+        with FingerprintCapture(model, positions, tokens):
+            model(input_ids=input_ids, attention_mask=attention, logits_to_keep=1)

@@ -11,11 +11,13 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import agents.policy as policy  # noqa: E402
-from agents.fingerprint import FingerprintCapture  # noqa: E402
+from agents.fingerprint import FingerprintCapture, answer_tokens  # noqa: E402
+from agents.losses import token_logprobs  # noqa: E402
 from agents.policy import forward_logprobs, load_policy, sample_responses  # noqa: E402
 from agents.sampling import (  # noqa: E402
     _sample_with_generate,
     groups_share_prompts,
+    prompt_positions,
     sample,
     shared_prompt_forward,
     stop_token_ids,
@@ -124,7 +126,7 @@ def test_fingerprints_and_values_agree_between_shared_and_plain(arch):
     torch.nn.init.normal_(head.linear.weight)
     out = {}
     for group_size in (2, 1):
-        capture = FingerprintCapture(model, positions, "all")
+        capture = FingerprintCapture(model, positions, answer_tokens(ids, positions, mask), "all")
         with torch.no_grad(), ValueCapture(model, head, width) as critic:
             _, _, features = forward_logprobs(model, ids, mask, width, capture, 0.7, group_size)
         out[group_size] = features, critic.values()
@@ -137,6 +139,23 @@ def test_fingerprints_and_values_agree_between_shared_and_plain(arch):
     on = mask[:, width:].bool()
     assert shared_v.shape == plain_v.shape == on.shape
     torch.testing.assert_close(shared_v[on], plain_v[on], atol=1e-5, rtol=0)
+
+
+def test_the_temperature_divides_the_float32_logits_of_a_bf16_model():
+    # Pins: the log-probs are those of logits.float() / T; dividing in bf16 would round first.
+    model = _model("qwen2").to(torch.bfloat16)
+    ids, mask, width = _batch(group_size=1, prompt_lengths=(5, 8, 3, 6, 2, 7))
+    with torch.no_grad():
+        logprobs, logits, _ = forward_logprobs(model, ids, mask, width, None, 0.7)
+        raw = model(input_ids=ids, attention_mask=mask, position_ids=prompt_positions(mask))
+    raw_logits = raw.logits[:, width - 1 : -1]  # (B, T, V) bf16, predicting the response
+    assert raw_logits.dtype == torch.bfloat16 and logits.dtype == torch.float32
+    torch.testing.assert_close(logits, raw_logits.float() / 0.7, atol=0, rtol=0)
+    want = token_logprobs(raw_logits.float() / 0.7, ids[:, width:])
+    rounded = token_logprobs(raw_logits / 0.7, ids[:, width:])
+    on = mask[:, width:].bool()
+    torch.testing.assert_close(logprobs[on], want[on], atol=0, rtol=0)
+    assert (rounded[on] - want[on]).abs().max() > 1e-3  # bf16 division would be caught
 
 
 def test_rows_that_do_not_share_prompts_take_the_plain_path(monkeypatch):

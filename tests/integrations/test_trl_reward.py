@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from meds_gym.integrations.trl import (  # noqa: E402
 )
 from meds_gym.meds import MEDSConfig, MEDSShaper  # noqa: E402
 from meds_gym.verifiers import parse_anchor  # noqa: E402
+from tests.partitioned import partitioned_lm_head  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -173,6 +175,58 @@ def test_answer_fingerprints_reject_bad_arguments(model: Any) -> None:
         answer_fingerprints(model, [[1, 2]], [3], pad_token_id=0, batch_size=0)
     with pytest.raises(InvalidArgumentError, match="decoder layers"):
         answer_fingerprints(torch.nn.Linear(2, 2), [[1, 2]], [3], pad_token_id=0)
+
+
+def _random_rows(seed: int) -> tuple[list[list[int] | None], list[int | None]]:
+    rng = np.random.default_rng(seed)
+    sequences: list[list[int] | None] = [
+        rng.integers(10, 90, size=int(n)).tolist() for n in (7, 12, 3, 20)
+    ]
+    sequences.insert(2, None)  # a completion without a fingerprint
+    return sequences, [11, 22, None, 33, 44]
+
+
+def _without_logits_to_keep(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``model`` an architecture whose forward does not take ``logits_to_keep``."""
+    forward = model.forward
+
+    def strict(*args: Any, **kwargs: Any) -> Any:
+        if "logits_to_keep" in kwargs:
+            raise TypeError("forward() got an unexpected keyword argument 'logits_to_keep'")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", strict)
+
+
+@pytest.mark.parametrize("keeps_last_logits", [True, False])
+def test_answer_fingerprints_under_a_zero3_partitioned_lm_head(
+    model: Any, keeps_last_logits: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ZeRO-3 holds the head's weight only inside the head's forward: the fingerprint must be
+    # computed there, and give what the plain model gives.
+    model = copy.deepcopy(model)
+    if not keeps_last_logits:
+        _without_logits_to_keep(model, monkeypatch)
+    sequences, targets = _random_rows(2)
+    plain = answer_fingerprints(model, sequences, targets, pad_token_id=0, batch_size=2)
+    with partitioned_lm_head(model) as weight:
+        sharded = answer_fingerprints(model, sequences, targets, pad_token_id=0, batch_size=2)
+        assert weight.numel() == 0  # the emulation: nothing outside the head's forward
+    np.testing.assert_allclose(sharded, plain, rtol=1e-6, atol=1e-6)
+    assert np.isnan(sharded[2]).all() and not np.isnan(sharded[[0, 1, 3, 4]]).any()
+
+
+def test_answer_fingerprints_are_float32_dot_products_of_a_bf16_model(model: Any) -> None:
+    # Every column, the last one included, is dot(hidden at P, head row) in float32; the last was
+    # the model's bf16 logit before.
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    sequence, target = [5, 17, 29, 41, 53, 65, 77], 88
+    got = answer_fingerprints(bf16, [sequence], [target], pad_token_id=0, batch_size=1)[0]
+    with torch.no_grad():
+        hidden = bf16(torch.tensor([sequence]), output_hidden_states=True).hidden_states
+        row = bf16.lm_head.weight[target].float()
+        want = [float((hidden[n][0, -1].float() * row).sum()) for n in selected_layers(4)]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def _fixed_features(table: dict[str, list[float]]) -> Any:
