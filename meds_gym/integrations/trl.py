@@ -180,9 +180,14 @@ def answer_fingerprints(
     Sequences are left-padded in chunks of ``batch_size`` with explicit position ids, so a
     sequence's fingerprint does not depend on its neighbours' positions; with ``batch_size=1``
     there is no padding at all and the values do not depend on how the batch was split. Rows given
-    as ``None`` have no fingerprint; they still take a slot (a one-token dummy). The values are
-    computed inside the forward (see :class:`~meds_gym.integrations.hf.FingerprintCapture`),
-    where DeepSpeed ZeRO-3's LM head weight is gathered.
+    as ``None`` have no fingerprint; they still take a slot (a one-token dummy).
+
+    Under DeepSpeed ZeRO-3 every forward gathers the weights collectively, so every process runs
+    the same number of forwards: that of the process with the most chunks (the others pad with
+    one-token dummy forwards). Every process must therefore call this function at the same point,
+    as the reward function does; outside a distributed run it is an ordinary function. The values
+    are computed inside the forward (see :class:`~meds_gym.integrations.hf.FingerprintCapture`),
+    where ZeRO-3's LM head weight is gathered.
 
     Args:
         model: A Hugging Face causal LM (unwrapped from DDP/DeepSpeed).
@@ -205,13 +210,14 @@ def answer_fingerprints(
     out = np.full(
         (len(sequences), fingerprint_dim(num_layers, selection)), np.nan, dtype=np.float32
     )
-    chunks = math.ceil(len(sequences) / batch_size)
+    # ZeRO-3 gathers are collectives: as many forwards here as on the busiest process.
+    chunks = max(gather_across_processes(math.ceil(len(sequences) / batch_size)))
     device = model.get_output_embeddings().weight.device  # type: ignore[operator]
     was_training = model.training
     model.eval()  # no dropout: the fingerprint must be a function of the weights only
     try:
         for start in range(0, chunks * batch_size, batch_size):
-            chunk = range(start, min(start + batch_size, len(sequences)))
+            chunk = range(start, min(start + batch_size, len(sequences)))  # empty past our rows
             rows = [list(sequences[i] or [pad_token_id]) for i in chunk] or [[pad_token_id]]
             tgt = [-1 if sequences[i] is None or targets[i] is None else targets[i] for i in chunk]
             width = max(len(r) for r in rows)

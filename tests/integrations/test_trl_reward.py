@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 pytest.importorskip("accelerate")
 
+import meds_gym.integrations.trl as trl_module  # noqa: E402
 from meds_gym.errors import InvalidArgumentError, MissingExtraError  # noqa: E402
 from meds_gym.integrations.hf import anchor_token, selected_layers  # noqa: E402
 from meds_gym.integrations.trl import (  # noqa: E402
@@ -214,6 +215,27 @@ def test_answer_fingerprints_under_a_zero3_partitioned_lm_head(
         assert weight.numel() == 0  # the emulation: nothing outside the head's forward
     np.testing.assert_allclose(sharded, plain, rtol=1e-6, atol=1e-6)
     assert np.isnan(sharded[2]).all() and not np.isnan(sharded[[0, 1, 3, 4]]).any()
+
+
+@pytest.mark.parametrize(("rows", "theirs", "expected"), [(5, 4, 4), (5, 2, 3), (0, 2, 2)])
+def test_every_process_runs_as_many_fingerprint_forwards_as_the_busiest(
+    model: Any, monkeypatch: pytest.MonkeyPatch, rows: int, theirs: int, expected: int
+) -> None:
+    # Two processes: the other one has `theirs` chunks of 2 to run. ZeRO-3's gathers are
+    # collectives, so both must run max(ours, theirs) forwards; ours pads with dummies.
+    sequences, targets = _random_rows(3)
+    sequences, targets = sequences[:rows], targets[:rows]
+    alone = answer_fingerprints(model, sequences, targets, pad_token_id=0, batch_size=2)
+    monkeypatch.setattr(trl_module, "gather_across_processes", lambda value: [value, theirs])
+    forwards = []
+    handle = model.model.layers[0].register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        got = answer_fingerprints(model, sequences, targets, pad_token_id=0, batch_size=2)
+    finally:
+        handle.remove()
+    assert len(forwards) == expected
+    assert got.shape == (rows, 2)
+    np.testing.assert_array_equal(got, alone)
 
 
 def test_answer_fingerprints_are_float32_dot_products_of_a_bf16_model(model: Any) -> None:
