@@ -24,8 +24,9 @@ each sequence, so the extra memory is O(batch x layers x hidden), and a forward 
 head that computes the values while the forward runs: there the head's weight is complete even
 when DeepSpeed ZeRO-3 partitions it (ZeRO-3 gathers a module's parameters in a forward pre-hook
 registered before ours and releases them after its forward, so outside the forward the weight is
-an empty shard). The tokens at P + 1 are therefore given before the pass. It needs torch
-(the ``agents`` or ``trl`` extra).
+an empty shard). The tokens at P + 1 are therefore given before the pass. Decoder layers are found
+through PEFT wrappers (a LoRA model's fingerprint includes its adapters). It needs torch (the
+``agents`` or ``trl`` extra).
 """
 
 from __future__ import annotations
@@ -71,24 +72,49 @@ class LayerSelection(str, Enum):
     ``logit(n) - logit(n - 1)`` for the last-half layers n (layer n - 1 = 0 is skipped)."""
 
 
+def _wrapped_models(model: nn.Module) -> list[nn.Module]:
+    """The model, then the models it wraps, outermost first.
+
+    Follows ``get_base_model()`` (PEFT's ``PeftModel``), else ``base_model.model`` (a tuner such
+    as PEFT's ``LoraModel``), until neither gives another module.
+    """
+    chain = [model]
+    while True:
+        outer: Any = chain[-1]
+        unwrap = getattr(outer, "get_base_model", None)
+        inner = (
+            unwrap()
+            if callable(unwrap)
+            else getattr(getattr(outer, "base_model", None), "model", None)
+        )
+        if not isinstance(inner, nn.Module) or any(inner is seen for seen in chain):
+            return chain
+        chain.append(inner)
+
+
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder layers of a Hugging Face causal LM (Llama/Qwen/Mistral, GPT-2, GPT-NeoX, OPT).
+
+    Looks through wrappers that expose the model they wrap: PEFT's ``PeftModel`` (LoRA, whose
+    adapters live inside these layers) and anything with ``get_base_model()`` or
+    ``base_model.model``.
 
     Raises:
         InvalidArgumentError: If the model keeps its layers elsewhere.
     """
-    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
-        module: Any = model
-        for attr in path.split("."):
-            module = getattr(module, attr, None)
-            if module is None:
-                break
-        if isinstance(module, nn.ModuleList):
-            return module
+    for candidate in _wrapped_models(model):
+        for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+            module: Any = candidate
+            for attr in path.split("."):
+                module = getattr(module, attr, None)
+                if module is None:
+                    break
+            if isinstance(module, nn.ModuleList):
+                return module
     raise InvalidArgumentError(
         "model",
         "a causal LM whose decoder layers are at model.layers, transformer.h, gpt_neox.layers "
-        "or model.decoder.layers",
+        "or model.decoder.layers (possibly inside a PEFT wrapper)",
         type(model).__name__,
     )
 
@@ -325,7 +351,7 @@ class FingerprintCapture:
         >>> features = capture.features()  # doctest: +SKIP
 
     Args:
-        model: A Hugging Face causal LM.
+        model: A Hugging Face causal LM (or a PEFT model wrapping one).
         positions: (B,) position P in each input sequence of the token that carries the anchor;
             -1 (or any negative) for a sequence without one.
         next_tokens: (B,) the token at P + 1 of each sequence (:func:`answer_tokens`); -1 (or

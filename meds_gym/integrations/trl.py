@@ -190,7 +190,7 @@ def answer_fingerprints(
     where ZeRO-3's LM head weight is gathered.
 
     Args:
-        model: A Hugging Face causal LM (unwrapped from DDP/DeepSpeed).
+        model: A Hugging Face causal LM (unwrapped from DDP/DeepSpeed; a PEFT model is fine).
         sequences: (B,) token id lists, or None for a completion without a fingerprint.
         targets: (B,) the token id at P + 1, or None.
         pad_token_id: Id used for left padding and for the dummy rows.

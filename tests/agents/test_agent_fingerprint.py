@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -370,6 +371,27 @@ def test_log_prob_pass_under_a_zero3_partitioned_lm_head(arch, group_size):
     np.testing.assert_allclose(sharded.fingerprints, plain.fingerprints, rtol=1e-6, atol=1e-6)
     assert not np.isnan(plain.fingerprints[:2]).any() and np.isnan(plain.fingerprints[2:]).all()
     torch.testing.assert_close(sharded.logprobs, plain.logprobs)
+
+
+@pytest.mark.parametrize("group_size", [1, 2])
+def test_the_fingerprint_of_a_lora_model_includes_its_adapters(group_size):
+    """A LoRA policy (a PEFT model) gives the merged model's fingerprint, not the base model's."""
+    from agents.policy import logprob_pass
+
+    peft = pytest.importorskip("peft")
+    tok = build_char_tokenizer()
+    model = _model("qwen2", tok)
+    batch = _sampled_batch(tok, group_size)
+    base = logprob_pass(model, tok, batch, 4).fingerprints
+    config = peft.LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False
+    )
+    torch.manual_seed(1)
+    lora = peft.get_peft_model(copy.deepcopy(model), config).eval()
+    got = logprob_pass(lora, tok, batch, 4).fingerprints
+    merged = logprob_pass(copy.deepcopy(lora).merge_and_unload(), tok, batch, 4).fingerprints
+    np.testing.assert_allclose(got, merged, rtol=1e-5, atol=1e-5)
+    assert np.abs(got[:2] - base[:2]).max() > 1e-2  # the adapters change the fingerprint
 
 
 def test_every_column_is_a_float32_dot_product_for_a_bf16_model():

@@ -238,6 +238,25 @@ def test_every_process_runs_as_many_fingerprint_forwards_as_the_busiest(
     np.testing.assert_array_equal(got, alone)
 
 
+def test_answer_fingerprints_of_a_lora_model_include_its_adapters(model: Any) -> None:
+    # A LoRA run hands the reward function a PeftModel: the layers are found through it and the
+    # adapters count, as in the merged model.
+    peft = pytest.importorskip("peft")
+    config = peft.LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False
+    )
+    torch.manual_seed(1)
+    lora = peft.get_peft_model(copy.deepcopy(model), config).eval()
+    sequences, targets = _random_rows(4)
+    got = answer_fingerprints(lora, sequences, targets, pad_token_id=0, batch_size=2)
+    merged = copy.deepcopy(lora).merge_and_unload()
+    want = answer_fingerprints(merged, sequences, targets, pad_token_id=0, batch_size=2)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    base = answer_fingerprints(model, sequences, targets, pad_token_id=0, batch_size=2)
+    rows = [0, 1, 3, 4]
+    assert np.abs(got[rows] - base[rows]).max() > 1e-2  # the adapters change the fingerprint
+
+
 def test_answer_fingerprints_are_float32_dot_products_of_a_bf16_model(model: Any) -> None:
     # Every column, the last one included, is dot(hidden at P, head row) in float32; the last was
     # the model's bf16 logit before.
