@@ -159,7 +159,8 @@ def forward_logprobs(
 
     The log-probs are those of the distribution the tokens were sampled from: the logits are
     divided by the sampling ``temperature`` first, as veRL does (issue 9). The fingerprint is
-    read from the raw logits (it is a property of the model, not of the sampling).
+    computed inside the pass, without the temperature (a property of the model, not of the
+    sampling).
 
     With ``group_size > 1``, where consecutive blocks of that many rows share their prompt, the
     prompt of each block runs once and its keys and values serve the block's responses

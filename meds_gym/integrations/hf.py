@@ -297,7 +297,8 @@ def answer_tokens(
     rows = torch.arange(batch, device=input_ids.device)
     at = after.clamp(min=0, max=length - 1)
     if attention_mask is not None:
-        valid &= attention_mask[rows, at.to(attention_mask.device)].to(valid.device) > 0
+        mask_device = attention_mask.device
+        valid &= attention_mask[rows.to(mask_device), at.to(mask_device)].to(valid.device) > 0
     return torch.where(valid, input_ids[rows, at], -1)
 
 
@@ -383,7 +384,7 @@ class FingerprintCapture:
         self.num_layers = len(self.layers_module)
         self.layers = selected_layers(self.num_layers, self.selection, k)
         self.positions = positions.long()
-        self.next_tokens = next_tokens.long()
+        self.next_tokens = next_tokens.long().to(positions.device)
         self.hidden_at: dict[int, torch.Tensor] = {}
         """Layer n -> (B, H) hidden state at P (P < 0 reads 0), for the selected n < N."""
         self._length: int | None = None  # T of the pass, seen at the last decoder layer
