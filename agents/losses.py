@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
+from functools import partial
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -301,18 +302,26 @@ def _over_positions(
     return torch.cat(parts).view(logits.shape[:-1])  # (B, T)
 
 
-def _chunk_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (n, V)
+def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits`` in float32, divided by ``temperature`` there (bf16 would round first)."""
+    logits = logits.float()
+    return logits if temperature == 1.0 else logits / temperature
+
+
+def _chunk_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+    logp = torch.log_softmax(_scaled(logits, temperature), dim=-1)  # (n, V)
     return logp.gather(-1, tokens[:, None]).squeeze(-1)  # (n,)
 
 
-def _chunk_entropy(logits: torch.Tensor) -> torch.Tensor:
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (n, V)
+def _chunk_entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    logp = torch.log_softmax(_scaled(logits, temperature), dim=-1)  # (n, V)
     return -(logp.exp() * logp).sum(dim=-1)  # (n,)
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities of ``tokens`` under ``logits``, the log-softmax taken in float32.
+def token_logprobs(
+    logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """Log-probabilities of ``tokens`` under ``logits / temperature``, taken in float32.
 
     The log-softmax runs over chunks of positions (:data:`CHUNK_ELEMENTS` logits each), so no
     float32 copy of the whole (B, T, V) tensor is made, with or without a gradient: with Qwen's
@@ -322,27 +331,30 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     Args:
         logits: (B, T, V) next-token logits aligned with ``tokens``.
         tokens: (B, T) token ids.
+        temperature: The logits are divided by it, in float32, chunk by chunk (the sampling
+            distribution at that temperature).
 
     Returns:
         (B, T) float32 log-probabilities; gradients flow into ``logits`` as through
-        ``log_softmax(logits.float()).gather(tokens)``.
+        ``log_softmax(logits.float() / temperature).gather(tokens)``.
     """
-    return _over_positions(_chunk_logprobs, logits, tokens)
+    return _over_positions(partial(_chunk_logprobs, temperature=temperature), logits, tokens)
 
 
-def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the next-token distribution at each position, in float32.
+def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Entropy of the next-token distribution ``softmax(logits / temperature)``, in float32.
 
     Computed over chunks of positions as :func:`token_logprobs` is, without a float32 copy of the
     whole (B, T, V) tensor.
 
     Args:
         logits: (B, T, V) logits.
+        temperature: The logits are divided by it, in float32, chunk by chunk.
 
     Returns:
         (B, T) float32 entropies in nats.
     """
-    return _over_positions(_chunk_entropy, logits)
+    return _over_positions(partial(_chunk_entropy, temperature=temperature), logits)
 
 
 # -- PPO with a critic -------------------------------------------------------------------------

@@ -158,9 +158,10 @@ def forward_logprobs(
     """One forward pass over prompt + response: the response tokens' log-probs and logits.
 
     The log-probs are those of the distribution the tokens were sampled from: the logits are
-    divided by the sampling ``temperature`` first, as veRL does (issue 9). The fingerprint is
-    computed inside the pass, without the temperature (a property of the model, not of the
-    sampling).
+    divided by the sampling ``temperature`` first, as veRL does (issue 9), in float32, chunk by
+    chunk inside :func:`~agents.losses.token_logprobs` (no float32 copy of the whole logits).
+    The fingerprint is computed inside the pass, without the temperature (a property of the
+    model, not of the sampling).
 
     With ``group_size > 1``, where consecutive blocks of that many rows share their prompt, the
     prompt of each block runs once and its keys and values serve the block's responses
@@ -179,7 +180,8 @@ def forward_logprobs(
 
     Returns:
         ``(logprobs, logits, features)``: (B, T) log-probs of the response tokens, the (B, T, V)
-        temperature-scaled logits that predict them, and (B, L) fingerprints or None.
+        logits that predict them (the model's, before the temperature), and (B, L) fingerprints
+        or None.
     """
     if not temperature > 0:
         raise InvalidArgumentError("temperature", "a float > 0", temperature)
@@ -217,9 +219,8 @@ def forward_logprobs(
                 ).logits
             features = capture.features()
         response_logits = logits[:, prompt_width - 1 : -1]  # (B, T, V): predicts the response
-    if temperature != 1.0:  # in float32 first, as the sampler does (bf16 would round first)
-        response_logits = response_logits.float() / temperature
-    return token_logprobs(response_logits, sequences[:, prompt_width:]), response_logits, features
+    tokens = sequences[:, prompt_width:]
+    return token_logprobs(response_logits, tokens, temperature), response_logits, features
 
 
 @dataclass

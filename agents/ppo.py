@@ -752,7 +752,8 @@ def update_policy(
                     batch.group_size,
                 )
             adv: torch.Tensor = advantages[sl]
-            entropy = token_entropy(logits.detach())  # (b, T), for logging and GRPO+Entropy
+            # (b, T) entropy of the sampling distribution, for logging and GRPO+Entropy
+            entropy = token_entropy(logits.detach(), args.temperature)
             if args.base_algorithm is Algorithm.GRPO_ENTROPY:
                 adv = entropy_shaped_advantages(adv, entropy, args.entropy_coef, args.entropy_kappa)
             policy_loss, clip_fraction = clipped_policy_loss(

@@ -247,19 +247,20 @@ def test_token_logprobs_and_entropy_match_loop():
             assert ent[i, j].item() == pytest.approx(-sum(p * math.log(p) for p in probs), abs=1e-5)
 
 
-def _unchunked_logprobs(logits, tokens):
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+def _unchunked_logprobs(logits, tokens, temperature=1.0):
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, T, V)
     return logp.gather(-1, tokens[..., None])[..., 0]
 
 
-def _unchunked_entropy(logits):
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+def _unchunked_entropy(logits, temperature=1.0):
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, T, V)
     return -(logp.exp() * logp).sum(dim=-1)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_chunked_logprobs_and_entropy_equal_the_unchunked_formula_with_gradients(
-    monkeypatch, dtype
+    monkeypatch, dtype, temperature
 ):
     # Chunks of 3 positions over 2 x 7 positions: several chunks and a ragged last one.
     monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 3 * 11)
@@ -268,8 +269,11 @@ def test_chunked_logprobs_and_entropy_equal_the_unchunked_formula_with_gradients
     tokens = torch.randint(0, 11, (2, 7), generator=g)
     weights = torch.randn(2, 7, generator=g)  # a loss that weighs every position differently
     pairs = [
-        (token_logprobs(logits, tokens), _unchunked_logprobs(logits, tokens)),
-        (token_entropy(logits), _unchunked_entropy(logits)),
+        (
+            token_logprobs(logits, tokens, temperature),
+            _unchunked_logprobs(logits, tokens, temperature),
+        ),
+        (token_entropy(logits, temperature), _unchunked_entropy(logits, temperature)),
     ]
     for got, expected in pairs:
         assert got.dtype == torch.float32
@@ -296,7 +300,8 @@ class _LargestFloat32(TorchDispatchMode):
         return out
 
 
-def test_logprobs_and_entropy_never_build_the_full_float32_tensor(monkeypatch):
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_logprobs_and_entropy_never_build_the_full_float32_tensor(monkeypatch, temperature):
     # A wide vocabulary (Qwen's is 151,936) in bfloat16, as the model returns it under autocast:
     # the float32 log-softmax of all B * T positions at once would be 16 x the chunk budget.
     budget = 1 << 20
@@ -307,9 +312,9 @@ def test_logprobs_and_entropy_never_build_the_full_float32_tensor(monkeypatch):
     tokens = torch.randint(0, vocab, (batch, positions), generator=g)
     logits.requires_grad_(True)
     with _LargestFloat32() as tracker:
-        logprobs = token_logprobs(logits, tokens)
+        logprobs = token_logprobs(logits, tokens, temperature)
         with torch.no_grad():
-            entropy = token_entropy(logits)
+            entropy = token_entropy(logits, temperature)
         logprobs.sum().backward()
     assert logprobs.shape == entropy.shape == (batch, positions)
     assert logits.grad is not None and logits.grad.dtype == torch.bfloat16

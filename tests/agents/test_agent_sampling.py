@@ -149,9 +149,10 @@ def test_the_temperature_divides_the_float32_logits_of_a_bf16_model():
         logprobs, logits, _ = forward_logprobs(model, ids, mask, width, None, 0.7)
         raw = model(input_ids=ids, attention_mask=mask, position_ids=prompt_positions(mask))
     raw_logits = raw.logits[:, width - 1 : -1]  # (B, T, V) bf16, predicting the response
-    assert raw_logits.dtype == torch.bfloat16 and logits.dtype == torch.float32
-    torch.testing.assert_close(logits, raw_logits.float() / 0.7, atol=0, rtol=0)
-    want = token_logprobs(raw_logits.float() / 0.7, ids[:, width:])
+    torch.testing.assert_close(logits, raw_logits, atol=0, rtol=0)  # returned unscaled
+    want = torch.log_softmax(raw_logits.float() / 0.7, dim=-1).gather(-1, ids[:, width:, None])[
+        ..., 0
+    ]
     rounded = token_logprobs(raw_logits / 0.7, ids[:, width:])
     on = mask[:, width:].bool()
     torch.testing.assert_close(logprobs[on], want[on], atol=0, rtol=0)
