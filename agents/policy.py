@@ -67,7 +67,9 @@ def load_policy(model_path: str | os.PathLike[str], device: str = "cpu") -> tupl
     """Load ``AutoModelForCausalLM.from_pretrained(model_path)`` and its tokenizer.
 
     The tokenizer pads on the left (for generation). A tokenizer without a pad token pads with its
-    eos token (a warning is logged): padding is masked out everywhere, so any token can stand in.
+    eos token (a warning is logged): padding is masked out everywhere, so any token can stand in
+    (a response's mask ends at its first stop token by position, not where the pad id appears, so
+    the eos that ends a response counts and the eos padding after it does not).
     Nothing is downloaded (``local_files_only``). The weights are loaded in float32 on every
     device, also from a bfloat16 checkpoint: they are the optimiser's master weights, and
     bfloat16 computation comes from autocast (:data:`PRECISIONS`).
@@ -261,7 +263,8 @@ def sample_responses(
 
     Sampling uses the agent's settings only (:func:`agents.sampling.sample`): a checkpoint's
     ``generation_config`` changes nothing but the stop tokens, and every response ends at the
-    first of the model's stop tokens (:func:`agents.sampling.stop_token_ids`).
+    first of the model's stop tokens (:func:`agents.sampling.stop_token_ids`: the eos ids, and
+    the chat template's end of turn when the tokenizer has a template).
 
     Args:
         model: The causal LM (in eval mode).

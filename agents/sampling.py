@@ -12,10 +12,12 @@ consecutive rows. Two pieces here use that:
   for Llama-family models (Llama, Qwen2, Mistral; ``_SharedPrefixDecoder``), through the model's
   own forward and key/value cache for the others. It draws from the temperature-scaled logits
   alone (no top-k/p, no repetition penalty, whatever the checkpoint's ``generation_config``
-  says), stops each row at any of the model's stop tokens, and returns the log-prob of every
-  sampled token, which the trainer's forward reproduces (``sampler_logprob_gap``). Models with a
-  recurrent state (``_is_stateful``) use Hugging Face ``generate`` instead, with every logits
-  processor that a saved ``generation_config`` could switch on set to its neutral value.
+  says), stops each row at the first of its stop tokens (:func:`stop_token_ids`: the eos ids and
+  the chat template's end of turn), masks what follows by position, never by the pad id (which
+  may be the eos itself), and returns the log-prob of every sampled token, which the trainer's
+  forward reproduces (``sampler_logprob_gap``). Models with a recurrent state (``_is_stateful``)
+  use Hugging Face ``generate`` instead, with every logits processor that a saved
+  ``generation_config`` could switch on set to its neutral value, and the same stop and masking.
 """
 
 from __future__ import annotations
@@ -31,10 +33,14 @@ from meds_gym.errors import InvalidArgumentError
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    """Every token that ends a response: the tokenizer's eos and the model's ``eos_token_id``(s).
+    """Every token that ends a response: the eos ids and the chat template's end of turn.
 
-    A ``generation_config`` may list several eos ids (an end-of-turn and an end-of-text token);
-    a response stops at the first of any of them.
+    That is the tokenizer's eos, the model's ``eos_token_id``(s) (a ``generation_config`` may
+    list several: an end-of-turn and an end-of-text token) and, for a tokenizer with a chat
+    template, the special token that closes an assistant turn (:func:`chat_end_token_id`): the
+    agents' prompts go through the template whenever there is one, so a base checkpoint whose eos
+    is ``<|endoftext|>`` still stops at the template's ``<|im_end|>``. A response stops at the
+    first of any of them.
     """
     ids: list[int] = []
     for source in (getattr(model, "generation_config", None), getattr(model, "config", None)):
@@ -47,7 +53,42 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
         raise InvalidArgumentError(
             "tokenizer", "a tokenizer or model with an eos token", type(tokenizer).__name__
         )
+    end_of_turn = chat_end_token_id(tokenizer)
+    if end_of_turn is not None:
+        ids.append(end_of_turn)
     return sorted(set(ids))
+
+
+_REPLY_PROBE = "meds-gym reply probe"
+"""An assistant message whose rendering shows what the chat template writes after a reply."""
+
+
+def chat_end_token_id(tokenizer: Any) -> int | None:
+    """The special token the tokenizer's chat template writes right after an assistant reply.
+
+    The template renders a user turn and an assistant reply; the first token after the reply is
+    the end of turn (``<|im_end|>``, ``<|eot_id|>``, ``<end_of_turn>``, or the eos itself) if it
+    is a special token of the tokenizer. A template that ends a turn with plain text (the tiny
+    model's newline), or that refuses that conversation, gives None.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    from jinja2 import TemplateError
+
+    conversation = [
+        {"role": "user", "content": "?"},
+        {"role": "assistant", "content": _REPLY_PROBE},
+    ]
+    try:
+        text = tokenizer.apply_chat_template(conversation, tokenize=False)
+    except (TemplateError, ValueError, TypeError, KeyError):
+        return None
+    _, found, after = str(text).rpartition(_REPLY_PROBE)
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"] if found else []
+    if not ids:
+        return None
+    token = getattr(tokenizer, "added_tokens_decoder", {}).get(ids[0])
+    return int(ids[0]) if token is not None and token.special else None
 
 
 def prompt_positions(mask: torch.Tensor) -> torch.Tensor:

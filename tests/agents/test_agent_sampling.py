@@ -12,8 +12,13 @@ transformers = pytest.importorskip("transformers")
 
 import agents.policy as policy  # noqa: E402
 from agents.fingerprint import FingerprintCapture, answer_tokens  # noqa: E402
-from agents.losses import token_logprobs  # noqa: E402
-from agents.policy import forward_logprobs, load_policy, sample_responses  # noqa: E402
+from agents.losses import overlong_penalty, token_logprobs  # noqa: E402
+from agents.policy import (  # noqa: E402
+    forward_logprobs,
+    load_policy,
+    prompt_text,
+    sample_responses,
+)
 from agents.sampling import (  # noqa: E402
     _sample_with_generate,
     groups_share_prompts,
@@ -32,11 +37,11 @@ V, PAD = len(TOK), TOK.pad_token_id
 ARCHS = ["qwen2", "llama", "gpt2"]
 
 
-def _model(arch: str):
+def _model(arch: str, tokenizer=TOK):
     """A 2-layer, width-32 causal LM with random weights and a sharp LM head (logit std ~1)."""
     torch.manual_seed(0)
     if arch == "qwen2":
-        model = build_model(TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2), TOK)
+        model = build_model(TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2), tokenizer)
     elif arch == "llama":
         config = transformers.LlamaConfig(
             vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -260,6 +265,102 @@ def test_stop_token_ids_collects_every_eos():
     assert stop_token_ids(model, TOK) == [TOK.eos_token_id]
     with pytest.raises(InvalidArgumentError):
         stop_token_ids(object(), type("NoEos", (), {"eos_token_id": None})())
+
+
+def _first_stop_lengths(responses, stops):
+    """Each row's length counted from its tokens: up to and including the first stop, else all."""
+    lengths = []
+    for row in responses.tolist():
+        ends = [i for i, token in enumerate(row) if token in stops]
+        lengths.append(ends[0] + 1 if ends else len(row))
+    return torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_pad_equal_to_eos_masks_the_tail_but_not_the_stop(stateful, tmp_path, monkeypatch):
+    # Pins: a tokenizer without a pad token pads with its eos (load_policy); the stop (that eos)
+    # stays in the loss mask, the eos padding after it does not, and the lengths DAPO's overlong
+    # penalty reads are the real ones, in the cached sampler and in the generate fallback.
+    tokenizer = build_char_tokenizer()
+    eos = tokenizer.eos_token_id
+    model = _favour(_model("qwen2"), {eos: 1.0})
+    model.save_pretrained(tmp_path)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "tiny_model.json").write_text(json.dumps({}))
+    model, tokenizer = load_policy(tmp_path)
+    assert tokenizer.pad_token_id == eos
+    monkeypatch.setattr(model, "_is_stateful", stateful, raising=False)
+    prompts = ["<|user|>1+2?<|assistant|>", "<|user|>12*3-4?\n<|assistant|>"]
+    torch.manual_seed(0)
+    batch = sample_responses(model.eval(), tokenizer, prompts, 8, 24, 1.0)
+    lengths = batch.response_mask.sum(1).long()
+    assert torch.equal(lengths, _first_stop_lengths(batch.responses, {eos}))
+    stopped = lengths < 24
+    assert stopped.sum() > 4 and len(set(lengths.tolist())) > 2
+    assert (batch.responses == eos).sum(1).gt(1).any(), "no eos padding after a stop"
+    rows = torch.arange(len(lengths))
+    assert (batch.responses[rows[stopped], lengths[stopped] - 1] == eos).all()
+    assert batch.response_mask[rows[stopped], lengths[stopped] - 1].eq(1).all()
+    penalty = overlong_penalty(lengths, 24, 4)
+    assert (penalty[lengths <= 20] == 0).all() and (penalty[lengths <= 20] == 0).sum() > 4
+    on = batch.response_mask.bool()
+    assert not batch.sampler_logprobs[~on].any() and (batch.sampler_logprobs[on] < 0).all()
+
+
+_END = "<|im_end|>"
+_TURN_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}"
+    + _END
+    + "\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+"""A chat template that closes each turn with its own special token, as Qwen's does."""
+
+
+def _turn_tokenizer():
+    tokenizer = build_char_tokenizer()
+    tokenizer.add_tokens([_END], special_tokens=True)
+    tokenizer.chat_template = _TURN_TEMPLATE
+    return tokenizer
+
+
+def test_stop_tokens_include_the_chat_templates_end_of_turn():
+    # Pins: a base checkpoint (eos <|endoftext|>-like) whose tokenizer's chat template ends a
+    # turn with <|im_end|> stops there; a plain-text turn end (the tiny model's newline), no
+    # template or a template that refuses the probe conversation adds nothing.
+    tokenizer = _turn_tokenizer()
+    end = tokenizer.convert_tokens_to_ids(_END)
+    model = _model("qwen2", tokenizer)
+    assert stop_token_ids(model, tokenizer) == sorted({tokenizer.eos_token_id, end})
+    from agents.sampling import chat_end_token_id
+
+    assert chat_end_token_id(tokenizer) == end
+    assert chat_end_token_id(TOK) is None and stop_token_ids(model, TOK) == [TOK.eos_token_id]
+    tokenizer.chat_template = "{{ raise_exception('system message required') }}"
+    assert chat_end_token_id(tokenizer) is None
+    tokenizer.chat_template = None
+    assert stop_token_ids(model, tokenizer) == [tokenizer.eos_token_id]
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_chat_prompts_stop_at_the_templates_end_of_turn(stateful, monkeypatch):
+    # Pins: responses to chat-template prompts end at <|im_end|> (mask 0 after it, nothing
+    # decoded past it), in the cached sampler and in the generate fallback.
+    tokenizer = _turn_tokenizer()
+    end = tokenizer.convert_tokens_to_ids(_END)
+    model = _favour(_model("qwen2", tokenizer), {end: 1.0})
+    monkeypatch.setattr(model, "_is_stateful", stateful, raising=False)
+    info = {"messages": [{"role": "user", "content": "1+2?"}]}
+    prompt = prompt_text(tokenizer, "", info)
+    assert prompt.endswith("<|assistant|>") and _END in prompt
+    torch.manual_seed(0)
+    batch = sample_responses(model, tokenizer, [prompt, prompt], 8, 24, 1.0)
+    lengths = batch.response_mask.sum(1).long()
+    assert torch.equal(lengths, _first_stop_lengths(batch.responses, {end, tokenizer.eos_token_id}))
+    rows = torch.arange(len(lengths))
+    ended = batch.responses[rows, lengths - 1] == end
+    assert ended.sum() > 4, "no response stopped at the end of turn"
+    assert ((batch.responses == end) & batch.response_mask.bool()).sum(1).le(1).all()
 
 
 def test_a_saved_generation_config_does_not_change_sampling(tmp_path):
