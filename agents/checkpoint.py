@@ -1,4 +1,4 @@
-"""Training checkpoints that resume bit-exact: weights, optimiser, MEDS memory and every RNG.
+"""Training checkpoints: weights, optimiser, MEDS memory and every RNG, resumable on any device.
 
 A checkpoint is a directory ``checkpoint-<iteration>`` under the run directory, holding
 ``trainer.pt`` (model and optimiser state dicts and the torch RNG states, loaded with
@@ -13,6 +13,17 @@ dtype, the optimiser's structure, the RNG states) and only then restores: a chec
 rejected, with a :class:`~meds_gym.errors.CorruptFileError` naming the file, changes nothing
 (issue 11). A save removes the staging directories and pointer temps that earlier saves killed
 midway (``kill -9``) left behind.
+
+The device may change between the run that saved and the one that resumes (``--device`` is a
+resumable argument): floating-point weights saved in another precision (bfloat16 on a GPU,
+float32 on the CPU) are cast to the model's, and the CUDA generator of GPU ``i`` gets the saved
+state ``i`` where both exist; states of GPUs no longer visible are skipped, and GPUs beyond the
+saved ones keep their seeded state (a warning says so in each case).
+
+Bit-exact resume (the resumed run computes exactly what the uninterrupted one would have) holds
+on the CPU with the same device, thread count and library versions. On CUDA it also needs the
+same GPUs and deterministic algorithms (``--deterministic`` in ``agents.ppo``): several of
+CUDA's kernels, backward passes among them, sum in an order that changes from run to run.
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ RESUMABLE_ARGUMENTS = frozenset(
         "device",
         "precision",
         "threads",
+        "deterministic",
         "tensorboard",
         "eval_n",
         "eval_split",
@@ -66,8 +78,9 @@ RESUMABLE_ARGUMENTS = frozenset(
     }
 )
 """Arguments a resumed run may change: how long to run, where and how often to save, on what
-hardware and in what precision (the weights are float32 in both), where metrics go, and the final
-evaluation. Everything else changes what the resumed iterations compute."""
+hardware, in what precision (the weights are float32 in both) and how deterministically, where
+metrics go, and the final evaluation. Everything else changes what the resumed iterations
+compute."""
 
 
 # -- saving ---------------------------------------------------------------------------------------
@@ -190,6 +203,10 @@ class _Validated:
     trainer: dict[str, Any]
     numpy_rng: dict[str, Any]
     shaper: MEDSShaper
+    cuda_rng: list[torch.Tensor]
+    """The saved CUDA generator states of the GPUs visible now (GPU ``i`` takes state ``i``)."""
+    adaptations: list[str]
+    """How the restore adapts the checkpoint to this machine (logged once it passed)."""
 
 
 def checkpoint_directory(run_dir: str | os.PathLike[str]) -> Path:
@@ -265,7 +282,12 @@ def _is_tensor_dict(value: Any) -> bool:
     )
 
 
-def _check_model_state(path: Path, saved: Any, model: Any) -> None:
+def _check_model_state(path: Path, saved: Any, model: Any) -> list[str]:
+    """Names, shapes and dtypes as the model's, but a floating dtype may be another precision.
+
+    Returns:
+        The casts of floating-point weights that the restore makes, as a note (or none).
+    """
     if not _is_tensor_dict(saved):
         raise CorruptFileError(f"{path}: 'model' must map parameter names to tensors.")
     expected = model.state_dict()
@@ -275,13 +297,23 @@ def _check_model_state(path: Path, saved: Any, model: Any) -> None:
             f"{path}: the model's parameters do not match (missing {missing[:5]}, unexpected "
             f"{extra[:5]}). Resume with the model the checkpoint was written for."
         )
+    casts = set()
     for name, tensor in expected.items():
         got = saved[name]
-        if got.shape != tensor.shape or got.dtype != tensor.dtype:
+        both_float = got.is_floating_point() and tensor.is_floating_point()
+        if got.shape != tensor.shape or (got.dtype != tensor.dtype and not both_float):
             raise CorruptFileError(
                 f"{path}: parameter {name!r} is {got.dtype} {tuple(got.shape)}, the model has "
                 f"{tensor.dtype} {tuple(tensor.shape)}."
             )
+        if got.dtype != tensor.dtype:
+            casts.add(f"{got.dtype} -> {tensor.dtype}")
+    if not casts:
+        return []
+    return [
+        f"{path}: weights saved in another precision are cast to the model's "
+        f"({', '.join(sorted(casts))}): the run continues from the saved state, rounded."
+    ]
 
 
 def _same_kind(saved: Any, current: Any) -> bool:
@@ -396,8 +428,18 @@ def _check_state_value(path: Path, what: str, field: str, value: Any) -> None:
         raise CorruptFileError(f"{path}: optimiser {what} is negative ({smallest:g}).")
 
 
-def _check_rng_states(path: Path, trainer: dict[str, Any]) -> None:
+def _check_rng_states(path: Path, trainer: dict[str, Any]) -> tuple[list[torch.Tensor], list[str]]:
+    """Validate the RNG states.
+
+    The saved CUDA states are one per GPU the saving run saw: GPU ``i`` takes state ``i``. States
+    of GPUs not visible now are skipped, and visible GPUs without a saved state keep theirs.
+
+    Returns:
+        ``(states, notes)``: the CUDA states of the GPUs visible now, and a note on any GPU
+        whose state is skipped or kept.
+    """
     torch_rng, cuda_rng = trainer.get("torch_rng"), trainer.get("cuda_rng")
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
     try:
         if not isinstance(torch_rng, torch.Tensor) or torch_rng.dtype != torch.uint8:
             raise TypeError("'torch_rng' must be a uint8 tensor")
@@ -406,11 +448,18 @@ def _check_rng_states(path: Path, trainer: dict[str, Any]) -> None:
             isinstance(s, torch.Tensor) and s.dtype == torch.uint8 for s in cuda_rng
         ):
             raise TypeError("'cuda_rng' must be a list of uint8 tensors")
-        if cuda_rng and torch.cuda.is_available():
-            for device, state in enumerate(cuda_rng[: torch.cuda.device_count()]):
-                torch.Generator(device=f"cuda:{device}").set_state(state)
+        restored = cuda_rng[:visible]
+        for device, state in enumerate(restored):
+            torch.Generator(device=f"cuda:{device}").set_state(state)
     except (TypeError, RuntimeError, ValueError) as error:
         raise CorruptFileError(f"{path}: invalid RNG state ({error}).") from error
+    saved = len(cuda_rng)
+    counts = f"{path} holds the CUDA RNG states of {saved} GPU(s) and {visible} are visible"
+    if saved > visible:
+        return restored, [f"{counts}: the states of GPU(s) {visible} to {saved - 1} are skipped."]
+    if 0 < saved < visible:
+        return restored, [f"{counts}: GPU(s) {saved} to {visible - 1} keep their states."]
+    return restored, []
 
 
 def _validate(
@@ -436,9 +485,9 @@ def _validate(
         raise CorruptFileError(
             f"{path}: expected 'model', 'optimizer', 'torch_rng' and 'cuda_rng', received {keys}."
         )
-    _check_model_state(path, trainer["model"], model)
+    casts = _check_model_state(path, trainer["model"], model)
     _check_optimizer_state(path, trainer["optimizer"], optimizer)
-    _check_rng_states(path, trainer)
+    cuda_rng, skipped = _check_rng_states(path, trainer)
     memory = directory / "meds.npz"
     try:
         shaper = MEDSShaper.load(memory)
@@ -446,7 +495,7 @@ def _validate(
         raise
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CorruptFileError(f"{memory}: unreadable MEDS memory ({error}).") from error
-    return _Validated(iteration, trainer, numpy_rng, shaper)
+    return _Validated(iteration, trainer, numpy_rng, shaper, cuda_rng, casts + skipped)
 
 
 def load_checkpoint(
@@ -458,7 +507,9 @@ def load_checkpoint(
     """Restore the newest checkpoint of ``run_dir`` into ``model``, ``optimizer`` and ``rng``.
 
     Every file is read and checked before anything is restored, so a rejected checkpoint leaves
-    the model, the optimiser and every RNG exactly as they were.
+    the model, the optimiser and every RNG exactly as they were. A checkpoint written on another
+    device loads (see the module docstring): weights are cast to the model's precision, CUDA RNG
+    states are restored for the GPUs visible now and skipped for the others.
 
     Returns:
         ``(iteration, shaper)``: the last finished iteration and the restored MEDS shaper.
@@ -471,12 +522,14 @@ def load_checkpoint(
     """
     directory = checkpoint_directory(run_dir)
     checked = _validate(directory, model, optimizer, rng)
+    for note in checked.adaptations:
+        logger.warning("%s", note)
     trainer = checked.trainer
     model.load_state_dict(trainer["model"])
     optimizer.load_state_dict(trainer["optimizer"])
     torch.set_rng_state(trainer["torch_rng"])
-    if trainer["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(trainer["cuda_rng"])
+    for device, state in enumerate(checked.cuda_rng):
+        torch.cuda.set_rng_state(state, device)
     rng.bit_generator.state = checked.numpy_rng
     return checked.iteration, checked.shaper
 

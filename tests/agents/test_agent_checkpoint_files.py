@@ -224,6 +224,122 @@ def test_valid_checkpoint_still_restores_everything(tmp_path):
     assert rng.random() == expected.random()
 
 
+# -- checkpoints written on another device ------------------------------------------------------
+
+
+def _cuda_state(seed: int) -> torch.Tensor:
+    """A CUDA generator state as ``torch.cuda.get_rng_state`` gives it: seed, offset (16 bytes)."""
+    return torch.tensor(list(seed.to_bytes(8, "little")) + [0] * 8, dtype=torch.uint8)
+
+
+def _as_written_on_gpus(trainer, dtype=torch.bfloat16) -> None:
+    """What a run with ``dtype`` weights on 2 GPUs saves (read back onto the CPU)."""
+    trainer["model"] = {k: v.to(dtype) for k, v in trainer["model"].items()}
+    for entry in trainer["optimizer"]["state"].values():  # AdamW's moments: the weights' dtype
+        for field in ("exp_avg", "exp_avg_sq"):
+            entry[field] = entry[field].to(dtype)
+    trainer["cuda_rng"] = [_cuda_state(100 + gpu) for gpu in range(2)]
+
+
+class _VisibleGpus:
+    """``count`` visible GPUs as torch's CUDA RNG calls see them, on a machine without one.
+
+    A CUDA generator takes a 16-byte state; ``torch.cuda.set_rng_state`` on a GPU that is not
+    visible raises ``IndexError``, as ``torch.cuda.default_generators[index]`` does.
+    """
+
+    def __init__(self, monkeypatch, count: int) -> None:
+        self.count, self.restored = count, {}
+        cpu_generator = torch.Generator
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+        monkeypatch.setattr(torch.cuda, "set_rng_state", self.set_rng_state)
+        monkeypatch.setattr(torch.cuda.random, "set_rng_state", self.set_rng_state)
+
+        def generator(device="cpu"):
+            if not str(device).startswith("cuda"):
+                return cpu_generator(device)
+            self._index(device)
+            return self
+
+        monkeypatch.setattr(torch, "Generator", generator)
+
+    def _index(self, device) -> int:
+        index = device if isinstance(device, int) else torch.device(device).index
+        if index >= self.count:
+            raise IndexError("tuple index out of range")
+        return index
+
+    def set_state(self, state: torch.Tensor) -> None:
+        if state.numel() != 16:
+            raise RuntimeError("RNG state is wrong size")
+
+    def set_rng_state(self, state: torch.Tensor, device=0) -> None:
+        index = self._index(device)
+        self.set_state(state)
+        self.restored[index] = state.clone()
+
+
+def test_a_bf16_gpu_checkpoint_resumes_on_the_cpu(tmp_path, monkeypatch, caplog):
+    # Emulates: weights and AdamW moments saved in bfloat16 with the CUDA states of 2 GPUs,
+    # resumed by a float32 model on a machine without a GPU: it loads, cast, CUDA states skipped.
+    directory = _write_run(tmp_path)
+    _rewrite_trainer(directory, _as_written_on_gpus)
+    saved = torch.load(directory / "trainer.pt", weights_only=True)
+    gpus = _VisibleGpus(monkeypatch, 0)
+    model, optimizer, rng = _target()
+    with caplog.at_level("WARNING"):
+        iteration, _ = load_checkpoint(tmp_path, model, optimizer, rng)
+    assert iteration == 1 and gpus.restored == {}
+    for name, tensor in model.state_dict().items():
+        assert tensor.dtype == torch.float32
+        assert torch.equal(tensor, saved["model"][name].float()), name
+    for key, entry in optimizer.state_dict()["state"].items():
+        assert entry["exp_avg"].dtype == torch.float32
+        assert torch.equal(entry["exp_avg"], saved["optimizer"]["state"][key]["exp_avg"].float())
+    assert torch.equal(torch.get_rng_state(), saved["torch_rng"])
+    assert "torch.bfloat16 -> torch.float32" in caplog.text
+    assert "CUDA RNG states of 2 GPU(s) and 0 are visible" in caplog.text
+    model(torch.ones(1, 4)).sum().backward()  # and it trains on
+    optimizer.step()
+
+
+@pytest.mark.parametrize("visible", [1, 3])
+def test_cuda_rng_states_are_restored_for_the_visible_gpus_only(tmp_path, monkeypatch, visible):
+    # Emulates: a checkpoint of a 2-GPU run (float32 weights) resumed with 1 visible GPU (the
+    # second state is skipped; before, the restore raised after the model and optimiser were
+    # loaded) or 3 (the third keeps its state).
+    directory = _write_run(tmp_path)
+    _rewrite_trainer(directory, lambda t: _as_written_on_gpus(t, torch.float32))
+    gpus = _VisibleGpus(monkeypatch, visible)
+    model, optimizer, rng = _target()
+    load_checkpoint(tmp_path, model, optimizer, rng)
+    assert sorted(gpus.restored) == list(range(min(visible, 2)))
+    for index, state in gpus.restored.items():
+        assert torch.equal(state, _cuda_state(100 + index))
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda t: t["cuda_rng"].__setitem__(0, torch.zeros(3, dtype=torch.uint8)), "RNG state"),
+        (lambda t: t["model"].__setitem__("0.bias", torch.zeros(3, dtype=torch.int64)), "int64"),
+        (_set_state("exp_avg", torch.full((3, 4), float("nan"), dtype=torch.bfloat16)), "NaN"),
+    ],
+)
+def test_a_gpu_checkpoint_is_validated_before_anything_is_restored(
+    tmp_path, monkeypatch, edit, match
+):
+    # Emulates: a bfloat16 checkpoint of 2 GPUs, with one bad entry, resumed on 1 visible GPU:
+    # rejected, and the model, optimiser, torch and CUDA RNGs untouched.
+    directory = _write_run(tmp_path)
+    _rewrite_trainer(directory, _as_written_on_gpus)
+    _rewrite_trainer(directory, edit)
+    gpus = _VisibleGpus(monkeypatch, 1)
+    _assert_rejected_unchanged(tmp_path, match)
+    assert gpus.restored == {}
+
+
 _LOAD_EACH = """
 import sys
 from pathlib import Path
