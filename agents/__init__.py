@@ -12,9 +12,8 @@ modules import each other relatively. The shared pieces are plain modules: ``los
 ``fingerprint`` (the MEDS answer fingerprint taken during the log-prob pass), ``policy`` (loading
 a model, sampling and scoring responses), ``sampling`` (the cached sampler and the shared-prompt
 forward), ``run_setup`` (the env, model and evaluation loop every entry point builds the same
-way), ``checkpoint`` (bit-exact resume), ``report`` (the
-markdown table and pass@k plot of a run) and ``tiny_model`` (the character tokenizer and tiny
-model).
+way), ``checkpoint`` (resume on any device, bit-exact on the CPU), ``report`` (the markdown
+table and pass@k plot of a run) and ``tiny_model`` (the character tokenizer and tiny model).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from meds_gym.errors import InvalidArgumentError
 from .cli import at_least, check_numbers, run, validator
 from .evaluate import evaluate_policy
 from .policy import autocast_for, load_policy
-from .ppo import Args, main
+from .ppo import Args, main, use_deterministic_algorithms
 from .report import current_command, write_report
 from .run_setup import EnvSpec, resolve_model_path
 from .tiny_model import SMALL_TINY
@@ -101,6 +101,8 @@ def compare(args: CompareArgs) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
         warm_up(background=True)
     if args.train.threads is not None:
         torch.set_num_threads(args.train.threads)
+    if args.train.deterministic:  # before the initial policy's evaluation starts cuBLAS
+        use_deterministic_algorithms()
     out = Path(args.output_dir) / f"compare-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     out.mkdir(parents=True, exist_ok=False)
     spec = EnvSpec.of(args.train)

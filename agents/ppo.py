@@ -11,10 +11,12 @@ with ``--meds``, score and shape the kept rollouts by stepping the env wrapped i
 users); turn rewards into advantages (group-normalised, or GAE for PPO); take clipped
 policy-gradient steps; log (a progress bar, one summary line per iteration, ``metrics.jsonl``,
 TensorBoard scalars under ``charts/``, ``losses/`` and ``meds/``, and Weights & Biases with
-``--track``, ``agents/tracking.py``). ``--checkpoint-every`` and ``--resume`` resume
-bit-exact (``agents/checkpoint.py``). The run ends by evaluating the final policy (``--eval-n``
-samples per problem) on the toy task's held-out *test* split into ``eval.json``, ``report.md`` and
-``pass_at_k.png`` (``agents/report.py``).
+``--track``, ``agents/tracking.py``). ``--checkpoint-every`` and ``--resume`` resume on any
+device (``agents/checkpoint.py``), bit-exact on the CPU, and on CUDA with ``--deterministic``
+(CUDA's kernels, backward passes among them, are otherwise free to sum in another order each
+run). The run ends by evaluating the final policy (``--eval-n`` samples per problem) on the toy
+task's held-out *test* split into ``eval.json``, ``report.md`` and ``pass_at_k.png``
+(``agents/report.py``).
 
 ``main`` is that outline, one named step each: ``build_run`` (the env and the model path from
 ``agents/run_setup.py``, shared with the other entry points; policy, critic, reference, optimiser,
@@ -69,6 +71,7 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 import random
 import time
 from collections import defaultdict
@@ -163,6 +166,9 @@ ARG_RANGES = {
     "threads": at_least(1),
 }
 """Allowed ranges of :class:`Args`' numbers; the others: floats finite, ints >= 0."""
+
+CUBLAS_WORKSPACES = (":4096:8", ":16:8")
+"""The ``CUBLAS_WORKSPACE_CONFIG`` settings under which cuBLAS is deterministic."""
 
 
 @dataclass
@@ -281,6 +287,12 @@ class Args:
     None: ``bf16-mixed`` on a CUDA device that supports bfloat16, else ``fp32``."""
     threads: int | None = None
     """CPU threads for torch (None: torch's default, one per physical core)."""
+    deterministic: bool = False
+    """Use deterministic algorithms only (``torch.use_deterministic_algorithms``, for the rest of
+    the process; cuBLAS gets ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless the environment sets
+    it): a CUDA run then gives the same numbers every time and resumes bit-exact, as a CPU run
+    does without it. Slower on CUDA; an operation without a deterministic CUDA kernel raises
+    an error that names it."""
     eval_n: int = 16
     """At the end, sample this many responses per problem for ``report.md`` (pass@k; 0: skip)."""
     eval_split: Literal["test", "train"] = "test"
@@ -289,6 +301,14 @@ class Args:
     @validator
     def __post_init__(self) -> None:
         check_numbers(self, ARG_RANGES)
+        workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+        if self.deterministic and workspace not in (None, *CUBLAS_WORKSPACES):
+            raise InvalidArgumentError(
+                "deterministic",
+                f"used with CUBLAS_WORKSPACE_CONFIG unset or one of {CUBLAS_WORKSPACES}",
+                workspace,
+                "cuBLAS is deterministic only with those workspaces: unset the variable.",
+            )
         # GRPO-style algorithms normalise advantages within a group: a group of one has none.
         if self.group_size < 2 and self.base_algorithm is not Algorithm.PPO:
             raise InvalidArgumentError(
@@ -334,6 +354,16 @@ class Args:
     def run_name(self) -> str:
         """Directory name of this run's outputs."""
         return f"{self.env_id.split('/')[-1]}__{self.label}__{self.seed}"
+
+
+def use_deterministic_algorithms() -> None:
+    """``--deterministic``: torch runs deterministic algorithms only, for the rest of the process.
+
+    cuBLAS reads its workspace setting when it starts, so ``CUBLAS_WORKSPACE_CONFIG`` is set here
+    (to ``:4096:8``, unless the environment sets it), before the model's first matmul.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACES[0])
+    torch.use_deterministic_algorithms(True)
 
 
 def tiny_config_for(args: Args) -> TinyModelConfig:
@@ -466,6 +496,8 @@ def main(args: Args, observer: RunObserver | None = None) -> list[dict[str, floa
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.deterministic:
+        use_deterministic_algorithms()
     if args.use_meds:  # compile MEDS's kernels while the model loads and the first rollouts run
         warm_up(background=True)
     observer = observer or RunObserver()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -71,3 +72,39 @@ def test_resume_refuses_changed_arguments_and_allows_safe_ones(tmp_path):
     # More iterations, another checkpoint interval: the same run, continued.
     history = main(_args(tmp_path, resume=True, iterations=2, checkpoint_every=2))
     assert [row["iteration"] for row in history] == [1]
+
+
+@pytest.fixture
+def torch_determinism(monkeypatch):
+    """Leaves torch's deterministic-algorithms mode and ``CUBLAS_WORKSPACE_CONFIG`` as found."""
+    import torch
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = torch.are_deterministic_algorithms_enabled()
+    yield torch
+    torch.use_deterministic_algorithms(before)
+
+
+def test_deterministic_resumes_a_run_saved_before_the_flag_existed(tmp_path, torch_determinism):
+    # Pins: --deterministic turns torch's deterministic algorithms on with cuBLAS's workspace
+    # set, trains, and may be switched on when resuming (it is a hardware setting, like
+    # --device), also for a checkpoint whose args.json predates the flag.
+    main(_args(tmp_path))
+    run_dir = tmp_path / "runs" / _args(tmp_path).run_name
+    for path in (run_dir / "args.json", run_dir / "checkpoint-0" / "args.json"):
+        saved = json.loads(path.read_text())
+        del saved["deterministic"]
+        path.write_text(json.dumps(saved))
+    history = main(_args(tmp_path, resume=True, iterations=2, deterministic=True))
+    assert [row["iteration"] for row in history] == [1]
+    assert torch_determinism.are_deterministic_algorithms_enabled()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_deterministic_refuses_a_nondeterministic_cublas_workspace(monkeypatch):
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":0:0")
+    with pytest.raises(InvalidArgumentError, match="CUBLAS_WORKSPACE_CONFIG"):
+        Args(deterministic=True)
+    Args()  # the variable is the flag's business only
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    Args(deterministic=True)
