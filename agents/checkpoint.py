@@ -312,7 +312,7 @@ def _check_model_state(path: Path, saved: Any, model: Any) -> list[str]:
         return []
     return [
         f"{path}: weights saved in another precision are cast to the model's "
-        f"({', '.join(sorted(casts))}): the run continues from the saved state, rounded."
+        f"({', '.join(sorted(casts))}), as on a change of device."
     ]
 
 
