@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from meds_gym.errors import InvalidArgumentError
+from meds_gym.integrations.hf import unwrapped_model
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -96,14 +97,19 @@ def prompt_positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(dim=1) - 1).clamp(min=0)
 
 
+def _forward_parameters(model: Any) -> Any:
+    """The parameters of the forward of the causal LM inside ``model``'s wrappers (PEFT)."""
+    return inspect.signature(unwrapped_model(model).forward).parameters
+
+
 def _keeps_last_logits(model: Any) -> bool:
     """Whether the model's forward takes ``logits_to_keep`` (skip the LM head on the prompt)."""
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+    return "logits_to_keep" in _forward_parameters(model)
 
 
 def _cache_argument(model: Any) -> str:
     """The name under which the model's forward takes its key/value cache."""
-    parameters = inspect.signature(model.forward).parameters
+    parameters = _forward_parameters(model)
     return "cache" if "cache" in parameters else "past_key_values"
 
 

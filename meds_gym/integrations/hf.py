@@ -92,6 +92,15 @@ def _wrapped_models(model: nn.Module) -> list[nn.Module]:
         chain.append(inner)
 
 
+def unwrapped_model(model: nn.Module) -> nn.Module:
+    """The causal LM inside any wrappers (PEFT's ``PeftModel``, see :func:`decoder_layers`).
+
+    A wrapper's ``forward`` takes ``*args, **kwargs`` and passes them on; the wrapped model's
+    signature says which arguments (``logits_to_keep``, the cache's name) it accepts.
+    """
+    return _wrapped_models(model)[-1]
+
+
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder layers of a Hugging Face causal LM (Llama/Qwen/Mistral, GPT-2, GPT-NeoX, OPT).
 

@@ -20,6 +20,8 @@ from agents.policy import (  # noqa: E402
     sample_responses,
 )
 from agents.sampling import (  # noqa: E402
+    _cache_argument,
+    _keeps_last_logits,
     _sample_with_generate,
     groups_share_prompts,
     prompt_positions,
@@ -481,3 +483,13 @@ def test_shared_prefix_decoder_draws_what_the_models_own_decoding_draws(arch, mo
     assert torch.equal(fast.responses, plain.responses)
     assert (fast.response_mask.sum(1) < 10).any()  # some rows stopped: masking is exercised
     torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=0)
+
+
+def test_a_peft_model_gets_the_cache_and_logits_arguments_of_the_model_it_wraps():
+    # PeftModel.forward takes (*args, **kwargs): the wrapped causal LM's signature decides
+    # whether the prefill may skip the LM head and under which name the cache goes in.
+    peft = pytest.importorskip("peft")
+    model = _model("qwen2")
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj"]))
+    assert _cache_argument(lora) == _cache_argument(model)
+    assert _keeps_last_logits(lora) and _keeps_last_logits(model)
