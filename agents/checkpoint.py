@@ -44,6 +44,7 @@ import torch
 
 from meds_gym.errors import CorruptFileError, InvalidArgumentError
 from meds_gym.meds import MEDSShaper
+from meds_gym.meds.persistence import list_temps, writer_running
 
 from .cli import Range, above, at_least, describe, in_range
 
@@ -52,8 +53,8 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d{1,18})$")
 """What ``latest`` may name: a checkpoint directory of the run directory, nothing else."""
-_STAGING = re.compile(r"^\.checkpoint-\d+(\.\d+)?\.partial$")
-_POINTER_TEMP = re.compile(r"^\.latest(\.\d+)?\.tmp$")
+_STAGING = re.compile(r"^(\.checkpoint-\d+\.)(\d+\.)?partial$")
+_POINTER_TEMP = re.compile(r"^(\.latest\.)(\d+\.)?tmp$")
 _MAX_POINTER_BYTES = 256
 _MAX_STATE_BYTES = 1 << 20
 
@@ -86,22 +87,18 @@ compute."""
 # -- saving ---------------------------------------------------------------------------------------
 
 
-def _pid_of(name: str) -> int | None:
-    parts = name.split(".")  # "", "checkpoint-<it>" or "latest", pid, "partial" or "tmp"
-    return int(parts[2]) if len(parts) == 4 and parts[2].isdigit() else None
+def _temp_prefix(name: str) -> str | None:
+    """A staging directory's or pointer temp's name before its writer's pid; None for others."""
+    match = _STAGING.match(name) or _POINTER_TEMP.match(name)
+    return None if match is None else match[1]
 
 
 def _writer_gone(pid: int | None) -> bool:
-    """True when the process that wrote a temp no longer runs (or is this one, between saves)."""
-    if pid is None or pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists but belongs to another user: leave its files alone
-        return False
-    return False
+    """True when the process that wrote a temp no longer runs (or is this one, between saves).
+
+    A process of another user is taken to run: its files are left alone.
+    """
+    return pid is None or pid == os.getpid() or writer_running(pid) is False
 
 
 def remove_stale_temps(run_dir: str | os.PathLike[str]) -> list[Path]:
@@ -115,18 +112,10 @@ def remove_stale_temps(run_dir: str | os.PathLike[str]) -> list[Path]:
     """
     run_dir = Path(run_dir)
     removed: list[Path] = []
-    try:
-        names = os.listdir(run_dir)
-    except OSError:
-        return removed
-    for name in names:
-        staging, pointer = _STAGING.match(name), _POINTER_TEMP.match(name)
-        if not (staging or pointer):
+    for path, pid in list_temps(run_dir, _temp_prefix):
+        if not _writer_gone(pid):
             continue
-        if not _writer_gone(_pid_of(name)):
-            continue
-        path = run_dir / name
-        if staging and path.is_dir() and not path.is_symlink():
+        if _STAGING.match(path.name) and path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)

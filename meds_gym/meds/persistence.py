@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +46,61 @@ def _temp_prefix(target: Path) -> str:
     return f".{target.name}."
 
 
-def _writer_gone(name: str, prefix: str, now: float, path: Path) -> bool:
-    """Whether the temporary file ``name`` belongs to a save that will never finish."""
-    pid_text = name[len(prefix) :].split(".", 1)[0]
-    if pid_text.isdigit():
-        pid = int(pid_text)
+def writer_running(pid: int) -> bool | None:
+    """Whether the process that wrote a temporary file still runs.
+
+    Args:
+        pid: The process id the temporary file's name carries.
+
+    Returns:
+        True when it runs, False when no such process exists, None when that cannot be told (a
+        process of another user, or an id out of range).
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, OSError):
+        return None
+    return True
+
+
+def list_temps(
+    directory: Path, prefix_of: Callable[[str], str | None]
+) -> list[tuple[Path, int | None]]:
+    """The temporary files of interrupted saves in ``directory``, each with its writer's pid.
+
+    A temporary file's name is ``<prefix><pid>.<rest>``; a name without a pid (``<prefix><rest>``)
+    is listed with None.
+
+    Args:
+        directory: Where the saves write.
+        prefix_of: A name's prefix before the writer's pid, or None when the name is no temporary
+            file of the caller's.
+
+    Returns:
+        ``(path, pid or None)`` per temporary file; nothing when the directory cannot be listed.
+    """
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    temps: list[tuple[Path, int | None]] = []
+    for name in names:
+        prefix = prefix_of(name)
+        if prefix is not None:
+            pid_text = name[len(prefix) :].split(".", 1)[0]
+            temps.append((directory / name, int(pid_text) if pid_text.isdigit() else None))
+    return temps
+
+
+def _writer_gone(pid: int | None, now: float, path: Path) -> bool:
+    """Whether the temporary file ``path`` belongs to a save that will never finish."""
+    if pid is not None:
         if pid == os.getpid():
             return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if writer_running(pid) is False:
             return True
-        except (PermissionError, OverflowError, OSError):
-            pass
     try:
         return now - path.stat().st_mtime > STALE_TEMP_SECONDS
     except OSError:
@@ -82,15 +125,12 @@ def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
     prefix = _temp_prefix(path)
     removed: list[Path] = []
     now = time.time()
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return removed
-    for name in names:
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
-            continue
-        candidate = directory / name
-        if _writer_gone(name, prefix, now, candidate):
+    temps = list_temps(
+        directory,
+        lambda name: prefix if name.startswith(prefix) and name.endswith(".tmp") else None,
+    )
+    for candidate, pid in temps:
+        if _writer_gone(pid, now, candidate):
             try:
                 candidate.unlink()
                 removed.append(candidate)

@@ -443,6 +443,15 @@ def test_a_save_removes_what_a_killed_save_left(tmp_path):
     assert remove_stale_temps(run_dir) == []
 
 
+def test_remove_stale_temps_leaves_a_temp_whose_pid_is_out_of_range(tmp_path):
+    # No process can carry this id (os.kill raises OverflowError): it cannot be told whether the
+    # writer runs, so the temp stays, as another user's does, and the cleanup does not fail.
+    odd = tmp_path / f".latest.{2**80}.tmp"
+    odd.write_text("checkpoint-3")
+    assert remove_stale_temps(tmp_path) == []
+    assert odd.is_file()
+
+
 # -- resuming under other arguments (issue 13, point 10) ------------------------------------------
 
 
