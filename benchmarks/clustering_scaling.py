@@ -15,7 +15,15 @@ table times one MEDS step on a bucket of N rows that grows by 16 new rows: a ful
 ``refit_many`` reusing the previous tree (``extend_minimum_spanning_tree``), and checks that both
 give the same labels.
 
-Run: python benchmarks/clustering_scaling.py [--max-n 4096] [--seed 0]
+With ``--parity-buckets N`` it instead measures partition parity with the reference's exact call,
+``hdbscan.HDBSCAN(min_cluster_size=2, min_samples=1, metric="euclidean")``, whose defaults are
+``algorithm="best"`` and ``approx_min_span_tree=True`` (below 61 dimensions a Boruvka tree that
+may stop before the exact minimum spanning tree). Over N random buckets shaped like MEDS's
+(L2-normalised rows, 2 to 300 of them, d = 2 to 14, blobs, exact duplicates and near-duplicates)
+it counts the buckets whose partition (noise exactly, clusters up to renumbering) differs from
+ours, with ``approx_min_span_tree`` True and False.
+
+Run: python benchmarks/clustering_scaling.py [--max-n 4096] [--seed 0] [--parity-buckets N]
 """
 
 from __future__ import annotations
@@ -34,6 +42,56 @@ def make_bucket(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
     n_dup = n // 5
     X[rng.integers(0, n, n_dup)] = X[rng.integers(0, n, n_dup)]
     return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def parity_bucket(rng: np.random.Generator) -> np.ndarray:
+    """One bucket shaped like MEDS's: 2..300 L2-normalised rows of d = 2..14 in a few blobs.
+
+    Up to 40% of the rows are exact copies of others (a collapsing policy repeats fingerprints)
+    and up to 20% near-copies (another row plus noise of scale 1e-7 to 1e-4).
+    """
+    n = int(rng.integers(2, 301))
+    d = int(rng.integers(2, 15))
+    n_blobs = int(rng.integers(1, max(2, n // 16) + 1))
+    centers = rng.normal(size=(n_blobs, d)) * 2.0
+    X = centers[rng.integers(0, n_blobs, n)] + rng.normal(size=(n, d)) * rng.uniform(0.1, 1.0)
+    n_dup = int(round(rng.choice([0.0, 0.1, 0.2, 0.4]) * n))
+    X[rng.integers(0, n, n_dup)] = X[rng.integers(0, n, n_dup)]
+    n_near = int(round(rng.choice([0.0, 0.1, 0.2]) * n))
+    near = rng.integers(0, n, n_near)
+    X[rng.integers(0, n, n_near)] = X[near] + rng.normal(size=(n_near, d)) * 10.0 ** rng.uniform(
+        -7, -4
+    )
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def parity(buckets: int, seed: int) -> None:
+    """Counts the buckets whose partition differs from the reference call's, approximate or not."""
+    import hdbscan
+
+    from meds_gym.clustering import hdbscan_labels
+
+    rng = np.random.default_rng(seed)
+    differ = {True: 0, False: 0}
+    approx_vs_exact = 0
+    for _ in range(buckets):
+        X = parity_bucket(rng)
+        ours = hdbscan_labels(X, min_cluster_size=2, min_samples=1)
+        package = {
+            approx: hdbscan.HDBSCAN(
+                min_cluster_size=2, min_samples=1, metric="euclidean", approx_min_span_tree=approx
+            )
+            .fit(X)
+            .labels_
+            for approx in (True, False)
+        }
+        for approx, labels in package.items():
+            differ[approx] += not same_partition(ours, labels)
+        approx_vs_exact += not same_partition(package[True], package[False])
+    print(f"{buckets} buckets (seed {seed}), partitions that differ from ours:")
+    print(f"  approx_min_span_tree=True (the reference's call): {differ[True]}")
+    print(f"  approx_min_span_tree=False: {differ[False]}")
+    print(f"  the package's two settings from each other: {approx_vs_exact}")
 
 
 def best_time(fn, budget_s: float = 0.5, min_repeats: int = 3, max_repeats: int = 50) -> float:
@@ -64,7 +122,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-n", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--parity-buckets",
+        type=int,
+        default=0,
+        help="measure partition parity with the reference call on this many buckets instead",
+    )
     args = parser.parse_args()
+    if args.parity_buckets:
+        warnings.filterwarnings("ignore")
+        parity(args.parity_buckets, args.seed)
+        return
 
     import hdbscan
     from sklearn.cluster import HDBSCAN as SklearnHDBSCAN
