@@ -151,14 +151,7 @@ def write_report(
     plot_pass_at_k(arms, out / PLOT_NAME)
     table = comparison_table(arms)
     parts = [
-        f"# {title}",
-        "",
-        "Command:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
+        *report_heading(title, command),
         table,
         "",
         *[f"- {note}" for note in notes],
@@ -180,6 +173,19 @@ def write_report(
 def training_cluster_ari(history: Sequence[Mapping[str, float]]) -> float:
     """Mean of ``meds/cluster_ari`` over the training iterations that measured it (else NaN)."""
     return mean_std([row["meds/cluster_ari"] for row in history if "meds/cluster_ari" in row])[0]
+
+
+def report_heading(title: str, command: str) -> list[str]:
+    """A Markdown report's first lines: its title and, fenced, the command that produced it.
+
+    Args:
+        title: The report's first heading.
+        command: The exact command that produced the run.
+
+    Returns:
+        The lines, ending with a blank one.
+    """
+    return [f"# {title}", "", "Command:", "", "```", command, "```", ""]
 
 
 def current_command() -> str:

@@ -57,7 +57,7 @@ import torch
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
 from agents import ppo
 from agents.evaluation import error_mode_label, pass_at_k_curve
-from agents.report import current_command
+from agents.report import current_command, report_heading
 from agents.run_setup import EnvSpec, ProblemSamples, sample_every_problem
 from agents.tiny_model import SMALL_TINY, TinyModelConfig, tiny_model_path
 from experiments.figures import pyplot, save
@@ -839,14 +839,7 @@ def write_outputs(
         f"beta {args.meds_beta}"
     )
     lines = [
-        "# MEDS at toy scale: held-out reproduction",
-        "",
-        "Command:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
+        *report_heading("MEDS at toy scale: held-out reproduction", command),
         f"- Budget: {budget}.",
         f"- Seeds: {args.seed_list}; every method of a seed starts from the same warmed-up tiny "
         "model (one per family) and samples its evaluation with the same seed.",
