@@ -5,8 +5,11 @@ are merged)."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
 
 
 def package_labels(
@@ -89,6 +92,27 @@ def mutual_reachability(X: np.ndarray, min_samples: int) -> np.ndarray:
     return np.sqrt(np.maximum(sq, np.maximum(core_sq[:, None], core_sq[None, :])))
 
 
+def kruskal(n: int, ranked: Iterable[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    """The edges ``(i, j, w)`` Kruskal keeps from ``ranked`` (edges in rank order) on ``n`` rows."""
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    kept: list[tuple[int, int, float]] = []
+    for i, j, w in ranked:
+        if len(kept) == n - 1:
+            break
+        a, b = find(i), find(j)
+        if a != b:
+            parent[a] = b
+            kept.append((i, j, w))
+    return kept
+
+
 def kruskal_mst(weights: np.ndarray, tie_key: np.ndarray | None = None) -> np.ndarray:
     """MST rows ``(i, j, w)`` in merge order by Kruskal on a dense symmetric weight matrix.
 
@@ -99,24 +123,9 @@ def kruskal_mst(weights: np.ndarray, tie_key: np.ndarray | None = None) -> np.nd
     iu, ju = np.triu_indices(n, 1)
     w = weights[iu, ju]
     keys = (np.arange(w.size),) if tie_key is None else (np.arange(w.size), tie_key)
-    order = np.lexsort((*keys, w))
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    rows = []
-    for e in order.tolist():
-        a, b = find(int(iu[e])), find(int(ju[e]))
-        if a != b:
-            parent[a] = b
-            rows.append((float(iu[e]), float(ju[e]), float(w[e])))
-            if len(rows) == n - 1:
-                break
-    return np.array(rows, dtype=np.float64).reshape(-1, 3)
+    order = np.lexsort((*keys, w)).tolist()
+    ranked = ((int(iu[e]), int(ju[e]), float(w[e])) for e in order)
+    return np.array(kruskal(n, ranked), dtype=np.float64).reshape(-1, 3)
 
 
 def tie_order_witness(
@@ -169,3 +178,28 @@ def integer_grid(seed: int, n: int, d: int, side: int) -> np.ndarray:
     """Points on a small integer lattice: many exact distance ties and duplicates."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, side, size=(n, d)).astype(np.float64)
+
+
+def blob_sets(
+    n: tuple[int, int], d: tuple[int, int], max_blobs: int, dup_fractions: Sequence[float]
+) -> SearchStrategy[np.ndarray]:
+    """Hypothesis strategy of :func:`random_blobs` inputs (``n``, ``d``: inclusive ranges)."""
+    return st.builds(
+        random_blobs,
+        seed=st.integers(0, 2**32 - 1),
+        n=st.integers(*n),
+        d=st.integers(*d),
+        n_blobs=st.integers(1, max_blobs),
+        dup_fraction=st.sampled_from(list(dup_fractions)),
+    )
+
+
+def grid_sets(max_n: int, max_d: int, max_side: int) -> SearchStrategy[np.ndarray]:
+    """Hypothesis strategy of :func:`integer_grid` inputs of 2..max_n rows."""
+    return st.builds(
+        integer_grid,
+        seed=st.integers(0, 2**32 - 1),
+        n=st.integers(2, max_n),
+        d=st.integers(1, max_d),
+        side=st.integers(2, max_side),
+    )

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from clustering_oracle import integer_grid, random_blobs
+from clustering_oracle import blob_sets, grid_sets, kruskal, random_blobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,21 +45,8 @@ def kruskal_with_new_rows(X: np.ndarray, tree: np.ndarray, n_old: int) -> np.nda
         for u in range(z):
             edges.add((u, z))
     ranked = sorted((squared(X, a, b), a, b) for a, b in edges)
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    out = []
-    for s, a, b in ranked:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[ra] = rb
-            out.append((a, b, math.sqrt(s)))
-    return np.array(out, dtype=np.float64).reshape(-1, 3)
+    kept = kruskal(n, ((a, b, s) for s, a, b in ranked))
+    return np.array([(a, b, math.sqrt(s)) for a, b, s in kept], dtype=np.float64).reshape(-1, 3)
 
 
 def random_spanning_tree(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -76,21 +63,8 @@ def random_spanning_tree(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 inputs = st.one_of(
-    st.builds(
-        random_blobs,
-        seed=st.integers(0, 2**32 - 1),
-        n=st.integers(2, 45),
-        d=st.integers(1, 14),
-        n_blobs=st.integers(1, 4),
-        dup_fraction=st.sampled_from([0.0, 0.3, 0.6]),
-    ),
-    st.builds(
-        integer_grid,
-        seed=st.integers(0, 2**32 - 1),
-        n=st.integers(2, 45),
-        d=st.integers(1, 3),
-        side=st.integers(2, 4),
-    ),
+    blob_sets(n=(2, 45), d=(1, 14), max_blobs=4, dup_fractions=[0.0, 0.3, 0.6]),
+    grid_sets(max_n=45, max_d=3, max_side=4),
 )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from clustering_oracle import (
-    integer_grid,
+    blob_sets,
+    grid_sets,
     mutual_reachability,
     package_labels,
     random_blobs,
@@ -27,21 +28,8 @@ from meds_gym.clustering.mst import edge_order, kruskal, single_linkage, take
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
 
 inputs = st.one_of(
-    st.builds(
-        random_blobs,
-        seed=st.integers(0, 2**32 - 1),
-        n=st.integers(2, 60),
-        d=st.integers(1, 14),
-        n_blobs=st.integers(1, 5),
-        dup_fraction=st.sampled_from([0.0, 0.2, 0.5]),
-    ),
-    st.builds(
-        integer_grid,
-        seed=st.integers(0, 2**32 - 1),
-        n=st.integers(2, 60),
-        d=st.integers(1, 3),
-        side=st.integers(2, 5),
-    ),
+    blob_sets(n=(2, 60), d=(1, 14), max_blobs=5, dup_fractions=[0.0, 0.2, 0.5]),
+    grid_sets(max_n=60, max_d=3, max_side=5),
 )
 
 
@@ -118,14 +106,7 @@ def test_clustering_extend_matches_full_refit(X, data):
 
 @settings(max_examples=15, deadline=None, derandomize=True)
 @given(
-    X=st.builds(
-        random_blobs,
-        seed=st.integers(0, 2**32 - 1),
-        n=st.integers(2, 60),
-        d=st.integers(1, 14),
-        n_blobs=st.integers(1, 5),
-        dup_fraction=st.sampled_from([0.0, 0.2]),
-    ),
+    X=blob_sets(n=(2, 60), d=(1, 14), max_blobs=5, dup_fractions=[0.0, 0.2]),
     data=st.data(),
 )
 def test_clustering_extend_agrees_with_package(X, data):

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from clustering_oracle import (
-    integer_grid,
+    blob_sets,
+    grid_sets,
     package_labels,
     package_labels_from_ordered_mst,
     random_blobs,
@@ -36,21 +37,8 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 
-blob_inputs = st.builds(
-    random_blobs,
-    seed=st.integers(0, 2**32 - 1),
-    n=st.integers(2, 60),
-    d=st.integers(1, 14),
-    n_blobs=st.integers(1, 5),
-    dup_fraction=st.sampled_from([0.0, 0.1, 0.2, 0.4]),
-)
-grid_inputs = st.builds(
-    integer_grid,
-    seed=st.integers(0, 2**32 - 1),
-    n=st.integers(2, 60),
-    d=st.integers(1, 3),
-    side=st.integers(2, 6),
-)
+blob_inputs = blob_sets(n=(2, 60), d=(1, 14), max_blobs=5, dup_fractions=[0.0, 0.1, 0.2, 0.4])
+grid_inputs = grid_sets(max_n=60, max_d=3, max_side=6)
 
 
 def check_parity(X, mcs, ms, method, single, strict=False):
