@@ -9,8 +9,10 @@ into a vector, so that episodes that failed the same way land close together:
 - :func:`visitation_histogram`: which states it went through (discrete observation spaces),
 - :func:`policy_action_features`: what the policy itself wanted to do along the way.
 
-Each is a factory that returns the ``feature_fn``. None of them imports stable-baselines3 or torch
-at module level.
+Each is a factory that returns the ``feature_fn`` taken by
+:class:`~meds_gym.meds.MEDSEpisodeRewardWrapper` (one Gymnasium env) and
+:class:`~meds_gym.integrations.sb3.MEDSVecEnvWrapper` (an SB3 ``VecEnv``). None of them imports
+stable-baselines3 or torch at module level.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised by simulating a missi
 
 from meds_gym.meds.adapter import (
     DEFAULT_PROBLEM_ID,
+    FEATURE_FN_NAME,
     HoldsShaper,
     check_adapter_arguments,
     check_answer,
@@ -40,14 +41,12 @@ from meds_gym.meds.adapter import (
     reads_answers,
     shape_rollouts,
 )
+from meds_gym.meds.batch import validate_features
 from meds_gym.meds.config import MEDSConfig
 from meds_gym.meds.shaper import MEDSShaper
 from meds_gym.meds.wrappers import Trajectory
 
 logger = logging.getLogger(__name__)
-
-FEATURE_FN_NAME = "feature_fn(trajectory)"
-"""How errors name the fingerprint a ``feature_fn`` returned."""
 
 
 def _obs_at(obs: Any, i: int) -> Any:
@@ -76,8 +75,8 @@ class MEDSVecEnvWrapper(HoldsShaper, VecEnvWrapper):
     would otherwise truncate every penalty to 0).
 
     The terminal step's info gets ``info["meds"]`` (``raw_reward``, ``penalty``, ``cluster``,
-    ``cluster_size``, ``shaped_reward``), as in :class:`~meds_gym.meds.MEDSRewardWrapper`. Set
-    :attr:`training` to ``False`` to evaluate with a frozen memory.
+    ``cluster_size``, ``shaped_reward``), as in :class:`~meds_gym.meds.MEDSEpisodeRewardWrapper`,
+    its one-env counterpart. Set :attr:`training` to ``False`` to evaluate with a frozen memory.
 
     With ``VecNormalize``, put it outside this wrapper (``VecNormalize(MEDSVecEnvWrapper(venv,
     ...))``): the shaped reward is then normalised like any other, and MEDS sees the env's raw
@@ -179,43 +178,6 @@ class MEDSVecEnvWrapper(HoldsShaper, VecEnvWrapper):
                 raise InvalidArgumentError(f"problem_id_fn(infos[{i}])", "a str problem id", pid)
         return pid, read_outcome(reward, info, self.is_correct, f"infos[{i}]")
 
-    def _fingerprint(
-        self, trajectory: Trajectory, dim: int | None
-    ) -> npt.NDArray[np.float64] | None:
-        value = self.feature_fn(trajectory)
-        if value is None:
-            return None
-        try:
-            vector = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgumentError(
-                FEATURE_FN_NAME, "a 1-D float vector (or None)", value
-            ) from exc
-        if vector.ndim != 1 or vector.shape[0] < 1:
-            raise InvalidArgumentError(
-                FEATURE_FN_NAME, "a 1-D float vector (or None)", f"shape {vector.shape}"
-            )
-        if dim is not None and vector.shape[0] != dim:
-            raise InvalidArgumentError(
-                FEATURE_FN_NAME,
-                f"a vector of dimension {dim}, like every other episode's",
-                f"shape {vector.shape}",
-                "feature_fn must return the same length for every episode.",
-            )
-        if not np.isfinite(vector).all():
-            raise InvalidArgumentError(
-                FEATURE_FN_NAME,
-                "finite values (no NaN or inf); return None for no fingerprint",
-                vector,
-            )
-        if not (vector != 0.0).any():
-            raise InvalidArgumentError(
-                FEATURE_FN_NAME,
-                "a non-zero vector (cosine distance is undefined for zero)",
-                vector,
-            )
-        return vector
-
     def step_wait(self) -> VecEnvStepReturn:
         """Step every sub-env, shape the terminal rewards of failed episodes as one batch."""
         obs, rewards, dones, infos = self.venv.step_wait()
@@ -244,26 +206,22 @@ class MEDSVecEnvWrapper(HoldsShaper, VecEnvWrapper):
         if finished:
             # Everything is validated before the shaper is called, so a bad feature_fn or info
             # leaves the memory exactly as it was.
-            pids: list[str] = []
-            flags: list[bool] = []
-            features: list[npt.NDArray[np.float64] | None] = []
-            answers: list[str | None] = []
-            by_answer = reads_answers(self.shaper)
-            dim = self._feature_dim if self._feature_dim is not None else self.shaper.memory.dim
-            for i, trajectory in zip(finished, trajectories, strict=True):
-                pid, flag = self._outcome(i, float(raw[i]), infos[i])
-                if by_answer:
-                    answers.append(check_answer(self.feature_fn(trajectory), FEATURE_FN_NAME))
-                else:
-                    vector = self._fingerprint(trajectory, dim)
-                    if vector is not None:
-                        dim = vector.shape[0]
-                    features.append(vector)
-                pids.append(pid)
-                flags.append(flag)
+            outcomes = [self._outcome(i, float(raw[i]), infos[i]) for i in finished]
+            pids = [pid for pid, _ in outcomes]
+            flags = [flag for _, flag in outcomes]
+            found = [self.feature_fn(trajectory) for trajectory in trajectories]
+            features = answers = None
+            if reads_answers(self.shaper):  # feature_fn gives each episode's answer
+                answers = [check_answer(value, FEATURE_FN_NAME) for value in found]
+            else:
+                # Held to the length of every earlier episode's fingerprint, stored or not.
+                dim = self._feature_dim if self._feature_dim is not None else self.shaper.memory.dim
+                names = [f"{FEATURE_FN_NAME} of sub-env {i}" for i in finished]
+                features = validate_features(found, len(found), dim, names=names)
             correct = np.array(flags, dtype=bool)
             result = shape_rollouts(self.shaper, pids, correct, raw[finished], features, answers)
-            self._feature_dim = dim
+            if features is not None and features.dim is not None:
+                self._feature_dim = features.dim
             table = meds_info(raw, result, finished)
             for j, i in enumerate(finished):
                 infos[i]["meds"] = meds_info_at(table, i)

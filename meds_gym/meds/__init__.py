@@ -8,8 +8,11 @@ How the package fits together, from the outside in:
   answer-string baseline (``ClusterMethod.ANSWER``).
 * :func:`validate_batch` (in :mod:`meds_gym.meds.batch`) is the one validation boundary: every
   entry point turns user input into a trusted :class:`Batch` there, and nothing behind it checks
-  again.
-* Adapters put the shaper in front of a world: :class:`MEDSRewardWrapper` and
+  again. Its fingerprint check, :func:`validate_features`, is also what an adapter runs to reject
+  a fingerprint early (the wrappers, before the wrapped env steps); the :class:`Fingerprints` it
+  returns are not checked again.
+* Adapters put the shaper in front of a world: :class:`MEDSRewardWrapper` (text envs),
+  :class:`MEDSEpisodeRewardWrapper` (any env, fingerprinted per episode) and
   :class:`MEDSVectorRewardWrapper` (Gymnasium), ``meds_gym.integrations.sb3`` and
   ``meds_gym.integrations.trl``. They share :mod:`meds_gym.meds.adapter`: the ``training`` switch
   and save/load, the outcome reader and the ``info["meds"]`` builder.
@@ -17,7 +20,14 @@ How the package fits together, from the outside in:
 
 from meds_gym.meds.adapter import DEFAULT_PROBLEM_ID, MEDS_INFO_KEYS
 from meds_gym.meds.answer_memory import AnswerMemory, answer_key
-from meds_gym.meds.batch import Batch, mixed_groups, shaped_groups, validate_batch
+from meds_gym.meds.batch import (
+    Batch,
+    Fingerprints,
+    mixed_groups,
+    shaped_groups,
+    validate_batch,
+    validate_features,
+)
 from meds_gym.meds.config import (
     ClusterMethod,
     GroupRule,
@@ -29,7 +39,12 @@ from meds_gym.meds.config import (
 from meds_gym.meds.memory import NOT_ASSIGNED, Bucket, MemoryStats
 from meds_gym.meds.penalty import meds_penalty
 from meds_gym.meds.shaper import MEDSShaper, ShapeResult
-from meds_gym.meds.wrappers import MEDSRewardWrapper, MEDSVectorRewardWrapper, Trajectory
+from meds_gym.meds.wrappers import (
+    MEDSEpisodeRewardWrapper,
+    MEDSRewardWrapper,
+    MEDSVectorRewardWrapper,
+    Trajectory,
+)
 
 __all__ = [
     "DEFAULT_PROBLEM_ID",
@@ -39,8 +54,10 @@ __all__ = [
     "Batch",
     "Bucket",
     "ClusterMethod",
+    "Fingerprints",
     "GroupRule",
     "MEDSConfig",
+    "MEDSEpisodeRewardWrapper",
     "MEDSRewardWrapper",
     "MEDSShaper",
     "MEDSVectorRewardWrapper",
@@ -55,4 +72,5 @@ __all__ = [
     "mixed_groups",
     "shaped_groups",
     "validate_batch",
+    "validate_features",
 ]

@@ -32,6 +32,9 @@ shares one pair of buckets (successes, failures)."""
 IsCorrectFn = Callable[[float, Mapping[str, Any]], bool]
 """``is_correct(reward, info) -> bool``: whether a (terminal) step was a success."""
 
+FEATURE_FN_NAME = "feature_fn(trajectory)"
+"""How errors name what an episode's ``feature_fn`` returned."""
+
 MEDS_INFO_KEYS = ("raw_reward", "penalty", "cluster", "cluster_size", "shaped_reward")
 """The entries of ``info["meds"]``."""
 

@@ -1,10 +1,12 @@
 """The one validation boundary of MEDS: user input in, a trusted :class:`Batch` out.
 
 Every public entry point (:meth:`MEDSShaper.shape`, the Gymnasium wrappers, the SB3 and TRL
-integrations) hands its rollouts to :func:`validate_batch`, or checks fingerprints early with
-:func:`validate_features`; nothing behind them checks again. A rejected input raises
-:class:`~meds_gym.errors.InvalidArgumentError` naming the argument (and the rollout), before any
-state is touched.
+integrations) hands its rollouts to :func:`validate_batch`; nothing behind it checks again. An
+adapter that must reject a bad fingerprint before it acts (the Gymnasium wrappers check an
+action's fingerprint before the wrapped env steps) checks it with :func:`validate_features`, the
+same check :func:`validate_batch` runs, and passes on the :class:`Fingerprints` it returns, which
+are not checked again. A rejected input raises :class:`~meds_gym.errors.InvalidArgumentError`
+naming the argument (and the rollout), before any state is touched.
 
 Fingerprints are stored as float32, the precision language models produce them in; values outside
 float32's range are rejected rather than silently turned into infinities or zeros.
@@ -12,7 +14,7 @@ float32's range are rejected rather than silently turned into infinities or zero
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +44,8 @@ class Batch:
         kept: (B,) bool, the rollouts the trainer keeps (the others are neither shaped nor stored).
         present: (M,) int64 indices of the kept rollouts that have a fingerprint.
         rows: (M, L) float32 their fingerprints: finite, non-zero, C-contiguous.
+        answers: (B,) final answer (str, or ``None`` for none) of each rollout, for the
+            answer-string memory; ``None`` when the caller gave no answers.
     """
 
     keys: list[BucketKey]
@@ -50,9 +54,53 @@ class Batch:
     kept: npt.NDArray[np.bool_]
     present: npt.NDArray[np.int64]
     rows: npt.NDArray[np.float32]
+    answers: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """A batch's fingerprints as :func:`validate_features` accepted them; trusted from then on.
+
+    Pass them as ``features`` to :meth:`~meds_gym.meds.MEDSShaper.shape` or :func:`validate_batch`,
+    which then check only that they belong to a batch of that size and the memory's length.
+
+    Attributes:
+        size: B, the number of rollouts they were checked for.
+        present: (M,) int64 indices of the rollouts that have a fingerprint.
+        rows: (M, L) float32 their fingerprints: finite, non-zero, C-contiguous.
+    """
+
+    size: int
+    present: npt.NDArray[np.int64]
+    rows: npt.NDArray[np.float32]
+
+    @property
+    def dim(self) -> int | None:
+        """L, or ``None`` when no rollout has a fingerprint."""
+        return int(self.rows.shape[1]) if self.present.size else None
+
+    def subset(self, rollouts: npt.ArrayLike) -> Fingerprints:
+        """The fingerprints of some rollouts, as a batch of their own.
+
+        Args:
+            rollouts: (K,) indices of rollouts of this batch, in the new batch's order.
+
+        Returns:
+            Fingerprints of size K.
+        """
+        chosen = np.asarray(rollouts, dtype=np.int64)  # (K,)
+        position = np.full(self.size, -1, dtype=np.int64)  # (B,) row of each rollout, or -1
+        position[self.present] = np.arange(self.present.size)
+        rows = position[chosen]  # (K,)
+        has = rows >= 0
+        return Fingerprints(
+            size=int(chosen.size),
+            present=np.flatnonzero(has).astype(np.int64),
+            rows=np.ascontiguousarray(self.rows[rows[has]]),
+        )
 
 
 def _problem_ids(problem_ids: Any) -> list[str]:
@@ -114,6 +162,23 @@ def _rewards(rewards: Any, batch: int) -> npt.NDArray[np.float64]:
     return out
 
 
+def _answers(answers: Any, batch: int) -> list[str | None]:
+    """One final answer (str, or ``None`` for none) per rollout, for the answer-string memory."""
+    if isinstance(answers, (str, bytes)) or not hasattr(answers, "__len__"):
+        raise InvalidArgumentError(
+            "answers", f"a sequence of {batch} final answers (str or None)", answers
+        )
+    items = list(answers)
+    if len(items) != batch:
+        raise InvalidArgumentError(
+            "answers", f"{batch} final answers (one per rollout)", f"{len(items)} answers"
+        )
+    for i, answer in enumerate(items):
+        if answer is not None and not isinstance(answer, str):
+            raise InvalidArgumentError(f"answers[{i}]", "a str final answer or None", answer)
+    return items
+
+
 def _as_vector(value: Any, name: str) -> npt.NDArray[np.float64]:
     try:
         arr = np.asarray(value)
@@ -129,7 +194,7 @@ def _as_vector(value: Any, name: str) -> npt.NDArray[np.float64]:
 
 
 def _feature_matrix(
-    features: Any, batch: int
+    features: Any, batch: int, row_name: Callable[[int], str]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
     """(B, L) float64 matrix and (B,) "missing" mask, or None when no rollout has one."""
     if features is None:
@@ -159,7 +224,7 @@ def _feature_matrix(
             "features", f"{batch} entries (len(problem_ids))", f"{len(items)} entries"
         )
     vectors = [
-        None if item is None else _as_vector(item, f"features[{i}]") for i, item in enumerate(items)
+        None if item is None else _as_vector(item, row_name(i)) for i, item in enumerate(items)
     ]
     missing = np.array(
         [v is None or (v.size > 0 and bool(np.isnan(v).all())) for v in vectors], dtype=bool
@@ -174,42 +239,74 @@ def _feature_matrix(
             continue
         if v.shape[0] != width:
             raise InvalidArgumentError(
-                f"features[{i}]",
-                f"a fingerprint of dimension {width} like features[{first}]",
+                row_name(i),
+                f"a fingerprint of dimension {width} like {row_name(first)}",
                 f"dimension {v.shape[0]}",
             )
         matrix[i] = v
     return matrix, missing
 
 
+def _dim_mismatch(name: str, dim: int, received: int) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        name,
+        f"fingerprints of dimension {dim}, the length of the earlier ones (a memory holds one)",
+        f"dimension {received}",
+    )
+
+
 def validate_features(
-    features: FeaturesLike, batch: int, dim: int | None
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Check a batch's fingerprints; return which rollouts have one and those rows.
+    features: FeaturesLike,
+    batch: int,
+    dim: int | None,
+    *,
+    names: Sequence[str] | None = None,
+) -> Fingerprints:
+    """Check a batch's fingerprints: the check :func:`validate_batch` runs, on its own.
+
+    An adapter calls it to reject a bad fingerprint before it acts on the rest of a step (the
+    Gymnasium wrappers, before the wrapped env steps), then hands the result to
+    :meth:`~meds_gym.meds.MEDSShaper.shape`, which does not check it again.
 
     Args:
         features: (B, L) array, or a list of B (L,) vectors / ``None``, or ``None``; a ``None`` or
             all-NaN row means "no fingerprint".
         batch: B.
-        dim: The memory's fingerprint length, or ``None`` while it is empty.
+        dim: The length the fingerprints must have (the memory's), or ``None`` while none is
+            fixed.
+        names: How errors name each rollout's fingerprint, as the caller's user wrote it
+            (default ``features[i]``).
 
     Returns:
-        ``(present, rows)``: (M,) int64 indices and (M, L) float32 C-contiguous rows.
+        Which rollouts have a fingerprint and their float32 rows.
 
     Raises:
-        InvalidArgumentError: Naming ``features[i]`` for a bad row (not finite in float32, all
-            zero, or of another length than the others or than ``dim``).
+        InvalidArgumentError: Naming the rollout's fingerprint for a bad one (not 1-D numeric,
+            not finite in float32, all zero, or of another length than the others or than
+            ``dim``).
+
+    Example:
+        >>> checked = validate_features([[1.0, 0.0], None], 2, None)
+        >>> checked.present.tolist(), checked.rows.dtype.name
+        ([0], 'float32')
+        >>> validate_features([[0.0, 0.0]], 1, None, names=['action["features"]'])
+        Traceback (most recent call last):
+        ...
+        meds_gym.errors.InvalidArgumentError: `action["features"]` must be a non-zero vector ...
     """
-    found = _feature_matrix(features, batch)
+    if names is not None and len(names) != batch:
+        raise InvalidArgumentError("names", f"{batch} names, one per rollout", names)
+    row_name = (lambda i: f"features[{i}]") if names is None else names.__getitem__
+    found = _feature_matrix(features, batch, row_name)
     if found is None:
-        return np.zeros(0, np.int64), np.zeros((0, dim or 0), np.float32)
+        empty = np.zeros((0, dim or 0), np.float32)
+        return Fingerprints(size=batch, present=np.zeros(0, np.int64), rows=empty)
     matrix, missing = found
     present = np.flatnonzero(~missing).astype(np.int64)
     if dim is not None and matrix.shape[1] != dim:
-        raise InvalidArgumentError(
-            "features",
-            f"fingerprints of dimension {dim} (fixed by the first row stored in the memory)",
-            f"dimension {matrix.shape[1]}",
+        # The whole array has the wrong length; a list names its first fingerprint.
+        raise _dim_mismatch(
+            "features" if names is None else names[int(present[0])], dim, matrix.shape[1]
         )
     chosen = matrix[present]  # (M, L) float64
     with np.errstate(over="ignore", under="ignore"):
@@ -217,26 +314,27 @@ def validate_features(
     bad = ~np.isfinite(rows).all(axis=1)
     if bad.any():
         i = int(present[np.flatnonzero(bad)[0]])
-        raise InvalidArgumentError(f"features[{i}]", _FEATURE_EXPECTED, matrix[i])
+        raise InvalidArgumentError(row_name(i), _FEATURE_EXPECTED, matrix[i])
     zero = ~(rows != 0.0).any(axis=1)
     if zero.any():
         i = int(present[np.flatnonzero(zero)[0]])
         raise InvalidArgumentError(
-            f"features[{i}]",
+            row_name(i),
             "a non-zero vector in float32 (cosine distance is undefined for zero)",
             matrix[i],
         )
-    return present, rows
+    return Fingerprints(size=batch, present=present, rows=rows)
 
 
 def validate_batch(
     problem_ids: Any,
     correct: Any,
     rewards: Any,
-    features: FeaturesLike,
+    features: FeaturesLike | Fingerprints,
     *,
     kept: Any = None,
     dim: int | None = None,
+    answers: Any = None,
 ) -> Batch:
     """Turn one step's rollouts, as a user gives them, into a trusted :class:`Batch`.
 
@@ -244,10 +342,13 @@ def validate_batch(
         problem_ids: (B,) str problem id of each rollout.
         correct: (B,) bool, whether each rollout was right.
         rewards: (B,) finite rewards.
-        features: See :func:`validate_features`.
+        features: See :func:`validate_features`; or its result, which is not checked again
+            (only its batch size and length).
         kept: (B,) bool, the rollouts the trainer keeps (``None``: all); the others (for example
             groups that DAPO's dynamic sampling drops) are neither shaped nor stored.
         dim: The memory's fingerprint length, or ``None`` while it is empty.
+        answers: (B,) final answer (str, or ``None`` for none) of each rollout, for the
+            answer-string memory; ``None``: no answers.
 
     Returns:
         The batch.
@@ -263,12 +364,29 @@ def validate_batch(
         if kept is None
         else _flags(kept, len(ids), "kept", "True = the trainer keeps this rollout")
     )
-    present, rows = validate_features(features, len(ids), dim)
+    checked_answers = None if answers is None else _answers(answers, len(ids))
+    if not isinstance(features, Fingerprints):
+        features = validate_features(features, len(ids), dim)
+    elif features.size != len(ids):
+        raise InvalidArgumentError(
+            "features", f"fingerprints of {len(ids)} rollouts", f"{features.size} rollouts"
+        )
+    elif dim is not None and features.dim not in (None, dim):
+        raise _dim_mismatch("features", dim, features.rows.shape[1])
+    present, rows = features.present, features.rows
     if not keep.all() and present.size:
         chosen = keep[present]
         present, rows = present[chosen], np.ascontiguousarray(rows[chosen])
     keys = list(zip(ids, flags.tolist(), strict=True))  # tolist() gives Python bools
-    return Batch(keys=keys, correct=flags, rewards=values, kept=keep, present=present, rows=rows)
+    return Batch(
+        keys=keys,
+        correct=flags,
+        rewards=values,
+        kept=keep,
+        present=present,
+        rows=rows,
+        answers=checked_answers,
+    )
 
 
 def mixed_groups(

@@ -84,8 +84,10 @@ class GroupRule(Enum):
     repeat. All-right groups are never shaped (only wrong rollouts are penalised by default).
 
     Only entry points that form groups read it (:func:`~meds_gym.meds.shaped_groups`, the vector
-    wrapper and TRL with ``skip_uniform_groups=True``, the bundled agent); the single-episode
-    :class:`~meds_gym.meds.MEDSRewardWrapper` has no group to judge and shapes every episode.
+    wrapper and TRL with ``skip_uniform_groups=True``, the bundled agent); the single-env
+    wrappers (:class:`~meds_gym.meds.MEDSRewardWrapper`,
+    :class:`~meds_gym.meds.MEDSEpisodeRewardWrapper`) have no group to judge and shape every
+    episode.
     """
 
     MIXED = "mixed"

@@ -14,7 +14,14 @@ import numpy.typing as npt
 from meds_gym.clustering import warm_up
 from meds_gym.errors import CorruptFileError, InvalidArgumentError
 from meds_gym.meds.answer_memory import AnswerMemory, answer_key
-from meds_gym.meds.batch import Batch, BucketKey, FeaturesLike, validate_batch, validate_features
+from meds_gym.meds.batch import (
+    Batch,
+    BucketKey,
+    FeaturesLike,
+    Fingerprints,
+    validate_batch,
+    validate_features,
+)
 from meds_gym.meds.config import ClusterMethod, MEDSConfig
 from meds_gym.meds.memory import NOT_ASSIGNED, ErrorMemory, MemoryStats
 from meds_gym.meds.penalty import meds_penalty
@@ -128,13 +135,15 @@ class MEDSShaper:
         problem_ids: Any,
         correct: Any,
         rewards: Any,
-        features: FeaturesLike,
+        features: FeaturesLike | Fingerprints,
         *,
         kept: Any = None,
+        answers: Any = None,
     ) -> Batch:
         """Check one step's rollouts against this shaper (see :func:`validate_batch`)."""
+        dim = self._memory.dim
         return validate_batch(
-            problem_ids, correct, rewards, features, kept=kept, dim=self._memory.dim
+            problem_ids, correct, rewards, features, kept=kept, dim=dim, answers=answers
         )
 
     def shape(
@@ -142,7 +151,7 @@ class MEDSShaper:
         problem_ids: Sequence[str],
         correct: Sequence[bool] | npt.NDArray[np.bool_],
         rewards: npt.ArrayLike,
-        features: FeaturesLike,
+        features: FeaturesLike | Fingerprints,
         *,
         kept: Sequence[bool] | npt.NDArray[np.bool_] | None = None,
         answers: Sequence[str | None] | None = None,
@@ -155,6 +164,8 @@ class MEDSShaper:
             rewards: (B,) finite rewards from the verifier.
             features: (B, L) fingerprints, or a list of (L,) vectors / ``None``; a ``None`` or
                 all-NaN row means "no fingerprint": that rollout is never penalised or stored.
+                Fingerprints that :func:`~meds_gym.meds.validate_features` already accepted
+                are not checked again.
             kept: (B,) bool, the rollouts the trainer keeps (default: all). Pass
                 :func:`~meds_gym.meds.mixed_groups` to follow the reference code, which shapes
                 and stores only groups holding both right and wrong rollouts.
@@ -169,8 +180,15 @@ class MEDSShaper:
                 what was received); the memory is then left exactly as it was.
         """
         if self.config.cluster_method is ClusterMethod.ANSWER:
-            batch = self.validate(problem_ids, correct, rewards, None, kept=kept)
-            return self._shape_answers(batch, _answer_keys(answers, len(batch)))
+            if answers is None:
+                raise InvalidArgumentError(
+                    "answers",
+                    "one final answer (str or None) per rollout with ClusterMethod.ANSWER",
+                    None,
+                )
+            return self._shape_answers(
+                self.validate(problem_ids, correct, rewards, None, kept=kept, answers=answers)
+            )
         if answers is not None:
             raise InvalidArgumentError(
                 "answers",
@@ -181,8 +199,10 @@ class MEDSShaper:
             )
         return self.shape_batch(self.validate(problem_ids, correct, rewards, features, kept=kept))
 
-    def _shape_answers(self, batch: Batch, keys: list[str | None]) -> ShapeResult:
+    def _shape_answers(self, batch: Batch) -> ShapeResult:
         """:meth:`shape_batch` for the answer-string memory: answers stand in for fingerprints."""
+        assert batch.answers is not None  # shape() validated them
+        keys = [answer_key(answer) for answer in batch.answers]
         which = np.flatnonzero(batch.kept & np.array([k is not None for k in keys], dtype=bool))
         labels = counts = np.zeros(0, dtype=np.int64)
         if which.size:
@@ -342,32 +362,15 @@ class MEDSShaper:
         checked = np.zeros((0, dim or 0), dtype=np.float32)
         if rows.shape[0]:
             try:
-                present, checked = validate_features(rows, rows.shape[0], dim)
+                stored = validate_features(rows, rows.shape[0], dim)
             except InvalidArgumentError as exc:
                 raise bad(f"stored fingerprints: {exc}") from exc
-            if present.size != rows.shape[0]:
+            checked = stored.rows
+            if stored.present.size != rows.shape[0]:
                 raise bad("a stored fingerprint is missing (all NaN)")
         shaper = cls(config)
         shaper._memory = ErrorMemory.rebuild(config, keys, sizes, checked)
         return shaper
-
-
-def _answer_keys(answers: Any, size: int) -> list[str | None]:
-    """Validate one answer (str or ``None``) per rollout and normalise it (:func:`answer_key`)."""
-    if isinstance(answers, (str, bytes)) or not hasattr(answers, "__len__"):
-        raise InvalidArgumentError(
-            "answers", f"a sequence of {size} final answers (str or None)", answers
-        )
-    if len(answers) != size:
-        raise InvalidArgumentError(
-            "answers", f"{size} final answers (one per rollout)", f"{len(answers)} answers"
-        )
-    out = []
-    for i, answer in enumerate(answers):
-        if answer is not None and not isinstance(answer, str):
-            raise InvalidArgumentError(f"answers[{i}]", "a str final answer or None", answer)
-        out.append(answer_key(answer))
-    return out
 
 
 def _parse_meta(meta: dict[str, Any], where: str) -> tuple[MEDSConfig, list[BucketKey], int | None]:

@@ -16,6 +16,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from meds_gym.errors import InvalidArgumentError, invalid_type
 from meds_gym.meds.adapter import (
     DEFAULT_PROBLEM_ID,
+    FEATURE_FN_NAME,
     HoldsShaper,
     IsCorrectFn,
     check_adapter_arguments,
@@ -27,18 +28,24 @@ from meds_gym.meds.adapter import (
     reads_answers,
     shape_rollouts,
 )
-from meds_gym.meds.batch import shaped_groups, validate_features
+from meds_gym.meds.batch import Fingerprints, shaped_groups, validate_features
 from meds_gym.meds.config import MEDSConfig
 from meds_gym.meds.shaper import MEDSShaper
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_PROBLEM_ID", "MEDSRewardWrapper", "MEDSVectorRewardWrapper", "Trajectory"]
+__all__ = [
+    "DEFAULT_PROBLEM_ID",
+    "MEDSEpisodeRewardWrapper",
+    "MEDSRewardWrapper",
+    "MEDSVectorRewardWrapper",
+    "Trajectory",
+]
 
 
 @dataclass
 class Trajectory:
-    """One episode as seen by a non-text :class:`MEDSRewardWrapper`, handed to ``feature_fn``.
+    """One episode, as :class:`MEDSEpisodeRewardWrapper` hands it to ``feature_fn``.
 
     Attributes:
         observations: ``o_0 .. o_T``: the reset observation, then one per step.
@@ -87,65 +94,99 @@ def _answer_of(info: Mapping[str, Any], text: str) -> str | None:
     return text
 
 
-def _check_features(features: list[Any], shaper: MEDSShaper, name: str) -> None:
-    """Validate fingerprints before the inner env is stepped (so a bad one changes nothing)."""
-    try:
-        validate_features(features, len(features), shaper.memory.dim)
-    except InvalidArgumentError as exc:
-        if len(features) == 1:
-            raise InvalidArgumentError(name, exc.expected, exc.received) from None
-        if exc.name.startswith("features["):  # name the sub-env's action, not the batch row
-            index = exc.name[len("features[") : -1]
-            raise InvalidArgumentError(
-                name.replace("[i]", f"[{index}]"), exc.expected, exc.received
-            ) from None
-        raise
+def _check_fingerprints(
+    shaper: MEDSShaper, features: list[Any], names: list[str]
+) -> Fingerprints | None:
+    """The rollouts' fingerprints checked against the memory; ``None`` if it reads answers."""
+    if reads_answers(shaper):
+        return None
+    return validate_features(features, len(features), shaper.memory.dim, names=names)
 
 
-class MEDSRewardWrapper(
+class _SingleEnvWrapper(
     HoldsShaper, gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs
 ):
-    """Shape an env's reward with MEDS: repeated kinds of mistakes earn less.
+    """What the two single-env wrappers share: the shaper, the reset info, shaping one rollout."""
 
-    **Text mode** (``feature_fn=None``), for the text envs of :mod:`meds_gym.envs`: an action is
-    ``{"text": response, "features": fingerprint}`` (a float (L,) vector or ``None``) or a plain
-    string (no fingerprint, so no penalty). The text goes to the wrapped env; ``problem_id`` and
-    correctness come from the env's step info (``info["is_success"]``, else ``info["correct"]``,
-    or ``is_correct(reward, info)``); each step is a batch of one, so the memory updates after
-    every step. Unless ``feature_dim`` is given, the action space stays the wrapped env's ``Text``
-    space (dict actions are accepted but not part of it); with ``feature_dim`` it becomes
-    ``Dict(text=<inner Text>, features=Box(L,))``.
+    def __init__(
+        self,
+        env: gym.Env[Any, Any],
+        config: MEDSConfig,
+        is_correct: IsCorrectFn | None,
+        **recorded: Any,
+    ) -> None:
+        if not isinstance(env, gym.Env):
+            raise invalid_type("env", "a gymnasium.Env", env)
+        check_adapter_arguments(config, is_correct)
+        # Recorded so that ``env.spec.make()`` (used by gymnasium's env checker) can rebuild the
+        # wrapper; the rebuilt one starts with an empty memory.
+        gym.utils.RecordConstructorArgs.__init__(
+            self, config=config, is_correct=is_correct, **recorded
+        )
+        gym.Wrapper.__init__(self, env)
+        self.shaper = MEDSShaper(config)
+        self._is_correct = is_correct
+        self._reset_info: dict[str, Any] = {}
 
-    **Non-text mode** (``feature_fn`` given), for any env whose episodes end in success or
-    failure: actions pass through unchanged, the episode is recorded as a :class:`Trajectory`, and
-    at its last step (terminated or truncated) ``feature_fn(trajectory)`` gives the fingerprint,
-    ``is_correct(reward, info)`` the outcome (default: ``info["is_success"]``, else
-    ``info["correct"]``), and the bucket is ``info["problem_id"]`` (step info, then reset info)
-    or :data:`DEFAULT_PROBLEM_ID`. Only that last step's reward is shaped.
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset the wrapped env (its info is read for the episode's ``problem_id``)."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._reset_info = dict(info)
+        return obs, info
+
+    def _shape_one(
+        self,
+        info: Mapping[str, Any],
+        reward: float,
+        features: Fingerprints | None,
+        default_pid: str | None,
+        answer: str | None = None,
+    ) -> tuple[float, dict[str, Any]]:
+        pid = read_problem_id({**self._reset_info, **info}, default_pid)
+        correct = read_outcome(reward, info, self._is_correct)
+        raw = np.array([reward], dtype=np.float64)
+        result = shape_rollouts(self.shaper, [pid], [correct], raw, features, [answer])
+        return float(result.shaped_rewards[0]), meds_info_at(meds_info(raw, result, [0]), 0)
+
+
+class MEDSRewardWrapper(_SingleEnvWrapper):
+    """Shape a text env's reward with MEDS: repeated kinds of mistakes earn less.
+
+    For the text envs of :mod:`meds_gym.envs` (for any other env, see
+    :class:`MEDSEpisodeRewardWrapper`). An action is ``{"text": response, "features":
+    fingerprint}`` (a float (L,) vector or ``None``) or a plain string (no fingerprint, so no
+    penalty). The fingerprint is checked before the wrapped env steps, so a bad one changes
+    nothing; the text goes to the wrapped env. ``problem_id`` and correctness come from the env's
+    step info (``info["is_success"]``, else ``info["correct"]``, or ``is_correct(reward, info)``);
+    each step is a batch of one, so the memory updates after every step. Unless ``feature_dim``
+    is given, the action space stays the wrapped env's ``Text`` space (dict actions are accepted
+    but not part of it); with ``feature_dim`` it becomes ``Dict(text=<inner Text>,
+    features=Box(L,))``.
 
     With ``MEDSConfig(cluster_method=ClusterMethod.ANSWER)`` (the answer-string baseline, no
-    logits) the answer replaces the fingerprint: in text mode it is the env's
-    ``info["parsed_answer"]`` (the meds-gym text envs give it), else the response text, and any
-    ``"features"`` are ignored; in non-text mode ``feature_fn(trajectory)`` returns the episode's
-    answer (a str, or ``None`` for none) instead of a vector.
+    logits) the answer replaces the fingerprint: the env's ``info["parsed_answer"]`` (the
+    meds-gym text envs give it), else the response text; any ``"features"`` are ignored.
 
-    In both modes the breakdown is in ``info["meds"]`` (``raw_reward``, ``penalty``, ``cluster``,
-    ``cluster_size``, ``shaped_reward``): every step in text mode, the last step of each episode in
-    non-text mode. Set :attr:`training` to ``False`` to evaluate with a frozen memory.
+    Every step's info gets the breakdown in ``info["meds"]`` (``raw_reward``, ``penalty``,
+    ``cluster``, ``cluster_size``, ``shaped_reward``). Set :attr:`training` to ``False`` to
+    evaluate with a frozen memory.
 
     Args:
-        env: The env to wrap.
+        env: The text env to wrap.
         config: The MEDS configuration.
-        feature_fn: ``feature_fn(trajectory) -> vector | None``; selects non-text mode.
         is_correct: ``is_correct(reward, info) -> bool``, overriding the info keys.
-        feature_dim: Text mode only: fingerprint length L, to expose a ``Dict`` action space.
+        feature_dim: Fingerprint length L, to expose a ``Dict`` action space.
 
     Example:
         >>> import gymnasium as gym
-        >>> env = MEDSRewardWrapper(
-        ...     gym.make("FrozenLake-v1", is_slippery=False), feature_fn=lambda t: [len(t), 1.0],
-        ...     is_correct=lambda reward, info: reward > 0)
+        >>> import meds_gym
+        >>> env = MEDSRewardWrapper(gym.make("meds_gym/Arithmetic-v0"), MEDSConfig(alpha=0.05))
         >>> _ = env.reset(seed=0)
+        >>> *_, info = env.step({"text": "7", "features": [1.0, 0.5]})
+        >>> sorted(info["meds"])
+        ['cluster', 'cluster_size', 'penalty', 'raw_reward', 'shaped_reward']
     """
 
     def __init__(
@@ -153,37 +194,14 @@ class MEDSRewardWrapper(
         env: gym.Env[Any, Any],
         config: MEDSConfig = MEDSConfig(),  # noqa: B008 - frozen, so sharing it is safe
         *,
-        feature_fn: Callable[[Trajectory], Any] | None = None,
         is_correct: IsCorrectFn | None = None,
         feature_dim: int | None = None,
     ) -> None:
-        if not isinstance(env, gym.Env):
-            raise invalid_type("env", "a gymnasium.Env", env)
-        check_adapter_arguments(config, is_correct)
-        if feature_fn is not None and not callable(feature_fn):
-            raise invalid_type("feature_fn", "a callable trajectory -> vector, or None", feature_fn)
-        if feature_dim is not None:
-            if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
-                raise InvalidArgumentError("feature_dim", "an integer >= 1 or None", feature_dim)
-            if feature_fn is not None:
-                raise InvalidArgumentError(
-                    "feature_dim", "None in non-text mode (feature_fn given)", feature_dim
-                )
-        # Recorded so that ``env.spec.make()`` (used by gymnasium's env checker) can rebuild the
-        # wrapper; the rebuilt one starts with an empty memory.
-        gym.utils.RecordConstructorArgs.__init__(
-            self,
-            config=config,
-            feature_fn=feature_fn,
-            is_correct=is_correct,
-            feature_dim=feature_dim,
-        )
-        gym.Wrapper.__init__(self, env)
-        self.shaper = MEDSShaper(config)
-        self._feature_fn = feature_fn
-        self._is_correct = is_correct
-        self._trajectory: Trajectory | None = None
-        self._reset_info: dict[str, Any] = {}
+        if feature_dim is not None and (
+            isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1
+        ):
+            raise InvalidArgumentError("feature_dim", "an integer >= 1 or None", feature_dim)
+        super().__init__(env, config, is_correct, feature_dim=feature_dim)
         if feature_dim is not None:
             self.action_space = spaces.Dict(
                 {
@@ -192,49 +210,75 @@ class MEDSRewardWrapper(
                 }
             )
 
-    @property
-    def text_mode(self) -> bool:
-        """Whether actions are texts with fingerprints (``feature_fn`` not given)."""
-        return self._feature_fn is None
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Check the fingerprint, step the wrapped env with the text, shape the reward."""
+        text, features = _split_text_action(action, "action")
+        checked = _check_fingerprints(self.shaper, [features], ['action["features"]'])
+        obs, reward, terminated, truncated, info = self.env.step(text)
+        info = dict(info)
+        shaped, info["meds"] = self._shape_one(
+            info, float(reward), checked, None, _answer_of(info, text)
+        )
+        return obs, shaped, terminated, truncated, info
+
+
+class MEDSEpisodeRewardWrapper(_SingleEnvWrapper):
+    """Shape the reward of any env whose episodes end in success or failure with MEDS.
+
+    Actions pass through unchanged and the episode is recorded as a :class:`Trajectory`. At its
+    last step (terminated or truncated) ``feature_fn(trajectory)`` gives the fingerprint (see
+    :mod:`meds_gym.integrations.features`), ``is_correct(reward, info)`` the outcome (default:
+    ``info["is_success"]``, else ``info["correct"]``), and the bucket is ``info["problem_id"]``
+    (step info, then reset info) or :data:`DEFAULT_PROBLEM_ID`. Only that last step's reward is
+    shaped, and its info gets the breakdown in ``info["meds"]`` (``raw_reward``, ``penalty``,
+    ``cluster``, ``cluster_size``, ``shaped_reward``). Set :attr:`training` to ``False`` to
+    evaluate with a frozen memory. For the text envs of :mod:`meds_gym.envs`, whose actions carry
+    their fingerprints, use :class:`MEDSRewardWrapper`; for a stable-baselines3 ``VecEnv``,
+    :class:`~meds_gym.integrations.sb3.MEDSVecEnvWrapper`.
+
+    With ``MEDSConfig(cluster_method=ClusterMethod.ANSWER)`` (the answer-string baseline)
+    ``feature_fn(trajectory)`` returns the episode's answer (a str, or ``None`` for none) instead
+    of a vector.
+
+    Args:
+        env: The env to wrap.
+        feature_fn: ``feature_fn(trajectory) -> (L,) float vector`` (or ``None``: no fingerprint,
+            never penalised).
+        config: The MEDS configuration.
+        is_correct: ``is_correct(reward, info) -> bool``, overriding the info keys.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> env = MEDSEpisodeRewardWrapper(
+        ...     gym.make("FrozenLake-v1", is_slippery=False), lambda t: [len(t), 1.0],
+        ...     is_correct=lambda reward, info: reward > 0)
+        >>> _ = env.reset(seed=0)
+    """
+
+    def __init__(
+        self,
+        env: gym.Env[Any, Any],
+        feature_fn: Callable[[Trajectory], Any],
+        config: MEDSConfig = MEDSConfig(),  # noqa: B008 - frozen, so sharing it is safe
+        *,
+        is_correct: IsCorrectFn | None = None,
+    ) -> None:
+        if not callable(feature_fn):
+            raise invalid_type("feature_fn", "a callable trajectory -> vector", feature_fn)
+        super().__init__(env, config, is_correct, feature_fn=feature_fn)
+        self.feature_fn = feature_fn
+        self._trajectory: Trajectory | None = None
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
         """Reset the wrapped env and start recording a new episode."""
-        obs, info = self.env.reset(seed=seed, options=options)
-        self._reset_info = dict(info)
-        if not self.text_mode:
-            self._trajectory = Trajectory(observations=[obs], reset_info=dict(info))
+        obs, info = super().reset(seed=seed, options=options)
+        self._trajectory = Trajectory(observations=[obs], reset_info=dict(info))
         return obs, info
 
-    def _shape_one(
-        self,
-        info: Mapping[str, Any],
-        reward: float,
-        features: Any,
-        default_pid: str | None,
-        answer: str | None = None,
-    ) -> tuple[float, dict[str, Any]]:
-        pid = read_problem_id({**self._reset_info, **info}, default_pid)
-        correct = read_outcome(reward, info, self._is_correct)
-        raw = np.array([reward], dtype=np.float64)
-        result = shape_rollouts(self.shaper, [pid], [correct], raw, [features], [answer])
-        return float(result.shaped_rewards[0]), meds_info_at(meds_info(raw, result, [0]), 0)
-
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step the wrapped env and shape the reward (see the class docstring)."""
-        feature_fn = self._feature_fn
-        if feature_fn is None:  # text mode
-            text, features = _split_text_action(action, "action")
-            if features is not None and not reads_answers(self.shaper):
-                _check_features([features], self.shaper, 'action["features"]')
-            obs, reward, terminated, truncated, info = self.env.step(text)
-            info = dict(info)
-            shaped, info["meds"] = self._shape_one(
-                info, float(reward), features, None, _answer_of(info, text)
-            )
-            return obs, shaped, terminated, truncated, info
-
+        """Step the wrapped env; at the episode's end, fingerprint it and shape the reward."""
         if self._trajectory is None:
             raise gym.error.ResetNeeded("Call reset() before step() (the episode has ended).")
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -248,12 +292,10 @@ class MEDSRewardWrapper(
         if not (terminated or truncated):
             return obs, reward, terminated, truncated, info
         self._trajectory = None
-        features, answer = feature_fn(trajectory), None
-        if reads_answers(self.shaper):  # feature_fn gives the episode's answer
-            features, answer = None, check_answer(features, "feature_fn(trajectory)")
-        else:
-            _check_features([features], self.shaper, "feature_fn(trajectory)")
-        shaped, info["meds"] = self._shape_one(info, value, features, DEFAULT_PROBLEM_ID, answer)
+        found = self.feature_fn(trajectory)  # with ClusterMethod.ANSWER, the episode's answer
+        answer = check_answer(found, FEATURE_FN_NAME) if reads_answers(self.shaper) else None
+        checked = _check_fingerprints(self.shaper, [found], [FEATURE_FN_NAME])
+        shaped, info["meds"] = self._shape_one(info, value, checked, DEFAULT_PROBLEM_ID, answer)
         return obs, shaped, terminated, truncated, info
 
 
@@ -379,8 +421,8 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
         split = [_split_text_action(a, f"actions[{i}]") for i, a in enumerate(actions)]
         texts = tuple(text for text, _ in split)
         features = [feat for _, feat in split]
-        if not reads_answers(self.shaper):
-            _check_features(features, self.shaper, 'actions[i]["features"]')
+        names = [f'actions[{i}]["features"]' for i in range(self.num_envs)]
+        checked = _check_fingerprints(self.shaper, features, names)
 
         obs, rewards, terminated, truncated, infos = self.env.step(texts)
         raw = np.asarray(rewards, dtype=np.float64)
@@ -413,7 +455,7 @@ class MEDSVectorRewardWrapper(HoldsShaper, VectorWrapper):
         if self.skip_uniform_groups:
             groups = None if self.group_size is None else [i // self.group_size for i in idx]
             kept = shaped_groups(pids, correct, groups, self.shaper.config.shape_groups)
-        rows = [features[i] for i in idx]
+        rows = None if checked is None else checked.subset(idx)
         result = shape_rollouts(self.shaper, pids, correct, raw[idx], rows, answers, kept=kept)
         stepped_envs = np.asarray(idx, dtype=np.int64)
         infos = dict(infos)

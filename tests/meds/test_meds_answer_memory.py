@@ -12,6 +12,7 @@ from meds_gym.meds import (
     NOT_ASSIGNED,
     ClusterMethod,
     MEDSConfig,
+    MEDSEpisodeRewardWrapper,
     MEDSRewardWrapper,
     MEDSShaper,
     MEDSVectorRewardWrapper,
@@ -122,11 +123,11 @@ def test_wrappers_read_the_envs_parsed_answer():
     assert info["meds"]["cluster_size"].tolist() == [2, 2]
 
 
-def test_non_text_mode_takes_the_answer_from_feature_fn():
-    env = MEDSRewardWrapper(
+def test_episode_wrapper_takes_the_answer_from_feature_fn():
+    env = MEDSEpisodeRewardWrapper(
         gym.make("FrozenLake-v1", is_slippery=False),
+        lambda t: "x".join(map(str, t.actions)),
         ANSWER,
-        feature_fn=lambda t: "x".join(map(str, t.actions)),
         is_correct=lambda reward, info: reward > 0,
     )
     sizes = []
@@ -138,8 +139,8 @@ def test_non_text_mode_takes_the_answer_from_feature_fn():
             terminated = terminated or truncated
         sizes.append(info["meds"]["cluster_size"])
     assert sizes == [0, 1]
-    bad = MEDSRewardWrapper(
-        gym.make("FrozenLake-v1", is_slippery=False), ANSWER, feature_fn=lambda t: [1.0, 2.0],
+    bad = MEDSEpisodeRewardWrapper(
+        gym.make("FrozenLake-v1", is_slippery=False), lambda t: [1.0, 2.0], ANSWER,
         is_correct=lambda reward, info: reward > 0,
     )  # fmt: skip
     bad.reset(seed=0)

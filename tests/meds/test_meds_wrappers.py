@@ -11,6 +11,7 @@ from meds_gym.errors import InvalidArgumentError
 from meds_gym.meds import (
     NOT_ASSIGNED,
     MEDSConfig,
+    MEDSEpisodeRewardWrapper,
     MEDSRewardWrapper,
     MEDSShaper,
     MEDSVectorRewardWrapper,
@@ -191,13 +192,17 @@ def test_constructor_validation():
         MEDSRewardWrapper("CartPole-v1")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="`config`"):
         MEDSRewardWrapper(TinyTextEnv(), {"alpha": 0.1})  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="`feature_fn`"):
-        MEDSRewardWrapper(TinyTextEnv(), feature_fn=3)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="`feature_dim`"):
         MEDSRewardWrapper(TinyTextEnv(), feature_dim=0)
+    with pytest.raises(TypeError, match="`feature_fn`"):
+        MEDSEpisodeRewardWrapper(TinyTextEnv(), 3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`env`"):
+        MEDSEpisodeRewardWrapper("CartPole-v1", path_features)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="`config`"):
+        MEDSEpisodeRewardWrapper(TinyTextEnv(), path_features, {"alpha": 0.1})  # type: ignore[arg-type]
 
 
-# ---------------------------------------------------------------- non-text mode
+# ---------------------------------------------------------------- episode wrapper
 def frozen_lake():
     return gym.make("FrozenLake-v1", is_slippery=False, map_name="4x4")
 
@@ -216,15 +221,15 @@ def run_episode(env, actions):
     raise AssertionError("episode did not end")
 
 
-def test_non_text_mode_penalises_the_terminal_step_of_failures_only():
+def test_episode_wrapper_penalises_the_terminal_step_of_failures_only():
     seen = []
 
     def feature_fn(trajectory):
         seen.append(trajectory)
         return path_features(trajectory)
 
-    env = MEDSRewardWrapper(
-        frozen_lake(), feature_fn=feature_fn, is_correct=lambda reward, info: reward > 0
+    env = MEDSEpisodeRewardWrapper(
+        frozen_lake(), feature_fn, is_correct=lambda reward, info: reward > 0
     )
     # 4x4 map: holes at (1,1); going DOWN then RIGHT falls into it on the 2nd step.
     fail = [1, 2]  # DOWN, RIGHT -> hole
@@ -248,7 +253,7 @@ def test_non_text_mode_penalises_the_terminal_step_of_failures_only():
     assert len(env.shaper.memory.bucket(DEFAULT_PROBLEM_ID, True)) == 1
 
 
-def test_non_text_mode_default_is_success_key_and_problem_id():
+def test_episode_wrapper_default_is_success_key_and_problem_id():
     class Coin(gym.Env[int, int]):
         observation_space = spaces.Discrete(2)
         action_space = spaces.Discrete(2)
@@ -260,7 +265,7 @@ def test_non_text_mode_default_is_success_key_and_problem_id():
         def step(self, action):
             return 1, float(action), True, False, {"is_success": bool(action)}
 
-    env = MEDSRewardWrapper(Coin(), feature_fn=lambda t: [1.0, float(len(t))])
+    env = MEDSEpisodeRewardWrapper(Coin(), lambda t: [1.0, float(len(t))])
     for _ in range(3):
         env.reset()
         env.step(0)
@@ -270,8 +275,8 @@ def test_non_text_mode_default_is_success_key_and_problem_id():
     assert reward < 0 and info["meds"]["cluster_size"] == 3
 
 
-def test_non_text_step_before_reset():
-    env = MEDSRewardWrapper(TinyTextEnv(), feature_fn=lambda t: [1.0])
+def test_episode_wrapper_step_before_reset():
+    env = MEDSEpisodeRewardWrapper(TinyTextEnv(), lambda t: [1.0])
     with pytest.raises(gym.error.ResetNeeded):
         env.step("x")
 
@@ -358,3 +363,11 @@ def test_vector_wrapper_skips_uniform_groups_like_the_shaper_on_kept_groups(vect
             )
     finally:
         env.close()
+
+
+def test_check_env_passes_on_the_episode_wrapper():
+    env = MEDSEpisodeRewardWrapper(frozen_lake(), path_features, is_correct=lambda r, i: r > 0)
+    with pytest.warns(UserWarning):  # gymnasium notes that the env is wrapped
+        check_env(env, skip_render_check=True)
+    rebuilt = env.spec.make()  # from the recorded constructor arguments
+    assert isinstance(rebuilt, MEDSEpisodeRewardWrapper) and rebuilt.feature_fn is path_features
