@@ -83,7 +83,7 @@ def evaluate_policy(
     Args:
         model: The causal LM (put in eval mode here).
         tokenizer: Its tokenizer, padding on the left.
-        env: A meds-gym text env (``env.unwrapped.source`` lists its problems).
+        env: A :class:`~meds_gym.envs.ProblemEnv` (or a wrapper of one).
         n: Responses per problem; pass@k is reported for k = 1, 2, 4, ... <= n.
         max_new_tokens: Longest response.
         temperature: Sampling temperature.

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from meds_gym.envs import problem_env
 from meds_gym.errors import InvalidArgumentError
 from meds_gym.integrations.hf import BOXED_ANCHOR
 from meds_gym.meds import MEDSShaper, MEDSVectorRewardWrapper
@@ -443,7 +444,7 @@ def collect_rollouts(
     Args:
         model: The causal LM (in eval mode).
         tokenizer: Its tokenizer, padding on the left.
-        env: A meds-gym text env; ``env.unwrapped.source`` lists its problems.
+        env: A :class:`~meds_gym.envs.ProblemEnv` (or a wrapper of one).
         rng: Draws the problems of each round.
         groups: Groups wanted in the batch (prompts per round).
         group_size: Responses per problem.
@@ -464,7 +465,7 @@ def collect_rollouts(
         raise InvalidArgumentError(
             "groups/group_size/max_rounds", "ints >= 1", (groups, group_size, max_rounds)
         )
-    source: Any = env.unwrapped.source
+    source = problem_env(env).source
     kept_parts: list[SampledBatch] = []
     kept: list[int] = []
     ids_all: list[str] = []

@@ -85,7 +85,7 @@ import torch
 
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
 from meds_gym.clustering import warm_up
-from meds_gym.envs import TOY_ENV_IDS, VerdictCache
+from meds_gym.envs import TOY_ENV_IDS, VerdictCache, problem_env
 from meds_gym.errors import InvalidArgumentError
 from meds_gym.meds import MEDSConfig, MEDSShaper
 from meds_gym.meds.config import ClusterMethod, GroupRule
@@ -183,6 +183,11 @@ class Args:
     """Seed of problem order and sampling (the tiny model's weights use ``tiny.seed``)."""
     env_id: str = "meds_gym/Arithmetic-v0"
     """A registered meds-gym env id."""
+    env_url: str | None = None
+    """The base URL of an OpenEnv server (``python -m meds_gym.integrations.openenv serve
+    ENV_ID``): train against the env it serves. ``env_id`` and the toy-task fields must then
+    describe that env (they name the run and pick the tiny model), and the final evaluation
+    samples the served problems (a served env has no test split)."""
     num_problems: int = 32
     """Problems of a toy task (toy env ids only)."""
     difficulty: int = 1
@@ -467,7 +472,7 @@ class Run:
 
     def problems(self, problem_ids: list[str]) -> list[Any]:
         """Each rollout's problem (toy tasks know their error modes; benchmarks know none)."""
-        source: Any = self.env.unwrapped.source
+        source = problem_env(self.env).source
         return [source.get(pid) for pid in problem_ids]
 
 
@@ -577,7 +582,7 @@ def build_run(args: Args, recipe: Recipe, observer: RunObserver) -> Run:
     if args.problem_order == "epochs":  # resumed: continued from the draws already made
         rounds = sum(json.loads(line).get("charts/generation_rounds", 0) for line in kept_lines)
         schedule = EpochSchedule(
-            len(env.unwrapped.source), args.seed, int(rounds) * args.prompts_per_iteration
+            len(problem_env(env).source), args.seed, int(rounds) * args.prompts_per_iteration
         )
     scorer = (
         MEDSScorer(lambda: spec.make(verdict_cache=verdict_cache), shaper, args.group_size)
@@ -670,7 +675,7 @@ def rollout_step(
 def logprob_step(args: Args, run: Run, batch: SampledBatch, row: dict[str, float]) -> LogProbPass:
     """The log-prob pass, which also takes the MEDS fingerprint and the critic's values."""
     layers = (args.fingerprint_layers, args.fingerprint_k)
-    anchor = run.env.unwrapped.answer_anchor
+    anchor = problem_env(run.env).answer_anchor
     with autocast_for(args.precision, args.device):
         old = logprob_pass(
             run.model,
@@ -894,7 +899,7 @@ def finish_iteration(
 
 def final_evaluation(args: Args, run: Run, history: list[dict[str, float]]) -> None:
     """Evaluate the final policy (``eval_n`` samples per problem) into eval.json and report.md."""
-    toy = run.spec.is_toy
+    toy = run.spec.has_splits
     eval_env = run.spec.make(args.eval_split, run.verdict_cache) if toy else run.env
     with autocast_for(args.precision, args.device):
         final = evaluate_policy(
@@ -908,7 +913,10 @@ def final_evaluation(args: Args, run: Run, history: list[dict[str, float]]) -> N
             args.prompt_format,
         )
     held_out = "held-out problems" if args.eval_split == "test" else "the training problems"
-    final["evaluated_on"] = f"{args.eval_split} split ({held_out})" if toy else "benchmark file"
+    if toy:
+        final["evaluated_on"] = f"{args.eval_split} split ({held_out})"
+    else:
+        final["evaluated_on"] = "benchmark file" if args.env_url is None else "served problems"
     final["cluster_ari"] = training_cluster_ari(history)
     (run.out_dir / "eval.json").write_text(json.dumps(final, indent=1))
     title = f"{args.run_name}: evaluated on the {final['evaluated_on']}"

@@ -22,7 +22,7 @@ from typing import Any
 import gymnasium as gym
 
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
-from meds_gym.envs import TOY_ENV_IDS, VerdictCache
+from meds_gym.envs import TOY_ENV_IDS, VerdictCache, problem_env
 from meds_gym.errors import InvalidArgumentError
 from meds_gym.tasks.base import Problem
 
@@ -48,6 +48,11 @@ class EnvSpec:
     """Where the final answer starts (``boxed``, ``answer_tag`` or a regex with one group)."""
     incorrect_reward: float = 0.0
     """The env's reward of a wrong answer (a right one scores 1)."""
+    env_url: str | None = None
+    """The base URL of an OpenEnv server that serves ``env_id`` (``python -m
+    meds_gym.integrations.openenv serve``): the run then steps that server's env, and ``env_id``
+    and the fields above only name the run and pick the tiny model (the server's own arguments
+    decide its problems and rewards). None: ``gym.make`` the env in this process."""
 
     @classmethod
     def of(cls, args: Any) -> EnvSpec:
@@ -96,8 +101,21 @@ class EnvSpec:
             kwargs["split"] = split
         return kwargs
 
+    @property
+    def has_splits(self) -> bool:
+        """Whether the run can make the env's test split (a toy task made in this process)."""
+        return self.is_toy and self.env_url is None
+
     def make(self, split: str | None = None, verdict_cache: VerdictCache | None = None) -> Any:
-        """``gym.make`` the env (see :meth:`kwargs` for the arguments)."""
+        """``gym.make`` the env (see :meth:`kwargs` for the arguments), or connect to ``env_url``.
+
+        A served env has one set of problems, so ``split`` and ``verdict_cache`` do not apply to
+        it (the server keeps its own verdict cache).
+        """
+        if self.env_url is not None:
+            from meds_gym.integrations.openenv import OpenEnvTextEnv
+
+            return OpenEnvTextEnv(self.env_url)
         return gym.make(self.env_id, **self.kwargs(split, verdict_cache))
 
     def tiny_config(
@@ -197,7 +215,7 @@ def sample_every_problem(
     Args:
         model: The causal LM (put in eval mode here).
         tokenizer: Its tokenizer, padding on the left.
-        env: A meds-gym text env (``env.unwrapped.source`` lists its problems).
+        env: A :class:`~meds_gym.envs.ProblemEnv` (or a wrapper of one).
         n: Responses per problem.
         max_new_tokens: Longest response.
         temperature: Sampling temperature.
@@ -212,7 +230,7 @@ def sample_every_problem(
     if n < 1:
         raise InvalidArgumentError("n", "an int >= 1", n)
     torch.manual_seed(seed)
-    source: Any = env.unwrapped.source
+    source = problem_env(env).source
     model.eval()
     problems, ids, answers, verdicts = [], [], [], []
     for index in range(len(source)):

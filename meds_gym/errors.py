@@ -120,5 +120,13 @@ class VerifierError(RuntimeError):
     """
 
 
+class RemoteEnvError(RuntimeError):
+    """A remote env could not be reached, did not answer in time, went away or reported an error.
+
+    The message names the server, what was being done and why. A remote env raises it instead of
+    making up a reward.
+    """
+
+
 class CorruptFileError(ValueError):
     """A saved state file that is truncated, corrupt or of an unknown format version."""

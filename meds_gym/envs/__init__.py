@@ -1,6 +1,7 @@
 """Text Gymnasium environments with verifiable rewards, and the registered ``meds_gym/*`` ids."""
 
 from meds_gym.charset import TEXT_CHARSET
+from meds_gym.envs.problem_env import ProblemEnv, problem_env
 from meds_gym.envs.reasoning_env import (
     DEFAULT_PROMPT_TEMPLATE,
     SYSTEM_INSTRUCTION,
@@ -26,10 +27,12 @@ __all__ = [
     "TEXT_CHARSET",
     "TOY_ENV_IDS",
     "TRAP_GRID_ENV_ID",
+    "ProblemEnv",
     "ReasoningEnv",
     "VerdictCache",
     "make_benchmark_env",
     "make_dataset_env",
     "make_toy_env",
+    "problem_env",
     "register_envs",
 ]
