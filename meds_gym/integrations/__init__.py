@@ -6,6 +6,8 @@ dependency. :mod:`meds_gym.integrations.sb3` needs the ``sb3`` extra and
 lazily, so that ``import meds_gym.integrations`` never imports stable-baselines3, TRL or torch.
 :mod:`meds_gym.integrations.hf` holds the answer fingerprint of a Hugging Face causal LM, shared
 by the bundled agent and the TRL reward function (needs torch).
+:mod:`meds_gym.integrations.openenv` (the ``openenv`` extra) serves a meds-gym env over OpenEnv
+and wraps a served env as a Gymnasium env (:class:`OpenEnvTextEnv`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from meds_gym.integrations.features import (
 
 _SB3_NAMES = ("MEDSLoggerCallback", "MEDSVecEnvWrapper")
 _TRL_NAMES = ("MEDSCheckpointCallback", "MEDSRewardFunction", "MEDSStep")
+_OPENENV_NAMES = ("OpenEnvTextEnv",)
 
 
 def __getattr__(name: str) -> Any:
@@ -30,6 +33,9 @@ def __getattr__(name: str) -> Any:
         return getattr(module, name)
     if name in _TRL_NAMES:
         module = importlib.import_module("meds_gym.integrations.trl")
+        return getattr(module, name)
+    if name in _OPENENV_NAMES:
+        module = importlib.import_module("meds_gym.integrations.openenv")
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -41,6 +47,7 @@ __all__ = [
     "MEDSRewardFunction",
     "MEDSStep",
     "MEDSVecEnvWrapper",
+    "OpenEnvTextEnv",
     "policy_action_features",
     "terminal_state_features",
     "visitation_histogram",

@@ -53,7 +53,7 @@ from gymnasium import spaces
 
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
 from meds_gym.charset import TEXT_CHARSET
-from meds_gym.envs import VerdictCache, problem_env
+from meds_gym.envs import ReasoningEnv, VerdictCache, problem_env
 from meds_gym.errors import (
     InvalidArgumentError,
     MissingExtraError,
@@ -248,8 +248,11 @@ def make_app(
     """
     if isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1:
         raise InvalidArgumentError("max_sessions", "an int >= 1", max_sessions)
-    kwargs = {"verdict_cache": VerdictCache(), **(env_kwargs or {})}
-    MEDSEnvironment(gym.make(env_id, **kwargs)).close()  # a bad id or argument fails here, once
+    kwargs = dict(env_kwargs or {})
+    first = MEDSEnvironment(gym.make(env_id, **kwargs))  # a bad id or argument fails here, once
+    if isinstance(first._problems, ReasoningEnv) and "verdict_cache" not in kwargs:
+        kwargs["verdict_cache"] = VerdictCache()  # shared by the sessions
+    first.close()
 
     def factory() -> MEDSEnvironment:
         return MEDSEnvironment(gym.make(env_id, **kwargs))
