@@ -16,7 +16,10 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-COVERED_ELSEWHERE = {"reasoning-gym tasks"}
+COVERED_ELSEWHERE = {
+    "reasoning-gym tasks",
+    "OpenEnv: serve meds-gym envs, train against served envs",  # tests/integrations/test_openenv.py
+}
 """Sections whose snippets another test runs (with its own assertions on their output)."""
 
 SLOW = {"MEDS beyond text: stable-baselines3", "Scaling out: MEDS in TRL (multi-GPU GRPO)"}

@@ -180,6 +180,17 @@ def test_server_gone_is_a_clear_error_never_a_reward():
         OpenEnvTextEnv(server.url, connect_timeout_s=2).source  # noqa: B018
 
 
+def test_readme_snippet_runs_against_a_served_env(server, capsys):
+    from tests.test_readme import python_snippets
+
+    (snippet,) = python_snippets()["OpenEnv: serve meds-gym envs, train against served envs"]
+    assert "http://127.0.0.1:8000" in snippet
+    exec(compile(snippet.replace("http://127.0.0.1:8000", server.url), "README", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(" False -1.0" in line for line in lines[:1])
+    assert float(lines[-1].split()[-1]) > 0.0  # the third identical wrong answer is penalised
+
+
 def test_serve_rejects_an_env_without_a_problem_list():
     from meds_gym.integrations.openenv import make_app
 
