@@ -30,7 +30,14 @@ continues from the last checkpoint there (same arguments): every process loads t
 memory before the first reward, so the penalties go on from the memory the run had at that step. A
 checkpoint without the memory file is an error, never a fresh memory.
 
+Served env: ``--env-url http://127.0.0.1:8000`` trains on the problems of a meds-gym env served
+over OpenEnv (``python -m meds_gym.integrations.openenv serve meds_gym/Arithmetic-v0``, needs the
+``openenv`` extra) and lets the served env grade every completion: the correctness function
+resets it on the completion's problem and steps it with the completion (``answer_column`` is then
+the problem id). MEDS still runs here, where the policy is.
+
 Run (CPU, tiny):      python examples/trl_meds.py --use-cpu
+Served env:           python examples/trl_meds.py --use-cpu --env-url http://127.0.0.1:8000
 Resume it:            python examples/trl_meds.py --use-cpu --resume
 Run (multi-GPU):      accelerate launch --config_file examples/accelerate_config.yaml \
                           examples/trl_meds.py --model-path /path/to/Qwen2.5-Math-1.5B
@@ -106,6 +113,9 @@ class Args:
     """Generate with vLLM (TRL's vllm_mode='colocate'); needs vllm installed."""
     seed: int = 0
     """Seed of the tiny model's weights, the data order and the sampling."""
+    env_url: str | None = None
+    """An OpenEnv server of a meds-gym env: train on its problems, graded by it (--num-problems
+    and --difficulty then do not apply)."""
 
 
 def load_policy(args: Args) -> tuple[Any, Any]:
@@ -155,17 +165,51 @@ def arithmetic_dataset(args: Args) -> Dataset:
     return Dataset.from_list(rows)
 
 
+def served_env_reward(url: str, shaper: MEDSShaper, batch_size: int) -> tuple[Dataset, Any]:
+    """The served env's problems as a dataset, and a MEDS reward function graded by the env."""
+    from meds_gym.integrations.openenv import OpenEnvTextEnv
+
+    env = OpenEnvTextEnv(url)
+    anchor = env.answer_anchor
+    rows = [
+        {
+            "prompt": [
+                {"role": "system", "content": anchor.instruction},
+                {"role": "user", "content": problem.question},
+            ],
+            "problem_id": problem.problem_id,
+        }
+        for problem in env.source
+    ]
+
+    def served_verdict(completion: str, problem_id: str) -> bool:
+        env.reset(options={"problem_id": problem_id})
+        return bool(env.step(completion)[4]["correct"])
+
+    meds = MEDSRewardFunction(
+        shaper=shaper,
+        fingerprint_batch_size=batch_size,
+        answer_column="problem_id",  # the served env knows the gold answer of each problem
+        correctness_fn=served_verdict,
+        answer_anchor=anchor,
+    )
+    return Dataset.from_list(rows), meds
+
+
 def main(args: Args) -> None:
     torch.set_num_threads(min(torch.get_num_threads(), 4) if args.use_cpu else 1)
     model, tokenizer = load_policy(args)
-    dataset = arithmetic_dataset(args)
 
     config = MEDSConfig(alpha=args.alpha, beta=args.beta)
     if args.memory_path is not None and os.path.exists(args.memory_path):
         shaper = MEDSShaper.load(args.memory_path)  # continue the memory of an earlier run
     else:
         shaper = MEDSShaper(config)
-    meds = MEDSRewardFunction(shaper=shaper, fingerprint_batch_size=args.fingerprint_batch_size)
+    if args.env_url is not None:
+        dataset, meds = served_env_reward(args.env_url, shaper, args.fingerprint_batch_size)
+    else:
+        dataset = arithmetic_dataset(args)
+        meds = MEDSRewardFunction(shaper=shaper, fingerprint_batch_size=args.fingerprint_batch_size)
 
     training_args = GRPOConfig(
         output_dir=args.output_dir,

@@ -251,3 +251,26 @@ def test_agent_trains_with_meds_against_the_served_env(tmp_path, capsys):
     assert max(share for _, _, share in summary) > 0.0, summary
     report = json.loads((tmp_path / "runs" / args.run_name / "eval.json").read_text())
     assert report["evaluated_on"] == "served problems"
+
+
+@pytest.mark.slow
+def test_trl_example_trains_against_the_served_env(tmp_path):
+    """examples/trl_meds.py --env-url: TRL's GRPO on the served problems, graded by the server."""
+    pytest.importorskip("trl")
+    served = Server("meds_gym/Arithmetic-v0", {"num_problems": 2})
+    try:
+        command = [
+            sys.executable, str(REPO / "examples" / "trl_meds.py"),
+            "--use-cpu", "--random-init", "--env-url", served.url,
+            "--num-generations", "4", "--per-device-train-batch-size", "4",
+            "--max-completion-length", "8", "--max-steps", "1", "--save-steps", "0",
+            "--output-dir", str(tmp_path / "run"),
+        ]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path
+        )
+    finally:
+        served.stop()
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "steps=1 " in done.stdout
