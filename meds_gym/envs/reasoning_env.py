@@ -210,12 +210,17 @@ class ReasoningEnv(gym.Env[str, str]):
     charset or longer than ``max_response_length`` is still verified (the verifier bounds its own
     work) and flagged with ``info["response_overlong"]``; it is never an error.
 
-    A source may offer three optional hooks, which the env uses when present:
+    A source may offer these optional hooks, which the env uses when present:
 
     * ``score_answer(problem, answer) -> float``: the score in [0, 1] of the extracted answer
       (None when the response has no anchor), replacing the math equivalence check; the reward is
       ``incorrect_reward + score * (correct_reward - incorrect_reward)``, ``correct`` is
-      ``score == 1`` and ``info["score"]`` holds the score;
+      ``score >= correct_threshold`` (``score == 1`` by default) and ``info["score"]`` holds the
+      score;
+    * ``score_response(problem, response) -> float``: the same, for a scorer that reads the whole
+      response (its format or reasoning, not only the final answer); it takes precedence over
+      ``score_answer``, and its scores are not cached (they depend on more than the answer);
+    * ``correct_threshold``: a float in (0, 1], the least score that is correct (default 1.0);
     * ``problem_info(problem) -> dict``: extra keys for the reset and step ``info``;
     * ``charset``: the characters of the text spaces, when ``charset`` is not given.
 
@@ -300,6 +305,11 @@ class ReasoningEnv(gym.Env[str, str]):
             raise InvalidArgumentError(
                 "verifier_timeout", "a positive number of seconds", verifier_timeout
             )
+        correct_threshold = getattr(source, "correct_threshold", 1.0)
+        if not 0.0 < correct_threshold <= 1.0:
+            raise InvalidArgumentError(
+                f"{source.name}.correct_threshold", "a score in (0, 1]", correct_threshold
+            )
 
         self.source = source
         self.correct_reward = float(correct_reward)
@@ -308,6 +318,8 @@ class ReasoningEnv(gym.Env[str, str]):
         self.max_prompt_length = max_prompt_length
         self.max_response_length = max_response_length
         self.verifier_timeout = float(verifier_timeout)
+        self.correct_threshold = float(correct_threshold)
+        """The least score that is correct, for a source that scores responses itself."""
         self.answer_anchor = anchor
         if charset is None:
             charset = getattr(source, "charset", None) or TEXT_CHARSET
@@ -438,11 +450,16 @@ class ReasoningEnv(gym.Env[str, str]):
             )
         problem, self._problem = self._problem, None
         extra: dict[str, Any] = {}
+        score_response = getattr(self.source, "score_response", None)
         score_answer = getattr(self.source, "score_answer", None)
-        if score_answer is not None:
+        if score_response is not None or score_answer is not None:
             parsed = self.answer_anchor.extract(action)
-            score = self._score(problem, parsed, score_answer)
-            correct = score == 1.0
+            if score_response is not None:
+                score = self._checked_score(problem, score_response(problem, action))
+            else:
+                assert score_answer is not None  # one of the two hooks, checked above
+                score = self._score(problem, parsed, score_answer)
+            correct = score >= self.correct_threshold
             reward = self.incorrect_reward + score * (self.correct_reward - self.incorrect_reward)
             extra["score"] = score
         else:
@@ -467,13 +484,7 @@ class ReasoningEnv(gym.Env[str, str]):
         """The source's score of an extracted answer, from the verdict cache when it has it."""
 
         def compute() -> float:
-            score = float(score_answer(problem, parsed))
-            if not 0.0 <= score <= 1.0:
-                raise RuntimeError(
-                    f"{self.source.name}.score_answer returned {score!r} for "
-                    f"{problem.problem_id}; a score must lie in [0, 1]."
-                )
-            return score
+            return self._checked_score(problem, score_answer(problem, parsed))
 
         cache = self.verdict_cache
         if cache is None or parsed is None or len(parsed) > MAX_CACHED_ANSWER_CHARS:
@@ -486,6 +497,16 @@ class ReasoningEnv(gym.Env[str, str]):
         # A bound method is equal to another only for the same source object (by identity).
         key = ("score", scorer, problem.problem_id, problem.answer, parsed)
         return cache.get_or_compute(key, compute)
+
+    def _checked_score(self, problem: Problem, score: Any) -> float:
+        """A source's score as a float, checked to lie in [0, 1]."""
+        score = float(score)
+        if not 0.0 <= score <= 1.0:
+            raise RuntimeError(
+                f"{self.source.name} scored {problem.problem_id} {score!r}; a score must lie in "
+                "[0, 1]."
+            )
+        return score
 
     def _verify(self, problem: Problem, action: str) -> VerificationResult:
         """The equivalence verdict on a response, from the verdict cache when it has it.

@@ -249,6 +249,34 @@ def test_out_of_range_score_raises_every_time_and_is_never_cached():
     assert len(env.verdict_cache) == 0
 
 
+class ResponseScoredSource(DatasetSource):
+    """A source that scores whole responses (``score_response``), correct from 0.5 up."""
+
+    correct_threshold = 0.5
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scored: list[str] = []
+
+    def score_response(self, problem, response):
+        self.scored.append(response)
+        return 1.0 if response == f"step by step: <answer>{problem.answer}</answer>" else 0.5
+
+
+def test_score_response_sees_the_whole_response_and_the_threshold_reads_correctness():
+    source = ResponseScoredSource("whole", [Problem("whole/0", "Q?", "42")])
+    env = ReasoningEnv(source, answer_anchor="answer_tag", incorrect_reward=-1.0)
+    _, reward, _, _, info = step(env, "step by step: <answer>42</answer>")
+    assert (reward, info["score"], info["correct"], info["parsed_answer"]) == (1.0, 1.0, True, "42")
+    _, reward, _, _, info = step(env, "<answer>42</answer>")  # same answer, another response
+    assert (reward, info["score"], info["correct"], info["parsed_answer"]) == (0.0, 0.5, True, "42")
+    assert source.scored == ["step by step: <answer>42</answer>", "<answer>42</answer>"]
+    assert len(env.verdict_cache) == 0  # a score of the whole response is never cached
+    source.correct_threshold = 0.0
+    with pytest.raises(InvalidArgumentError, match=r"whole.correct_threshold.*\(0, 1\]"):
+        ReasoningEnv(source)
+
+
 def test_scorers_of_different_sources_never_share_a_verdict():
     cache = VerdictCache()
     first, second = scored_source("42"), scored_source("42")
