@@ -8,6 +8,8 @@ lazily, so that ``import meds_gym.integrations`` never imports stable-baselines3
 by the bundled agent and the TRL reward function (needs torch).
 :mod:`meds_gym.integrations.openenv` (the ``openenv`` extra) serves a meds-gym env over OpenEnv
 and wraps a served env as a Gymnasium env (:class:`OpenEnvTextEnv`).
+:mod:`meds_gym.integrations.verifiers` (the ``verifiers`` extra, Python >= 3.11) makes a
+single-turn ``verifiers`` taskset a meds-gym env; its names are lazy here too.
 """
 
 from __future__ import annotations
@@ -22,20 +24,19 @@ from meds_gym.integrations.features import (
     visitation_histogram,
 )
 
-_SB3_NAMES = ("MEDSLoggerCallback", "MEDSVecEnvWrapper")
-_TRL_NAMES = ("MEDSCheckpointCallback", "MEDSRewardFunction", "MEDSStep")
-_OPENENV_NAMES = ("OpenEnvTextEnv",)
+_LAZY_MODULES = {
+    "sb3": ("MEDSLoggerCallback", "MEDSVecEnvWrapper"),
+    "trl": ("MEDSCheckpointCallback", "MEDSRewardFunction", "MEDSStep"),
+    "openenv": ("OpenEnvTextEnv",),
+    "verifiers": ("VerifiersSource", "verifiers_env"),
+}
+"""Module of this package (each needing its extra) -> the names it lends to the package."""
+_LAZY_NAMES = {name: module for module, names in _LAZY_MODULES.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SB3_NAMES:
-        module = importlib.import_module("meds_gym.integrations.sb3")
-        return getattr(module, name)
-    if name in _TRL_NAMES:
-        module = importlib.import_module("meds_gym.integrations.trl")
-        return getattr(module, name)
-    if name in _OPENENV_NAMES:
-        module = importlib.import_module("meds_gym.integrations.openenv")
+    if name in _LAZY_NAMES:
+        module = importlib.import_module(f"meds_gym.integrations.{_LAZY_NAMES[name]}")
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -48,7 +49,9 @@ __all__ = [
     "MEDSStep",
     "MEDSVecEnvWrapper",
     "OpenEnvTextEnv",
+    "VerifiersSource",
     "policy_action_features",
     "terminal_state_features",
+    "verifiers_env",
     "visitation_histogram",
 ]
