@@ -2,8 +2,8 @@
 
 Snippets are run section by section, in order, in one namespace per section, in a temporary
 working directory that holds the small files the snippets name (written here). Sections whose
-snippets train something are slow tests; the reasoning-gym section has its own test in
-``tests/envs/test_reasoning_gym_env.py``.
+snippets train something are slow tests; the reasoning-gym and verifiers sections have their own
+tests, in ``tests/envs/test_reasoning_gym_env.py`` and ``tests/integrations/test_verifiers_env.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 COVERED_ELSEWHERE = {
     "reasoning-gym tasks",
     "OpenEnv: serve meds-gym envs, train against served envs",  # tests/integrations/test_openenv.py
+    "verifiers environments",  # tests/integrations/test_verifiers_env.py
 }
 """Sections whose snippets another test runs (with its own assertions on their output)."""
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import math
 import pickle
+import re
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +22,8 @@ from meds_gym.integrations.verifiers import VerifiersSource, verifiers_env  # no
 from meds_gym.meds import ClusterMethod, MEDSConfig, MEDSRewardWrapper  # noqa: E402
 from meds_gym.tasks import ArithmeticTask  # noqa: E402
 from meds_gym.verifiers import AnchorKind  # noqa: E402
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 ROWS = [(p.question, p.answer) for p in ArithmeticTask(num_problems=4, seed=0)]
 """(question, answer): ``Compute 7 + 3 * 6 - 6.``, ``19``, ..."""
@@ -326,3 +330,14 @@ def test_the_bundled_agent_trains_against_the_verifiers_env(tmp_path):
     assert len(history) == 3 and all(math.isfinite(r["charts/reward_mean"]) for r in history)
     assert history[-1]["meds/memory_rows"] > 0
     assert any(row["meds/penalised_share"] > 0 for row in history)
+
+
+def test_the_readme_section_runs_as_printed(capsys):
+    section = README.read_text().split("## verifiers environments", 1)[1].split("\n## ", 1)[0]
+    (snippet,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    exec(compile(snippet, str(README), "exec"), {"__name__": "__readme__"})
+    assert capsys.readouterr().out.splitlines() == [
+        "6 False 0.0 0.0",
+        "6 False 0.069 -0.069",
+        "5 True 0.0 1.0",
+    ]
