@@ -1,12 +1,16 @@
-"""One training step of the error memory per bucket, in one kernel: vote, extend the tree, relabel.
+"""The one per-bucket refit: vote the new rows, extend (or build) the tree, relabel, in one kernel.
+
+Every HDBSCAN fit of the package runs :func:`refit_bucket`: the error memory's steps through
+:func:`update_buckets`, and the public functions of :mod:`meds_gym.clustering.hdbscan` (labels,
+spanning trees, batched refits), which convert their trees to and from its form.
 
 A MEDS step (docs/design.md section 2) votes each new wrong rollout into a cluster of its bucket as
 the bucket stands, then appends the new rows and re-clusters the bucket. Done separately, both
 halves compute the distances from the new rows to the stored ones and both normalise the stored
-rows; :func:`update_buckets` does it once per bucket, from the stored ``float32`` rows, in a
-kernel that runs without the GIL, and keeps each bucket's tree in the form the next step extends
-directly (sorted edges with their squared lengths and their single-linkage merges), so no step
-sorts, links or traverses the old tree again.
+rows; :func:`update_buckets` does it once per bucket, from the stored rows, in a kernel that runs
+without the GIL, and keeps each bucket's tree in the form the next step extends directly (sorted
+edges with their squared lengths and their single-linkage merges), so no step sorts, links or
+traverses the old tree again.
 
 The results equal those of the separate public functions on the same rows: the votes those of
 :func:`~meds_gym.clustering.knn.vote_kernel` on the stored rows, the labels those of
@@ -24,8 +28,10 @@ import numpy as np
 from numba import njit, types
 
 from meds_gym.clustering.compilation import (
+    FUNCTIONS,
     INDEX,
     READ_INDEX,
+    READ_ROWS,
     SHAPER,
     ensure_compiled,
     register,
@@ -33,17 +39,18 @@ from meds_gym.clustering.compilation import (
 from meds_gym.clustering.condensed_tree import labels_from_linkage
 from meds_gym.clustering.knn import unit_rows, votes_from_distances
 from meds_gym.clustering.mst import (
+    edge_order,
     extend_sorted_tree,
     full_sorted_tree,
     single_linkage,
     squared_distances,
+    take,
     transposed,
 )
 from meds_gym.clustering.parallel import for_each_bucket
 
 __all__ = ["BucketInput", "BucketUpdate", "NO_LINKS", "NO_LENGTHS", "update_buckets"]
 
-READ_ROWS32 = types.Array(types.float32, 2, "C", readonly=True)
 READ_LINKS = types.Array(types.int32, 2, "C", readonly=True)
 READ_VALUES = types.Array(types.float64, 1, "C", readonly=True)
 LINKS = types.Array(types.int32, 2, "C")
@@ -59,7 +66,8 @@ NO_LENGTHS.flags.writeable = False
 
 @register(
     types.Tuple((INDEX, INDEX, INDEX, LINKS, VALUES, types.int64))(
-        READ_ROWS32,
+        READ_ROWS,
+        types.boolean,
         types.int64,
         READ_LINKS,
         READ_VALUES,
@@ -72,11 +80,12 @@ NO_LENGTHS.flags.writeable = False
         types.boolean,
         types.boolean,
     ),  # fmt: skip
-    groups=(SHAPER,),
+    groups=(SHAPER, FUNCTIONS),
 )
 @njit(cache=True, nogil=True)
-def _update_bucket(
+def refit_bucket(
     rows: np.ndarray,
+    unit: bool,
     n_old: int,
     links: np.ndarray,
     lengths: np.ndarray,
@@ -89,22 +98,47 @@ def _update_bucket(
     leaf: bool,
     allow_single_cluster: bool,
 ):
-    """Vote the new rows against the old ones, then refit the bucket (see :func:`update_buckets`).
+    """Vote the new rows against the old ones, then refit the bucket; runs without the GIL.
+
+    The bucket's points are its rows, divided by their norms first when ``unit`` is set (the
+    error memory's cosine geometry). The tree is extended when ``links`` spans the ``n_old`` old
+    rows and the core distances are the plain distances (``min(min_samples, N - 1) <= 1``),
+    otherwise fitted from scratch; both give the canonical MST of the points (see
+    :mod:`meds_gym.clustering.mst`), the one the ``hdbscan`` package's labels are computed from.
+
+    Args:
+        rows: ``float64`` ``(N, d)`` rows, C-contiguous: the ``n_old`` old rows, then the new
+            ones (``unit``: finite and non-zero; otherwise finite).
+        unit: Cluster the rows divided by their L2 norms (:func:`unit_rows`).
+        n_old: Number of old rows (``0 <= n_old <= N``).
+        links: ``int32`` ``(n_old - 1, 4)`` the old rows' tree as :class:`BucketUpdate` gives it,
+            or any ``(m, 4)`` array with ``m != n_old - 1`` (:data:`NO_LINKS`) for a fit from
+            scratch.
+        lengths: ``float64`` ``(n_old - 1,)`` the squared lengths of that tree.
+        old_labels: ``int64`` ``(n_old,)`` labels of the old rows (read only when voting).
+        vote: Whether to vote the new rows (the :func:`update_buckets` rule).
+        k: Neighbours in the vote (``>= 1``).
+        smallest_label_wins: Vote tie rule.
+        min_samples: Core-distance neighbour rank (``>= 1``).
+        min_cluster_size: Minimum cluster size (``>= 2``).
+        leaf: Leaf selection instead of excess of mass.
+        allow_single_cluster: Whether the root may be the only cluster.
 
     Returns:
-        ``(votes, sizes, labels, links, lengths, n_clusters)``.
+        ``(votes, sizes, labels, links, lengths, n_clusters)``, the fields of a
+        :class:`BucketUpdate`, fresh arrays.
     """
     n = rows.shape[0]
     n_new = n - n_old
     votes = np.full(n_new, -2, dtype=np.int64)
     sizes = np.zeros(n_new, dtype=np.int64)
-    extend = n_old >= 1 and n_new >= 1 and links.shape[0] == n_old - 1 and min_samples == 1
+    # Writable float64 points either way: the one array type of the kernels below.
+    X = unit_rows(rows) if unit else rows.copy()  # (N, d)
+    extend = n_old >= 1 and links.shape[0] == n_old - 1 and min(min_samples, n - 1) <= 1
     voting = vote and n_old >= 1 and n_new >= 1
-    X = np.empty((0, 0))
     Z = np.empty((0, 0))
     D = np.empty((0, 0))
     if voting or extend:
-        X = unit_rows(rows)  # (N, d)
         Z = X[n_old:].copy()  # (n_new, d), C-contiguous like every Z the kernels get
         D = squared_distances(transposed(X, n_old), Z)  # (n_new, n_old)
     if voting:
@@ -132,7 +166,7 @@ def _update_bucket(
             ts[r] = lengths[r]
         na, nb, ns, nl, nr, count = extend_sorted_tree(Z, D, ta, tb, ts, left, right, n_old)
     else:
-        na, nb, ns = full_sorted_tree(X if X.shape[0] == n else unit_rows(rows), min_samples)
+        na, nb, ns = full_sorted_tree(X, min_samples)
         na, nb, ns, nl, nr, count = single_linkage(na, nb, ns, n)
     out_links = np.empty((n - 1, 4), dtype=np.int32)
     delta = np.empty(n - 1)
@@ -149,6 +183,48 @@ def _update_bucket(
     for i in range(n):
         n_clusters = max(n_clusters, labels[i] + 1)
     return votes, sizes, labels, out_links, ns, n_clusters
+
+
+@register(types.Tuple((LINKS, VALUES))(READ_ROWS, READ_ROWS))
+@njit(cache=True, nogil=True)
+def tree_links(X: np.ndarray, tree: np.ndarray):
+    """A spanning tree given as ``(a, b, distance)`` rows, in the form :func:`refit_bucket` takes.
+
+    Each edge's squared length is recomputed from the rows (so only the edge set of ``tree``
+    matters, not its distances or row order), the edges are put in the canonical order and
+    linked (single linkage).
+
+    Args:
+        X: ``float64`` ``(N, d)`` rows, C-contiguous.
+        tree: ``float64`` ``(n_old - 1, 3)`` spanning tree of the first ``n_old <= N`` rows.
+
+    Returns:
+        ``(links, lengths)``: ``int32`` ``(n_old - 1, 4)`` and ``float64`` ``(n_old - 1,)``.
+    """
+    m, d = tree.shape[0], X.shape[1]
+    ua = np.empty(m, dtype=np.int64)
+    ub = np.empty(m, dtype=np.int64)
+    us = np.zeros(m)
+    for r in range(m):
+        i = int(tree[r, 0])
+        j = int(tree[r, 1])
+        ua[r] = min(i, j)
+        ub[r] = max(i, j)
+        for f in range(d):
+            diff = X[ua[r], f] - X[ub[r], f]
+            us[r] += diff * diff
+    order = edge_order(ua, ub, us, us)
+    ta = take(ua, order)
+    tb = take(ub, order)
+    ts = take(us, order)
+    _, _, _, left, right, _ = single_linkage(ta, tb, ts, m + 1)
+    links = np.empty((m, 4), dtype=np.int32)
+    for r in range(m):
+        links[r, 0] = ta[r]
+        links[r, 1] = tb[r]
+        links[r, 2] = left[r]
+        links[r, 3] = right[r]
+    return links, ts
 
 
 class BucketUpdate(NamedTuple):
@@ -246,7 +322,9 @@ def update_buckets(
     def run(buckets: Iterable[int]) -> None:
         # Per bucket as little Python as possible: it holds the GIL, the kernel does not.
         for b in buckets:  # each bucket writes only its own slot
-            update = _update_bucket(*prepare(b), *params)
+            rows, *tree_and_vote = prepare(b)
+            # Widened exactly to the kernel's one row type (the public functions' float64).
+            update = refit_bucket(rows.astype(np.float64), True, *tree_and_vote, *params)
             out[b] = make(update) if make is not None else finish(b, *update)  # type: ignore[misc]
 
     for_each_bucket(run, work)

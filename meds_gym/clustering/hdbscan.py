@@ -1,10 +1,10 @@
 """Exact HDBSCAN for small buckets: labels, MSTs, incremental refits and batched refits.
 
-One kernel fits one bucket (:func:`_fit_bucket`); every function here validates its arguments
-and calls it, and :func:`refit_buckets` is the batched refit on these functions' own tree format
-(:func:`refit_many` validates, then calls it). The error memory uses
-:func:`meds_gym.clustering.buckets.update_buckets`, which runs the same kernels on its own stored
-trees.
+One kernel fits one bucket, the error memory's (:func:`meds_gym.clustering.buckets.refit_bucket`,
+here on the rows as given, not normalised, and without a vote); every function here validates
+its arguments and calls it, converting its ``(a, b, distance)`` trees to and from the kernel's
+stored form, and :func:`refit_buckets` is the batched refit on these functions' own tree format
+(:func:`refit_many` validates, then calls it).
 
 The labels equal those of ``hdbscan.HDBSCAN(min_cluster_size, min_samples, metric="euclidean",
 cluster_selection_method, allow_single_cluster).fit(X).labels_`` whenever the package's own result
@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from numba import njit, types
+from numba import types
 
 from meds_gym.clustering._validation import (
     as_finite_matrix,
@@ -46,18 +46,17 @@ from meds_gym.clustering._validation import (
     check_int,
     check_method,
 )
+from meds_gym.clustering.buckets import NO_LENGTHS, NO_LINKS, refit_bucket, tree_links
 from meds_gym.clustering.compilation import (
     FUNCTIONS,
     INDEX,
     READ_INDEX,
-    READ_ROWS,
     ROWS,
     ensure_compiled,
     register,
 )
 from meds_gym.clustering.condensed_tree import labels_from_ordered_edges
 from meds_gym.clustering.disjoint_set import is_spanning_tree
-from meds_gym.clustering.mst import extend_mst, full_mst
 from meds_gym.clustering.parallel import for_each_bucket
 from meds_gym.errors import InvalidArgumentError, invalid_type
 
@@ -75,29 +74,26 @@ register(INDEX(ROWS, types.int64, types.int64, types.boolean, types.boolean))(
     labels_from_ordered_edges
 )
 
+_NO_LABELS = np.zeros(0, dtype=np.int64)
+_NO_LABELS.flags.writeable = False
 
-@register(
-    types.Tuple((INDEX, ROWS))(
-        READ_ROWS, READ_ROWS, types.int64, types.int64, types.int64, types.boolean, types.boolean
-    )
-)
-@njit(cache=True, nogil=True)
+
 def _fit_bucket(
     X: np.ndarray,
-    previous_mst: np.ndarray,
-    n_old: int,
+    previous_mst: np.ndarray | None,
     min_samples: int,
     min_cluster_size: int,
     leaf: bool,
     allow_single_cluster: bool,
-):
-    """Labels and canonical MST of one bucket; runs without the GIL.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and canonical MST of one bucket (the kernels must be compiled).
+
+    Releases the GIL while it computes, so :func:`refit_buckets` runs buckets on threads.
 
     Args:
         X: ``float64`` ``(N, d)`` rows of the bucket, C-contiguous.
-        previous_mst: ``float64`` ``(n_old - 1, 3)`` tree of the first ``n_old`` rows, used only
-            when ``n_old >= 1`` and ``min_samples`` is effectively 1 (ignored otherwise).
-        n_old: Rows covered by ``previous_mst``; ``0`` forces a full fit.
+        previous_mst: ``None`` or a ``float64`` ``(n_old - 1, 3)`` spanning tree of the first
+            ``n_old`` rows, extended when ``min_samples`` is effectively 1 (ignored otherwise).
         min_samples: Core-distance neighbour rank (``>= 1``).
         min_cluster_size: Minimum cluster size (``>= 2``).
         leaf: Leaf selection instead of excess of mass.
@@ -106,23 +102,19 @@ def _fit_bucket(
     Returns:
         ``(labels, mst)``: ``int64`` ``(N,)`` and ``float64`` ``(max(N - 1, 0), 3)``, fresh.
     """
-    n = X.shape[0]
-    if n < 2:
-        labels = np.empty(n, dtype=np.int64)
-        labels[:] = -1
-        return labels, np.empty((0, 3))
-    # A writable copy: the kernels below then see the array type the error memory's kernel
-    # gives them, so numba compiles each of them once for both.
-    rows = X.copy()
-    if n_old >= 1 and min(min_samples, n - 1) <= 1:
-        mst = extend_mst(rows, previous_mst, n_old)
+    if previous_mst is None:
+        n_old, links, lengths = 0, NO_LINKS, NO_LENGTHS
     else:
-        mst = full_mst(rows, min_samples)
-    return labels_from_ordered_edges(mst, n, min_cluster_size, leaf, allow_single_cluster), mst
-
-
-_NO_TREE = np.empty((0, 3))
-_NO_TREE.flags.writeable = False
+        n_old = previous_mst.shape[0] + 1
+        links, lengths = tree_links(X, previous_mst)
+    _, _, labels, links, lengths, _ = refit_bucket(
+        X, False, n_old, links, lengths, _NO_LABELS, False, 1, False,
+        min_samples, min_cluster_size, leaf, allow_single_cluster,
+    )  # fmt: skip
+    mst = np.empty((links.shape[0], 3))
+    mst[:, :2] = links[:, :2]
+    np.sqrt(lengths, out=mst[:, 2])
+    return labels, mst
 
 
 def _fit_one(
@@ -135,12 +127,7 @@ def _fit_one(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_fit_bucket` on validated arguments, compiling the kernels on first use."""
     ensure_compiled(FUNCTIONS)
-    prev = _NO_TREE if previous_mst is None else previous_mst
-    n_old = 0 if previous_mst is None else previous_mst.shape[0] + 1
-    labels, mst = _fit_bucket(
-        X, prev, n_old, min_samples, min_cluster_size, leaf, allow_single_cluster
-    )
-    return labels, mst
+    return _fit_bucket(X, previous_mst, min_samples, min_cluster_size, leaf, allow_single_cluster)
 
 
 def _check_common(
@@ -435,11 +422,9 @@ def refit_buckets(
     def fit(buckets: Iterable[int]) -> None:
         # Each bucket reads only its own rows and tree and writes only its own output slots.
         for b in buckets:
-            prev = previous_msts[b]
             labels[b], msts[b] = _fit_bucket(
                 datasets[b],
-                _NO_TREE if prev is None else prev,
-                0 if prev is None else prev.shape[0] + 1,
+                previous_msts[b],
                 min_samples,
                 min_cluster_size,
                 leaf,

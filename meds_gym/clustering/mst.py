@@ -50,28 +50,6 @@ def _edge_less(
     return b1 < b2
 
 
-@njit(cache=True, inline="always")
-def full_mst(X: np.ndarray, min_samples: int) -> np.ndarray:
-    """Canonical MST of the mutual-reachability graph of all rows of ``X`` (dense Prim).
-
-    Args:
-        X: ``float64`` ``(N, d)``, C-contiguous, ``N >= 2``.
-        min_samples: Core-distance neighbour rank (``>= 1``).
-
-    Returns:
-        ``float64`` ``(N - 1, 3)``: rows ``(a, b, distance)`` with ``a < b``, sorted in the
-        canonical edge order (see :func:`full_sorted_tree`).
-    """
-    n = X.shape[0]
-    ta, tb, tw = full_sorted_tree(X, min_samples)
-    out = np.empty((n - 1, 3))
-    for r in range(n - 1):
-        out[r, 0] = ta[r]
-        out[r, 1] = tb[r]
-        out[r, 2] = np.sqrt(tw[r])  # mutual reachability (the raw distance when k = 1)
-    return out
-
-
 @njit(cache=True)
 def full_sorted_tree(X: np.ndarray, min_samples: int):
     """Canonical MST of the mutual-reachability graph of all rows of ``X``, as sorted arrays.
@@ -122,7 +100,7 @@ def full_sorted_tree(X: np.ndarray, min_samples: int):
 
 @njit(cache=True)
 def _prim_edges(X: np.ndarray, core_sq: np.ndarray):
-    """The edges of the dense Prim MST (see :func:`full_mst`), unsorted, with both keys.
+    """The edges of the dense Prim MST (see :func:`full_sorted_tree`), unsorted, with both keys.
 
     Distances are computed on the fly (no N x N matrix): the columns of the points not yet in the
     tree are kept compacted in a ``(d, m)`` buffer so the inner loop vectorises over points while
@@ -636,54 +614,3 @@ def extend_sorted_tree(
     return kruskal(
         ta, tb, ts, left, right, take(ca, order), take(cb, order), take(cs, order), n_old, n
     )
-
-
-@njit(cache=True, inline="always")
-def extend_mst(X: np.ndarray, mst: np.ndarray, n_old: int) -> np.ndarray:
-    """MST of all rows of ``X`` from a spanning tree of its first ``n_old`` rows (min_samples=1).
-
-    The result is the minimum spanning tree of the given tree ``T`` plus every edge incident to a
-    new row, under the canonical edge order (see :func:`extend_sorted_tree`); when ``T`` is the
-    canonical MST of the old rows it is the canonical MST of all rows. ``T``'s edge keys are
-    recomputed from ``X`` and its edges sorted and linked first, so the result depends only on
-    the rows and on the edge set of ``mst``, not on its distances or row order.
-
-    Args:
-        X: ``float64`` array of shape ``(N, d)``, C-contiguous, ``N >= 2``.
-        mst: ``float64`` array of shape ``(n_old - 1, 3)``, rows ``(a, b, distance)``, a spanning
-            tree of the first ``n_old`` rows.
-        n_old: Number of leading rows of ``X`` that ``mst`` spans (``1 <= n_old <= N``).
-
-    Returns:
-        ``float64`` array of shape ``(N - 1, 3)`` in canonical edge order.
-    """
-    n, d = X.shape
-    m_old = mst.shape[0]
-    ua = np.empty(m_old, dtype=np.int64)
-    ub = np.empty(m_old, dtype=np.int64)
-    us = np.zeros(m_old)
-    for r in range(m_old):
-        i = int(mst[r, 0])
-        j = int(mst[r, 1])
-        ua[r] = min(i, j)
-        ub[r] = max(i, j)
-        for f in range(d):
-            diff = X[ua[r], f] - X[ub[r], f]
-            us[r] += diff * diff
-    order = edge_order(ua, ub, us, us)
-    ta = take(ua, order)
-    tb = take(ub, order)
-    ts = take(us, order)
-    if n == n_old:
-        na, nb, ns = ta, tb, ts
-    else:
-        _, _, _, left, right, _ = single_linkage(ta, tb, ts, n_old)
-        Z = X[n_old:].copy()  # C-contiguous, the type the error memory's kernel passes
-        D = squared_distances(transposed(X, n_old), Z)
-        na, nb, ns, _, _, _ = extend_sorted_tree(Z, D, ta, tb, ts, left, right, n_old)
-    out = np.empty((n - 1, 3))
-    for r in range(n - 1):
-        out[r, 0] = na[r]
-        out[r, 1] = nb[r]
-        out[r, 2] = np.sqrt(ns[r])
-    return out
