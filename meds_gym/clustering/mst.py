@@ -551,7 +551,8 @@ def single_linkage(a: np.ndarray, b: np.ndarray, s: np.ndarray, n: int):
         As :func:`kruskal`.
     """
     no_index = np.empty(0, dtype=np.int64)
-    return kruskal(no_index, no_index, np.empty(0), no_index, no_index, a, b, s, 0, n)
+    # np.int64(0), not 0: a literal would compile kruskal a second time, for that constant.
+    return kruskal(no_index, no_index, np.empty(0), no_index, no_index, a, b, s, np.int64(0), n)
 
 
 @njit(cache=True, inline="always")
