@@ -103,10 +103,32 @@ class Fingerprints:
         )
 
 
+def _sequence(value: Any, name: str, what: str, batch: int | None = None) -> list[Any]:
+    """``value`` as a list, checked to be one entry per rollout.
+
+    Accepts any sized sequence that is not a string (a 1-D array included) and, when ``batch`` is
+    given, checks its length. ``what`` names the entries in the error ("final answers (str or
+    None)"); the first word of ``what`` counts them when the length is wrong.
+    """
+    if (
+        isinstance(value, (str, bytes))
+        or not hasattr(value, "__len__")
+        or (isinstance(value, np.ndarray) and value.ndim != 1)
+    ):
+        count = "" if batch is None else f"{batch} "
+        raise InvalidArgumentError(name, f"a sequence of {count}{what}, one per rollout", value)
+    items = value.tolist() if isinstance(value, np.ndarray) else list(value)
+    if batch is not None and len(items) != batch:
+        raise InvalidArgumentError(
+            name,
+            f"{batch} {what}, one per rollout of problem_ids",
+            f"{len(items)} {what.split(' (')[0]}",
+        )
+    return items
+
+
 def _problem_ids(problem_ids: Any) -> list[str]:
-    if isinstance(problem_ids, (str, bytes)) or not hasattr(problem_ids, "__len__"):
-        raise InvalidArgumentError("problem_ids", "a sequence of str, one per rollout", problem_ids)
-    ids = list(problem_ids)
+    ids = _sequence(problem_ids, "problem_ids", "str problem ids")
     if not set(map(type, ids)) <= {str}:  # fast path: all plain str (not numpy.str_)
         for i, pid in enumerate(ids):
             if not isinstance(pid, str):
@@ -127,9 +149,7 @@ def _flags(value: Any, batch: int, name: str, meaning: str) -> npt.NDArray[np.bo
             )
         flags = value.copy()
     else:
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
-            raise InvalidArgumentError(name, expected, value)
-        items = list(value)
+        items = _sequence(value, name, "booleans (bool or numpy bool)")
         for i, flag in enumerate(items):
             if not isinstance(flag, (bool, np.bool_)):
                 raise InvalidArgumentError(f"{name}[{i}]", f"a bool ({meaning})", flag)
@@ -164,15 +184,7 @@ def _rewards(rewards: Any, batch: int) -> npt.NDArray[np.float64]:
 
 def _answers(answers: Any, batch: int) -> list[str | None]:
     """One final answer (str, or ``None`` for none) per rollout, for the answer-string memory."""
-    if isinstance(answers, (str, bytes)) or not hasattr(answers, "__len__"):
-        raise InvalidArgumentError(
-            "answers", f"a sequence of {batch} final answers (str or None)", answers
-        )
-    items = list(answers)
-    if len(items) != batch:
-        raise InvalidArgumentError(
-            "answers", f"{batch} final answers (one per rollout)", f"{len(items)} answers"
-        )
+    items = _sequence(answers, "answers", "final answers (str or None)", batch)
     for i, answer in enumerate(items):
         if answer is not None and not isinstance(answer, str):
             raise InvalidArgumentError(f"answers[{i}]", "a str final answer or None", answer)
@@ -214,15 +226,7 @@ def _feature_matrix(
         matrix = features.astype(np.float64)
         missing = np.asarray(np.isnan(matrix).all(axis=1), dtype=bool)
         return matrix, missing
-    if isinstance(features, (str, bytes)) or not hasattr(features, "__len__"):
-        raise InvalidArgumentError(
-            "features", f"a ({batch}, L) array or a list of {batch} vectors/None", features
-        )
-    items = list(features)
-    if len(items) != batch:
-        raise InvalidArgumentError(
-            "features", f"{batch} entries (len(problem_ids))", f"{len(items)} entries"
-        )
+    items = _sequence(features, "features", "fingerprints (vectors or None)", batch)
     vectors = [
         None if item is None else _as_vector(item, row_name(i)) for i, item in enumerate(items)
     ]
@@ -461,21 +465,7 @@ def shaped_groups(
     if group_ids is None:
         keys = list(ids)
     else:
-        if (
-            isinstance(group_ids, (str, bytes))
-            or not hasattr(group_ids, "__len__")
-            or (isinstance(group_ids, np.ndarray) and group_ids.ndim != 1)
-        ):
-            raise InvalidArgumentError(
-                "group_ids", f"a sequence of {len(ids)} hashable group ids, or None", group_ids
-            )
-        keys = group_ids.tolist() if isinstance(group_ids, np.ndarray) else list(group_ids)
-        if len(keys) != len(ids):
-            raise InvalidArgumentError(
-                "group_ids",
-                f"{len(ids)} group ids (len(problem_ids)), one per rollout",
-                f"{len(keys)} group ids",
-            )
+        keys = _sequence(group_ids, "group_ids", "group ids (hashable)", len(ids))
     seen: dict[Hashable, list[bool]] = {}
     for i, (key, flag) in enumerate(zip(keys, flags.tolist(), strict=True)):
         try:
