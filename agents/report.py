@@ -4,8 +4,9 @@ Both the training script (``agents/ppo.py``, one policy) and the comparison (``a
 several policies over several seeds) end with a ``report.md`` and a ``pass_at_k.png`` made here.
 An "arm" is one policy label (``initial``, ``meds``, ``dapo``, ...) with the evaluation metrics of
 each seed it was run with (the dicts of ``agents.evaluate.evaluate_policy``, optionally with a
-``cluster_ari`` entry taken from training). With more than one seed a cell reads ``mean ± std``
-(sample standard deviation over seeds).
+``cluster_ari`` entry taken from training). With more than one seed a cell reads
+``mean [low, high]``, the two-sided 95% Student-t interval of the mean over seeds
+(:func:`interval95`).
 """
 
 from __future__ import annotations
@@ -32,21 +33,49 @@ def pass_at_k_curve(metrics: Mapping[str, Any]) -> dict[int, float]:
     return dict(sorted(found.items()))
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation of the finite values (NaN where there are none / one)."""
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not finite:
-        return float("nan"), float("nan")
-    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
-    return float(np.mean(finite)), std
+def interval95(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and two-sided 95% Student-t interval of the mean over seeds.
+
+    ``mean -+ t(0.975, n - 1) * s / sqrt(n)`` with the sample standard deviation ``s`` of the
+    finite values (NaN entries, e.g. a metric a run could not measure, are left out).
+
+    Args:
+        values: One value per seed.
+
+    Returns:
+        ``(mean, low, high)``; the bounds are NaN with fewer than 2 finite values, and all three
+        with none.
+    """
+    from scipy import stats
+
+    finite = np.asarray([float(v) for v in values if v is not None and math.isfinite(float(v))])
+    nan = float("nan")
+    if finite.size == 0:
+        return nan, nan, nan
+    mean = float(finite.mean())
+    if finite.size < 2:
+        return mean, nan, nan
+    half = float(stats.t.ppf(0.975, finite.size - 1) * finite.std(ddof=1) / math.sqrt(finite.size))
+    return mean, mean - half, mean + half
 
 
-def format_cell(values: Sequence[float], digits: int = 3) -> str:
-    """``mean`` for one value, ``mean ± std`` for several, ``n/a`` when none is finite."""
-    mean, std = mean_std(values)
+def format_interval(values: Sequence[float], digits: int = 3) -> str:
+    """``mean [low, high]``, ``mean`` for one seed, ``n/a`` when nothing was measured."""
+    mean, low, high = interval95(values)
     if math.isnan(mean):
         return "n/a"
-    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if math.isnan(low):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def intervals_disjoint(first: Sequence[float], second: Sequence[float]) -> bool | None:
+    """Whether the 95% intervals of two methods do not overlap (None when either is undefined)."""
+    _, low_a, high_a = interval95(first)
+    _, low_b, high_b = interval95(second)
+    if any(math.isnan(x) for x in (low_a, high_a, low_b, high_b)):
+        return None
+    return high_a < low_b or high_b < low_a
 
 
 def _check_arms(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
@@ -80,10 +109,10 @@ def comparison_table(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     lines = [header, "|" + "---|" * (len(columns) + 2)]
     for label, runs in arms.items():
         cells = [
-            format_cell([run.get(key, float("nan")) for run in runs])
+            format_interval([run.get(key, float("nan")) for run in runs])
             # A policy that is never wrong has no wrong share entry: it is 0, not unknown.
             if key != "wrong_share"
-            else format_cell([run.get(key, 0.0) for run in runs])
+            else format_interval([run.get(key, 0.0) for run in runs])
             for _, key in columns
         ]
         lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
@@ -91,7 +120,7 @@ def comparison_table(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
 
 
 def plot_pass_at_k(arms: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path) -> Path:
-    """Plot mean pass@k against k (log2 axis) per arm, with ± std error bars over seeds.
+    """Plot mean pass@k against k (log2 axis) per arm, with 95% interval error bars over seeds.
 
     Uses matplotlib's non-interactive Agg backend; returns ``path``.
     """
@@ -106,9 +135,9 @@ def plot_pass_at_k(arms: Mapping[str, Sequence[Mapping[str, Any]]], path: str | 
     for label, runs in arms.items():
         curves = [pass_at_k_curve(run) for run in runs]
         ks = sorted(set.intersection(*(set(c) for c in curves)))
-        stats = [mean_std([c[k] for c in curves]) for k in ks]
-        means = [m for m, _ in stats]
-        errors = [0.0 if math.isnan(s) else s for _, s in stats]
+        stats = [interval95([c[k] for c in curves]) for k in ks]
+        means = [m for m, _, _ in stats]
+        errors = [0.0 if math.isnan(high) else high - m for m, _, high in stats]
         axes.errorbar(ks, means, yerr=errors, marker="o", capsize=3, label=label)
         all_ks.update(ks)
     axes.set_xscale("log", base=2)
@@ -172,7 +201,7 @@ def write_report(
 
 def training_cluster_ari(history: Sequence[Mapping[str, float]]) -> float:
     """Mean of ``meds/cluster_ari`` over the training iterations that measured it (else NaN)."""
-    return mean_std([row["meds/cluster_ari"] for row in history if "meds/cluster_ari" in row])[0]
+    return interval95([row["meds/cluster_ari"] for row in history if "meds/cluster_ari" in row])[0]
 
 
 def report_heading(title: str, command: str) -> list[str]:

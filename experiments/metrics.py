@@ -1,4 +1,6 @@
-"""Metrics of the experiments: error diversity, cluster agreement, intervals over seeds.
+"""Metrics of the experiments: error diversity and cluster agreement.
+
+Intervals over seeds are in ``agents.report`` (the comparison command reports them too).
 
 All functions are pure. Wrong answers are labelled by ``agents.evaluation.error_mode_label``, the
 labeller that the training log and ``agents.evaluate`` use too. Cluster labels follow the HDBSCAN
@@ -150,51 +152,6 @@ def error_summary(
         "dominant_error_share": dominant_mode_share(wrong_ids, wrong_modes),
         "effective_error_modes": effective_mode_count(wrong_ids, wrong_modes),
     }
-
-
-def interval95(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and two-sided 95% Student-t interval of the mean over seeds.
-
-    ``mean -+ t(0.975, n - 1) * s / sqrt(n)`` with the sample standard deviation ``s`` of the
-    finite values (NaN entries, e.g. a metric a run could not measure, are left out).
-
-    Args:
-        values: One value per seed.
-
-    Returns:
-        ``(mean, low, high)``; the bounds are NaN with fewer than 2 finite values, and all three
-        with none.
-    """
-    from scipy import stats
-
-    finite = np.asarray([float(v) for v in values if v is not None and math.isfinite(float(v))])
-    nan = float("nan")
-    if finite.size == 0:
-        return nan, nan, nan
-    mean = float(finite.mean())
-    if finite.size < 2:
-        return mean, nan, nan
-    half = float(stats.t.ppf(0.975, finite.size - 1) * finite.std(ddof=1) / math.sqrt(finite.size))
-    return mean, mean - half, mean + half
-
-
-def format_interval(values: Sequence[float], digits: int = 3) -> str:
-    """``mean [low, high]``, ``mean`` for one seed, ``n/a`` when nothing was measured."""
-    mean, low, high = interval95(values)
-    if math.isnan(mean):
-        return "n/a"
-    if math.isnan(low):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def intervals_disjoint(first: Sequence[float], second: Sequence[float]) -> bool | None:
-    """Whether the 95% intervals of two methods do not overlap (None when either is undefined)."""
-    _, low_a, high_a = interval95(first)
-    _, low_b, high_b = interval95(second)
-    if any(math.isnan(x) for x in (low_a, high_a, low_b, high_b)):
-        return None
-    return high_a < low_b or high_b < low_a
 
 
 def finite_or_none(value: Any) -> Any:

@@ -34,8 +34,9 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
+from agents.report import interval95
 from experiments.figures import pyplot, save
-from experiments.metrics import finite_or_none, interval95
+from experiments.metrics import finite_or_none
 from experiments.simulation import ARMS, METRICS, Setting, simulate
 
 MEDS_ARMS = tuple(a for a in ARMS if a != "dapo")

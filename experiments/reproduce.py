@@ -57,7 +57,13 @@ import torch
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
 from agents import ppo
 from agents.evaluation import error_mode_label, pass_at_k_curve
-from agents.report import current_command, report_heading
+from agents.report import (
+    current_command,
+    format_interval,
+    interval95,
+    intervals_disjoint,
+    report_heading,
+)
 from agents.run_setup import EnvSpec, ProblemSamples, sample_every_problem
 from agents.tiny_model import SMALL_TINY, TinyModelConfig, tiny_model_path
 from experiments.figures import pyplot, save
@@ -65,9 +71,6 @@ from experiments.metrics import (
     cluster_agreement_scores,
     error_summary,
     finite_or_none,
-    format_interval,
-    interval95,
-    intervals_disjoint,
 )
 from meds_gym.envs import TOY_ENV_IDS
 from meds_gym.errors import InvalidArgumentError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 
+import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
@@ -14,8 +15,9 @@ from agents.report import (  # noqa: E402
     REPORT_NAME,
     comparison_table,
     current_command,
-    format_cell,
-    mean_std,
+    format_interval,
+    interval95,
+    intervals_disjoint,
     pass_at_k_curve,
     training_cluster_ari,
     write_report,
@@ -32,13 +34,34 @@ def test_pass_at_k_curve_reads_only_pass_entries_in_order():
     assert list(pass_at_k_curve(metrics).items()) == [(1, 0.5), (2, 0.7), (4, 0.9)]
 
 
-def test_mean_std_and_cells_match_hand_computed_values():
-    mean, std = mean_std([0.4, 0.6])
-    assert mean == pytest.approx(0.5) and std == pytest.approx(math.sqrt(0.02))  # ddof = 1
-    assert format_cell([0.4, 0.6]) == "0.500 ± 0.141"
-    assert format_cell([0.25]) == "0.250"
-    assert format_cell([float("nan"), 0.25]) == "0.250"  # NaN (not measured) is left out
-    assert format_cell([]) == "n/a" and format_cell([float("nan")]) == "n/a"
+def test_interval95_by_hand():
+    # values 1, 2, 3: mean 2, s = 1, t(0.975, 2) = 4.302652729911275, half = t / sqrt(3)
+    mean, low, high = interval95([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
+    # five seeds, NaN left out: 0.1, 0.2, 0.3, 0.4 -> s = 0.1291, t(0.975, 3) = 3.182446305
+    mean, low, high = interval95([0.1, 0.2, float("nan"), 0.3, 0.4])
+    half = 3.182446305284263 * np.std([0.1, 0.2, 0.3, 0.4], ddof=1) / 2
+    assert (mean, low, high) == pytest.approx((0.25, 0.25 - half, 0.25 + half))
+    assert interval95([5.0, 5.0]) == (5.0, 5.0, 5.0)
+    one = interval95([0.5])
+    assert one[0] == 0.5 and math.isnan(one[1]) and math.isnan(one[2])
+    assert all(math.isnan(x) for x in interval95([float("nan")]))
+    half = 4.302652729911275 / math.sqrt(3)
+    assert format_interval([1.0, 2.0, 3.0], 2) == f"2.00 [{2 - half:.2f}, {2 + half:.2f}]"
+    assert format_interval([0.5]) == "0.500" and format_interval([]) == "n/a"
+
+
+def test_intervals_disjoint():
+    assert intervals_disjoint([0.0, 0.1, 0.2], [0.9, 1.0, 1.1]) is True
+    assert intervals_disjoint([0.0, 0.5, 1.0], [0.4, 0.5, 0.6]) is False
+    assert intervals_disjoint([0.0], [1.0, 2.0]) is None
+
+
+def test_cells_read_mean_and_interval_and_leave_out_what_was_not_measured():
+    assert format_interval([0.25]) == "0.250"
+    assert format_interval([float("nan"), 0.25]) == "0.250"  # NaN (not measured) is left out
+    assert format_interval([]) == "n/a" and format_interval([float("nan")]) == "n/a"
 
 
 def test_comparison_table_has_one_row_per_arm_and_the_common_largest_k():
@@ -57,8 +80,10 @@ def test_comparison_table_has_one_row_per_arm_and_the_common_largest_k():
     meds = [c.strip() for c in lines[3].strip("|").split("|")]
     assert initial[:4] == ["initial", "1", "0.250", "0.400"]
     assert initial[header.index("cluster ARI (training)")] == "n/a"
-    assert meds[:3] == ["meds", "2", "0.600 ± 0.141"]
-    assert meds[header.index("wrong share")] == "0.250 ± 0.354"  # the absent entry counts as 0
+    # two seeds: half-width t(0.975, 1) * s / sqrt(2) = 12.706 * |a - b| / 2
+    assert meds[:3] == ["meds", "2", "0.600 [-0.671, 1.871]"]
+    # the absent entry counts as 0: 0.25 -+ 12.706 * 0.25
+    assert meds[header.index("wrong share")] == "0.250 [-2.927, 3.427]"
     assert meds[header.index("cluster ARI (training)")] == "0.600"
 
 

@@ -12,9 +12,6 @@ from experiments.metrics import (
     cluster_agreement_scores,
     error_summary,
     finite_or_none,
-    format_interval,
-    interval95,
-    intervals_disjoint,
     pairwise_agreement,
 )
 from meds_gym.errors import InvalidArgumentError
@@ -105,30 +102,6 @@ def test_error_summary_by_hand():
     )
     with pytest.raises(InvalidArgumentError, match="answers"):
         error_summary(["p"], [], [True], [None])
-
-
-def test_interval95_by_hand():
-    # values 1, 2, 3: mean 2, s = 1, t(0.975, 2) = 4.302652729911275, half = t / sqrt(3)
-    mean, low, high = interval95([1.0, 2.0, 3.0])
-    half = 4.302652729911275 / math.sqrt(3)
-    assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
-    # five seeds, NaN left out: 0.1, 0.2, 0.3, 0.4 -> s = 0.1291, t(0.975, 3) = 3.182446305
-    mean, low, high = interval95([0.1, 0.2, float("nan"), 0.3, 0.4])
-    half = 3.182446305284263 * np.std([0.1, 0.2, 0.3, 0.4], ddof=1) / 2
-    assert (mean, low, high) == pytest.approx((0.25, 0.25 - half, 0.25 + half))
-    assert interval95([5.0, 5.0]) == (5.0, 5.0, 5.0)
-    one = interval95([0.5])
-    assert one[0] == 0.5 and math.isnan(one[1]) and math.isnan(one[2])
-    assert all(math.isnan(x) for x in interval95([float("nan")]))
-    half = 4.302652729911275 / math.sqrt(3)
-    assert format_interval([1.0, 2.0, 3.0], 2) == f"2.00 [{2 - half:.2f}, {2 + half:.2f}]"
-    assert format_interval([0.5]) == "0.500" and format_interval([]) == "n/a"
-
-
-def test_intervals_disjoint():
-    assert intervals_disjoint([0.0, 0.1, 0.2], [0.9, 1.0, 1.1]) is True
-    assert intervals_disjoint([0.0, 0.5, 1.0], [0.4, 0.5, 0.6]) is False
-    assert intervals_disjoint([0.0], [1.0, 2.0]) is None
 
 
 def test_finite_or_none_makes_json_safe_values():
