@@ -121,7 +121,12 @@ class EnvSpec:
     def tiny_config(
         self, tiny: TinyModelConfig, prompt_format: str | None = None
     ) -> TinyModelConfig:
-        """``tiny`` warmed up on this env's own toy task (same family, size, difficulty, seed).
+        """``tiny`` warmed up on this env's toy task: its own problems, or fresh ones.
+
+        With ``tiny.fresh_problems`` 0 the warm-up covers this env's problems (same family, size,
+        difficulty and task seed). With N > 0 it covers N problems of task seed
+        ``task_seed + 1`` and never a question among this env's ``num_problems`` training and
+        test problems (:attr:`TinyModelConfig.fresh_problems`).
 
         Args:
             tiny: The architecture and warm-up; its task fields are replaced.
@@ -137,13 +142,22 @@ class EnvSpec:
                 f"{sorted(TOY_ENV_IDS)})",
                 None,
             )
+        problems: dict[str, Any] = (
+            {
+                "num_problems": tiny.fresh_problems,
+                "task_seed": self.task_seed + 1,
+                "exclude_seed": self.task_seed,
+                "exclude_problems": self.num_problems,
+            }
+            if tiny.fresh_problems
+            else {"num_problems": self.num_problems, "task_seed": self.task_seed}
+        )
         return dataclasses.replace(
             tiny,
             task=TOY_ENV_IDS[self.env_id],
-            num_problems=self.num_problems,
             difficulty=self.difficulty,
-            task_seed=self.task_seed,
             prompt_format=tiny.prompt_format if prompt_format is None else prompt_format,
+            **problems,
         )
 
 

@@ -106,6 +106,12 @@ class TinyModelConfig:
     skipped, and more problems are drawn in their place. None: no exclusion."""
     exclude_problems: int = 0
     """How many problems per split of ``exclude_seed`` are excluded."""
+    fresh_problems: int = 0
+    """How :meth:`agents.run_setup.EnvSpec.tiny_config` fills the task fields for a run's env.
+    0: the warm-up covers the run's own problems (its count and task seed), so the model can
+    memorise their answers. N > 0: it covers N freshly generated problems (task seed: the run's
+    + 1) and skips every question of the run's training and test splits, so the model has to
+    learn the procedures, and a held-out evaluation of RL measures what RL taught."""
     correct_share_low: float = 0.2
     """Each problem's share of correct warm-up solutions is drawn uniformly in [low, high]."""
     correct_share_high: float = 0.6
@@ -142,6 +148,7 @@ class TinyModelConfig:
             {"correct_share_low": between(0, 1), "correct_share_high": between(0, 1),
              "dominant_share": between(0, 1), "num_problems": at_least(1),
              "difficulty": at_least(1), "solutions_per_problem": at_least(1),
+             "exclude_problems": at_least(0), "fresh_problems": at_least(0),
              "hidden_size": at_least(1), "num_layers": at_least(1), "num_heads": at_least(1),
              "max_positions": at_least(8), "steps": at_least(1), "batch_size": at_least(1),
              "learning_rate": above(0)},

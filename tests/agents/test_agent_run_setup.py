@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 pytest.importorskip("torch")
@@ -62,6 +64,30 @@ def test_tiny_config_follows_the_task_and_the_prompt_format():
     assert Args(env_id="meds_gym/AddSub-v0", num_problems=5, difficulty=2, task_seed=1).tiny == (
         spec.tiny_config(TinyModelConfig(), "chat")
     )
+
+
+def test_a_fresh_warm_up_never_sees_a_training_or_test_question_of_the_run():
+    from agents.tiny_model import warmup_problems
+    from meds_gym.tasks.toy import TOY_TASKS
+
+    spec = EnvSpec("meds_gym/AddSub-v0", num_problems=40, task_seed=2)
+    tiny = spec.tiny_config(TinyModelConfig(fresh_problems=300))
+    assert (tiny.num_problems, tiny.task_seed) == (300, 3)
+    assert (tiny.exclude_seed, tiny.exclude_problems) == (2, 40)
+    assert spec.tiny_config(tiny) == tiny  # the training script resolves the config twice
+    run_questions = {
+        problem.question
+        for split in ("train", "test")
+        for problem in TOY_TASKS["addsub"](num_problems=40, seed=2, split=split)
+    }
+    warm = [problem.question for problem in warmup_problems(tiny)]
+    assert len(warm) == 300 and not run_questions & set(warm)
+    # Without the exclusion the fresh seed's problems do share questions with the run's.
+    same_seed = spec.tiny_config(TinyModelConfig(fresh_problems=300), None)
+    unexcluded = dataclasses.replace(same_seed, exclude_seed=None)
+    assert run_questions & {p.question for p in warmup_problems(unexcluded)}
+    with pytest.raises(InvalidArgumentError, match="fresh_problems"):
+        TinyModelConfig(fresh_problems=-1)
 
 
 def test_model_path_is_given_or_the_tiny_model_of_a_toy_task():
