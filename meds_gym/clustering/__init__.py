@@ -14,6 +14,7 @@ from meds_gym.clustering.buckets import (
     NO_LINKS,
     BucketInput,
     BucketUpdate,
+    links_to_tree,
     update_buckets,
 )
 from meds_gym.clustering.compilation import warm_up
@@ -36,6 +37,7 @@ __all__ = [
     "hdbscan_labels",
     "knn_vote",
     "labels_from_mst",
+    "links_to_tree",
     "minimum_spanning_tree",
     "refit_buckets",
     "refit_many",

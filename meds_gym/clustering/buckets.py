@@ -185,6 +185,23 @@ def refit_bucket(
     return votes, sizes, labels, out_links, ns, n_clusters
 
 
+def links_to_tree(links: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """A bucket's tree as ``(i, j, distance)`` rows, the inverse of :func:`tree_links`.
+
+    Args:
+        links: ``int32`` ``(m, 4)`` linked edges, ``(i, j, ...)`` in merge order.
+        lengths: ``float64`` ``(m,)`` squared lengths of the edges.
+
+    Returns:
+        A fresh ``float64`` ``(m, 3)`` array, as
+        :func:`~meds_gym.clustering.hdbscan.minimum_spanning_tree` returns it.
+    """
+    tree = np.empty((links.shape[0], 3))
+    tree[:, :2] = links[:, :2]
+    np.sqrt(lengths, out=tree[:, 2])
+    return tree
+
+
 @register(types.Tuple((LINKS, VALUES))(READ_ROWS, READ_ROWS))
 @njit(cache=True, nogil=True)
 def tree_links(X: np.ndarray, tree: np.ndarray):

@@ -46,7 +46,13 @@ from meds_gym.clustering._validation import (
     check_int,
     check_method,
 )
-from meds_gym.clustering.buckets import NO_LENGTHS, NO_LINKS, refit_bucket, tree_links
+from meds_gym.clustering.buckets import (
+    NO_LENGTHS,
+    NO_LINKS,
+    links_to_tree,
+    refit_bucket,
+    tree_links,
+)
 from meds_gym.clustering.compilation import (
     FUNCTIONS,
     INDEX,
@@ -111,10 +117,7 @@ def _fit_bucket(
         X, False, n_old, links, lengths, _NO_LABELS, False, 1, False,
         min_samples, min_cluster_size, leaf, allow_single_cluster,
     )  # fmt: skip
-    mst = np.empty((links.shape[0], 3))
-    mst[:, :2] = links[:, :2]
-    np.sqrt(lengths, out=mst[:, 2])
-    return labels, mst
+    return labels, links_to_tree(links, lengths)
 
 
 def _fit_one(

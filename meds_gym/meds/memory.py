@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from meds_gym.clustering import NO_LENGTHS, NO_LINKS, BucketInput, update_buckets, vote_kernel
+from meds_gym.clustering import (
+    NO_LENGTHS,
+    NO_LINKS,
+    BucketInput,
+    links_to_tree,
+    update_buckets,
+    vote_kernel,
+)
 from meds_gym.errors import UnknownProblemError
 from meds_gym.meds.batch import BucketKey
 from meds_gym.meds.config import ClusterMethod, MEDSConfig, NoiseVote, TieBreak
@@ -114,10 +121,7 @@ class Bucket:
 
         As :func:`~meds_gym.clustering.minimum_spanning_tree` returns it; (0, 3) without a tree.
         """
-        out = np.empty((self.links.shape[0], 3))
-        out[:, :2] = self.links[:, :2]
-        np.sqrt(self.lengths, out=out[:, 2])
-        return out
+        return links_to_tree(self.links, self.lengths)
 
     def cluster_sizes(self) -> npt.NDArray[np.int64]:
         """Stored rows per label: entry 0 counts noise (-1), entry ``c + 1`` cluster ``c``."""

@@ -330,3 +330,24 @@ def test_single_linkage_takes_the_edges_in_their_given_order(seed, n, distinct):
     got = single_linkage(a, b, s, n)
     for got_part, want_part in zip(got, want, strict=True):
         np.testing.assert_array_equal(got_part, want_part)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_links_to_tree_and_tree_links_are_inverse(seed):
+    from meds_gym.clustering import links_to_tree
+    from meds_gym.clustering.buckets import tree_links
+
+    X = np.random.default_rng(seed).normal(size=(12, 3))
+    tree = minimum_spanning_tree(X, 1)
+    links, lengths = tree_links(X, tree)
+    assert links.shape == (11, 4) and np.all(lengths > 0)
+    np.testing.assert_allclose(lengths, np.sort(lengths))  # canonical order: by length
+    back = links_to_tree(links, lengths)
+    np.testing.assert_allclose(back[:, 2] ** 2, lengths)
+    again = tree_links(X, back)
+    np.testing.assert_array_equal(again[0], links)
+    np.testing.assert_array_equal(again[1], lengths)
+    # the same edge set as the tree the rows give
+    assert {tuple(sorted(e)) for e in back[:, :2].astype(int).tolist()} == {
+        tuple(sorted(e)) for e in tree[:, :2].astype(int).tolist()
+    }
