@@ -28,6 +28,7 @@ CUDA's kernels, backward passes among them, sum in an order that changes from ru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -540,6 +541,7 @@ def changed_arguments(
     saved: Mapping[str, Any],
     current: Mapping[str, Any],
     allowed: Collection[str] = RESUMABLE_ARGUMENTS,
+    defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, tuple[Any, Any]]:
     """The arguments that differ between a checkpointed run and its resumption, minus the allowed.
 
@@ -551,6 +553,10 @@ def changed_arguments(
         saved: Arguments of the run that wrote the checkpoint.
         current: Arguments of the run that resumes it.
         allowed: Dotted names that may change (default :data:`RESUMABLE_ARGUMENTS`).
+        defaults: The arguments' defaults (:func:`field_defaults`). An argument the saved run
+            did not have (it was added since) counts as unchanged when its current value is its
+            default, since a new argument's default keeps the behaviour from before it existed.
+            None: every argument missing from ``saved`` counts as changed.
 
     Returns:
         Dotted name -> ``(saved value, current value)`` for every disallowed difference; a name
@@ -561,22 +567,41 @@ def changed_arguments(
         return _flatten(json.loads(json.dumps(dict(arguments), default=str)))
 
     old, new = normalised(saved), normalised(current)
+    default = normalised(defaults or {})
     return {
         name: (old.get(name), new.get(name))
         for name in sorted(set(old) | set(new))
-        if name not in allowed and (name not in old or name not in new or old[name] != new[name])
+        if name not in allowed
+        and (name not in old or name not in new or old[name] != new[name])
+        and not (name not in old and name in default and new.get(name) == default[name])
     }
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    """The default of every field of the dataclass ``cls`` that has one (nested ones as dicts)."""
+    out: dict[str, Any] = {}
+    for spec in dataclasses.fields(cls):
+        if spec.default is not dataclasses.MISSING:
+            value = spec.default
+        elif spec.default_factory is not dataclasses.MISSING:
+            value = spec.default_factory()
+        else:
+            continue
+        out[spec.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def check_resume_arguments(
     run_dir: str | os.PathLike[str],
     current: Mapping[str, Any],
     allowed: Collection[str] = RESUMABLE_ARGUMENTS,
+    defaults: Mapping[str, Any] | None = None,
 ) -> None:
     """Refuse to resume the latest checkpoint of ``run_dir`` under changed arguments.
 
     The saved arguments are the ``args.json`` copy inside the checkpoint (else the run
-    directory's). A checkpoint without either is resumed with a warning.
+    directory's). A checkpoint without either is resumed with a warning. ``allowed`` and
+    ``defaults`` are those of :func:`changed_arguments`.
 
     Raises:
         InvalidArgumentError: If an argument outside ``allowed`` changed; the message lists each
@@ -597,7 +622,7 @@ def check_resume_arguments(
         raise CorruptFileError(f"{path}: unreadable arguments file ({error}).") from error
     if not isinstance(saved, dict):
         raise CorruptFileError(f"{path}: expected a JSON object of arguments.")
-    changes = changed_arguments(saved, current, allowed)
+    changes = changed_arguments(saved, current, allowed, defaults)
     if changes:
         listed = "; ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in changes.items())
         raise InvalidArgumentError(

@@ -90,7 +90,12 @@ from meds_gym.errors import InvalidArgumentError
 from meds_gym.meds import MEDSConfig, MEDSShaper
 from meds_gym.meds.config import ClusterMethod, GroupRule
 
-from .checkpoint import check_resume_arguments, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    check_resume_arguments,
+    field_defaults,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .cli import above, at_least, check_numbers, run, validator
 from .evaluate import evaluate_policy
 from .evaluation import meds_metrics, rollout_metrics
@@ -574,7 +579,7 @@ def build_run(args: Args, recipe: Recipe, observer: RunObserver) -> Run:
     kept_lines: list[str] = []
     settings = {**dataclasses.asdict(args), "model_path": model_path}
     if args.resume:  # weights, optimiser, MEDS memory and RNGs exactly as they were saved
-        check_resume_arguments(out_dir, settings)
+        check_resume_arguments(out_dir, settings, defaults=field_defaults(Args))
         last, shaper = load_checkpoint(out_dir, trainable, optimizer, rng)
         start = last + 1
         kept_lines = metrics_kept_on_resume(metrics_path, last)

@@ -473,6 +473,30 @@ def test_changed_arguments_lists_only_disallowed_differences():
     assert "learning_rate" not in RESUMABLE_ARGUMENTS and "seed" not in RESUMABLE_ARGUMENTS
 
 
+def test_an_argument_added_since_the_checkpoint_is_unchanged_at_its_default():
+    from agents.checkpoint import field_defaults
+    from agents.ppo import Args
+
+    defaults = field_defaults(Args)
+    assert (
+        defaults["learning_rate"] == Args.learning_rate and defaults["tiny"]["fresh_problems"] == 0
+    )
+    saved = {"learning_rate": 5e-4, "tiny": {"steps": 300}}  # written before the other fields
+    at_default = {
+        "learning_rate": 5e-4,
+        "meds_groups": "mixed",
+        "tiny": {"steps": 300, "fresh_problems": 0},
+    }
+    assert changed_arguments(saved, at_default, defaults=defaults) == {}
+    assert set(changed_arguments(saved, at_default)) == {"meds_groups", "tiny.fresh_problems"}
+    moved = {**at_default, "meds_groups": "mixed_and_all_wrong"}
+    assert changed_arguments(saved, moved, defaults=defaults) == {
+        "meds_groups": (None, "mixed_and_all_wrong")
+    }
+    # a saved argument that is gone now still counts as a change
+    assert "x" in changed_arguments({**saved, "x": 1}, at_default, defaults=defaults)
+
+
 def test_resume_with_changed_arguments_is_refused(tmp_path):
     saved = {"iterations": 2, "learning_rate": 5e-4, "resume": False, "model_path": "m"}
     (tmp_path / "args.json").write_text(json.dumps(saved))
