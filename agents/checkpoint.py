@@ -587,7 +587,8 @@ def field_defaults(cls: type) -> dict[str, Any]:
             value = spec.default_factory()
         else:
             continue
-        out[spec.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        nested = dataclasses.is_dataclass(value) and not isinstance(value, type)
+        out[spec.name] = dataclasses.asdict(value) if nested else value
     return out
 
 
