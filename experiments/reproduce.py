@@ -587,15 +587,17 @@ def goal_checks(args: Args, results: Sequence[dict[str, Any]]) -> list[str]:
                     f"({format_interval(meds)} vs {format_interval(dapo)}; 95% intervals "
                     f"{overlap})"
                 )
-            meds = collect(results, family, "dapo_meds", eval_key("test", "dominant_error_share"))
             dapo = collect(results, family, "dapo", eval_key("test", "dominant_error_share"))
-            lower = interval95(meds)[0] < interval95(dapo)[0]
-            lines.append(
-                f"{name}: held-out dominant error-mode share of DAPO+MEDS "
-                f"{'lower' if lower else 'not lower'} than DAPO's "
-                f"({format_interval(meds)} vs {format_interval(dapo)})"
-            )
-        variants = [v for v in MEDS_VARIANTS if v in args.all_methods]
+            for method in [m for m in ("dapo_meds", "dapo_meds_all_wrong") if m in args.methods]:
+                meds = collect(results, family, method, eval_key("test", "dominant_error_share"))
+                lower = interval95(meds)[0] < interval95(dapo)[0]
+                lines.append(
+                    f"{name}: held-out dominant error-mode share of {LABELS[method]} "
+                    f"{'lower' if lower else 'not lower'} than DAPO's "
+                    f"({format_interval(meds)} vs {format_interval(dapo)})"
+                )
+        ran = {m for m in args.all_methods if collect(results, family, m, lambda r: r["seed"])}
+        variants = [v for v in MEDS_VARIANTS if v in ran]
         if len(variants) > 1:
             means = {
                 v: interval95(collect(results, family, v, agreement_key("pairwise")))[0]
@@ -607,7 +609,7 @@ def goal_checks(args: Args, results: Sequence[dict[str, Any]]) -> list[str]:
                 + " > ".join(f"{LABELS[v]} ({means[v]:.3f})" for v in order)
                 + (" (the paper's order)" if order == variants else " (not the paper's order)")
             )
-        if "dapo_meds_random_fingerprint" in args.all_methods and "dapo" in args.methods:
+        if "dapo_meds_random_fingerprint" in ran and "dapo" in args.methods:
             k = args.ks[-1]
             rand = collect(
                 results, family, "dapo_meds_random_fingerprint", eval_key("test", f"pass@{k}")
