@@ -26,6 +26,8 @@ def test_bad_arguments_are_rejected():
         CompareArgs(arms=())
     with pytest.raises(InvalidArgumentError, match="`arms`"):
         CompareArgs(arms=("meds", "meds"))
+    with pytest.raises(InvalidArgumentError, match="`workers`"):
+        CompareArgs(workers=0)
     with pytest.raises(InvalidArgumentError, match="`train.eval_n`"):
         CompareArgs(train=Args(eval_n=0))
     with pytest.raises(InvalidArgumentError, match="`eval_n`"):
@@ -38,10 +40,26 @@ def test_cli_defaults_and_nested_overrides():
     args = tyro.cli(CompareArgs, args=["--seeds", "3", "--train.iterations", "5"])
     assert args.seeds == 3 and args.train.iterations == 5 and args.arms == ("meds", "dapo")
     assert args.train.tiny == default_train_args().tiny  # the compact default model is kept
+    # The default is the reproduction's regime: 8 layers, a warm-up on fresh problems only,
+    # compact prompts, held-out evaluation and seeds enough for an interval.
+    tiny = args.train.tiny
+    assert tiny.num_layers >= 8 and tiny.fresh_problems > 0 and tiny.exclude_seed == 0
+    assert tiny.prompt_format == args.train.prompt_format == "compact"
+    assert args.train.eval_split == "test" and tyro.cli(CompareArgs, args=[]).seeds >= 3
+
+
+def test_workers_default_to_one_per_core_and_never_exceed_the_runs(monkeypatch):
+    from agents import compare as module
+
+    monkeypatch.setattr(module.os, "cpu_count", lambda: 4)
+    assert module.worker_count(None, 6) == 4 and module.worker_count(None, 3) == 3
+    assert module.worker_count(2, 6) == 2 and module.worker_count(8, 1) == 1
+    assert module._threads_per_worker(4) == 1 and module._threads_per_worker(2) == 2
 
 
 @pytest.mark.slow
-def test_compare_end_to_end(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_compare_end_to_end(tmp_path, workers):
     tiny = TinyModelConfig(hidden_size=32, num_layers=2, steps=20, batch_size=8)
     train = Args(
         num_problems=2,
@@ -56,7 +74,9 @@ def test_compare_end_to_end(tmp_path):
         device="cpu",
         threads=1,
     )
-    out, arms = compare(CompareArgs(train=train, output_dir=str(tmp_path / "runs")))
+    out, arms = compare(
+        CompareArgs(train=train, seeds=1, workers=workers, output_dir=str(tmp_path / "runs"))
+    )
     assert out.parent == tmp_path / "runs" and out.name.startswith("compare-")
     assert list(arms) == ["initial", "meds", "dapo"]
     for label, runs in arms.items():
@@ -76,6 +96,11 @@ def test_compare_end_to_end(tmp_path):
         assert (run_dir / "report.md").is_file() and (run_dir / "pass_at_k.png").is_file()
         saved = json.loads((run_dir / "eval.json").read_text())
         assert saved["pass@1"] == arms[algorithm][0]["pass@1"]
+        # Runs trained in worker processes leave what they printed in a log of their own.
+        log = run_dir / "train.log"
+        assert log.is_file() == (workers > 1)
+        if workers > 1:
+            assert "iteration" in log.read_text() or "it/s" in log.read_text()
     settings = json.loads(report.split("```json")[1].split("```")[0])
     assert settings["compare"] == {"arms": ["meds", "dapo"], "seeds": [0]}
     assert settings["train"]["iterations"] == 2
