@@ -16,23 +16,16 @@ from agents.ppo import Args, main  # noqa: E402
 from agents.tiny_model import TinyModelConfig, build_char_tokenizer, build_model  # noqa: E402
 from meds_gym.errors import CorruptFileError, InvalidArgumentError  # noqa: E402
 from meds_gym.meds import MEDSShaper  # noqa: E402
+from tests.tiny import learnable_tiny  # noqa: E402
 
 torch.set_num_threads(1)
 
 
 def _args(tmp_path, out, algorithm, **kw):
-    tiny = TinyModelConfig(
-        hidden_size=64,
-        num_layers=2,
-        steps=150,
-        batch_size=16,
-        learning_rate=3e-3,
-        solutions_per_problem=40,
-    )
     return Args(
         algorithm=algorithm,
         num_problems=2,
-        tiny=tiny,
+        tiny=learnable_tiny(steps=150),
         cache_dir=str(tmp_path / "cache"),
         prompts_per_iteration=2,
         group_size=4,

@@ -17,6 +17,7 @@ from agents.policy import forward_logprobs, load_policy  # noqa: E402
 from agents.ppo import Args, RunObserver, main, tiny_config_for  # noqa: E402
 from agents.tiny_model import TinyModelConfig, build_char_tokenizer, build_model  # noqa: E402
 from meds_gym.errors import InvalidArgumentError  # noqa: E402
+from tests.tiny import cpu_run, learnable_tiny  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -124,29 +125,19 @@ def test_short_run_on_one_problem_raises_reward(tmp_path, algorithm, meds):
     # PPO starts from a zero critic and whitens token advantages over the whole batch: it climbs
     # more slowly than the group-relative algorithms, so it gets a few more (cheap) iterations.
     iterations, margin = (12, 0.15) if algorithm == "ppo" else (8, 0.2)
-    tiny = TinyModelConfig(
-        hidden_size=64,
-        num_layers=2,
-        steps=400,
-        batch_size=16,
-        learning_rate=3e-3,
-        solutions_per_problem=40,
-    )
-    args = Args(
+    args = cpu_run(
+        tmp_path,
         algorithm=algorithm,
         meds=meds,
         num_problems=1,
-        tiny=tiny,
-        cache_dir=str(tmp_path / "cache"),
+        tiny=learnable_tiny(),
         iterations=iterations,
         prompts_per_iteration=4,
         group_size=16,
         max_new_tokens=64,
         learning_rate=5e-4,
         update_epochs=2,
-        output_dir=str(tmp_path / "runs"),
-        device="cpu",
-        threads=1,
+        tensorboard=True,
     )
     history = main(args)
     rewards = [row["charts/reward_mean"] for row in history]

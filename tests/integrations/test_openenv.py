@@ -202,36 +202,24 @@ def test_serve_rejects_an_env_without_a_problem_list():
 def test_agent_trains_with_meds_against_the_served_env(tmp_path, capsys):
     """DAPO+MEDS for a few iterations against a served Arithmetic-v0: MEDS penalises."""
     pytest.importorskip("torch")
-    from agents.ppo import Args, main
-    from agents.tiny_model import TinyModelConfig
+    from agents.ppo import main
+    from tests.tiny import cpu_run, learnable_tiny
 
-    tiny = TinyModelConfig(
-        hidden_size=64,
-        num_layers=2,
-        steps=400,
-        batch_size=16,
-        learning_rate=3e-3,
-        solutions_per_problem=40,
-    )
     served = Server("meds_gym/Arithmetic-v0", {"num_problems": 1, "incorrect_reward": -1.0})
     try:
-        args = Args(
+        args = cpu_run(
+            tmp_path,
             algorithm="meds",
             env_url=served.url,
             num_problems=1,
-            tiny=tiny,
-            cache_dir=str(tmp_path / "cache"),
+            tiny=learnable_tiny(),
             iterations=4,
             prompts_per_iteration=4,
             group_size=16,
             max_new_tokens=64,
             learning_rate=5e-4,
-            output_dir=str(tmp_path / "runs"),
-            device="cpu",
-            threads=1,
             seed=0,
             eval_n=2,
-            tensorboard=False,
         )
         history = main(args)
     finally:

@@ -287,8 +287,9 @@ def test_meds_penalises_repeated_wrong_answers_of_the_verifiers_env():
 def test_the_bundled_agent_trains_against_the_verifiers_env(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from agents.ppo import Args, main
-    from agents.tiny_model import TinyModelConfig, tiny_model_path
+    from agents.ppo import main
+    from agents.tiny_model import tiny_model_path
+    from tests.tiny import cpu_run, learnable_tiny
 
     env_id = "meds_gym_test/VerifiersArith-v0"
 
@@ -297,17 +298,10 @@ def test_the_bundled_agent_trains_against_the_verifiers_env(tmp_path):
 
     gym.register(env_id, entry_point=make, disable_env_checker=True)
     try:
-        tiny = TinyModelConfig(  # the rows' task (4 arithmetic problems, seed 0), warmed up
-            num_problems=4,
-            hidden_size=64,
-            num_layers=2,
-            steps=400,
-            batch_size=16,
-            learning_rate=3e-3,
-            solutions_per_problem=40,
-        )
+        tiny = learnable_tiny(num_problems=4)  # the rows' task (4 arithmetic problems, seed 0)
         model = tiny_model_path(tiny, tmp_path / "cache", progress=False)
-        args = Args(
+        args = cpu_run(
+            tmp_path,
             algorithm="meds",
             meds_cluster="answer",
             env_id=env_id,
@@ -316,11 +310,7 @@ def test_the_bundled_agent_trains_against_the_verifiers_env(tmp_path):
             prompts_per_iteration=4,
             group_size=8,
             max_new_tokens=48,
-            output_dir=str(tmp_path / "runs"),
-            device="cpu",
-            threads=1,
             eval_n=0,
-            tensorboard=False,
             seed=0,
         )
         history = main(args)
