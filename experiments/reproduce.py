@@ -171,10 +171,8 @@ class Args:
     test_problems: int = 256
     """Held-out problems per family (the test split of the same family, difficulty and seed)."""
     warmup_problems: int = 2048
-    """Problems the tiny model is warmed up on: freshly generated (task seed
-    ``warmup_task_seed``), never a training or held-out question (those are excluded)."""
-    warmup_task_seed: int = 1
-    """Task seed of the warm-up problems."""
+    """Problems the tiny model is warmed up on: freshly generated (task seed 1), never a training
+    or held-out question (``agents.tiny_model.TinyModelConfig.fresh_problems``)."""
     warmup_steps: int = 800
     """Warm-up optimiser steps of the tiny model (calibrated on the initial policy's held-out
     pass@1 alone: docs/results/second_edition/plan.md)."""
@@ -792,7 +790,7 @@ def protocol(args: Args, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         },
         "warmup": {
             "problems": args.warmup_problems,
-            "task_seed": args.warmup_task_seed,
+            "task_seed": tiny_config(args, args.families[0]).task_seed,
             "steps": args.warmup_steps,
             "excludes": "every training and held-out question (task seed 0)",
         },
@@ -877,17 +875,20 @@ def write_outputs(
 def tiny_config(args: Args, family: str) -> TinyModelConfig:
     """The family's tiny model, warmed up on freshly generated problems only.
 
-    The warm-up draws ``warmup_problems`` problems of task seed ``warmup_task_seed`` and skips
-    every question among the RL training problems and the held-out problems (task seed 0, first
-    ``num_problems`` / ``test_problems`` of each split), so that the model has to learn the
+    The warm-up draws ``warmup_problems`` problems of task seed 1 and skips every question among
+    the RL training problems and the held-out problems (task seed 0, the first
+    ``max(num_problems, test_problems)`` of each split), so that the model has to learn the
     procedures rather than memorise the answers of the problems it is trained and evaluated on.
     """
-    arch = dataclasses.replace(SMALL_TINY, num_layers=args.num_layers, steps=args.warmup_steps)
-    spec = EnvSpec(family, args.warmup_problems, args.difficulty, task_seed=args.warmup_task_seed)
-    return dataclasses.replace(
-        spec.tiny_config(arch, args.prompt_format),
-        exclude_seed=0,
-        exclude_problems=max(args.num_problems, args.test_problems),
+    arch = dataclasses.replace(
+        SMALL_TINY,
+        num_layers=args.num_layers,
+        steps=args.warmup_steps,
+        fresh_problems=args.warmup_problems,
+    )
+    covered = max(args.num_problems, args.test_problems)
+    return EnvSpec(family, covered, args.difficulty, task_seed=0).tiny_config(
+        arch, args.prompt_format
     )
 
 

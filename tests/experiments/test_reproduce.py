@@ -170,6 +170,17 @@ def test_evaluation_and_reproduction_agree_on_the_dominant_error_share():
     }
 
 
+def test_the_warm_up_covers_fresh_problems_and_never_a_run_problem():
+    from experiments.reproduce import Args, tiny_config
+
+    args = Args()
+    tiny = tiny_config(args, "meds_gym/Arithmetic-v0")
+    assert (tiny.num_layers, tiny.steps, tiny.prompt_format) == (8, 800, "compact")
+    assert (tiny.num_problems, tiny.task_seed) == (args.warmup_problems, 1)
+    # every training (task seed 0, train split) and held-out (test split) problem is excluded
+    assert (tiny.exclude_seed, tiny.exclude_problems) == (0, args.test_problems)
+
+
 @pytest.mark.slow
 def test_quick_reproduction_writes_finite_results(tmp_path):
     from experiments.reproduce import Args, reproduce
