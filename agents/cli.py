@@ -141,6 +141,10 @@ def run(kind: Callable[..., T], entry: Callable[[T], Any]) -> Any:
         _exit(rejected.error)
     finally:
         _PARSING.reset(token)
+    from transformers.utils import logging as transformers_logging
+
+    # One bar per model load or save ("Loading weights") would break up the run's own progress.
+    transformers_logging.disable_progress_bar()
     try:
         return entry(args)
     except InvalidArgumentError as error:

@@ -241,6 +241,9 @@ def train_and_evaluate(run: Args, log: str | None = None) -> tuple[dict[str, Any
     if log is None:
         main(run)
     else:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # no bar per model load in the log
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         with (
             open(log, "w") as stream,
