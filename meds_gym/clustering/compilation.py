@@ -2,12 +2,13 @@
 
 Every numba kernel that Python calls directly is registered here with its explicit signatures:
 C-contiguous rows and ``int64`` indices, inputs typed read-only so that frozen arrays (the error
-memory's) and writable ones share one compiled version. Kernels belong to one or both of two
-groups: :data:`SHAPER`, what the MEDS error memory runs (its bucket kernel and the vote), and
-:data:`FUNCTIONS`, what the public clustering functions run. The first call that needs a group
-compiles all of its kernels (or loads them from numba's on-disk cache) and then forbids further
-specialisations, so no later call compiles anything, whatever its batch size; a MEDS run never
-compiles the public functions' kernels.
+memory's) and writable ones share one compiled version. Kernels belong to one or more of three
+groups: :data:`SHAPER`, what a MEDS training step runs (the bucket kernel, which votes too),
+:data:`VOTE`, the error memory's vote outside a refit, and :data:`FUNCTIONS`, what the public
+clustering functions run. The first call that needs a group compiles all of its kernels (or
+loads them from numba's on-disk cache) and then forbids further specialisations, so no later call
+of the group compiles anything, whatever its batch size; a MEDS run never compiles the public
+functions' kernels.
 
 :func:`warm_up` does the same ahead of time, optionally on a background thread: start it while
 the first rollouts are generated and the compilation is off the critical path.
@@ -43,6 +44,10 @@ SHAPER = "shaper"
 """The kernels of the MEDS error memory (:class:`~meds_gym.meds.MEDSShaper`)."""
 FUNCTIONS = "functions"
 """The kernels of the public clustering functions (:mod:`meds_gym.clustering`)."""
+VOTE = "vote"
+"""The error memory's vote without a refit (:meth:`~meds_gym.meds.ErrorMemory.assign`: a shaper
+outside training, or a bucket whose capacity dropped rows). A training step votes inside the
+refit kernel, so a MEDS run compiles this kernel only when it needs it."""
 
 _kernels: list[tuple[Any, tuple[Any, ...], tuple[str, ...]]] = []
 _compiled: set[int] = set()  # id() of the dispatchers already compiled
@@ -55,7 +60,8 @@ def register(*signatures: Any, groups: tuple[str, ...] = (FUNCTIONS,)) -> Any:
 
     Args:
         signatures: Numba signatures (``return_type(arg_types...)``).
-        groups: The groups (:data:`SHAPER`, :data:`FUNCTIONS`) whose first use compiles it.
+        groups: The groups (:data:`SHAPER`, :data:`VOTE`, :data:`FUNCTIONS`) whose first use
+            compiles it.
 
     Returns:
         A decorator that records the dispatcher and returns it unchanged.
@@ -75,7 +81,7 @@ def ensure_compiled(group: str = SHAPER) -> None:
     thread waits for it instead of compiling a second time.
 
     Args:
-        group: :data:`SHAPER` or :data:`FUNCTIONS`.
+        group: :data:`SHAPER`, :data:`VOTE` or :data:`FUNCTIONS`.
     """
     if group in _ready:
         return
@@ -118,8 +124,9 @@ def warm_up(background: bool = False, group: str = SHAPER) -> threading.Thread |
 
     Args:
         background: Compile on a daemon thread and return at once.
-        group: The kernels to compile: :data:`SHAPER` (the default, what MEDS runs) or
-            :data:`FUNCTIONS` (the public clustering functions).
+        group: The kernels to compile: :data:`SHAPER` (the default, what a MEDS training step
+            runs), :data:`VOTE` (the memory's vote outside a refit) or :data:`FUNCTIONS` (the
+            public clustering functions).
 
     Returns:
         The started thread when ``background`` is true (join it to wait), else ``None``.

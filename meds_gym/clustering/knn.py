@@ -24,7 +24,7 @@ from meds_gym.clustering.compilation import (
     INDEX,
     READ_INDEX,
     READ_ROWS,
-    SHAPER,
+    VOTE,
     ensure_compiled,
     register,
 )
@@ -123,7 +123,7 @@ def _is_zero(rows: np.ndarray, i: int) -> bool:
 
 
 @register(
-    INDEX(READ_ROWS, READ_INDEX, READ_ROWS, types.int64, types.boolean), groups=(SHAPER, FUNCTIONS)
+    INDEX(READ_ROWS, READ_INDEX, READ_ROWS, types.int64, types.boolean), groups=(VOTE, FUNCTIONS)
 )
 @njit(cache=True, nogil=True)
 def _vote(
@@ -192,7 +192,7 @@ def vote_kernel(
     Returns:
         ``int64`` ``(Q,)``.
     """
-    ensure_compiled(SHAPER)  # the error memory's kernels (it is their trusted vote)
+    ensure_compiled(VOTE)  # the error memory's trusted vote, compiled on its first use
     return _vote(stored_rows, stored_labels, queries, k, smallest_label_wins)
 
 
