@@ -46,8 +46,6 @@ def interval95(values: Sequence[float]) -> tuple[float, float, float]:
         ``(mean, low, high)``; the bounds are NaN with fewer than 2 finite values, and all three
         with none.
     """
-    from scipy import stats
-
     finite = np.asarray([float(v) for v in values if v is not None and math.isfinite(float(v))])
     nan = float("nan")
     if finite.size == 0:
@@ -55,6 +53,8 @@ def interval95(values: Sequence[float]) -> tuple[float, float, float]:
     mean = float(finite.mean())
     if finite.size < 2:
         return mean, nan, nan
+    from scipy import stats
+
     half = float(stats.t.ppf(0.975, finite.size - 1) * finite.std(ddof=1) / math.sqrt(finite.size))
     return mean, mean - half, mean + half
 
