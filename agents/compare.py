@@ -20,10 +20,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-import multiprocessing
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +37,7 @@ from .ppo import Args, main, use_deterministic_algorithms
 from .report import current_command, write_report
 from .run_setup import EnvSpec, resolve_model_path
 from .tiny_model import SMALL_TINY
+from .workers import map_in_processes, output_to, threads_per_worker, worker_count
 
 logger = logging.getLogger(f"{__package__ or 'agents'}.compare")  # not "__main__" under -m
 
@@ -210,23 +208,12 @@ def compare(args: CompareArgs) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
     return out, arms
 
 
-def worker_count(workers: int | None, runs: int) -> int:
-    """Processes that train at once: ``workers``, or one per CPU core up to ``runs``."""
-    if workers is None:
-        workers = os.cpu_count() or 1
-    return max(1, min(workers, runs))
-
-
 def workers_label(workers: int | None, runs: int) -> str:
     """How the runs were trained, for the report."""
     count = worker_count(workers, runs)
     if count == 1:
         return f"one run at a time on {torch.get_num_threads()} torch thread(s)"
-    return f"{count} runs at a time, {_threads_per_worker(count)} torch thread(s) each"
-
-
-def _threads_per_worker(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // workers)
+    return f"{count} runs at a time, {threads_per_worker(count)} torch thread(s) each"
 
 
 def train_and_evaluate(run: Args, log: str | None = None) -> tuple[dict[str, Any], float]:
@@ -238,25 +225,8 @@ def train_and_evaluate(run: Args, log: str | None = None) -> tuple[dict[str, Any
             log records); None: the terminal.
     """
     started = time.perf_counter()
-    if log is None:
+    with contextlib.nullcontext() if log is None else output_to(log):
         main(run)
-    else:
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # no bar per model load in the log
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        with (
-            open(log, "w") as stream,
-            contextlib.redirect_stdout(stream),
-            contextlib.redirect_stderr(stream),
-        ):
-            handler = logging.StreamHandler(stream)
-            logging.getLogger().addHandler(handler)
-            logging.getLogger(__package__).setLevel(logging.INFO)
-            try:
-                main(run)
-            finally:
-                logging.getLogger().removeHandler(handler)
     metrics = json.loads((Path(run.output_dir) / run.run_name / "eval.json").read_text())
     return metrics, time.perf_counter() - started
 
@@ -267,8 +237,6 @@ def train_all(runs: list[Args], workers: int | None) -> list[tuple[dict[str, Any
     Returns:
         Each run's final evaluation and seconds, in the order of ``runs``.
     """
-    from tqdm import tqdm
-
     count = worker_count(workers, len(runs))
     if count == 1:
         out = []
@@ -276,38 +244,24 @@ def train_all(runs: list[Args], workers: int | None) -> list[tuple[dict[str, Any
             logger.info("Training %s, seed %d, then evaluating it", one.algorithm, one.seed)
             out.append(train_and_evaluate(one))
         return out
-    threads = _threads_per_worker(count)
+    threads = threads_per_worker(count)
     logger.info(
         "Training %d runs, %d at a time (%d torch thread(s) each; logs: <run>/train.log)",
         len(runs), count, threads,
     )  # fmt: skip
-    results: dict[int, tuple[dict[str, Any], float]] = {}
-    context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
-    with ProcessPoolExecutor(count, mp_context=context) as pool:
-        futures = {
-            pool.submit(
-                train_and_evaluate,
-                dataclasses.replace(one, threads=threads),
-                str(Path(one.output_dir) / one.run_name / "train.log"),
-            ): i
-            for i, one in enumerate(runs)
-        }
-        with tqdm(total=len(runs), desc="compare", unit="run") as bar:
-            for future in as_completed(futures):
-                i = futures[future]
-                one = runs[i]
-                try:
-                    results[i] = future.result()
-                except BaseException:
-                    log = Path(one.output_dir) / one.run_name / "train.log"
-                    logger.error("%s seed %d failed; its log: %s", one.algorithm, one.seed, log)
-                    raise
-                bar.update()
-                bar.write(
-                    f"{one.algorithm} seed {one.seed}: held-out pass@1 "
-                    f"{results[i][0]['pass@1']:.3f} ({results[i][1]:.0f} s)"
-                )
-    return [results[i] for i in range(len(runs))]
+    logs = [str(Path(one.output_dir) / one.run_name / "train.log") for one in runs]
+    calls = [
+        (dataclasses.replace(one, threads=threads), log)
+        for one, log in zip(runs, logs, strict=True)
+    ]
+
+    def describe(i: int, result: tuple[dict[str, Any], float]) -> str:
+        return (
+            f"{runs[i].algorithm} seed {runs[i].seed}: held-out pass@1 "
+            f"{result[0]['pass@1']:.3f} ({result[1]:.0f} s)"
+        )
+
+    return map_in_processes(train_and_evaluate, calls, count, describe, logs, "compare")
 
 
 def _main(compare_args: CompareArgs) -> None:

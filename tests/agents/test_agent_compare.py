@@ -49,12 +49,12 @@ def test_cli_defaults_and_nested_overrides():
 
 
 def test_workers_default_to_one_per_core_and_never_exceed_the_runs(monkeypatch):
-    from agents import compare as module
+    from agents import workers as module
 
     monkeypatch.setattr(module.os, "cpu_count", lambda: 4)
     assert module.worker_count(None, 6) == 4 and module.worker_count(None, 3) == 3
     assert module.worker_count(2, 6) == 2 and module.worker_count(8, 1) == 1
-    assert module._threads_per_worker(4) == 1 and module._threads_per_worker(2) == 2
+    assert module.threads_per_worker(4) == 1 and module.threads_per_worker(2) == 2
 
 
 @pytest.mark.slow
