@@ -41,6 +41,7 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -66,6 +67,7 @@ from agents.report import (
 )
 from agents.run_setup import EnvSpec, ProblemSamples, sample_every_problem
 from agents.tiny_model import SMALL_TINY, TinyModelConfig, tiny_model_path
+from agents.workers import map_in_processes, output_to, worker_count
 from experiments.figures import pyplot, save
 from experiments.metrics import (
     cluster_agreement_scores,
@@ -200,7 +202,11 @@ class Args:
     eval_n: int = 8
     """Responses sampled per problem in evaluation (pass@k for k = 1, 2, 4, ... <= eval_n)."""
     threads: int = 1
-    """CPU threads for torch and numba in this process."""
+    """CPU threads for torch and numba in each run."""
+    workers: int | None = None
+    """Runs trained at once, each in its own process (``agents.workers``) writing what it prints
+    to ``<output_dir>/logs/``. None: one per CPU core; 1: one after the other in this process.
+    The runs' results do not depend on it."""
     quick: bool = False
     """Smoke configuration: 1 seed, the primary methods, the first family, a small budget."""
     report_only: bool = False
@@ -228,6 +234,8 @@ class Args:
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(name, "an int >= 1", getattr(self, name))
+        if self.workers is not None and self.workers < 1:
+            raise InvalidArgumentError("workers", "an int >= 1, or None", self.workers)
         if not 0 <= self.secondary_seeds <= self.seeds:
             raise InvalidArgumentError(
                 "secondary_seeds", f"an int in [0, seeds={self.seeds}]", self.secondary_seeds
@@ -289,6 +297,48 @@ def family_name(env_id: str) -> str:
 def run_file(out: Path, family: str, method: str, seed: int) -> Path:
     """The results file of one run (its presence marks the run as done)."""
     return out / "runs" / f"{family_name(family)}__{method}__{seed}.json"
+
+
+def run_log(out: Path, family: str, method: str, seed: int) -> Path:
+    """What one run printed, when it ran in a worker process."""
+    return out / "logs" / f"{family_name(family)}__{method}__{seed}.log"
+
+
+def run_and_save(
+    args: Args,
+    family: str,
+    method: str,
+    seed: int,
+    model_path: str,
+    out: str,
+    log: str | None = None,
+) -> str:
+    """Run one (family, method, seed), write its results file, return a line that sums it up.
+
+    Args:
+        args: The reproduction's arguments.
+        family: The toy env id.
+        method: A method of :data:`LABELS`.
+        seed: The run's seed.
+        model_path: The family's warmed-up tiny model.
+        out: The output directory.
+        log: A file for everything the run prints (a worker process); None: the terminal.
+    """
+    import numba
+
+    with contextlib.nullcontext() if log is None else output_to(log):
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+        result = run_method(args, family, method, seed, model_path, Path(out))
+    path = run_file(Path(out), family, method, seed)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(finite_or_none(result), indent=1))
+    tmp.replace(path)  # a killed run leaves no results file, so it runs again next time
+    test = result["eval"]["test"]
+    return (
+        f"{family_name(family)} {method} seed {seed}: held-out pass@1 {test['pass@1']:.3f}, "
+        f"pass@{args.ks[-1]} {test[f'pass@{args.ks[-1]}']:.3f} ({result['seconds']:.0f} s)"
+    )
 
 
 # -- observing agents.ppo.main -------------------------------------------------------------------
@@ -913,19 +963,31 @@ def reproduce(args: Args) -> Path:
     logger.info("%d runs planned, %d already done", len(plan), len(plan) - len(todo))
     if args.report_only:
         todo = []
-    for family, method, seed in tqdm(todo, desc="reproduce", unit="run"):
-        if family not in models:
-            models[family] = initial_model(args, family)
-        result = run_method(args, family, method, seed, models[family], out)
-        path = run_file(out, family, method, seed)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(finite_or_none(result), indent=1))
-        tmp.replace(path)  # a killed run leaves no results file, so it runs again next time
-        tqdm.write(
-            f"{family_name(family)} {method} seed {seed}: held-out pass@1 "
-            f"{result['eval']['test']['pass@1']:.3f}, pass@{args.ks[-1]} "
-            f"{result['eval']['test'][f'pass@{args.ks[-1]}']:.3f} ({result['seconds']:.0f} s)"
+    workers = worker_count(args.workers, len(todo))
+    if workers == 1:
+        for family, method, seed in tqdm(todo, desc="reproduce", unit="run"):
+            if family not in models:
+                models[family] = initial_model(args, family)
+            tqdm.write(run_and_save(args, family, method, seed, models[family], str(out)))
+    elif todo:
+        families = sorted({family for family, _, _ in todo})
+        logger.info("Warming up (or loading) the tiny model of %s", ", ".join(families))
+        paths = map_in_processes(
+            initial_model,
+            [(args, family) for family in families],
+            worker_count(args.workers, len(families)),
+            lambda i, path: f"{family_name(families[i])}: {path}",
+            [str(out / "logs" / f"warm-up__{family_name(f)}.log") for f in families],
+            "tiny models",
         )
+        models.update(zip(families, paths, strict=True))
+        logs = [str(run_log(out, *p)) for p in todo]
+        calls = [
+            (args, family, method, seed, models[family], str(out), log)
+            for (family, method, seed), log in zip(todo, logs, strict=True)
+        ]
+        logger.info("%d runs, %d at a time (logs: %s)", len(todo), workers, out / "logs")
+        map_in_processes(run_and_save, calls, workers, lambda i, line: line, logs, "reproduce")
     done = [run_file(out, *p) for p in plan if run_file(out, *p).is_file()]
     results = [json.loads(path.read_text()) for path in done]
     return write_outputs(args, results, out, time.perf_counter() - started, current_command())

@@ -187,7 +187,7 @@ def test_quick_reproduction_writes_finite_results(tmp_path):
 
     # The quick configuration: a 2-layer model warmed up briefly on fresh problems, one seed of
     # the primary methods. It checks the pipeline, not the model.
-    args = Args(output_dir=str(tmp_path), quick=True)
+    args = Args(output_dir=str(tmp_path), quick=True, workers=2)  # runs in 2 worker processes
     report = reproduce(args)
     results = json.loads((tmp_path / "results.json").read_text())
     assert report == tmp_path / "report.md"
@@ -232,3 +232,19 @@ def test_quick_reproduction_writes_finite_results(tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()}
     reproduce(args)
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()} == before
+
+
+@pytest.mark.slow
+def test_runs_in_worker_processes_give_the_same_results_as_in_process(tmp_path):
+    from experiments.reproduce import Args, reproduce
+
+    outputs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"workers{workers}"
+        reproduce(Args(output_dir=str(out), quick=True, workers=workers))
+        runs = json.loads((out / "results.json").read_text())["runs"]
+        outputs[workers] = {
+            (r["method"], r["seed"]): {k: v for k, v in r.items() if k != "seconds"} for r in runs
+        }
+        assert (out / "logs").is_dir() == (workers > 1)
+    assert outputs[1] == outputs[2]
