@@ -31,12 +31,13 @@ error-mode labeller, the one the training log uses for its dominant error-mode s
 Outputs in ``--output-dir``: ``runs/<family>__<method>__<seed>.json`` (one per finished run; a
 rerun skips them, so an interrupted reproduction resumes), ``results.json``, ``report.md`` and
 the plots ``pass_at_k_<family>_<split>.png``, ``dominant_error_share.png`` and
-``cluster_agreement.png``.
+``cluster_agreement.png``. The runs train in parallel processes, one per core (``--workers``), each
+on ``--threads`` torch threads; a run's results do not depend on how many run at once.
 
 Usage:
     python -m experiments.reproduce --quick                 # 1 seed, DAPO vs DAPO+MEDS, minutes
-    python -m experiments.reproduce                         # the issue's configuration
-    python -m experiments.reproduce --families meds_gym/AddSub-v0   # one family (run in parallel)
+    python -m experiments.reproduce                         # the pre-registered protocol
+    python -m experiments.reproduce --families meds_gym/AddSub-v0   # one family
 """
 
 from __future__ import annotations
