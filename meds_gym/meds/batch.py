@@ -108,7 +108,7 @@ def _sequence(value: Any, name: str, what: str, batch: int | None = None) -> lis
 
     Accepts any sized sequence that is not a string (a 1-D array included) and, when ``batch`` is
     given, checks its length. ``what`` names the entries in the error ("final answers (str or
-    None)"); the first word of ``what`` counts them when the length is wrong.
+    None)"); its part before the parenthesis counts them when the length is wrong.
     """
     if (
         isinstance(value, (str, bytes))
