@@ -10,9 +10,8 @@ from typing import Any, SupportsFloat, TypeVar
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
-from meds_gym.charset import TEXT_CHARSET
+from meds_gym.charset import TEXT_CHARSET, text_space
 from meds_gym.errors import InvalidArgumentError, invalid_type
 from meds_gym.tasks.base import Problem, ProblemSource
 from meds_gym.verifiers import (
@@ -326,12 +325,8 @@ class ReasoningEnv(gym.Env[str, str]):
         text_charset = frozenset(charset)
         if not text_charset or not all(isinstance(c, str) and len(c) == 1 for c in text_charset):
             raise InvalidArgumentError("charset", "a non-empty collection of characters", charset)
-        self.observation_space = spaces.Text(
-            max_length=max_prompt_length, min_length=0, charset=text_charset
-        )
-        self.action_space = spaces.Text(
-            max_length=max_response_length, min_length=0, charset=text_charset
-        )
+        self.observation_space = text_space(max_prompt_length, text_charset)
+        self.action_space = text_space(max_response_length, text_charset)
         if verdict_cache is True:
             verdict_cache = VerdictCache()
         elif verdict_cache is False:

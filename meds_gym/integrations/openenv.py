@@ -49,10 +49,9 @@ from typing import Annotated, Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 import meds_gym  # noqa: F401  (registers the meds_gym/* env ids)
-from meds_gym.charset import TEXT_CHARSET
+from meds_gym.charset import TEXT_CHARSET, text_space
 from meds_gym.envs import ReasoningEnv, VerdictCache, problem_env
 from meds_gym.errors import (
     InvalidArgumentError,
@@ -416,12 +415,8 @@ class OpenEnvTextEnv(gym.Env[str, str]):
         self.connect_timeout_s = float(connect_timeout_s)
         self.reset_retries = reset_retries
         text_charset = frozenset(TEXT_CHARSET if charset is None else charset)
-        self.observation_space = spaces.Text(
-            max_length=max_prompt_length, min_length=0, charset=text_charset
-        )
-        self.action_space = spaces.Text(
-            max_length=max_response_length, min_length=0, charset=text_charset
-        )
+        self.observation_space = text_space(max_prompt_length, text_charset)
+        self.action_space = text_space(max_response_length, text_charset)
         self._client = self._connect()
         self._source: RemoteProblemSource | None = None
         self._anchor: AnswerAnchor | None = None
