@@ -89,6 +89,7 @@ from meds_gym.envs import TOY_ENV_IDS, VerdictCache, problem_env
 from meds_gym.errors import InvalidArgumentError
 from meds_gym.meds import MEDSConfig, MEDSShaper
 from meds_gym.meds.config import ClusterMethod, GroupRule
+from meds_gym.verifiers.symbolic_worker import start_ahead as start_verifier_ahead
 
 from .checkpoint import (
     check_resume_arguments,
@@ -510,6 +511,7 @@ def main(args: Args, observer: RunObserver | None = None) -> list[dict[str, floa
         use_deterministic_algorithms()
     if args.use_meds:  # compile MEDS's kernels while the model loads and the first rollouts run
         warm_up(background=True)
+    start_verifier_ahead()  # its worker imports sympy while the model loads
     observer = observer or RunObserver()
     recipe = Recipe.of(args)
     run = build_run(args, recipe, observer)

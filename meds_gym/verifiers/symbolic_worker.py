@@ -201,13 +201,17 @@ class WorkerPool:
         self._condition = threading.Condition()
         self._idle: list[_Worker] = []
         self._count = 0
+        self._starting_ahead = 0
+        self._closings = 0  # a worker started ahead across a close() is closed, not kept
         self._all: set[_Worker] = set()
         self.restarts = 0
         """Workers killed after a timeout or lost to a crash (for tests and benchmarks)."""
 
     def _acquire(self) -> _Worker:
         with self._condition:
-            while not self._idle and self._count >= self.max_workers:
+            # A worker started ahead (start_ahead) serves the first caller when it is ready,
+            # rather than that caller starting a second one beside it.
+            while not self._idle and (self._starting_ahead or self._count >= self.max_workers):
                 self._condition.wait()
             while self._idle:
                 worker = self._idle.pop()
@@ -235,6 +239,53 @@ class WorkerPool:
                 self._count -= 1
                 self._all.discard(worker)
             self._condition.notify()
+
+    def start_ahead(self, background: bool = True) -> threading.Thread | None:
+        """Start a worker now if none is alive, so the first comparison does not wait for one.
+
+        A worker takes about half a second to import sympy and math-verify; a training run
+        starts one while its model loads. A comparison made while it starts waits for it.
+
+        Args:
+            background: Start it from a daemon thread and return at once.
+
+        Returns:
+            The thread when ``background`` is true, else None. Failing to start is not raised
+            here: the first comparison tries again and raises.
+        """
+        with self._condition:
+            if self._count:
+                return None
+            self._count += 1
+            self._starting_ahead += 1
+            closings = self._closings
+
+        def start() -> None:
+            worker = None
+            try:
+                worker = _Worker()
+            except Exception:  # the first comparison starts one itself and raises
+                logger.debug("starting a verifier worker ahead failed", exc_info=True)
+            finally:
+                with self._condition:
+                    closed = self._closings != closings
+                    if not closed:
+                        self._starting_ahead -= 1
+                        if worker is None:
+                            self._count -= 1
+                        else:
+                            self._all.add(worker)
+                            self._idle.append(worker)
+                    self._condition.notify_all()
+                if closed and worker is not None:
+                    worker.close()
+
+        if not background:
+            start()
+            return None
+        thread = threading.Thread(target=start, name="meds-gym-verifier-start", daemon=True)
+        thread.start()
+        return thread
 
     def compare(self, predicted: str, gold: str, timeout_seconds: float) -> bool | None:
         """Compare in a worker: ``True``/``False``, or ``None`` if the deadline passed.
@@ -264,6 +315,8 @@ class WorkerPool:
             self._all.clear()
             self._idle.clear()
             self._count = 0
+            self._starting_ahead = 0
+            self._closings += 1
             self._condition.notify_all()
         for worker in workers:
             worker.close()
@@ -281,6 +334,11 @@ def default_pool() -> WorkerPool:
         if _pool is None:
             _pool = WorkerPool()
         return _pool
+
+
+def start_ahead(background: bool = True) -> threading.Thread | None:
+    """Start a worker of the process-wide pool now (:meth:`WorkerPool.start_ahead`)."""
+    return default_pool().start_ahead(background)
 
 
 def _close_default_pool() -> None:

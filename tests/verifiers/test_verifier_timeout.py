@@ -175,3 +175,40 @@ def test_worker_killed_while_idle_is_replaced_not_scored_wrong():
         assert pool._idle[0] is not worker
     finally:
         pool.close()
+
+
+def test_a_worker_started_ahead_serves_the_first_comparison():
+    pool = WorkerPool(max_workers=2)
+    try:
+        thread = pool.start_ahead(background=True)
+        assert thread is not None
+        # Asked while the worker still starts: waits for it instead of starting a second one.
+        assert pool.compare("\\frac{1}{2}", "0.5", 5.0) is True
+        thread.join()
+        assert len(pool._all) == 1 and pool._count == 1
+        assert pool.start_ahead() is None  # a worker is alive: nothing more to start
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_cannot_start_ahead_leaves_the_error_to_the_first_comparison(monkeypatch):
+    from meds_gym.verifiers import symbolic_worker
+
+    monkeypatch.setattr(symbolic_worker, "_BOOT", "raise SystemExit(3)")
+    pool = WorkerPool(max_workers=1)
+    pool.start_ahead(background=False)  # does not raise
+    assert pool._count == 0 and not pool._all
+    with pytest.raises(VerifierError, match="did not start"):
+        pool.compare("\\frac{1}{2}", "0.5", 5.0)
+    pool.close()
+
+
+def test_a_pool_closed_while_a_worker_starts_ahead_does_not_keep_it():
+    pool = WorkerPool(max_workers=1)
+    thread = pool.start_ahead(background=True)
+    assert thread is not None
+    pool.close()
+    thread.join()
+    assert not pool._all and not pool._idle and pool._count == 0
+    assert pool.compare("\\frac{1}{2}", "0.5", 5.0) is True  # the pool still works
+    pool.close()
