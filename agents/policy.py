@@ -531,6 +531,40 @@ class LogProbPass:
     """(B, L) MEDS answer fingerprints, NaN rows for responses without ``\\boxed{``."""
     boxed: list[bool]
     """(B,) whether each response has a ``\\boxed{`` (hence a fingerprint)."""
+    kept: KeptForward | None = None
+    """The pass's forward with its graph, for the first update step; None where not kept."""
+
+
+@dataclass
+class KeptForward:
+    """The log-prob pass's forward over the whole batch, with its autograd graph.
+
+    Before the first optimiser step the update's forward would compute the same numbers again;
+    it reuses these instead (:func:`logprob_pass` with ``keep_graph=True``).
+    """
+
+    logprobs: torch.Tensor
+    """(B, T) log-probs, differentiable."""
+    logits: torch.Tensor
+    """(B, T, V) the logits that predict the response tokens, differentiable."""
+    values: torch.Tensor | None
+    """(B, T) the critic's values, differentiable, or None without a critic."""
+
+
+def train_matches_eval(model: Any) -> bool:
+    """Whether the model computes the same in training and evaluation mode: no dropout.
+
+    Conservative: a dropout module, or a module's float ``*dropout*`` attribute (the rate that
+    Hugging Face attention layers pass to their attention function in training), above zero
+    counts as a difference.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.p > 0:
+            return False
+        for name, value in vars(module).items():
+            if "dropout" in name and isinstance(value, float) and value > 0:
+                return False
+    return True
 
 
 @torch.no_grad()
@@ -545,12 +579,19 @@ def logprob_pass(
     reference: Any = None,
     value_head: Any = None,
     anchor: AnswerAnchor = BOXED_ANCHOR,
+    keep_graph: bool = False,
 ) -> LogProbPass:
-    """One no-grad forward pass over the batch: old log-probs, fingerprints, values, reference.
+    """One forward pass over the batch: old log-probs, fingerprints, values, reference.
 
     The MEDS fingerprint (:class:`~agents.fingerprint.FingerprintCapture`) and the critic's values
     (:class:`~agents.value.ValueCapture`) ride on the same forward pass as the log-probs; the
     reference model, when given, runs its own pass.
+
+    With ``keep_graph`` (one micro-batch holding the whole batch) the policy's forward runs with
+    autograd on and is returned as :attr:`LogProbPass.kept`: the first update step, taken before
+    any optimiser step, would compute exactly these log-probs, logits and values again. The
+    caller runs it in training mode on a model where that equals evaluation mode
+    (:func:`train_matches_eval`). The returned log-probs and values are detached either way.
 
     Args:
         model: The policy.
@@ -564,10 +605,16 @@ def logprob_pass(
         value_head: The critic's value head, or None.
         anchor: Where each response's final answer starts (the env's setting): the fingerprint
             is read at the token that carries it.
+        keep_graph: Keep the forward with its graph (only where one micro-batch holds the
+            batch).
 
     Returns:
         The pass's outputs, one row per rollout.
     """
+    if keep_graph and len(batch.texts) > micro_batch_size:
+        size = len(batch.texts)
+        within = f"False when micro-batches ({micro_batch_size}) split the batch ({size})"
+        raise InvalidArgumentError("keep_graph", within, True)
     prompt_width, responses, texts = batch.prompt_width, batch.responses, batch.texts
     sequences = torch.cat([batch.prompt_ids, responses], dim=1)  # (B, P + T)
     attention = torch.cat([batch.prompt_mask, batch.response_mask.long()], dim=1)
@@ -579,13 +626,17 @@ def logprob_pass(
     answer_starts = answer_tokens(sequences, brace_positions, attention)  # (B,) tokens at P + 1
     logprob_parts, ref_parts, value_parts = [], [], []
     feature_parts: list[Any] = []
+    kept = None
     for s in range(0, len(texts), micro_batch_size):
         sl = slice(s, s + micro_batch_size)
         capture = FingerprintCapture(
             model, brace_positions[sl], answer_starts[sl], fingerprint_layers, fingerprint_k
         )
-        with capture_values(model, value_head, prompt_width) as critic:
-            logprobs, _, features = forward_logprobs(
+        with (
+            torch.set_grad_enabled(keep_graph),
+            capture_values(model, value_head, prompt_width) as critic,
+        ):
+            logprobs, logits, features = forward_logprobs(
                 model,
                 sequences[sl],
                 attention[sl],
@@ -594,9 +645,12 @@ def logprob_pass(
                 temperature,
                 batch.group_size,
             )
-        if critic is not None:
-            value_parts.append(critic.values())
-        logprob_parts.append(logprobs)
+            values = None if critic is None else critic.values()
+        if keep_graph:
+            kept = KeptForward(logprobs, logits, values)
+        if values is not None:
+            value_parts.append(values.detach())
+        logprob_parts.append(logprobs.detach())
         feature_parts.append(features)
         if reference is not None:
             ref_parts.append(
@@ -616,6 +670,7 @@ def logprob_pass(
         values=torch.cat(value_parts) if value_parts else None,
         fingerprints=np.concatenate(feature_parts),
         boxed=[b is not None for b in brace],
+        kept=kept,
     )
 
 

@@ -503,3 +503,72 @@ def test_answer_string_memory_runs_in_the_agent(tmp_path, monkeypatch):
     _, history = _micro_run(tmp_path, algorithm="grpo", meds=True, meds_cluster="answer")
     assert len(history) == 2 and all("meds/memory_rows" in row for row in history)
     assert [c.value for c in configs] == ["answer", "answer"]
+
+
+@pytest.mark.parametrize("algorithm", ["dapo", "ppo"])
+def test_the_first_update_step_reuses_the_logprob_forward_and_changes_no_number(
+    tmp_path, monkeypatch, algorithm
+):
+    import agents.ppo as ppo
+
+    update_forwards = []
+    real_forward = ppo.forward_logprobs  # the update's forwards (the log-prob pass has its own)
+
+    def counting(*args, **kwargs):
+        update_forwards.append(1)
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(ppo, "forward_logprobs", counting)
+    runs = {}
+    for reuse in (True, False):
+        update_forwards.clear()
+        observer = _WeightsAsLoaded()
+        extra = {"dynamic_sampling": False} if algorithm == "dapo" else {}
+        _, history = _micro_run(
+            tmp_path / str(reuse),
+            observer,
+            algorithm=algorithm,
+            meds=True,
+            eval_n=0,
+            reuse_logprob_forward=reuse,
+            **extra,
+        )
+        assert observer.moved_share() > 0.5  # the updates did move the weights
+        weights = {name: p.detach().clone() for name, p in observer.model.named_parameters()}
+        runs[reuse] = (history, weights, len(update_forwards))
+    (kept_rows, kept_weights, kept_calls), (plain_rows, plain_weights, plain_calls) = (
+        runs[True],
+        runs[False],
+    )
+    assert (kept_calls, plain_calls) == (2, 4)  # 2 iterations x 2 epochs, the first one reused
+    for kept, plain in zip(kept_rows, plain_rows, strict=True):
+        for key, value in plain.items():
+            if key.startswith("losses/") or key.startswith("charts/reward"):
+                assert kept[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    for name, value in plain_weights.items():
+        torch.testing.assert_close(kept_weights[name], value, rtol=1e-4, atol=1e-6)
+
+
+def test_the_forward_is_kept_only_without_dropout_and_without_micro_batches():
+    from agents.policy import SampledBatch, logprob_pass, train_matches_eval
+
+    config = dict(vocab_size=40, n_positions=32, n_embd=16, n_layer=1, n_head=2)
+    assert not train_matches_eval(transformers.GPT2LMHeadModel(transformers.GPT2Config(**config)))
+    no_dropout = {**config, "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
+    assert train_matches_eval(transformers.GPT2LMHeadModel(transformers.GPT2Config(**no_dropout)))
+    qwen = dict(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1)
+    qwen.update(num_attention_heads=2, num_key_value_heads=2)
+    assert train_matches_eval(transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**qwen)))
+    dropped = transformers.Qwen2Config(**qwen, attention_dropout=0.1)
+    assert not train_matches_eval(transformers.Qwen2ForCausalLM(dropped))
+
+    batch = SampledBatch(
+        prompt_ids=torch.ones(4, 3, dtype=torch.long),
+        prompt_mask=torch.ones(4, 3, dtype=torch.long),
+        responses=torch.ones(4, 2, dtype=torch.long),
+        response_mask=torch.ones(4, 2),
+        texts=["a"] * 4,
+        group_size=2,
+    )
+    with pytest.raises(InvalidArgumentError, match="keep_graph"):
+        logprob_pass(None, None, batch, micro_batch_size=2, keep_graph=True)
