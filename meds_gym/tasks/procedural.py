@@ -43,6 +43,8 @@ _SPLIT_DRAWS = 1_000
 """Specs drawn at most for one problem of a split (each lands in it with probability 1/2)."""
 _RECENT_PROBLEMS = 4096
 """Generated problems a task keeps for reuse (the whole set when it is no larger)."""
+_SHARED_RECENT: dict[tuple[type, str], dict[int, Problem]] = {}
+"""The recent problems of each (family, difficulty, seed, split), shared by its instances."""
 
 
 def question_split(question: str) -> str:
@@ -194,7 +196,15 @@ class ProceduralTask(abc.ABC, Generic[SpecT]):
         split_part = "" if split == "train" else f"{split}/"
         self._id_prefix = f"{self.name}/d{self.difficulty}/s{self.seed}/{split_part}"
         self._id_pattern = re.compile(re.escape(self._id_prefix) + r"(0|[1-9][0-9]*)")
-        self._recent: dict[int, Problem] = {}  # generated problems, reused on revisits
+        # Generated problems, reused on revisits. The instances of one family, difficulty, seed
+        # and split generate the same problems (the sub-envs of a vector env, the scoring and
+        # the shaping envs of a training run), so they share them; a subclass with its own
+        # constructor may generate from more than these and keeps its own.
+        if type(self).__init__ is ProceduralTask.__init__:
+            key = (type(self), self._id_prefix)
+            self._recent: dict[int, Problem] = _SHARED_RECENT.setdefault(key, {})
+        else:
+            self._recent = {}
 
     # -- family hooks ------------------------------------------------------------------------
 

@@ -531,3 +531,22 @@ def test_render_solution_rejects_foreign_or_inconsistent_problems():
     broken = dataclasses.replace(problem, metadata={**problem.metadata, "operands": "ab"})
     with pytest.raises(InvalidArgumentError, match="`problem` must be a modular problem"):
         render_solution(broken)
+
+
+def test_instances_of_one_task_share_their_generated_problems():
+    a, b = ArithmeticTask(num_problems=50, seed=3), ArithmeticTask(num_problems=20, seed=3)
+    assert a[7] is b[7]  # generated once, whichever instance asked first
+    other_seed, other_split = ArithmeticTask(seed=4), ArithmeticTask(seed=3, split="test")
+    assert other_seed[7] is not a[7] and other_seed[7].question != a[7].question
+    assert other_split[7].problem_id != a[7].problem_id
+
+
+def test_a_subclass_with_its_own_constructor_keeps_its_own_problems():
+    class Shifted(ArithmeticTask):
+        def __init__(self, shift: int, **kwargs):
+            super().__init__(**kwargs)
+            self.shift = shift
+
+    one, two = Shifted(1, seed=5), Shifted(2, seed=5)
+    assert one[0] is not two[0]
+    assert one[0] is one[0]  # each still reuses its own
