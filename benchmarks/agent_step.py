@@ -6,16 +6,18 @@ the cache) and a realistic batch (8 prompts x 8 responses by default), each time
 * ``generation``: ``sample_responses`` (the agent's sampler: each group's prompt prefilled once,
   then one token per step through the key/value cache, pure sampling);
 * ``scoring``: the env's verdict on every response (``score_responses``);
-* ``log-prob pass``: the no-grad forward over prompt + response *with* the fingerprint hooks, as
-  ``agents/ppo.py`` runs it (each group's prompt computed once);
+* ``log-prob pass``: the forward over prompt + response *with* the fingerprint hooks, as
+  ``agents/ppo.py`` runs it (each group's prompt computed once; with autograd in training mode,
+  kept for the first update step: ``--reuse-logprob-forward``);
 * ``fingerprint``: what the MEDS fingerprint adds to that pass: locating ``\\boxed{`` in the
-  tokens, plus (pass with hooks and ``.features``) minus (the same pass without hooks). Both passes
-  run alternately on the same batch and the median of each is taken;
+  tokens, plus (pass with hooks and ``.features``) minus (the same pass without hooks), both
+  without gradient. Both passes run alternately on the same batch and the median of each is
+  taken;
 * ``MEDS shaping``: ``MEDSShaper.shape`` (kNN vote, penalty, HDBSCAN refit of touched buckets),
   with the memory it has accumulated over the previous repeats (the numba kernels are loaded by
   a throwaway call first: that one-off cost is paid once per process, not per step);
 * ``update``: ``update_epochs`` optimiser steps (forward with shared prompts, clipped loss,
-  backward, AdamW).
+  backward, AdamW); the first reuses the log-prob pass's forward.
 
 Goals: MEDS shaping <= 1% of the step; fingerprint <= 2% of the log-prob pass; DAPO+MEDS >= 3x
 and PPO+MEDS >= 2.5x TRL's rollouts per second; MFU >= 40% for both.
@@ -43,7 +45,9 @@ FLOPs count 2 x N per real (unpadded) token for a forward and 6 x N for a forwar
 where N is the number of non-embedding parameters (the LM head included: its matmul runs; the input
 embedding table excluded: a lookup), attention ignored, each group's prompt counted once: per step,
 generation and the log-prob pass each one forward, the reference model's pass one more where a KL
-term needs it (PPO), and one forward and backward per update epoch. ``--json FILE`` writes the
+term needs it (PPO), and one forward and backward per update epoch, but the first epoch's forward
+is not counted again where it reuses the log-prob pass's (``--reuse-logprob-forward``: the
+default, with one micro-batch and no dropout, as here). ``--json FILE`` writes the
 rollouts per second, the MFU and the settings.
 
 Run from the repository root (``agents`` is a top-level package of the clone):
@@ -76,6 +80,7 @@ from agents.policy import (
     prompt_text,
     sample_responses,
     score_responses,
+    train_matches_eval,
 )
 from agents.ppo import Args
 from agents.ppo import main as train_ours
@@ -135,12 +140,17 @@ def step_breakdown(
                 plain.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 capture = FingerprintCapture(model, positions, answer_starts)
-                old_logprobs, _, features = forward_logprobs(
-                    model, sequences, attention, batch.prompt_width, capture, 1.0, n
-                )
+                forward_logprobs(model, sequences, attention, batch.prompt_width, capture, 1.0, n)
                 hooked.append(time.perf_counter() - start)
-        times["log-prob pass"].append(statistics.median(hooked))
         times["fingerprint"].append(locate + statistics.median(hooked) - statistics.median(plain))
+        model.train()  # the pass as the agent runs it: kept, with its graph, for the update
+        start = time.perf_counter()
+        capture = FingerprintCapture(model, positions, answer_starts)
+        kept_logprobs, _, features = forward_logprobs(
+            model, sequences, attention, batch.prompt_width, capture, 1.0, n
+        )
+        times["log-prob pass"].append(locate + time.perf_counter() - start)
+        old_logprobs = kept_logprobs.detach()
         times["locate"].append(locate)
         times["pass spread"].append(max(plain) - min(plain))  # run-to-run noise of one pass
 
@@ -152,12 +162,14 @@ def step_breakdown(
         advantages = group_advantages(
             torch.as_tensor(shaped, dtype=torch.float32).view(args.prompts, args.group_size)
         ).flatten()
-        model.train()
-        for _ in range(args.update_epochs):
+        for epoch in range(args.update_epochs):
             optimizer.zero_grad(set_to_none=True)
-            logprobs, _, _ = forward_logprobs(
-                model, sequences, attention, batch.prompt_width, None, 1.0, n
-            )
+            if epoch == 0:
+                logprobs = kept_logprobs
+            else:
+                logprobs, _, _ = forward_logprobs(
+                    model, sequences, attention, batch.prompt_width, None, 1.0, n
+                )
             loss, _ = clipped_policy_loss(
                 logprobs,
                 old_logprobs,
@@ -301,14 +313,19 @@ def non_embedding_parameters(model: Any) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
-def run_flops(history: list[dict[str, float]], params: int, epochs: int, reference: bool) -> float:
-    """Necessary FLOPs of the logged iterations (see the module docstring)."""
+def run_flops(
+    history: list[dict[str, float]], params: int, epochs: int, reference: bool, reused: bool
+) -> float:
+    """Necessary FLOPs of the logged iterations (see the module docstring).
+
+    With ``reused`` the first update step's forward is the log-prob pass's, counted once.
+    """
     passes = 2.0 + (1.0 if reference else 0.0)  # generation, log-prob pass, reference pass
-    flops = 0.0
-    for row in history:
-        tokens = row["perf/prompt_tokens"] + row["perf/response_tokens"]
-        flops += (2.0 * passes + 6.0 * epochs) * params * tokens
-    return flops
+    per_token = 2.0 * passes + 6.0 * epochs - (2.0 if reused else 0.0)
+    return sum(
+        per_token * params * (row["perf/prompt_tokens"] + row["perf/response_tokens"])
+        for row in history
+    )
 
 
 def main() -> None:
@@ -396,7 +413,10 @@ def main() -> None:
         ours[label] = args.steps * args.prompts * args.group_size / elapsed
         step_seconds = sum(row["charts/seconds"] for row in history)
         loop[label] = args.steps * args.prompts * args.group_size / step_seconds
-        flops = run_flops(history, params, args.update_epochs, reference=algorithm == "ppo")
+        reused = ours_args.reuse_logprob_forward and train_matches_eval(model)  # one micro-batch
+        flops = run_flops(
+            history, params, args.update_epochs, reference=algorithm == "ppo", reused=reused
+        )
         mfu[label] = flops / step_seconds / peak
     print(f"\npart 2: {args.steps} training steps of {args.prompts * args.group_size} rollouts")
     print(f"{'trainer':<28}{'rollouts/s':>12}{'loop only':>11}{'MFU':>8}")
