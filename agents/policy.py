@@ -532,23 +532,24 @@ class LogProbPass:
     boxed: list[bool]
     """(B,) whether each response has a ``\\boxed{`` (hence a fingerprint)."""
     kept: KeptForward | None = None
-    """The pass's forward with its graph, for the first update step; None where not kept."""
+    """The forward of the pass's first micro-batch with its graph, for the first update step;
+    None where not kept."""
 
 
 @dataclass
 class KeptForward:
-    """The log-prob pass's forward over the whole batch, with its autograd graph.
+    """The log-prob pass's forward over its first micro-batch, with its autograd graph.
 
-    Before the first optimiser step the update's forward would compute the same numbers again;
-    it reuses these instead (:func:`logprob_pass` with ``keep_graph=True``).
+    Before the first optimiser step the update's forward of that micro-batch would compute the
+    same numbers again; it reuses these instead (:func:`logprob_pass` with ``keep_graph=True``).
     """
 
     logprobs: torch.Tensor
-    """(B, T) log-probs, differentiable."""
+    """(b, T) log-probs, differentiable."""
     logits: torch.Tensor
-    """(B, T, V) the logits that predict the response tokens, differentiable."""
+    """(b, T, V) the logits that predict the response tokens, differentiable."""
     values: torch.Tensor | None
-    """(B, T) the critic's values, differentiable, or None without a critic."""
+    """(b, T) the critic's values, differentiable, or None without a critic."""
 
 
 def train_matches_eval(model: Any) -> bool:
@@ -587,11 +588,13 @@ def logprob_pass(
     (:class:`~agents.value.ValueCapture`) ride on the same forward pass as the log-probs; the
     reference model, when given, runs its own pass.
 
-    With ``keep_graph`` (one micro-batch holding the whole batch) the policy's forward runs with
-    autograd on and is returned as :attr:`LogProbPass.kept`: the first update step, taken before
-    any optimiser step, would compute exactly these log-probs, logits and values again. The
-    caller runs it in training mode on a model where that equals evaluation mode
-    (:func:`train_matches_eval`). The returned log-probs and values are detached either way.
+    With ``keep_graph`` the policy's forward of the first micro-batch runs with autograd on and
+    is returned as :attr:`LogProbPass.kept`: the first update step, taken before any optimiser
+    step, would compute exactly these log-probs, logits and values again. Only that micro-batch's
+    graph is held, so the memory stays that of one micro-batch's forward and backward, as in the
+    update; with one micro-batch the whole forward is reused. The caller runs it in training mode
+    on a model where that equals evaluation mode (:func:`train_matches_eval`). The returned
+    log-probs and values are detached either way.
 
     Args:
         model: The policy.
@@ -605,16 +608,11 @@ def logprob_pass(
         value_head: The critic's value head, or None.
         anchor: Where each response's final answer starts (the env's setting): the fingerprint
             is read at the token that carries it.
-        keep_graph: Keep the forward with its graph (only where one micro-batch holds the
-            batch).
+        keep_graph: Keep the first micro-batch's forward with its graph.
 
     Returns:
         The pass's outputs, one row per rollout.
     """
-    if keep_graph and len(batch.texts) > micro_batch_size:
-        size = len(batch.texts)
-        within = f"False when micro-batches ({micro_batch_size}) split the batch ({size})"
-        raise InvalidArgumentError("keep_graph", within, True)
     prompt_width, responses, texts = batch.prompt_width, batch.responses, batch.texts
     sequences = torch.cat([batch.prompt_ids, responses], dim=1)  # (B, P + T)
     attention = torch.cat([batch.prompt_mask, batch.response_mask.long()], dim=1)
@@ -632,8 +630,9 @@ def logprob_pass(
         capture = FingerprintCapture(
             model, brace_positions[sl], answer_starts[sl], fingerprint_layers, fingerprint_k
         )
+        keep = keep_graph and s == 0
         with (
-            torch.set_grad_enabled(keep_graph),
+            torch.set_grad_enabled(keep),
             capture_values(model, value_head, prompt_width) as critic,
         ):
             logprobs, logits, features = forward_logprobs(
@@ -646,7 +645,7 @@ def logprob_pass(
                 batch.group_size,
             )
             values = None if critic is None else critic.values()
-        if keep_graph:
+        if keep:
             kept = KeptForward(logprobs, logits, values)
         if values is not None:
             value_parts.append(values.detach())

@@ -234,10 +234,11 @@ class Args:
     micro_batch_size: int = 64
     """Sequences per forward pass (gradients are accumulated; the loss is unchanged)."""
     reuse_logprob_forward: bool = True
-    """The first update step reuses the log-prob pass's forward, kept with its autograd graph,
-    instead of running it again: one forward fewer per step, the same numbers. Applies where one
-    micro-batch holds the batch and the model has no dropout (training mode computes what
-    evaluation mode does); elsewhere the update runs its own forward."""
+    """The first update step reuses the log-prob pass's forward of the first micro-batch (the
+    whole batch where one micro-batch holds it), kept with its autograd graph, instead of running
+    it again: one forward fewer per step where one micro-batch holds the batch, the same
+    numbers. Applies where the model has no dropout (training mode computes what evaluation mode
+    does)."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
     clip_low: float = 0.2
@@ -689,11 +690,7 @@ def logprob_step(args: Args, run: Run, batch: SampledBatch, row: dict[str, float
     """The log-prob pass, which also takes the MEDS fingerprint and the critic's values."""
     layers = (args.fingerprint_layers, args.fingerprint_k)
     anchor = problem_env(run.env).answer_anchor
-    keep = (
-        args.reuse_logprob_forward
-        and len(batch.texts) <= args.micro_batch_size
-        and train_matches_eval(run.model)
-    )
+    keep = args.reuse_logprob_forward and train_matches_eval(run.model)
     if keep:  # the forward the first update step reuses runs in the update's mode
         run.model.train()
     with autocast_for(args.precision, args.device):
@@ -797,7 +794,7 @@ def update_policy(
             mask = loss_mask[sl]
             if mask.sum() == 0:
                 continue
-            if epoch == 0 and old.kept is not None:  # no optimiser step yet: the same forward
+            if epoch == 0 and s == 0 and old.kept is not None:  # no step yet: the same forward
                 logprobs, logits, values = old.kept.logprobs, old.kept.logits, old.kept.values
             else:
                 with (

@@ -505,9 +505,9 @@ def test_answer_string_memory_runs_in_the_agent(tmp_path, monkeypatch):
     assert [c.value for c in configs] == ["answer", "answer"]
 
 
-@pytest.mark.parametrize("algorithm", ["dapo", "ppo"])
+@pytest.mark.parametrize(("algorithm", "micro"), [("dapo", 64), ("ppo", 64), ("dapo", 4)])
 def test_the_first_update_step_reuses_the_logprob_forward_and_changes_no_number(
-    tmp_path, monkeypatch, algorithm
+    tmp_path, monkeypatch, algorithm, micro
 ):
     import agents.ppo as ppo
 
@@ -531,6 +531,7 @@ def test_the_first_update_step_reuses_the_logprob_forward_and_changes_no_number(
             meds=True,
             eval_n=0,
             reuse_logprob_forward=reuse,
+            micro_batch_size=micro,  # a batch is 8 rollouts: one micro-batch or two
             **extra,
         )
         assert observer.moved_share() > 0.5  # the updates did move the weights
@@ -540,7 +541,9 @@ def test_the_first_update_step_reuses_the_logprob_forward_and_changes_no_number(
         runs[True],
         runs[False],
     )
-    assert (kept_calls, plain_calls) == (2, 4)  # 2 iterations x 2 epochs, the first one reused
+    # 2 iterations x 2 epochs x (1 or 2) micro-batches; the first micro-batch's first one reused
+    per_iteration = 2 * (8 // min(micro, 8))
+    assert (kept_calls, plain_calls) == (2 * (per_iteration - 1), 2 * per_iteration)
     for kept, plain in zip(kept_rows, plain_rows, strict=True):
         for key, value in plain.items():
             if key.startswith("losses/") or key.startswith("charts/reward"):
@@ -549,8 +552,8 @@ def test_the_first_update_step_reuses_the_logprob_forward_and_changes_no_number(
         torch.testing.assert_close(kept_weights[name], value, rtol=1e-4, atol=1e-6)
 
 
-def test_the_forward_is_kept_only_without_dropout_and_without_micro_batches():
-    from agents.policy import SampledBatch, logprob_pass, train_matches_eval
+def test_the_forward_is_kept_only_without_dropout():
+    from agents.policy import train_matches_eval
 
     config = dict(vocab_size=40, n_positions=32, n_embd=16, n_layer=1, n_head=2)
     assert not train_matches_eval(transformers.GPT2LMHeadModel(transformers.GPT2Config(**config)))
@@ -561,14 +564,3 @@ def test_the_forward_is_kept_only_without_dropout_and_without_micro_batches():
     assert train_matches_eval(transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**qwen)))
     dropped = transformers.Qwen2Config(**qwen, attention_dropout=0.1)
     assert not train_matches_eval(transformers.Qwen2ForCausalLM(dropped))
-
-    batch = SampledBatch(
-        prompt_ids=torch.ones(4, 3, dtype=torch.long),
-        prompt_mask=torch.ones(4, 3, dtype=torch.long),
-        responses=torch.ones(4, 2, dtype=torch.long),
-        response_mask=torch.ones(4, 2),
-        texts=["a"] * 4,
-        group_size=2,
-    )
-    with pytest.raises(InvalidArgumentError, match="keep_graph"):
-        logprob_pass(None, None, batch, micro_batch_size=2, keep_graph=True)
