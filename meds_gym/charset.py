@@ -52,7 +52,7 @@ class CharsetText(spaces.Text):
 
     A vector env batches its sub-envs' spaces by deep-copying them once per sub-env, and a
     ``Text`` space over :data:`TEXT_CHARSET` (about 1,500 characters) holds a set, a tuple and a
-    dict of them: a :class:`gymnasium.vector.SyncVectorEnv` of 64 text envs spent about a second
+    dict of them: a :class:`gymnasium.vector.SyncVectorEnv` of 64 reasoning envs spent 0.4 s
     copying them. The tables never change after construction, so a deep copy here shares them
     and copies the rest (the bounds, and the sampling generator, so each copy samples on its
     own). Equality, sampling and ``contains`` are ``Text``'s.
