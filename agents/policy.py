@@ -226,6 +226,30 @@ def forward_logprobs(
     return token_logprobs(response_logits, tokens, temperature), response_logits, features
 
 
+def forward_with_values(
+    model: Any,
+    value_head: Any,
+    sequences: torch.Tensor,
+    attention: torch.Tensor,
+    prompt_width: int,
+    capture: FingerprintCapture | None,
+    temperature: float,
+    group_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None, torch.Tensor | None]:
+    """:func:`forward_logprobs`, plus the critic's values read in the same pass.
+
+    Returns:
+        ``(logprobs, logits, features, values)``: the first three as :func:`forward_logprobs`
+        gives them; (B, T) values of the states before each response token, or None without a
+        ``value_head``.
+    """
+    with capture_values(model, value_head, prompt_width) as critic:
+        logprobs, logits, features = forward_logprobs(
+            model, sequences, attention, prompt_width, capture, temperature, group_size
+        )
+    return logprobs, logits, features, None if critic is None else critic.values()
+
+
 @dataclass
 class SampledBatch:
     """Prompts and the responses sampled for them, as token tensors and as text."""
@@ -631,12 +655,10 @@ def logprob_pass(
             model, brace_positions[sl], answer_starts[sl], fingerprint_layers, fingerprint_k
         )
         keep = keep_graph and s == 0
-        with (
-            torch.set_grad_enabled(keep),
-            capture_values(model, value_head, prompt_width) as critic,
-        ):
-            logprobs, logits, features = forward_logprobs(
+        with torch.set_grad_enabled(keep):
+            logprobs, logits, features, values = forward_with_values(
                 model,
+                value_head,
                 sequences[sl],
                 attention[sl],
                 prompt_width,
@@ -644,7 +666,6 @@ def logprob_pass(
                 temperature,
                 batch.group_size,
             )
-            values = None if critic is None else critic.values()
         if keep:
             kept = KeptForward(logprobs, logits, values)
         if values is not None:

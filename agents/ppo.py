@@ -122,7 +122,7 @@ from .policy import (
     autocast_for,
     collect_rollouts,
     default_precision,
-    forward_logprobs,
+    forward_with_values,
     load_policy,
     logprob_pass,
     train_matches_eval,
@@ -131,7 +131,7 @@ from .report import current_command, training_cluster_ari, write_report
 from .run_setup import EnvSpec, resolve_model_path
 from .tiny_model import TinyModelConfig
 from .tracking import MetricsLogger, WandbConfig, summary_line
-from .value import CriticConfig, capture_values, ppo_advantages, value_head_for
+from .value import CriticConfig, ppo_advantages, value_head_for
 
 logger = logging.getLogger(__name__)
 
@@ -797,12 +797,10 @@ def update_policy(
             if epoch == 0 and s == 0 and old.kept is not None:  # no step yet: the same forward
                 logprobs, logits, values = old.kept.logprobs, old.kept.logits, old.kept.values
             else:
-                with (
-                    autocast_for(args.precision, args.device),
-                    capture_values(model, value_head, prompt_width) as critic,
-                ):
-                    logprobs, logits, _ = forward_logprobs(
+                with autocast_for(args.precision, args.device):
+                    logprobs, logits, _, values = forward_with_values(
                         model,
+                        value_head,
                         sequences[sl],
                         attention[sl],
                         prompt_width,
@@ -810,7 +808,6 @@ def update_policy(
                         args.temperature,
                         batch.group_size,
                     )
-                values = None if critic is None else critic.values()
             adv: torch.Tensor = advantages[sl]
             # (b, T) entropy of the sampling distribution, for logging and GRPO+Entropy
             entropy = token_entropy(logits.detach(), args.temperature)

@@ -512,13 +512,13 @@ def test_the_first_update_step_reuses_the_logprob_forward_and_changes_no_number(
     import agents.ppo as ppo
 
     update_forwards = []
-    real_forward = ppo.forward_logprobs  # the update's forwards (the log-prob pass has its own)
+    real_forward = ppo.forward_with_values  # the update's forwards (the log-prob pass has its own)
 
     def counting(*args, **kwargs):
         update_forwards.append(1)
         return real_forward(*args, **kwargs)
 
-    monkeypatch.setattr(ppo, "forward_logprobs", counting)
+    monkeypatch.setattr(ppo, "forward_with_values", counting)
     runs = {}
     for reuse in (True, False):
         update_forwards.clear()
