@@ -47,8 +47,11 @@ embedding table excluded: a lookup), attention ignored, each group's prompt coun
 generation and the log-prob pass each one forward, the reference model's pass one more where a KL
 term needs it (PPO), and one forward and backward per update epoch, but the first epoch's forward
 is not counted again where it reuses the log-prob pass's (``--reuse-logprob-forward``: the
-default, with one micro-batch and no dropout, as here). ``--json FILE`` writes the
-rollouts per second, the MFU and the settings.
+default, with one micro-batch and no dropout, as here). Beside it, the MFU the matrix shapes
+allow: the same FLOPs over the time the model's linear layers alone take at the step's shapes
+(each run on its own, best of 5: prefill and update on all the step's tokens at once, decoding
+one token of every row at a time), a ceiling for any implementation on ``torch`` matmuls.
+``--json FILE`` writes the rollouts per second, the MFU, its ceiling and the settings.
 
 Run from the repository root (``agents`` is a top-level package of the clone):
 ``python -m benchmarks.agent_step [--repeats 5 --steps 5 --skip-trl --json out.json]`` (a few
@@ -313,6 +316,73 @@ def non_embedding_parameters(model: Any) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
+def linear_shapes(model: Any) -> dict[tuple[int, int], int]:
+    """``(in, out)`` of the model's ``nn.Linear`` layers (the LM head included), with counts."""
+    shapes: dict[tuple[int, int], int] = defaultdict(int)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            shapes[(module.in_features, module.out_features)] += 1
+    return dict(shapes)
+
+
+def linear_seconds(
+    shapes: dict[tuple[int, int], int], rows: int, backward: bool, repeats: int = 5
+) -> float:
+    """Best-of-``repeats`` time of every linear layer alone on ``rows`` rows of float32 input.
+
+    The forward is one ``F.linear`` per layer; with ``backward``, the two matmuls of its gradients
+    (with respect to the input and to the weight) instead. Nothing else is timed: no attention,
+    norm, activation, optimiser or Python, so this is a floor for any implementation built on
+    ``torch`` matmuls.
+    """
+    total = 0.0
+    for (fan_in, fan_out), count in shapes.items():
+        x, weight = torch.randn(rows, fan_in), torch.randn(fan_out, fan_in)
+        grad = torch.randn(rows, fan_out)
+        best = float("inf")
+        for repeat in range(repeats + 1):  # the first: allocation, not timed
+            start = time.perf_counter()
+            if backward:
+                torch.matmul(grad, weight)  # d input
+                torch.matmul(grad.t(), x)  # d weight
+            else:
+                torch.nn.functional.linear(x, weight)
+            if repeat:
+                best = min(best, time.perf_counter() - start)
+        total += count * best
+    return total
+
+
+def matmul_floor_seconds(
+    history: list[dict[str, float]],
+    shapes: dict[tuple[int, int], int],
+    rows: int,
+    epochs: int,
+    reference: bool,
+    reused: bool,
+) -> float:
+    """The steps' time if only their linear layers' matmuls took time (see :func:`run_flops`).
+
+    A step of the logged steps' mean size, on its real tokens (a group's prompt once):
+    generation prefills the prompts as one matmul and decodes the responses ``rows`` at a time;
+    the log-prob pass, the reference pass (``reference``) and every update epoch run one matmul
+    over all the tokens, the update's with its backward; ``reused`` drops the first epoch's
+    forward. :func:`run_flops` divided by this is the highest MFU these matrix shapes allow on
+    this machine.
+    """
+    prompt = statistics.mean(row["perf/prompt_tokens"] for row in history)
+    response = statistics.mean(row["perf/response_tokens"] for row in history)
+    tokens = max(round(prompt + response), 1)
+    forwards = 1 + (1 if reference else 0) + epochs - (1 if reused else 0)
+    step = (
+        linear_seconds(shapes, max(round(prompt), 1), backward=False)  # prefill
+        + response / rows * linear_seconds(shapes, rows, backward=False)  # decoding
+        + forwards * linear_seconds(shapes, tokens, backward=False)
+        + epochs * linear_seconds(shapes, tokens, backward=True)
+    )
+    return len(history) * step
+
+
 def run_flops(
     history: list[dict[str, float]], params: int, epochs: int, reference: bool, reused: bool
 ) -> float:
@@ -387,6 +457,7 @@ def main() -> None:
     ours: dict[str, float] = {}
     loop: dict[str, float] = {}
     mfu: dict[str, float] = {}
+    ceiling: dict[str, float] = {}
     for algorithm in ("dapo", "ppo"):  # DAPO+MEDS and PPO+MEDS (with its critic)
         with tempfile.TemporaryDirectory() as out:
             ours_args = Args(
@@ -418,6 +489,15 @@ def main() -> None:
             history, params, args.update_epochs, reference=algorithm == "ppo", reused=reused
         )
         mfu[label] = flops / step_seconds / peak
+        floor = matmul_floor_seconds(
+            history,
+            linear_shapes(model),
+            args.prompts * args.group_size,
+            args.update_epochs,
+            reference=algorithm == "ppo",
+            reused=reused,
+        )
+        ceiling[label] = flops / floor / peak
     print(f"\npart 2: {args.steps} training steps of {args.prompts * args.group_size} rollouts")
     print(f"{'trainer':<28}{'rollouts/s':>12}{'loop only':>11}{'MFU':>8}")
     for label, rate in ours.items():
@@ -428,6 +508,7 @@ def main() -> None:
     results["rollouts_per_second"] = dict(ours)
     results["training_loop_rollouts_per_second"] = dict(loop)
     results["mfu"] = mfu
+    results["mfu_matmul_ceiling"] = ceiling
     if not args.skip_trl:
         theirs = trl_rollouts_per_second(model_path, tiny, args)
         torch.set_num_threads(args.threads)
@@ -447,7 +528,10 @@ def main() -> None:
                 f"{'met' if loop_ratio >= goals[label] else 'NOT met'} loop only)"
             )
     for label, value in mfu.items():
-        print(f"MFU {label}: {value:.1%} (goal >= 40%: {'met' if value >= 0.4 else 'NOT met'})")
+        print(
+            f"MFU {label}: {value:.1%} (goal >= 40%: {'met' if value >= 0.4 else 'NOT met'}); "
+            f"the matmul shapes alone allow {ceiling[label]:.1%}"
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)
