@@ -411,9 +411,10 @@ def warm_up(
 
 
 SMALL_TINY = TinyModelConfig(num_layers=4, steps=200, learning_rate=3e-3)
-"""The small tiny model of the quick commands (``agents.compare``, ``examples/trl_meds.py``): 4
-layers (the fingerprint keeps 2) and 200 warm-up steps at a higher learning rate, about 40% of the
-default model's warm-up cost. One cache entry serves all of them."""
+"""The small tiny model of the quick commands (``examples/trl_meds.py``, the README's TRL
+example): 4 layers (the fingerprint keeps 2) and 200 warm-up steps at a higher learning rate,
+about 40% of the default model's warm-up cost. ``agents.compare`` and the reproduction start
+from it and change the depth, the warm-up and the prompt format."""
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Any:

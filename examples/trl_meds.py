@@ -128,7 +128,7 @@ def load_policy(args: Args) -> tuple[Any, Any]:
     from agents.tiny_model import SMALL_TINY, build_char_tokenizer, load_tokenizer, tiny_model_path
 
     if not args.random_init:
-        path = tiny_model_path(SMALL_TINY)  # the model agents.compare uses: one cache entry
+        path = tiny_model_path(SMALL_TINY)  # the README's TRL example's model: one cache entry
         return AutoModelForCausalLM.from_pretrained(path), load_tokenizer(path)
     tokenizer = build_char_tokenizer()
     config = Qwen2Config(

@@ -62,7 +62,8 @@ class LayerSelection(str, Enum):
     """Which decoder layers the fingerprint keeps."""
 
     LAST_HALF = "last_half"
-    """The last N // 2 layers (at least one): the MEDS paper's choice (14 of 28 for Qwen2.5-7B)."""
+    """The last N // 2 layers (at least one). On the paper's 28-layer Qwen2.5-7B this is the
+    reference's 14 layers; the reference keeps 14 whatever the depth (``LAST_K`` with k = 14)."""
     ALL = "all"
     """All N decoder layers."""
     LAST_K = "last_k"
